@@ -1,0 +1,109 @@
+#include "moe_matmul.h"
+#include "internal.h"
+#include <cblas.h>
+
+/* One sgemm: C[M,N] = alpha * op(A) op(B) + beta * C, op by flags. */
+static void gemm(int ta, int tb, int64_t m, int64_t n, int64_t k,
+                 const float *a, const float *b, float *c, float beta) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (int)m, (int)n, (int)k, 1.0f, a, ta ? (int)m : (int)k, b, tb ? (int)k : (int)n,
+                beta, c, (int)n);
+}
+
+/* Same, with explicit row-major dimensions of the stored operands. */
+static void gemm_ld(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                    const float *b, int64_t ldb, float *c, int64_t ldc) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)ldb, 1.0f, c, (int)ldc);
+}
+
+void moe_matmul_forward(float *out, const float *a, const float *b,
+                        int64_t batch, int64_t m, int64_t n, int64_t k,
+                        int trans_a, int trans_b, int64_t a_stride, int64_t b_stride) {
+    int threads = moe_threads_current();
+    if (batch == 1 || threads == 1) {
+        for (int64_t i = 0; i < batch; i++)
+            gemm(trans_a, trans_b, m, n, k, a + i * a_stride, b + i * b_stride, out + i * m * n, 0.0f);
+        return;
+    }
+    moe_blas_threads_begin_single();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < batch; i++)
+        gemm(trans_a, trans_b, m, n, k, a + i * a_stride, b + i * b_stride, out + i * m * n, 0.0f);
+    moe_blas_threads_end_single();
+}
+
+/* dA for one batch: op(A) = dC · op(B)^T, mapped back through the transpose. */
+static void grad_a(float *da, const float *dc, const float *b, int64_t m, int64_t n, int64_t k,
+                   int ta, int tb) {
+    if (!ta) {
+        /* dA[M,K] += dC[M,N] · op(B)^T ; op(B)^T is B^T ([N,K] view of B[K,N]) or B ([N,K]) */
+        gemm_ld(0, !tb, m, k, n, dc, n, b, tb ? k : n, da, k);
+    } else {
+        /* dA[K,M] += op(B)[K,N] · dC^T */
+        gemm_ld(tb, 1, k, m, n, b, tb ? k : n, dc, n, da, m);
+    }
+}
+
+/* dB for one batch: op(B) = op(A)^T · dC, mapped back through the transpose. */
+static void grad_b(float *db, const float *dc, const float *a, int64_t m, int64_t n, int64_t k,
+                   int ta, int tb) {
+    if (!tb) {
+        /* dB[K,N] += op(A)^T[K,M] · dC[M,N] */
+        gemm_ld(!ta, 0, k, n, m, a, ta ? m : k, dc, n, db, n);
+    } else {
+        /* dB[N,K] += dC^T[N,M] · op(A)[M,K] */
+        gemm_ld(1, ta, n, k, m, dc, n, a, ta ? m : k, db, k);
+    }
+}
+
+void moe_matmul_backward(float *d_a, float *d_b, const float *d_out,
+                         const float *a, const float *b,
+                         int64_t batch, int64_t m, int64_t n, int64_t k,
+                         int trans_a, int trans_b, int64_t a_stride, int64_t b_stride) {
+    int threads = moe_threads_current();
+    int parallel = batch > 1 && threads > 1;
+    if (d_a) {
+        if (!parallel || a_stride == 0) {
+            for (int64_t i = 0; i < batch; i++)
+                grad_a(d_a + i * a_stride, d_out + i * m * n, b + i * b_stride, m, n, k, trans_a, trans_b);
+        } else {
+            moe_blas_threads_begin_single();
+#pragma omp parallel for schedule(static)
+            for (int64_t i = 0; i < batch; i++)
+                grad_a(d_a + i * a_stride, d_out + i * m * n, b + i * b_stride, m, n, k, trans_a, trans_b);
+            moe_blas_threads_end_single();
+        }
+    }
+    if (d_b) {
+        if (!parallel || b_stride == 0) {
+            for (int64_t i = 0; i < batch; i++)
+                grad_b(d_b + i * b_stride, d_out + i * m * n, a + i * a_stride, m, n, k, trans_a, trans_b);
+        } else {
+            moe_blas_threads_begin_single();
+#pragma omp parallel for schedule(static)
+            for (int64_t i = 0; i < batch; i++)
+                grad_b(d_b + i * b_stride, d_out + i * m * n, a + i * a_stride, m, n, k, trans_a, trans_b);
+            moe_blas_threads_end_single();
+        }
+    }
+}
+
+void moe_matmul_forward_naive(float *out, const float *a, const float *b,
+                              int64_t batch, int64_t m, int64_t n, int64_t k,
+                              int trans_a, int trans_b, int64_t a_stride, int64_t b_stride) {
+    for (int64_t bi = 0; bi < batch; bi++) {
+        const float *A = a + bi * a_stride, *B = b + bi * b_stride;
+        float *O = out + bi * m * n;
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) {
+                double s = 0;
+                for (int64_t p = 0; p < k; p++) {
+                    float av = trans_a ? A[p * m + i] : A[i * k + p];
+                    float bv = trans_b ? B[j * k + p] : B[p * n + j];
+                    s += (double)av * bv;
+                }
+                O[i * n + j] = (float)s;
+            }
+    }
+}

@@ -1,0 +1,47 @@
+/// A flat, 64-byte aligned buffer of elements of one `DType`.
+///
+/// Sharing rules (why this is `@unchecked Sendable`): a storage is shared by a
+/// tensor and its reshape views, and its pointer is handed to the C kernels.
+/// The library writes into a storage only while building the tensor that owns it
+/// (op outputs, gradient buffers) or through explicit in-place APIs on parameters
+/// (optimizer steps, loading). Reading concurrently is safe; writing while another
+/// thread reads the same storage is a data race the caller must avoid, exactly as
+/// with a mutable array passed to C.
+public final class TensorStorage: @unchecked Sendable {
+    public let dtype: DType
+    /// Number of elements.
+    public let count: Int
+    /// Base address, valid for `count * dtype.byteSize` bytes.
+    public let raw: UnsafeMutableRawPointer
+
+    /// Allocates `count` elements, zero-filled.
+    public init(dtype: DType, count: Int) {
+        precondition(count >= 0, "negative element count")
+        self.dtype = dtype
+        self.count = count
+        let bytes = max(count * dtype.byteSize, 1)
+        var p: UnsafeMutableRawPointer?
+        let rc = posix_memalign(&p, 64, (bytes + 63) & ~63)
+        precondition(rc == 0 && p != nil, "out of memory allocating \(bytes) bytes")
+        memset(p!, 0, bytes)
+        self.raw = p!
+    }
+
+    deinit { free(raw) }
+
+    var floats: UnsafeMutablePointer<Float> {
+        precondition(dtype == .float32, "storage holds \(dtype), not float32")
+        return raw.assumingMemoryBound(to: Float.self)
+    }
+
+    var int32s: UnsafeMutablePointer<Int32> {
+        precondition(dtype == .int32, "storage holds \(dtype), not int32")
+        return raw.assumingMemoryBound(to: Int32.self)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

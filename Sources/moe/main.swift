@@ -1,0 +1,38 @@
+import ArgumentParser
+import Foundation
+import SparseMoE
+
+struct MoE: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "moe",
+        abstract: "Sparse mixture-of-experts transformers on the CPU: build, train, measure.",
+        discussion: """
+        Threads: --threads N on any subcommand, or SPARSEMOE_NUM_THREADS=N in the
+        environment, sets the count used by both the OpenMP kernels and OpenBLAS.
+        """,
+        version: SparseMoE.version,
+        subcommands: [Info.self]
+    )
+}
+
+/// Prints the library version, thread configuration and build facts.
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show version, threads and kernel build facts.")
+
+    @Option(help: "Threads for kernels and BLAS (default: SPARSEMOE_NUM_THREADS or all cores).")
+    var threads: Int?
+
+    func run() throws {
+        applyThreads(threads)
+        print("SparseMoE \(SparseMoE.version)")
+        print("threads: \(Threads.count) of \(Threads.available) available")
+    }
+}
+
+/// Applies --threads, else SPARSEMOE_NUM_THREADS, else leaves the default.
+func applyThreads(_ flag: Int?) {
+    if let n = flag { Threads.count = n; return }
+    if let s = ProcessInfo.processInfo.environment["SPARSEMOE_NUM_THREADS"], let n = Int(s) { Threads.count = n }
+}
+
+MoE.main()
