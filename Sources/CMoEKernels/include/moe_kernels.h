@@ -27,6 +27,7 @@
 #include "moe_embedding.h"
 #include "moe_position.h"
 #include "moe_attention.h"
+#include "moe_router.h"
 #include "moe_dispatch.h"
 
 #endif
