@@ -306,3 +306,50 @@ void moe_z_loss_backward(float *d_logits, float d_loss, const float *lse, const 
             d_logits[i * e + j] += d_loss * 2.0f * lse[i] * p / (float)t;
         }
 }
+
+/* ---- noisy gating ---------------------------------------------------------------- */
+
+static inline float softplusf(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+void moe_noisy_logits_forward(float *out, const float *clean, const float *raw_std, const float *noise,
+                              int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = clean[i] + noise[i] * softplusf(raw_std[i]);
+}
+
+void moe_noisy_logits_backward(float *d_clean, float *d_raw_std, const float *d_out, const float *raw_std,
+                               const float *noise, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        if (d_clean) d_clean[i] += d_out[i];
+        if (d_raw_std) d_raw_std[i] += d_out[i] * noise[i] * sigmoidf(raw_std[i]);
+    }
+}
+
+/* ---- sigmoid-gated shared expert ------------------------------------------------------ */
+
+void moe_gated_shared_forward(float *out, const float *routed, const float *shared, const float *gate,
+                              int64_t t, int64_t c) {
+#pragma omp parallel for schedule(static) if (t * c >= 65536)
+    for (int64_t i = 0; i < t; i++) {
+        float g = sigmoidf(gate[i]);
+        for (int64_t j = 0; j < c; j++) out[i * c + j] = routed[i * c + j] + g * shared[i * c + j];
+    }
+}
+
+void moe_gated_shared_backward(float *d_routed, float *d_shared, float *d_gate, const float *d_out,
+                               const float *shared, const float *gate, int64_t t, int64_t c) {
+#pragma omp parallel for schedule(static) if (t * c >= 65536)
+    for (int64_t i = 0; i < t; i++) {
+        float g = sigmoidf(gate[i]);
+        const float *d = d_out + i * c;
+        if (d_routed)
+            for (int64_t j = 0; j < c; j++) d_routed[i * c + j] += d[j];
+        if (d_shared)
+            for (int64_t j = 0; j < c; j++) d_shared[i * c + j] += g * d[j];
+        if (d_gate) {
+            double dot = 0;
+            for (int64_t j = 0; j < c; j++) dot += (double)d[j] * shared[i * c + j];
+            d_gate[i] += (float)dot * g * (1.0f - g);
+        }
+    }
+}

@@ -218,3 +218,30 @@ final class RouterOpsTests: XCTestCase {
 
 nonisolated(unsafe) private var rngForTests = RandomGenerator(seed: 77)
 import Foundation
+
+final class RouterCombineOpsTests: XCTestCase {
+    func testNoisyLogitsForwardAndGradients() throws {
+        let clean = randomTensor([3, 5], seed: 1), raw = randomTensor([3, 5], seed: 2, scale: 2), noise = randomTensor([3, 5], seed: 3)
+        let out = try noisyLogits(clean: clean, rawStd: raw, noise: noise)
+        let (cs, ns, rs) = (clean.scalars, noise.scalars, raw.scalars)
+        let expected: [Float] = (0..<15).map { i in
+            let sp: Float = Foundation.log(1 + Foundation.exp(rs[i]))
+            return cs[i] + ns[i] * sp
+        }
+        assertClose(out.scalars, expected, atol: 1e-5, rtol: 1e-5, "noisy logits")
+        _ = try checkGradients("noisyLogits", inputs: [clean, raw]) { try noisyLogits(clean: $0[0], rawStd: $0[1], noise: noise) }
+    }
+
+    func testGatedSharedCombine() throws {
+        let r = randomTensor([4, 3], seed: 4), s = randomTensor([4, 3], seed: 5), g = randomTensor([4, 1], seed: 6, scale: 2)
+        let out = try gatedSharedCombine(routed: r, shared: s, gate: g)
+        let (rs, ss, gs) = (r.scalars, s.scalars, g.scalars)
+        let expected: [Float] = (0..<12).map { i in
+            let sig: Float = 1 / (1 + Foundation.exp(-gs[i / 3]))
+            return rs[i] + ss[i] * sig
+        }
+        assertClose(out.scalars, expected, atol: 1e-6, rtol: 1e-5, "gated shared")
+        _ = try checkGradients("gatedSharedCombine", inputs: [r, s, g]) { try gatedSharedCombine(routed: $0[0], shared: $0[1], gate: $0[2]) }
+        XCTAssertThrowsError(try gatedSharedCombine(routed: r, shared: s, gate: Tensor(zeros: [3])))
+    }
+}

@@ -99,6 +99,26 @@ float moe_z_loss_forward(float *lse, const float *logits, int64_t t, int64_t e);
 void moe_z_loss_backward(float *d_logits, float d_loss, const float *lse, const float *logits,
                          int64_t t, int64_t e);
 
+/*
+ * Noisy gating (Shazeer et al. 2017), elementwise over n = T·E logits:
+ *   out = clean + noise ⊙ softplus(raw_std),  noise ~ N(0, 1) drawn by the caller.
+ */
+void moe_noisy_logits_forward(float *out, const float *clean, const float *raw_std, const float *noise,
+                              int64_t n);
+/* d_clean += d_out;  d_raw_std += d_out ⊙ noise ⊙ sigmoid(raw_std). Either may be NULL. */
+void moe_noisy_logits_backward(float *d_clean, float *d_raw_std, const float *d_out, const float *raw_std,
+                               const float *noise, int64_t n);
+
+/*
+ * Sigmoid-gated shared expert combine (Qwen2-MoE):
+ *   out[t] = routed[t] + σ(gate[t]) · shared[t],   routed, shared, out [T,C], gate [T].
+ */
+void moe_gated_shared_forward(float *out, const float *routed, const float *shared, const float *gate,
+                              int64_t t, int64_t c);
+/* d_routed += d_out; d_shared += σ(gate)·d_out; d_gate += σ'(gate)·<d_out[t], shared[t]>. NULL skips. */
+void moe_gated_shared_backward(float *d_routed, float *d_shared, float *d_gate, const float *d_out,
+                               const float *shared, const float *gate, int64_t t, int64_t c);
+
 #ifdef __cplusplus
 }
 #endif

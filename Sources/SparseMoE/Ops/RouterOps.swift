@@ -181,3 +181,40 @@ public func routerZLoss(_ logits: Tensor) throws -> Tensor {
         moe_z_loss_backward(logits.gradBuffer().floats, g.floats[0], lse.floats, logits.floats, Int64(t), Int64(e))
     }
 }
+
+/// Noisy gating logits (Shazeer et al. 2017): clean + noise ⊙ softplus(rawStd),
+/// with `noise` a constant N(0, 1) sample of the same shape. Differentiable in
+/// `clean` and `rawStd`.
+public func noisyLogits(clean: Tensor, rawStd: Tensor, noise: Tensor) throws -> Tensor {
+    let op = "noisyLogits"
+    try Check.float32(clean, op, "clean"); try Check.float32(rawStd, op, "rawStd"); try Check.float32(noise, op, "noise")
+    try Check.sameShape(clean, rawStd, op, ("clean", "rawStd")); try Check.sameShape(clean, noise, op, ("clean", "noise"))
+    let out = Tensor(zeros: clean.shape)
+    let n = Int64(clean.count)
+    moe_noisy_logits_forward(out.floats, clean.floats, rawStd.floats, noise.floats, n)
+    return out.recording(op, inputs: [clean, rawStd]) { g in
+        moe_noisy_logits_backward(clean.requiresGrad ? clean.gradBuffer().floats : nil,
+                                  rawStd.requiresGrad ? rawStd.gradBuffer().floats : nil, g.floats, rawStd.floats, noise.floats, n)
+    }
+}
+
+/// Qwen2-MoE shared-expert combine: routed + σ(gate) · shared, routed/shared `[T, C]`,
+/// gate `[T, 1]` or `[T]` (one logit per token).
+public func gatedSharedCombine(routed: Tensor, shared: Tensor, gate: Tensor) throws -> Tensor {
+    let op = "gatedSharedCombine"
+    try Check.float32(routed, op, "routed"); try Check.float32(shared, op, "shared"); try Check.float32(gate, op, "gate")
+    try Check.rank(routed, 2, op, "routed")
+    try Check.sameShape(routed, shared, op, ("routed", "shared"))
+    let (t, c) = (routed.shape[0], routed.shape[1])
+    guard gate.count == t else {
+        throw SparseMoEError.shapeMismatch(op: op, message: "gate \(gate.shape) must hold one logit per token (\(t))")
+    }
+    let out = Tensor(zeros: [t, c])
+    moe_gated_shared_forward(out.floats, routed.floats, shared.floats, gate.floats, Int64(t), Int64(c))
+    return out.recording(op, inputs: [routed, shared, gate]) { g in
+        moe_gated_shared_backward(routed.requiresGrad ? routed.gradBuffer().floats : nil,
+                                  shared.requiresGrad ? shared.gradBuffer().floats : nil,
+                                  gate.requiresGrad ? gate.gradBuffer().floats : nil,
+                                  g.floats, shared.floats, gate.floats, Int64(t), Int64(c))
+    }
+}
