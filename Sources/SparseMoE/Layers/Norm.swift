@@ -1,0 +1,34 @@
+/// The normalisation used by a transformer block.
+public enum NormKind: String, Codable, Sendable, CaseIterable {
+    case rmsNorm = "rmsnorm"
+    case layerNorm = "layernorm"
+}
+
+/// RMSNorm or LayerNorm over the last axis, with a learned scale (and LayerNorm bias).
+/// RMSNorm: y = x / √(mean(x²) + ε) ⊙ w. LayerNorm: y = (x − μ) / √(σ² + ε) ⊙ w + b.
+public final class Norm: Module {
+    public let kind: NormKind
+    public let weight: Tensor
+    public let bias: Tensor?
+    public let eps: Float
+
+    public init(kind: NormKind, width: Int, eps: Float = 1e-5) {
+        self.kind = kind
+        self.eps = eps
+        weight = Tensor(repeating: 1, shape: [width], requiresGrad: true)
+        bias = kind == .layerNorm ? Tensor(zeros: [width], requiresGrad: true) : nil
+    }
+
+    public func namedParameters() -> [(name: String, tensor: Tensor)] {
+        var p: [(name: String, tensor: Tensor)] = [("weight", weight)]
+        if let b = bias { p.append(("bias", b)) }
+        return p
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        switch kind {
+        case .rmsNorm: return try rmsNorm(x, weight: weight, eps: eps)
+        case .layerNorm: return try layerNorm(x, weight: weight, bias: bias, eps: eps)
+        }
+    }
+}
