@@ -1,0 +1,220 @@
+#include "moe_attention.h"
+#include "internal.h"
+#include <cblas.h>
+#include <math.h>
+
+/* Query rows per block when causal: a block multiplies only the keys its last
+ * row can see, so about half of the T×S products are skipped for T = S. */
+#define ATTN_ROW_BLOCK 64
+/* Key rows per work item of the dK/dV pass. */
+#define ATTN_KEY_CHUNK 64
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* C[M,N] = alpha · op(A) · op(B) + beta · C on strided row-major operands. */
+static void sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                  const float *a, int64_t lda, const float *b, int64_t ldb,
+                  float beta, float *c, int64_t ldc) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+}
+
+/* Number of keys query row i may see. */
+static inline int64_t visible_keys(int64_t i, int64_t T, int64_t S, int causal) {
+    return causal ? min64(S, i + (S - T) + 1) : S;
+}
+
+/* One (b, h) pair: P[T, S] (row stride S), O rows with stride ldo. */
+static void head_forward(float *O, float *P, const float *Q, const float *K, const float *V,
+                         int64_t T, int64_t S, int64_t ldq, int64_t ldk, int64_t ldv, int64_t ldo,
+                         int64_t D, int64_t Dv, int causal, float scale) {
+    int64_t rb = causal ? ATTN_ROW_BLOCK : T;
+    for (int64_t i0 = 0; i0 < T; i0 += rb) {
+        int64_t i1 = min64(T, i0 + rb);
+        int64_t n = visible_keys(i1 - 1, T, S, causal);
+        float *Pb = P + i0 * S;
+        sgemm(0, 1, i1 - i0, n, D, scale, Q + i0 * ldq, ldq, K, ldk, 0.0f, Pb, S);
+        for (int64_t i = i0; i < i1; i++) {
+            float *row = P + i * S;
+            int64_t lim = visible_keys(i, T, S, causal);
+            float mx = row[0];
+            for (int64_t j = 1; j < lim; j++) mx = row[j] > mx ? row[j] : mx;
+            float sum = 0.0f;
+            for (int64_t j = 0; j < lim; j++) { row[j] = expf(row[j] - mx); sum += row[j]; }
+            float inv = 1.0f / sum;
+            for (int64_t j = 0; j < lim; j++) row[j] *= inv;
+            for (int64_t j = lim; j < S; j++) row[j] = 0.0f;
+        }
+        sgemm(0, 0, i1 - i0, Dv, n, 1.0f, Pb, S, V, ldv, 0.0f, O + i0 * ldo, ldo);
+    }
+}
+
+void moe_attention_forward(float *out, float *probs,
+                           const float *q, const float *k, const float *v,
+                           int64_t B, int64_t T, int64_t S, int64_t H, int64_t Hkv,
+                           int64_t D, int64_t Dv, int causal, float scale) {
+    int64_t group = H / Hkv, pairs = B * H;
+    int threads = moe_threads_current();
+#define FORWARD_PAIR(p) do { \
+        int64_t b_ = (p) / H, h_ = (p) % H, g_ = h_ / group; \
+        head_forward(out + b_ * T * H * Dv + h_ * Dv, probs + (p) * T * S, \
+                     q + b_ * T * H * D + h_ * D, k + b_ * S * Hkv * D + g_ * D, \
+                     v + b_ * S * Hkv * Dv + g_ * Dv, T, S, H * D, Hkv * D, Hkv * Dv, H * Dv, \
+                     D, Dv, causal, scale); \
+    } while (0)
+    if (threads == 1 || pairs < threads) {
+        for (int64_t p = 0; p < pairs; p++) FORWARD_PAIR(p);
+        return;
+    }
+    moe_blas_threads_begin_single();
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < pairs; p++) FORWARD_PAIR(p);
+    moe_blas_threads_end_single();
+#undef FORWARD_PAIR
+}
+
+int64_t moe_attention_backward_workspace_size(int64_t B, int64_t T, int64_t S, int64_t H) {
+    return B * H * T * S;
+}
+
+/* dZ for one (b, h) pair into W[T, S] (all S columns written, masked ones 0), and
+ * dQ += scale · dZ · K. */
+static void head_backward_q(float *dQ, float *W, const float *dO, const float *P,
+                            const float *K, const float *V,
+                            int64_t T, int64_t S, int64_t ldq, int64_t ldk, int64_t ldv, int64_t ldo,
+                            int64_t D, int64_t Dv, int causal, float scale) {
+    int64_t rb = causal ? ATTN_ROW_BLOCK : T;
+    for (int64_t i0 = 0; i0 < T; i0 += rb) {
+        int64_t i1 = min64(T, i0 + rb);
+        int64_t n = visible_keys(i1 - 1, T, S, causal);
+        float *Wb = W + i0 * S;
+        sgemm(0, 1, i1 - i0, n, Dv, 1.0f, dO + i0 * ldo, ldo, V, ldv, 0.0f, Wb, S); /* dP */
+        for (int64_t i = i0; i < i1; i++) {
+            float *w = W + i * S;
+            const float *p = P + i * S;
+            int64_t lim = visible_keys(i, T, S, causal);
+            float dot = 0.0f;
+            for (int64_t j = 0; j < lim; j++) dot += w[j] * p[j];
+            for (int64_t j = 0; j < lim; j++) w[j] = p[j] * (w[j] - dot);
+            for (int64_t j = lim; j < S; j++) w[j] = 0.0f;
+        }
+        if (dQ) sgemm(0, 0, i1 - i0, D, n, scale, Wb, S, K, ldk, 1.0f, dQ + i0 * ldq, ldq);
+    }
+}
+
+/* Key rows [j0, j1) of kv head g of batch b: sum over the group's query heads. */
+static void chunk_backward_kv(float *dK, float *dV, const float *W, const float *P,
+                              const float *Q, const float *dO,
+                              int64_t j0, int64_t j1, int64_t T, int64_t S, int64_t H, int64_t group,
+                              int64_t ldq, int64_t ldk, int64_t ldv, int64_t ldo,
+                              int64_t D, int64_t Dv, int causal, float scale) {
+    /* Query rows before i_start cannot see key j0 (nor any later key). */
+    int64_t i_start = causal ? max64(0, j0 - (S - T)) : 0;
+    int64_t rows = T - i_start;
+    if (rows <= 0) return;
+    for (int64_t hh = 0; hh < group; hh++) {
+        int64_t off = hh * T * S + i_start * S + j0;
+        if (dK) sgemm(1, 0, j1 - j0, D, rows, scale, W + off, S, Q + hh * D + i_start * ldq, ldq,
+                      1.0f, dK + j0 * ldk, ldk);
+        if (dV) sgemm(1, 0, j1 - j0, Dv, rows, 1.0f, P + off, S, dO + hh * Dv + i_start * ldo, ldo,
+                      1.0f, dV + j0 * ldv, ldv);
+    }
+    (void)H;
+}
+
+void moe_attention_backward(float *d_q, float *d_k, float *d_v, float *workspace,
+                            const float *d_out, const float *probs,
+                            const float *q, const float *k, const float *v,
+                            int64_t B, int64_t T, int64_t S, int64_t H, int64_t Hkv,
+                            int64_t D, int64_t Dv, int causal, float scale) {
+    if (!d_q && !d_k && !d_v) return;
+    int64_t group = H / Hkv, pairs = B * H;
+    int threads = moe_threads_current();
+
+    /* Pass 1, per (b, h): dZ into the workspace, dQ. */
+#define BACKWARD_Q(p) do { \
+        int64_t b_ = (p) / H, h_ = (p) % H, g_ = h_ / group; \
+        head_backward_q(d_q ? d_q + b_ * T * H * D + h_ * D : NULL, workspace + (p) * T * S, \
+                        d_out + b_ * T * H * Dv + h_ * Dv, probs + (p) * T * S, \
+                        k + b_ * S * Hkv * D + g_ * D, v + b_ * S * Hkv * Dv + g_ * Dv, \
+                        T, S, H * D, Hkv * D, Hkv * Dv, H * Dv, D, Dv, causal, scale); \
+    } while (0)
+    if (threads == 1 || pairs < threads) {
+        for (int64_t p = 0; p < pairs; p++) BACKWARD_Q(p);
+    } else {
+        moe_blas_threads_begin_single();
+#pragma omp parallel for schedule(static)
+        for (int64_t p = 0; p < pairs; p++) BACKWARD_Q(p);
+        moe_blas_threads_end_single();
+    }
+#undef BACKWARD_Q
+    if (!d_k && !d_v) return;
+
+    /* Pass 2, per (b, kv head, key chunk): dK, dV; each item owns its rows. */
+    int64_t chunks = (S + ATTN_KEY_CHUNK - 1) / ATTN_KEY_CHUNK;
+    int64_t items = B * Hkv * chunks;
+#define BACKWARD_KV(it) do { \
+        int64_t c_ = (it) % chunks, bg_ = (it) / chunks, b_ = bg_ / Hkv, g_ = bg_ % Hkv; \
+        int64_t j0_ = c_ * ATTN_KEY_CHUNK, j1_ = min64(S, j0_ + ATTN_KEY_CHUNK); \
+        int64_t h0_ = g_ * group; \
+        chunk_backward_kv(d_k ? d_k + b_ * S * Hkv * D + g_ * D : NULL, \
+                          d_v ? d_v + b_ * S * Hkv * Dv + g_ * Dv : NULL, \
+                          workspace + (b_ * H + h0_) * T * S, probs + (b_ * H + h0_) * T * S, \
+                          q + b_ * T * H * D + h0_ * D, d_out + b_ * T * H * Dv + h0_ * Dv, \
+                          j0_, j1_, T, S, H, group, H * D, Hkv * D, Hkv * Dv, H * Dv, \
+                          D, Dv, causal, scale); \
+    } while (0)
+    if (threads == 1 || items < threads) {
+        for (int64_t it = 0; it < items; it++) BACKWARD_KV(it);
+    } else {
+        moe_blas_threads_begin_single();
+        /* Round-robin: causal chunks near the start carry more query rows. */
+#pragma omp parallel for schedule(static, 1)
+        for (int64_t it = 0; it < items; it++) BACKWARD_KV(it);
+        moe_blas_threads_end_single();
+    }
+#undef BACKWARD_KV
+}
+
+void moe_attention_forward_naive(float *out,
+                                 const float *q, const float *k, const float *v,
+                                 int64_t B, int64_t T, int64_t S, int64_t H, int64_t Hkv,
+                                 int64_t D, int64_t Dv, int causal, float scale) {
+    int64_t group = H / Hkv;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++) {
+            int64_t g = h / group;
+            for (int64_t i = 0; i < T; i++) {
+                const float *qi = q + ((b * T + i) * H + h) * D;
+                int64_t lim = causal ? i + (S - T) + 1 : S;
+                if (lim > S) lim = S;
+                double mx = -INFINITY;
+                for (int64_t j = 0; j < lim; j++) {
+                    const float *kj = k + ((b * S + j) * Hkv + g) * D;
+                    double s = 0;
+                    for (int64_t d = 0; d < D; d++) s += (double)qi[d] * kj[d];
+                    s *= scale;
+                    if (s > mx) mx = s;
+                }
+                double sum = 0;
+                for (int64_t j = 0; j < lim; j++) {
+                    const float *kj = k + ((b * S + j) * Hkv + g) * D;
+                    double s = 0;
+                    for (int64_t d = 0; d < D; d++) s += (double)qi[d] * kj[d];
+                    sum += exp(s * scale - mx);
+                }
+                float *o = out + ((b * T + i) * H + h) * Dv;
+                for (int64_t e = 0; e < Dv; e++) {
+                    double acc = 0;
+                    for (int64_t j = 0; j < lim; j++) {
+                        const float *kj = k + ((b * S + j) * Hkv + g) * D;
+                        double s = 0;
+                        for (int64_t d = 0; d < D; d++) s += (double)qi[d] * kj[d];
+                        acc += exp(s * scale - mx) / sum * v[((b * S + j) * Hkv + g) * Dv + e];
+                    }
+                    o[e] = (float)acc;
+                }
+            }
+        }
+}
