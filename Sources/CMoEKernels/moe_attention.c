@@ -5,9 +5,13 @@
 
 /* Query rows per block when causal: a block multiplies only the keys its last
  * row can see, so about half of the T×S products are skipped for T = S. */
+#ifndef ATTN_ROW_BLOCK
 #define ATTN_ROW_BLOCK 64
+#endif
 /* Key rows per work item of the dK/dV pass. */
+#ifndef ATTN_KEY_CHUNK
 #define ATTN_KEY_CHUNK 64
+#endif
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -25,6 +29,60 @@ static inline int64_t visible_keys(int64_t i, int64_t T, int64_t S, int causal) 
     return causal ? min64(S, i + (S - T) + 1) : S;
 }
 
+/* e^x for x <= 0 (softmax after subtracting the row maximum), Cephes expf:
+ * x = n·ln2 + r, |r| <= ln2/2, degree-6 polynomial for e^r, 2^n through the
+ * exponent bits. Relative error ~1e-7 (about 1 ulp). Plain branch-free C so the
+ * compiler vectorises the loops that call it (glibc's expf is a scalar call). */
+static inline float exp_nonpositive(float x) {
+    x = x < -87.0f ? -87.0f : x;             /* keeps 2^n normal; e^-87 ≈ 1.6e-38 */
+    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;              /* ln2 = 0.693359375 - 2.12194440e-4 */
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float y = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } scale = { .i = ((int32_t)n + 127) << 23 };
+    return y * scale.f;
+}
+
+/* Σ a[j]·b[j] with 8 partial sums in a fixed order (vectorisable, deterministic). */
+static inline float dot8(const float *a, const float *b, int64_t n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int u = 0; u < 8; u++) acc[u] += a[j + u] * b[j + u];
+    float s = 0.0f;
+    for (; j < n; j++) s += a[j] * b[j];
+    for (int u = 0; u < 8; u++) s += acc[u];
+    return s;
+}
+
+/* In-place softmax of row[0..lim) (lim >= 1); row[lim..S) set to 0. */
+static void softmax_row(float *row, int64_t lim, int64_t S) {
+    float mx8[8];
+    for (int u = 0; u < 8; u++) mx8[u] = row[0];
+    int64_t j = 0;
+    for (; j + 8 <= lim; j += 8)
+        for (int u = 0; u < 8; u++) mx8[u] = row[j + u] > mx8[u] ? row[j + u] : mx8[u];
+    float mx = row[0];
+    for (; j < lim; j++) mx = row[j] > mx ? row[j] : mx;
+    for (int u = 0; u < 8; u++) mx = mx8[u] > mx ? mx8[u] : mx;
+    for (j = 0; j < lim; j++) row[j] = exp_nonpositive(row[j] - mx);
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (j = 0; j + 8 <= lim; j += 8)
+        for (int u = 0; u < 8; u++) acc[u] += row[j + u];
+    float sum = 0.0f;
+    for (; j < lim; j++) sum += row[j];
+    for (int u = 0; u < 8; u++) sum += acc[u];
+    float inv = 1.0f / sum;
+    for (j = 0; j < lim; j++) row[j] *= inv;
+    for (j = lim; j < S; j++) row[j] = 0.0f;
+}
+
 /* One (b, h) pair: P[T, S] (row stride S), O rows with stride ldo. */
 static void head_forward(float *O, float *P, const float *Q, const float *K, const float *V,
                          int64_t T, int64_t S, int64_t ldq, int64_t ldk, int64_t ldv, int64_t ldo,
@@ -36,15 +94,7 @@ static void head_forward(float *O, float *P, const float *Q, const float *K, con
         float *Pb = P + i0 * S;
         sgemm(0, 1, i1 - i0, n, D, scale, Q + i0 * ldq, ldq, K, ldk, 0.0f, Pb, S);
         for (int64_t i = i0; i < i1; i++) {
-            float *row = P + i * S;
-            int64_t lim = visible_keys(i, T, S, causal);
-            float mx = row[0];
-            for (int64_t j = 1; j < lim; j++) mx = row[j] > mx ? row[j] : mx;
-            float sum = 0.0f;
-            for (int64_t j = 0; j < lim; j++) { row[j] = expf(row[j] - mx); sum += row[j]; }
-            float inv = 1.0f / sum;
-            for (int64_t j = 0; j < lim; j++) row[j] *= inv;
-            for (int64_t j = lim; j < S; j++) row[j] = 0.0f;
+            softmax_row(P + i * S, visible_keys(i, T, S, causal), S);
         }
         sgemm(0, 0, i1 - i0, Dv, n, 1.0f, Pb, S, V, ldv, 0.0f, O + i0 * ldo, ldo);
     }
@@ -94,8 +144,7 @@ static void head_backward_q(float *dQ, float *W, const float *dO, const float *P
             float *w = W + i * S;
             const float *p = P + i * S;
             int64_t lim = visible_keys(i, T, S, causal);
-            float dot = 0.0f;
-            for (int64_t j = 0; j < lim; j++) dot += w[j] * p[j];
+            float dot = dot8(w, p, lim);
             for (int64_t j = 0; j < lim; j++) w[j] = p[j] * (w[j] - dot);
             for (int64_t j = lim; j < S; j++) w[j] = 0.0f;
         }
