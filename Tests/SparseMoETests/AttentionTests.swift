@@ -98,6 +98,12 @@ final class AttentionTests: XCTestCase {
         }
     }
 
+    /// One tensor as queries, keys and values: its gradient gathers all three paths.
+    func testGradientWithAliasedInputs() throws {
+        let x = randomTensor([2, 4, 2, 3], seed: 35)
+        _ = try checkGradients("self-attention q = k = v", inputs: [x]) { try attention($0[0], $0[0], $0[0], causal: true) }
+    }
+
     /// Large shapes (row blocks, key chunks, parallel paths): the gradient along a random
     /// direction against a central difference of the loss, in Double.
     func testDirectionalGradientLargeShapes() throws {

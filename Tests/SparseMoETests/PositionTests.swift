@@ -42,7 +42,7 @@ final class PositionTests: XCTestCase {
         for style in RotaryStyle.allCases {
             for (shape, r, start, theta) in [([2, 5, 3, 8], 8, 0, Float(10000)), ([1, 7, 2, 10], 4, 3, 10000),
                                              ([3, 1, 1, 6], 6, 41, 500000), ([1, 3, 2, 2], 2, 1, 10000),
-                                             ([1, 33, 2, 64], 64, 1000, 10000)] {
+                                             ([1, 33, 2, 64], 64, 1000, 10000), ([2, 40, 4, 64], 32, 17, 10000)] {
                 let x = randomTensor(shape, seed: 11)
                 let y = try rope(x, start: start, theta: theta, rotaryDim: r, style: style)
                 let expected = referenceRope(x, start: start, theta: theta, rotaryDim: r, style: style)
@@ -68,6 +68,15 @@ final class PositionTests: XCTestCase {
         let tail = try x.reshaped([9, 2, 6]).slice(rows: 4..<9).reshaped([1, 5, 2, 6])
         let part = try rope(tail, start: 4, style: .interleaved).scalars
         XCTAssertEqual(part, Array(full[(4 * 12)...]))
+    }
+
+    func testRopePrecomputedTables() throws {
+        let rotary = RotaryEmbedding(theta: 1e6, rotaryDim: 4, style: .halfSplit)
+        let x = randomTensor([2, 3, 2, 6], seed: 18)
+        let (c, s) = try rotary.tables(start: 5, count: 3, headDim: 6)
+        XCTAssertEqual(c.shape, [3, 2])
+        XCTAssertEqual(try rotary.apply(x, cos: c, sin: s).scalars, try rotary(x, start: 5).scalars)
+        XCTAssertThrowsError(try rotary.apply(x, cos: s, sin: Tensor(zeros: [3, 3]))) { XCTAssertTrue("\($0)".contains("[3, 3]")) }
     }
 
     /// ⟨rope(q, m), rope(k, n)⟩ depends only on m − n.

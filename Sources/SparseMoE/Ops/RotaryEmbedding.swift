@@ -64,12 +64,23 @@ public struct RotaryEmbedding: Sendable, Equatable {
 
     /// Rotates `x` `[B, T, H, D]` whose token t sits at position `start + t`.
     public func callAsFunction(_ x: Tensor, start: Int = 0) throws -> Tensor {
+        try Check.rank(x, 4, "rope", "x [B, T, H, D]")
+        let (cosT, sinT) = try tables(start: start, count: x.shape[1], headDim: x.shape[3])
+        return try apply(x, cos: cosT, sin: sinT)
+    }
+
+    /// Rotates `x` `[B, T, H, D]` with precomputed `tables(start:count:headDim:)`
+    /// (`cos`, `sin` `[T, R/2]`), so that one table serves queries and keys of every layer.
+    public func apply(_ x: Tensor, cos cosT: Tensor, sin sinT: Tensor) throws -> Tensor {
         let op = "rope"
-        try Check.float32(x, op, "x")
+        try Check.float32(x, op, "x"); try Check.float32(cosT, op, "cos"); try Check.float32(sinT, op, "sin")
         try Check.rank(x, 4, op, "x [B, T, H, D]")
         let (b, t, h, d) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let r = try width(headDim: d, op)
-        let (cosT, sinT) = try tables(start: start, count: t, headDim: d)
+        guard cosT.shape == [t, r / 2], sinT.shape == [t, r / 2] else {
+            throw SparseMoEError.shapeMismatch(
+                op: op, message: "cos \(cosT.shape) and sin \(sinT.shape) must be [T, R/2] = [\(t), \(r / 2)] for x \(x.shape), rotaryDim \(r)")
+        }
         let out = Tensor(zeros: x.shape)
         let style = self.style.cValue
         if x.count > 0 {
