@@ -5,6 +5,55 @@
 extern "C" {
 #endif
 
+/*
+ * Multi-head scaled-dot-product attention with grouped-query heads.
+ *
+ *   q:   [B, T, H,   D]      queries
+ *   k:   [B, S, Hkv, D]      keys
+ *   v:   [B, S, Hkv, Dv]     values (Dv may differ from D)
+ *   out: [B, T, H,   Dv]
+ *   probs: [B, H, T, S]      saved softmax probabilities (needed by backward)
+ *
+ * H % Hkv == 0; query head h reads kv head g = h / (H / Hkv).
+ *   P[b,h,i,:] = softmax_j( scale · q[b,i,h,:] · k[b,j,g,:] )   over allowed j
+ *   out[b,i,h,:] = Σ_j P[b,h,i,j] · v[b,j,g,:]
+ * causal != 0: query i attends to keys j <= i + (S - T), i.e. the queries are the
+ * last T of S positions (KV-cache decoding); requires S >= T. Masked entries of
+ * probs are exactly 0.
+ *
+ * Forward runs (b, h) pairs in parallel (OpenMP) with single-threaded sgemm on
+ * the strided head slices; causal rows are processed in blocks so that keys that
+ * no query of the block can see are never multiplied.
+ */
+void moe_attention_forward(float *out, float *probs,
+                           const float *q, const float *k, const float *v,
+                           int64_t B, int64_t T, int64_t S, int64_t H, int64_t Hkv,
+                           int64_t D, int64_t Dv, int causal, float scale);
+
+/* Workspace (in floats) that moe_attention_backward needs: B·H·T·S. */
+int64_t moe_attention_backward_workspace_size(int64_t B, int64_t T, int64_t S, int64_t H);
+
+/*
+ * Gradients of moe_attention_forward, accumulated (+=) into d_q [B,T,H,D],
+ * d_k [B,S,Hkv,D], d_v [B,S,Hkv,Dv]; any may be NULL.
+ *   dP = dO · Vᵀ,  dZ = P ⊙ (dP − rowsum(dP ⊙ P)),
+ *   dQ += scale · dZ · K,  dK += scale · Σ_{h in group} dZᵀ · Q,  dV += Σ_{h in group} Pᵀ · dO.
+ * workspace: moe_attention_backward_workspace_size floats (holds dZ).
+ * dQ/dZ run (b, h) pairs in parallel; dK/dV run (b, kv head, key-row chunk) items in
+ * parallel, summing the query heads of a group in head order (no atomics).
+ */
+void moe_attention_backward(float *d_q, float *d_k, float *d_v, float *workspace,
+                            const float *d_out, const float *probs,
+                            const float *q, const float *k, const float *v,
+                            int64_t B, int64_t T, int64_t S, int64_t H, int64_t Hkv,
+                            int64_t D, int64_t Dv, int causal, float scale);
+
+/* Reference (tests only): plain per-head loops, double accumulation, no probs. */
+void moe_attention_forward_naive(float *out,
+                                 const float *q, const float *k, const float *v,
+                                 int64_t B, int64_t T, int64_t S, int64_t H, int64_t Hkv,
+                                 int64_t D, int64_t Dv, int causal, float scale);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,269 @@
+#include "moe_attention.h"
+#include "internal.h"
+#include <cblas.h>
+#include <math.h>
+
+/* Query rows per block when causal: a block multiplies only the keys its last
+ * row can see, so about half of the T×S products are skipped for T = S. */
+#ifndef ATTN_ROW_BLOCK
+#define ATTN_ROW_BLOCK 64
+#endif
+/* Key rows per work item of the dK/dV pass. */
+#ifndef ATTN_KEY_CHUNK
+#define ATTN_KEY_CHUNK 64
+#endif
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* C[M,N] = alpha · op(A) · op(B) + beta · C on strided row-major operands. */
+static void sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                  const float *a, int64_t lda, const float *b, int64_t ldb,
+                  float beta, float *c, int64_t ldc) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+}
+
+/* Number of keys query row i may see. */
+static inline int64_t visible_keys(int64_t i, int64_t T, int64_t S, int causal) {
+    return causal ? min64(S, i + (S - T) + 1) : S;
+}
+
+/* e^x for x <= 0 (softmax after subtracting the row maximum), Cephes expf:
+ * x = n·ln2 + r, |r| <= ln2/2, degree-6 polynomial for e^r, 2^n through the
+ * exponent bits. Relative error ~1e-7 (about 1 ulp). Plain branch-free C so the
+ * compiler vectorises the loops that call it (glibc's expf is a scalar call). */
+static inline float exp_nonpositive(float x) {
+    x = x < -87.0f ? -87.0f : x;             /* keeps 2^n normal; e^-87 ≈ 1.6e-38 */
+    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;              /* ln2 = 0.693359375 - 2.12194440e-4 */
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float y = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } scale = { .i = ((int32_t)n + 127) << 23 };
+    return y * scale.f;
+}
+
+/* Σ a[j]·b[j] with 8 partial sums in a fixed order (vectorisable, deterministic). */
+static inline float dot8(const float *a, const float *b, int64_t n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int u = 0; u < 8; u++) acc[u] += a[j + u] * b[j + u];
+    float s = 0.0f;
+    for (; j < n; j++) s += a[j] * b[j];
+    for (int u = 0; u < 8; u++) s += acc[u];
+    return s;
+}
+
+/* In-place softmax of row[0..lim) (lim >= 1); row[lim..S) set to 0. */
+static void softmax_row(float *row, int64_t lim, int64_t S) {
+    float mx8[8];
+    for (int u = 0; u < 8; u++) mx8[u] = row[0];
+    int64_t j = 0;
+    for (; j + 8 <= lim; j += 8)
+        for (int u = 0; u < 8; u++) mx8[u] = row[j + u] > mx8[u] ? row[j + u] : mx8[u];
+    float mx = row[0];
+    for (; j < lim; j++) mx = row[j] > mx ? row[j] : mx;
+    for (int u = 0; u < 8; u++) mx = mx8[u] > mx ? mx8[u] : mx;
+    for (j = 0; j < lim; j++) row[j] = exp_nonpositive(row[j] - mx);
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (j = 0; j + 8 <= lim; j += 8)
+        for (int u = 0; u < 8; u++) acc[u] += row[j + u];
+    float sum = 0.0f;
+    for (; j < lim; j++) sum += row[j];
+    for (int u = 0; u < 8; u++) sum += acc[u];
+    float inv = 1.0f / sum;
+    for (j = 0; j < lim; j++) row[j] *= inv;
+    for (j = lim; j < S; j++) row[j] = 0.0f;
+}
+
+/* One (b, h) pair: P[T, S] (row stride S), O rows with stride ldo. */
+static void head_forward(float *O, float *P, const float *Q, const float *K, const float *V,
+                         int64_t T, int64_t S, int64_t ldq, int64_t ldk, int64_t ldv, int64_t ldo,
+                         int64_t D, int64_t Dv, int causal, float scale) {
+    int64_t rb = causal ? ATTN_ROW_BLOCK : T;
+    for (int64_t i0 = 0; i0 < T; i0 += rb) {
+        int64_t i1 = min64(T, i0 + rb);
+        int64_t n = visible_keys(i1 - 1, T, S, causal);
+        float *Pb = P + i0 * S;
+        sgemm(0, 1, i1 - i0, n, D, scale, Q + i0 * ldq, ldq, K, ldk, 0.0f, Pb, S);
+        for (int64_t i = i0; i < i1; i++) {
+            softmax_row(P + i * S, visible_keys(i, T, S, causal), S);
+        }
+        sgemm(0, 0, i1 - i0, Dv, n, 1.0f, Pb, S, V, ldv, 0.0f, O + i0 * ldo, ldo);
+    }
+}
+
+void moe_attention_forward(float *out, float *probs,
+                           const float *q, const float *k, const float *v,
+                           int64_t B, int64_t T, int64_t S, int64_t H, int64_t Hkv,
+                           int64_t D, int64_t Dv, int causal, float scale) {
+    int64_t group = H / Hkv, pairs = B * H;
+    int threads = moe_threads_current();
+#define FORWARD_PAIR(p) do { \
+        int64_t b_ = (p) / H, h_ = (p) % H, g_ = h_ / group; \
+        head_forward(out + b_ * T * H * Dv + h_ * Dv, probs + (p) * T * S, \
+                     q + b_ * T * H * D + h_ * D, k + b_ * S * Hkv * D + g_ * D, \
+                     v + b_ * S * Hkv * Dv + g_ * Dv, T, S, H * D, Hkv * D, Hkv * Dv, H * Dv, \
+                     D, Dv, causal, scale); \
+    } while (0)
+    if (threads == 1 || pairs < threads) {
+        for (int64_t p = 0; p < pairs; p++) FORWARD_PAIR(p);
+        return;
+    }
+    moe_blas_threads_begin_single();
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < pairs; p++) FORWARD_PAIR(p);
+    moe_blas_threads_end_single();
+#undef FORWARD_PAIR
+}
+
+int64_t moe_attention_backward_workspace_size(int64_t B, int64_t T, int64_t S, int64_t H) {
+    return B * H * T * S;
+}
+
+/* dZ for one (b, h) pair into W[T, S] (all S columns written, masked ones 0), and
+ * dQ += scale · dZ · K. */
+static void head_backward_q(float *dQ, float *W, const float *dO, const float *P,
+                            const float *K, const float *V,
+                            int64_t T, int64_t S, int64_t ldq, int64_t ldk, int64_t ldv, int64_t ldo,
+                            int64_t D, int64_t Dv, int causal, float scale) {
+    int64_t rb = causal ? ATTN_ROW_BLOCK : T;
+    for (int64_t i0 = 0; i0 < T; i0 += rb) {
+        int64_t i1 = min64(T, i0 + rb);
+        int64_t n = visible_keys(i1 - 1, T, S, causal);
+        float *Wb = W + i0 * S;
+        sgemm(0, 1, i1 - i0, n, Dv, 1.0f, dO + i0 * ldo, ldo, V, ldv, 0.0f, Wb, S); /* dP */
+        for (int64_t i = i0; i < i1; i++) {
+            float *w = W + i * S;
+            const float *p = P + i * S;
+            int64_t lim = visible_keys(i, T, S, causal);
+            float dot = dot8(w, p, lim);
+            for (int64_t j = 0; j < lim; j++) w[j] = p[j] * (w[j] - dot);
+            for (int64_t j = lim; j < S; j++) w[j] = 0.0f;
+        }
+        if (dQ) sgemm(0, 0, i1 - i0, D, n, scale, Wb, S, K, ldk, 1.0f, dQ + i0 * ldq, ldq);
+    }
+}
+
+/* Key rows [j0, j1) of kv head g of batch b: sum over the group's query heads. */
+static void chunk_backward_kv(float *dK, float *dV, const float *W, const float *P,
+                              const float *Q, const float *dO,
+                              int64_t j0, int64_t j1, int64_t T, int64_t S, int64_t H, int64_t group,
+                              int64_t ldq, int64_t ldk, int64_t ldv, int64_t ldo,
+                              int64_t D, int64_t Dv, int causal, float scale) {
+    /* Query rows before i_start cannot see key j0 (nor any later key). */
+    int64_t i_start = causal ? max64(0, j0 - (S - T)) : 0;
+    int64_t rows = T - i_start;
+    if (rows <= 0) return;
+    for (int64_t hh = 0; hh < group; hh++) {
+        int64_t off = hh * T * S + i_start * S + j0;
+        if (dK) sgemm(1, 0, j1 - j0, D, rows, scale, W + off, S, Q + hh * D + i_start * ldq, ldq,
+                      1.0f, dK + j0 * ldk, ldk);
+        if (dV) sgemm(1, 0, j1 - j0, Dv, rows, 1.0f, P + off, S, dO + hh * Dv + i_start * ldo, ldo,
+                      1.0f, dV + j0 * ldv, ldv);
+    }
+    (void)H;
+}
+
+void moe_attention_backward(float *d_q, float *d_k, float *d_v, float *workspace,
+                            const float *d_out, const float *probs,
+                            const float *q, const float *k, const float *v,
+                            int64_t B, int64_t T, int64_t S, int64_t H, int64_t Hkv,
+                            int64_t D, int64_t Dv, int causal, float scale) {
+    if (!d_q && !d_k && !d_v) return;
+    int64_t group = H / Hkv, pairs = B * H;
+    int threads = moe_threads_current();
+
+    /* Pass 1, per (b, h): dZ into the workspace, dQ. */
+#define BACKWARD_Q(p) do { \
+        int64_t b_ = (p) / H, h_ = (p) % H, g_ = h_ / group; \
+        head_backward_q(d_q ? d_q + b_ * T * H * D + h_ * D : NULL, workspace + (p) * T * S, \
+                        d_out + b_ * T * H * Dv + h_ * Dv, probs + (p) * T * S, \
+                        k + b_ * S * Hkv * D + g_ * D, v + b_ * S * Hkv * Dv + g_ * Dv, \
+                        T, S, H * D, Hkv * D, Hkv * Dv, H * Dv, D, Dv, causal, scale); \
+    } while (0)
+    if (threads == 1 || pairs < threads) {
+        for (int64_t p = 0; p < pairs; p++) BACKWARD_Q(p);
+    } else {
+        moe_blas_threads_begin_single();
+#pragma omp parallel for schedule(static)
+        for (int64_t p = 0; p < pairs; p++) BACKWARD_Q(p);
+        moe_blas_threads_end_single();
+    }
+#undef BACKWARD_Q
+    if (!d_k && !d_v) return;
+
+    /* Pass 2, per (b, kv head, key chunk): dK, dV; each item owns its rows. */
+    int64_t chunks = (S + ATTN_KEY_CHUNK - 1) / ATTN_KEY_CHUNK;
+    int64_t items = B * Hkv * chunks;
+#define BACKWARD_KV(it) do { \
+        int64_t c_ = (it) % chunks, bg_ = (it) / chunks, b_ = bg_ / Hkv, g_ = bg_ % Hkv; \
+        int64_t j0_ = c_ * ATTN_KEY_CHUNK, j1_ = min64(S, j0_ + ATTN_KEY_CHUNK); \
+        int64_t h0_ = g_ * group; \
+        chunk_backward_kv(d_k ? d_k + b_ * S * Hkv * D + g_ * D : NULL, \
+                          d_v ? d_v + b_ * S * Hkv * Dv + g_ * Dv : NULL, \
+                          workspace + (b_ * H + h0_) * T * S, probs + (b_ * H + h0_) * T * S, \
+                          q + b_ * T * H * D + h0_ * D, d_out + b_ * T * H * Dv + h0_ * Dv, \
+                          j0_, j1_, T, S, H, group, H * D, Hkv * D, Hkv * Dv, H * Dv, \
+                          D, Dv, causal, scale); \
+    } while (0)
+    if (threads == 1 || items < threads) {
+        for (int64_t it = 0; it < items; it++) BACKWARD_KV(it);
+    } else {
+        moe_blas_threads_begin_single();
+        /* Round-robin: causal chunks near the start carry more query rows. */
+#pragma omp parallel for schedule(static, 1)
+        for (int64_t it = 0; it < items; it++) BACKWARD_KV(it);
+        moe_blas_threads_end_single();
+    }
+#undef BACKWARD_KV
+}
+
+void moe_attention_forward_naive(float *out,
+                                 const float *q, const float *k, const float *v,
+                                 int64_t B, int64_t T, int64_t S, int64_t H, int64_t Hkv,
+                                 int64_t D, int64_t Dv, int causal, float scale) {
+    int64_t group = H / Hkv;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++) {
+            int64_t g = h / group;
+            for (int64_t i = 0; i < T; i++) {
+                const float *qi = q + ((b * T + i) * H + h) * D;
+                int64_t lim = causal ? i + (S - T) + 1 : S;
+                if (lim > S) lim = S;
+                double mx = -INFINITY;
+                for (int64_t j = 0; j < lim; j++) {
+                    const float *kj = k + ((b * S + j) * Hkv + g) * D;
+                    double s = 0;
+                    for (int64_t d = 0; d < D; d++) s += (double)qi[d] * kj[d];
+                    s *= scale;
+                    if (s > mx) mx = s;
+                }
+                double sum = 0;
+                for (int64_t j = 0; j < lim; j++) {
+                    const float *kj = k + ((b * S + j) * Hkv + g) * D;
+                    double s = 0;
+                    for (int64_t d = 0; d < D; d++) s += (double)qi[d] * kj[d];
+                    sum += exp(s * scale - mx);
+                }
+                float *o = out + ((b * T + i) * H + h) * Dv;
+                for (int64_t e = 0; e < Dv; e++) {
+                    double acc = 0;
+                    for (int64_t j = 0; j < lim; j++) {
+                        const float *kj = k + ((b * S + j) * Hkv + g) * D;
+                        double s = 0;
+                        for (int64_t d = 0; d < D; d++) s += (double)qi[d] * kj[d];
+                        acc += exp(s * scale - mx) / sum * v[((b * S + j) * Hkv + g) * Dv + e];
+                    }
+                    o[e] = (float)acc;
+                }
+            }
+        }
+}

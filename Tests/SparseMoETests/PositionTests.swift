@@ -1,0 +1,140 @@
+import XCTest
+import Foundation
+import CMoEKernels
+@testable import SparseMoE
+
+final class PositionTests: XCTestCase {
+    /// RoPE written the way transformers writes it: `emb = cat(freqs, freqs)`,
+    /// `x·cos(emb) + rotate_half(x)·sin(emb)` on the first R features (half split),
+    /// or a complex multiplication of consecutive pairs (interleaved).
+    func referenceRope(_ x: Tensor, start: Int, theta: Float, rotaryDim r: Int, style: RotaryStyle) -> [Float] {
+        let (b, t, h, d) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let xs = x.scalars
+        var out = xs
+        let half = r / 2
+        let invFreq = (0..<half).map { i in Float(1) / powf(theta, Float(2 * i) / Float(r)) }
+        for bi in 0..<b {
+            for ti in 0..<t {
+                let freqs = invFreq.map { Float(start + ti) * $0 }
+                for hi in 0..<h {
+                    let base = ((bi * t + ti) * h + hi) * d
+                    let v = Array(xs[base..<(base + r)])
+                    switch style {
+                    case .halfSplit:
+                        let emb = freqs + freqs
+                        let rotated = v[half...].map { -$0 } + v[..<half]
+                        for j in 0..<r { out[base + j] = v[j] * cosf(emb[j]) + rotated[j] * sinf(emb[j]) }
+                    case .interleaved:
+                        for i in 0..<half {
+                            let (re, im) = (v[2 * i], v[2 * i + 1])
+                            let (c, s) = (cosf(freqs[i]), sinf(freqs[i]))
+                            out[base + 2 * i] = re * c - im * s
+                            out[base + 2 * i + 1] = re * s + im * c
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    func testRopeMatchesReferenceBothStyles() throws {
+        for style in RotaryStyle.allCases {
+            for (shape, r, start, theta) in [([2, 5, 3, 8], 8, 0, Float(10000)), ([1, 7, 2, 10], 4, 3, 10000),
+                                             ([3, 1, 1, 6], 6, 41, 500000), ([1, 3, 2, 2], 2, 1, 10000),
+                                             ([1, 33, 2, 64], 64, 1000, 10000), ([2, 40, 4, 64], 32, 17, 10000)] {
+                let x = randomTensor(shape, seed: 11)
+                let y = try rope(x, start: start, theta: theta, rotaryDim: r, style: style)
+                let expected = referenceRope(x, start: start, theta: theta, rotaryDim: r, style: style)
+                assertClose(y.scalars, expected, atol: 2e-5, rtol: 1e-4, "rope \(style) \(shape) R=\(r) start=\(start)")
+                let cRef = Tensor(zeros: shape)
+                moe_rope_forward_naive(cRef.floats, x.floats, Int64(start), theta, Int64(shape[0]), Int64(shape[1]),
+                                       Int64(shape[2]), Int64(shape[3]), Int64(r), style.cValue)
+                assertClose(y.scalars, cRef.scalars, atol: 1e-6, rtol: 1e-6, "rope vs C naive \(style) \(shape)")
+                // Partial rotary: the features past R are untouched.
+                if r < shape[3] {
+                    let d = shape[3]
+                    for i in 0..<x.count where i % d >= r { XCTAssertEqual(y.floats[i], x.floats[i]) }
+                }
+            }
+        }
+    }
+
+    /// Rotating a suffix of the sequence with `start` gives the same values as
+    /// rotating the whole sequence (what a KV cache relies on).
+    func testRopeStartMatchesFullSequence() throws {
+        let x = randomTensor([1, 9, 2, 6], seed: 12)
+        let full = try rope(x, style: .interleaved).scalars
+        let tail = try x.reshaped([9, 2, 6]).slice(rows: 4..<9).reshaped([1, 5, 2, 6])
+        let part = try rope(tail, start: 4, style: .interleaved).scalars
+        XCTAssertEqual(part, Array(full[(4 * 12)...]))
+    }
+
+    func testRopePrecomputedTables() throws {
+        let rotary = RotaryEmbedding(theta: 1e6, rotaryDim: 4, style: .halfSplit)
+        let x = randomTensor([2, 3, 2, 6], seed: 18)
+        let (c, s) = try rotary.tables(start: 5, count: 3, headDim: 6)
+        XCTAssertEqual(c.shape, [3, 2])
+        XCTAssertEqual(try rotary.apply(x, cos: c, sin: s).scalars, try rotary(x, start: 5).scalars)
+        XCTAssertThrowsError(try rotary.apply(x, cos: s, sin: Tensor(zeros: [3, 3]))) { XCTAssertTrue("\($0)".contains("[3, 3]")) }
+    }
+
+    /// ⟨rope(q, m), rope(k, n)⟩ depends only on m − n.
+    func testRopeIsRelative() throws {
+        let q = randomTensor([1, 1, 1, 16], seed: 13), k = randomTensor([1, 1, 1, 16], seed: 14)
+        func score(_ m: Int, _ n: Int) throws -> Float {
+            let a = try rope(q, start: m).scalars, b = try rope(k, start: n).scalars
+            return zip(a, b).map(*).reduce(0, +)
+        }
+        XCTAssertEqual(try score(5, 2), try score(103, 100), accuracy: 1e-4)
+        XCTAssertNotEqual(try score(5, 2), try score(5, 3), accuracy: 1e-3)
+    }
+
+    func testRopeGradients() throws {
+        for style in RotaryStyle.allCases {
+            let x = randomTensor([2, 3, 2, 6], seed: 15)
+            _ = try checkGradients("rope \(style)", inputs: [x]) { try rope($0[0], start: 2, style: style) }
+            let y = randomTensor([1, 5, 1, 6], seed: 16)
+            _ = try checkGradients("partial rope \(style)", inputs: [y]) { try rope($0[0], start: 7, rotaryDim: 4, style: style) }
+        }
+    }
+
+    func testRopeErrors() {
+        let x = Tensor(zeros: [1, 2, 2, 6])
+        XCTAssertThrowsError(try rope(x, rotaryDim: 3)) { XCTAssertTrue("\($0)".contains("rotaryDim")) }
+        XCTAssertThrowsError(try rope(x, rotaryDim: 8))
+        XCTAssertThrowsError(try rope(Tensor(zeros: [1, 2, 5])))
+        XCTAssertThrowsError(try rope(Tensor(zeros: [1, 2, 2, 5])))  // odd head size, full rotary
+        XCTAssertThrowsError(try rope(x, start: -1))
+        XCTAssertEqual(try rope(Tensor(zeros: [0, 2, 2, 6])).shape, [0, 2, 2, 6])
+    }
+
+    func testSinusoidalTable() throws {
+        for (t, c, start) in [(5, 8, 0), (4, 7, 3), (1, 1, 0), (3, 2, 100)] {
+            let pe = try sinusoidalPositionTable(count: t, width: c, start: start)
+            XCTAssertEqual(pe.shape, [t, c])
+            var expected = [Float]()
+            for p in start..<(start + t) {
+                for j in 0..<c {
+                    let i2 = Double(j - j % 2)
+                    let angle = Double(p) / Foundation.pow(10000, i2 / Double(c))
+                    expected.append(Float(j % 2 == 0 ? Foundation.sin(angle) : Foundation.cos(angle)))
+                }
+            }
+            assertClose(pe.scalars, expected, atol: 1e-6, rtol: 1e-6, "PE T=\(t) C=\(c) start=\(start)")
+        }
+        // Position 0: sin(0) = 0 in even columns, cos(0) = 1 in odd columns.
+        XCTAssertEqual(try sinusoidalPositionTable(count: 1, width: 4).scalars, [0, 1, 0, 1])
+    }
+
+    func testAddSinusoidalPositions() throws {
+        let x = randomTensor([2, 3, 5], seed: 17)
+        let y = try addSinusoidalPositions(x, start: 2)
+        let pe = try sinusoidalPositionTable(count: 3, width: 5, start: 2).scalars
+        let expected = x.scalars.enumerated().map { $0.element + pe[$0.offset % 15] }
+        assertClose(y.scalars, expected, atol: 0, rtol: 0, "x + PE")
+        _ = try checkGradients("addSinusoidalPositions", inputs: [x]) { try addSinusoidalPositions($0[0], start: 1) }
+        XCTAssertThrowsError(try addSinusoidalPositions(Tensor(zeros: [3, 5]))) { XCTAssertTrue("\($0)".contains("[3, 5]")) }
+        XCTAssertThrowsError(try sinusoidalPositionTable(count: 2, width: 3, start: -1))
+    }
+}
