@@ -64,6 +64,21 @@ final class AccountingTests: XCTestCase {
         XCTAssertEqual(a.moeLayers, 32)
     }
 
+    /// Mixtral v0.1 shipped with a 4096-token sliding window: beyond it each position sees 4096 keys.
+    func testSlidingWindowCausalKeys() throws {
+        var o = try JSONSerialization.jsonObject(with: Data(contentsOf: packageRoot().appendingPathComponent("Tests/Fixtures/hf-configs/mixtral-8x7b.json"))) as! [String: Any]
+        o["sliding_window"] = 4096
+        let arch = try ModelArchitecture(huggingFace: HFConfig.decode(JSONSerialization.data(withJSONObject: o)))
+        let perKey = 32.0 * 4 * 4096  // layers · (q·k + p·v) · H·D
+        let long = try ModelAccounting(arch, sequenceLength: 8192)
+        var keys = 0.0
+        for i in 1...8192 { keys += Double(min(i, 4096)) }
+        XCTAssertEqual(long.flops.attentionScoresCausal, perKey * keys / 8192, accuracy: 1e-6 * perKey)
+        XCTAssertEqual(long.flops.attentionScoresFull, perKey * 8192)
+        let short = try ModelAccounting(arch, sequenceLength: 1000)  // window not reached: plain causal
+        XCTAssertEqual(short.flops.attentionScoresCausal, perKey * 1001 / 2)
+    }
+
     /// The other public configs against their published totals (rounded figures from the model cards).
     func testPublishedTotals() throws {
         let cases: [(String, Double, Double)] = [

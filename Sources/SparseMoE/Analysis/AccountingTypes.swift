@@ -66,7 +66,8 @@ public struct ParameterCounts: Sendable, Equatable, Codable {
 /// Attention scores and values (q·kᵀ and p·v) depend on the sequence length T and are
 /// given twice, averaged over the T positions of a sequence: `attentionScoresFull`
 /// (every position against all T keys) and `attentionScoresCausal` (position i
-/// against its i+1 keys, on average (T+1)/2). Element-wise work — norms, activations,
+/// against its i+1 keys, on average (T+1)/2; with a sliding window W, min(i+1, W)).
+/// Element-wise work — norms, activations,
 /// gating products, softmax, RoPE, biases, residual adds, the expert combine — is
 /// `nonMatmul` (causal), counted with `NonMatmulCosts`.
 public struct FLOPCounts: Sendable, Equatable, Codable {

@@ -92,6 +92,7 @@ public struct ModelAccounting: Sendable, Equatable, Codable {
             case let .grouped(g):
                 try check(g.heads > 0 && g.kvHeads > 0 && g.headDim > 0 && g.heads % g.kvHeads == 0, "layers[\(i)].attention",
                           "heads \(g.heads), kv heads \(g.kvHeads), head dim \(g.headDim): all positive, kv heads dividing heads")
+                try check((g.slidingWindow ?? 1) > 0, "layers[\(i)].attention.sliding_window", "must be positive")
                 try check(g.ropeDims >= 0 && g.ropeDims <= g.headDim, "layers[\(i)].attention.rope_dims", "\(g.ropeDims) outside 0...\(g.headDim)")
             case let .latent(m):
                 try check(m.heads > 0 && m.kvLoraRank > 0 && m.qkNopeHeadDim >= 0 && m.qkRopeHeadDim >= 0 && m.vHeadDim > 0
@@ -151,6 +152,13 @@ private struct Counter {
 
     var keysFull: Double { Double(t) }
     var keysCausal: Double { Double(t + 1) / 2 }
+
+    /// Mean keys per position under a causal mask limited to a window of `w`:
+    /// (1/T)·Σᵢ₌₁..T min(i, w).
+    func keysCausal(window w: Int?) -> Double {
+        guard let w, w < t else { return keysCausal }
+        return (Double(w) * Double(w + 1) / 2 + Double(t - w) * Double(w)) / Double(t)
+    }
 
     func normFlops(_ width: Int) -> Double { costs.norm(norm) * Double(width) }
 
@@ -212,9 +220,9 @@ private struct Counter {
             params.attention = p
             flops.attentionProjections = 2 * cc * Double(q + 2 * kv) + 2 * Double(q) * cc
             flops.attentionScoresFull = 4 * Double(q) * keysFull  // q·kᵀ and p·v, D each per head
-            flops.attentionScoresCausal = 4 * Double(q) * keysCausal
+            flops.attentionScoresCausal = 4 * Double(q) * keysCausal(window: g.slidingWindow)
             elementwise += costs.rope * Double((g.heads + g.kvHeads) * g.ropeDims)
-            elementwise += costs.softmax * Double(g.heads) * keysCausal
+            elementwise += costs.softmax * Double(g.heads) * keysCausal(window: g.slidingWindow)
             flops.nonMatmul += elementwise
         case let .latent(m):
             let h = m.heads, dqk = m.qkNopeHeadDim + m.qkRopeHeadDim

@@ -10,7 +10,8 @@ extension ModelArchitecture {
         let attention: AttentionArchitecture
         switch c.modelType {
         case .mixtral:
-            attention = .grouped(GroupedQueryAttention(heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, headDim: c.headDim))
+            attention = .grouped(GroupedQueryAttention(heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, headDim: c.headDim,
+                                                       slidingWindow: c.slidingWindow))
         case .qwen2MoE:
             attention = .grouped(GroupedQueryAttention(heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, headDim: c.headDim,
                                                        qkvBias: c.qkvBias))

@@ -90,9 +90,11 @@ public struct GroupedQueryAttention: Sendable, Equatable, Codable {
     public var qkNorm: QKNorm
     /// Rotary dimensions per head (D for full RoPE, 0 for none).
     public var ropeDims: Int
+    /// Sliding-window attention: each position sees at most this many keys (itself included).
+    public var slidingWindow: Int?
 
     public init(heads: Int, kvHeads: Int, headDim: Int, qkvBias: Bool = false, outputBias: Bool = false,
-                qkNorm: QKNorm = .none, ropeDims: Int? = nil) {
+                qkNorm: QKNorm = .none, ropeDims: Int? = nil, slidingWindow: Int? = nil) {
         self.heads = heads
         self.kvHeads = kvHeads
         self.headDim = headDim
@@ -100,6 +102,7 @@ public struct GroupedQueryAttention: Sendable, Equatable, Codable {
         self.outputBias = outputBias
         self.qkNorm = qkNorm
         self.ropeDims = ropeDims ?? headDim
+        self.slidingWindow = slidingWindow
     }
 }
 

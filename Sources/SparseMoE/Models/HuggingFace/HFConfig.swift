@@ -81,6 +81,7 @@ public struct HFConfig: Sendable, Equatable {
     public var outputRouterLogits: Bool
     /// DeepSeek-V3 multi-token-prediction layers (not part of the main model; transformers does not load them).
     public var numNextNPredictLayers: Int
+    /// Sliding attention window in effect (Mixtral `sliding_window`; Qwen only with `use_sliding_window`).
     public var slidingWindow: Int?
 
     // MARK: derived facts
@@ -326,7 +327,16 @@ extension HFConfig: Decodable {
         routerAuxLossCoef = try f.optional("router_aux_loss_coef") ?? f.optional("aux_loss_alpha") ?? (type == .olmoe ? 0.01 : 0.001)
         outputRouterLogits = try f.optional("output_router_logits") ?? false
         numNextNPredictLayers = try f.optional("num_nextn_predict_layers") ?? 0
-        slidingWindow = try f.optional("sliding_window")
+        // Mixtral applies `sliding_window` whenever set; Qwen2/3-MoE only with `use_sliding_window`
+        // (and then per `layer_types`/`max_window_layers`, not modelled here); 0 means none.
+        let window: Int? = try f.optional("sliding_window")
+        let useWindow: Bool = try f.optional("use_sliding_window") ?? false
+        switch type {
+        case .mixtral: slidingWindow = window
+        case .qwen2MoE, .qwen3MoE: slidingWindow = useWindow ? window : nil
+        default: slidingWindow = nil
+        }
+        if slidingWindow == 0 { slidingWindow = nil }
     }
 }
 
@@ -358,6 +368,7 @@ extension HFConfig: Encodable {
         try put("rope_parameters", rope)
         try put("attention_bias", attentionBias)
         try put("sliding_window", slidingWindow)
+        if slidingWindow != nil && modelType != .mixtral { try put("use_sliding_window", true) }
         if modelType != .deepseekV3 { try put("head_dim", headDim) }
         switch modelType {
         case .mixtral:
