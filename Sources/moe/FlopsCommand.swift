@@ -1,0 +1,115 @@
+import ArgumentParser
+import Foundation
+import SparseMoE
+
+/// `moe flops`: parameters and FLOPs per token of an architecture, with dense comparisons.
+struct Flops: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Count parameters (total and active) and FLOPs per token, against dense equivalents.",
+        discussion: """
+        FLOPs are per token, forward: every matrix product counts 2·m·n·k; attention
+        score/value products are evaluated at --seq and shown causal (headline) and full.
+        Training = 3 × forward matrix-product FLOPs. Element-wise work (norms,
+        activations, softmax, RoPE) is counted separately as "non-matmul".
+        Dense equivalents replace every MoE block by one dense MLP sized to match the
+        sparse model's active (or total) parameters.
+        """)
+
+    @Option(name: .customLong("hf-config"), help: "A Hugging Face config.json (or the model folder holding it).")
+    var hfConfig: String?
+
+    // Extension point: `--config FILE|PRESET` for the library's own TransformerConfig goes
+    // here; it only has to produce a `ModelArchitecture` in `architecture()` below.
+
+    @Option(help: "Sequence length for the attention terms.")
+    var seq: Int = 2048
+
+    @Flag(help: "Print one JSON object instead of the table.")
+    var json = false
+
+    func validate() throws {
+        guard hfConfig != nil else { throw ValidationError("give --hf-config PATH") }
+        guard seq >= 1 else { throw ValidationError("--seq must be at least 1") }
+    }
+
+    /// The architecture to account, from whichever source option was given.
+    func architecture() throws -> ModelArchitecture {
+        if let path = hfConfig {
+            var url = URL(fileURLWithPath: path)
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+                url = url.appendingPathComponent("config.json")
+            }
+            let config = try HFConfig.load(from: url)
+            do {
+                return try ModelArchitecture(huggingFace: config)
+            } catch let e as SparseMoEError {
+                throw SparseMoEError.file(path: url.path, message: e.description)
+            }
+        }
+        throw ValidationError("no model source given")
+    }
+
+    func run() throws {
+        let accounting = try ModelAccounting(architecture(), sequenceLength: seq)
+        if json {
+            print(String(decoding: try accounting.jsonData(), as: UTF8.self))
+        } else {
+            print(FlopsReport.table(accounting))
+        }
+    }
+}
+
+/// Human-readable rendering of a `ModelAccounting`.
+enum FlopsReport {
+    static func count(_ n: Double) -> String {
+        let a = abs(n)
+        if a >= 1e12 { return String(format: "%.2fT", n / 1e12) }
+        if a >= 1e9 { return String(format: "%.2fB", n / 1e9) }
+        if a >= 1e6 { return String(format: "%.2fM", n / 1e6) }
+        if a >= 1e3 { return String(format: "%.1fK", n / 1e3) }
+        return String(format: "%.0f", n)
+    }
+
+    static func count(_ n: Int) -> String { count(Double(n)) }
+
+    static func pad(_ s: String, _ w: Int, left: Bool = false) -> String {
+        let fill = String(repeating: " ", count: max(0, w - s.count))
+        return left ? s + fill : fill + s
+    }
+
+    static func table(_ a: ModelAccounting) -> String {
+        var lines: [String] = []
+        lines.append("\(a.name): \(a.layers.count) layers (\(a.moeLayers) MoE), sequence length \(a.sequenceLength)")
+        lines.append("")
+        let header = ["layer", "ffn", "params", "active", "attention", "router", "experts", "shared", "dense ffn", "fwd FLOP/tok"]
+        let widths = [6, 6, 10, 10, 10, 9, 10, 9, 10, 13]
+        func row(_ cells: [String]) -> String {
+            zip(cells, widths).enumerated().map { i, cw in pad(cw.0, cw.1, left: i < 2) }.joined(separator: " ")
+        }
+        lines.append(row(header))
+        let p = a.params
+        lines.append(row(["embed", "", count(p.embedding), count(a.activeParamsBreakdown.embedding), "", "", "", "", "", "0"]))
+        for l in a.layers {
+            let q = l.params
+            lines.append(row(["\(l.index)", l.feedForward, count(l.totalParams), count(l.activeParams), count(q.attention), count(q.router),
+                              count(q.routedExperts), count(q.sharedExperts), count(q.denseFeedForward),
+                              count(l.flops.forward)]))
+        }
+        let headParams = p.head + a.params.norms - a.layers.reduce(0) { $0 + $1.params.norms }
+        lines.append(row(["head", "", count(headParams), count(headParams), "", "", "", "", "", count(a.flops.head)]))
+        lines.append("")
+        lines.append("parameters     total \(count(a.totalParams)) (\(a.totalParams))   active per token \(count(a.activeParams)) (\(a.activeParams), \(String(format: "%.1f", 100 * Double(a.activeParams) / Double(a.totalParams)))%)")
+        lines.append("  by component embedding \(count(p.embedding)), attention \(count(p.attention)), router \(count(p.router)), routed experts \(count(p.routedExperts)) (active \(count(a.activeParamsBreakdown.routedExperts))), shared experts \(count(p.sharedExperts)), dense ffn \(count(p.denseFeedForward)), norms \(count(p.norms)), head \(count(p.head))")
+        let f = a.flops
+        lines.append("forward FLOPs per token   \(count(a.forwardFlopsPerToken)) causal, \(count(a.forwardFlopsPerTokenFullAttention)) full attention")
+        lines.append("  matmuls      attention projections \(count(f.attentionProjections)), attention scores \(count(f.attentionScoresCausal)) causal / \(count(f.attentionScoresFull)) full, router \(count(f.router)), routed experts \(count(f.routedExperts)), shared experts \(count(f.sharedExperts)), dense ffn \(count(f.denseFeedForward)), head \(count(f.head))")
+        lines.append("  non-matmul   \(count(a.nonMatmulFlopsPerToken)) (norms, activations, softmax, RoPE, residuals; not in the totals)")
+        lines.append("training FLOPs per token  \(count(a.trainingFlopsPerToken)) causal, \(count(a.trainingFlopsPerTokenFullAttention)) full attention (3 × forward)")
+        for (label, d) in [("dense, same active params", a.denseSameActive), ("dense, same total params", a.denseSameTotal)] {
+            guard let d else { continue }
+            lines.append("\(label): ffn width \(d.ffnHidden), params \(count(d.totalParams)), forward \(count(d.forwardFlopsPerToken))/tok, training \(count(d.trainingFlopsPerToken))/tok; sparse/dense FLOPs \(String(format: "%.3f", d.sparseToDenseFlopRatio)), params \(String(format: "%.3f", d.sparseToDenseParamRatio))")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
