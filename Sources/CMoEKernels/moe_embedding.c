@@ -1,0 +1,48 @@
+#include "moe_embedding.h"
+#include "internal.h"
+#include <string.h>
+
+#define PAR_MIN 32768
+/* Minimum columns per thread in the backward pass (keeps each thread on whole cache lines). */
+#define MIN_COLS 16
+
+void moe_embedding_forward(float *out, const float *table, const int32_t *ids, int64_t n, int64_t c) {
+    int nt = moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n * c > PAR_MIN)
+    for (int64_t i = 0; i < n; i++)
+        memcpy(out + i * c, table + (int64_t)ids[i] * c, (size_t)c * sizeof(float));
+}
+
+/* Accumulate columns [c0, c1) of every row, rows in order. */
+static void scatter_cols(float *d_table, const float *d_out, const int32_t *ids, int64_t n, int64_t c,
+                         int64_t c0, int64_t c1) {
+    for (int64_t i = 0; i < n; i++) {
+        float *dst = d_table + (int64_t)ids[i] * c;
+        const float *src = d_out + i * c;
+        for (int64_t j = c0; j < c1; j++) dst[j] += src[j];
+    }
+}
+
+void moe_embedding_backward(float *d_table, const float *d_out, const int32_t *ids, int64_t n, int64_t c) {
+    int nt = moe_threads_current();
+    int64_t max_parts = c / MIN_COLS;
+    if (nt > max_parts) nt = (int)max_parts;
+    if (n * c <= PAR_MIN || nt <= 1) {
+        scatter_cols(d_table, d_out, ids, n, c, 0, c);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        int64_t t = omp_get_thread_num(), parts = omp_get_num_threads();
+        /* Column ranges on 16-float boundaries. */
+        int64_t blocks = (c + MIN_COLS - 1) / MIN_COLS;
+        int64_t b0 = blocks * t / parts, b1 = blocks * (t + 1) / parts;
+        int64_t c0 = b0 * MIN_COLS, c1 = b1 * MIN_COLS < c ? b1 * MIN_COLS : c;
+        scatter_cols(d_table, d_out, ids, n, c, c0, c1);
+    }
+}
+
+void moe_embedding_backward_naive(float *d_table, const float *d_out, const int32_t *ids, int64_t n, int64_t c) {
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < c; j++) d_table[(int64_t)ids[i] * c + j] += d_out[i * c + j];
+}

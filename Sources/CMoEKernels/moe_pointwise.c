@@ -1,0 +1,273 @@
+#include "moe_pointwise.h"
+#include "internal.h"
+#include <math.h>
+
+/* Below this many elements a loop runs serially: an OpenMP fork costs more. */
+#define PAR_MIN 32768
+/* Columns per block in the broadcast gradient reduction. */
+#define COL_BLOCK 64
+/* Fixed number of blocks of the full sum (independent of the thread count). */
+#define SUM_BLOCKS 64
+
+/* d_b[j] += scale * Σ_i g[i, j] (· a[i, j] when a != NULL).
+ * Parallel over blocks of columns; each column sums its rows in row order in
+ * double, so the result does not depend on the thread count. */
+static void reduce_rows(float *d_b, const float *g, const float *a, float scale, int64_t n, int64_t d) {
+    int64_t blocks = (d + COL_BLOCK - 1) / COL_BLOCK;
+    int nt = moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n * d > PAR_MIN && blocks > 1)
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        int64_t c0 = blk * COL_BLOCK;
+        int64_t w = d - c0 < COL_BLOCK ? d - c0 : COL_BLOCK;
+        double acc[COL_BLOCK];
+        for (int64_t j = 0; j < w; j++) acc[j] = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            const float *gr = g + i * d + c0;
+            if (a) {
+                const float *ar = a + i * d + c0;
+                for (int64_t j = 0; j < w; j++) acc[j] += (double)gr[j] * (double)ar[j];
+            } else {
+                for (int64_t j = 0; j < w; j++) acc[j] += (double)gr[j];
+            }
+        }
+        for (int64_t j = 0; j < w; j++) d_b[c0 + j] += (float)((double)scale * acc[j]);
+    }
+}
+
+void moe_reduce_rows_naive(float *d_b, const float *d_out, const float *a, float scale,
+                           int64_t n, int64_t d) {
+    for (int64_t j = 0; j < d; j++) {
+        double s = 0.0;
+        for (int64_t i = 0; i < n; i++)
+            s += (double)d_out[i * d + j] * (a ? (double)a[i * d + j] : 1.0);
+        d_b[j] += (float)((double)scale * s);
+    }
+}
+
+/* ---- Binary arithmetic ---------------------------------------------------- */
+
+void moe_add_forward(float *out, const float *a, const float *b, float beta,
+                     int64_t n, int64_t d, int b_broadcast) {
+    int64_t total = n * d;
+    int nt = moe_threads_current();
+    if (!b_broadcast) {
+#pragma omp parallel for schedule(static) num_threads(nt) if (total > PAR_MIN)
+        for (int64_t i = 0; i < total; i++) out[i] = a[i] + beta * b[i];
+    } else {
+#pragma omp parallel for schedule(static) num_threads(nt) if (total > PAR_MIN)
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < d; j++) out[i * d + j] = a[i * d + j] + beta * b[j];
+    }
+}
+
+void moe_add_backward(float *d_a, float *d_b, const float *d_out, float beta,
+                      int64_t n, int64_t d, int b_broadcast) {
+    int64_t total = n * d;
+    int nt = moe_threads_current();
+    if (d_a) {
+#pragma omp parallel for schedule(static) num_threads(nt) if (total > PAR_MIN)
+        for (int64_t i = 0; i < total; i++) d_a[i] += d_out[i];
+    }
+    if (d_b) {
+        if (b_broadcast) {
+            reduce_rows(d_b, d_out, NULL, beta, n, d);
+        } else {
+#pragma omp parallel for schedule(static) num_threads(nt) if (total > PAR_MIN)
+            for (int64_t i = 0; i < total; i++) d_b[i] += beta * d_out[i];
+        }
+    }
+}
+
+void moe_mul_forward(float *out, const float *a, const float *b,
+                     int64_t n, int64_t d, int b_broadcast) {
+    int64_t total = n * d;
+    int nt = moe_threads_current();
+    if (!b_broadcast) {
+#pragma omp parallel for schedule(static) num_threads(nt) if (total > PAR_MIN)
+        for (int64_t i = 0; i < total; i++) out[i] = a[i] * b[i];
+    } else {
+#pragma omp parallel for schedule(static) num_threads(nt) if (total > PAR_MIN)
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < d; j++) out[i * d + j] = a[i * d + j] * b[j];
+    }
+}
+
+void moe_mul_backward(float *d_a, float *d_b, const float *d_out, const float *a, const float *b,
+                      int64_t n, int64_t d, int b_broadcast) {
+    int64_t total = n * d;
+    int nt = moe_threads_current();
+    if (d_a) {
+        if (!b_broadcast) {
+#pragma omp parallel for schedule(static) num_threads(nt) if (total > PAR_MIN)
+            for (int64_t i = 0; i < total; i++) d_a[i] += d_out[i] * b[i];
+        } else {
+#pragma omp parallel for schedule(static) num_threads(nt) if (total > PAR_MIN)
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = 0; j < d; j++) d_a[i * d + j] += d_out[i * d + j] * b[j];
+        }
+    }
+    if (d_b) {
+        if (b_broadcast) {
+            reduce_rows(d_b, d_out, a, 1.0f, n, d);
+        } else {
+#pragma omp parallel for schedule(static) num_threads(nt) if (total > PAR_MIN)
+            for (int64_t i = 0; i < total; i++) d_b[i] += d_out[i] * a[i];
+        }
+    }
+}
+
+void moe_scale_forward(float *out, const float *x, float s, int64_t n) {
+    int nt = moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) out[i] = s * x[i];
+}
+
+void moe_scale_backward(float *d_x, const float *d_out, float s, int64_t n) {
+    int nt = moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) d_x[i] += s * d_out[i];
+}
+
+/* ---- Reductions ------------------------------------------------------------- */
+
+void moe_sum_forward(float *out, const float *x, float scale, int64_t n) {
+    double partial[SUM_BLOCKS];
+    int64_t chunk = (n + SUM_BLOCKS - 1) / SUM_BLOCKS;
+    int nt = moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+    for (int64_t blk = 0; blk < SUM_BLOCKS; blk++) {
+        int64_t lo = blk * chunk, hi = lo + chunk < n ? lo + chunk : n;
+        double s = 0.0;
+        for (int64_t i = lo; i < hi; i++) s += (double)x[i];
+        partial[blk] = s;
+    }
+    double total = 0.0;
+    for (int64_t blk = 0; blk < SUM_BLOCKS; blk++) total += partial[blk];
+    out[0] = (float)((double)scale * total);
+}
+
+void moe_sum_forward_naive(float *out, const float *x, float scale, int64_t n) {
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) s += (double)x[i];
+    out[0] = (float)((double)scale * s);
+}
+
+void moe_sum_backward(float *d_x, const float *d_out, float scale, int64_t n) {
+    float g = scale * d_out[0];
+    int nt = moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) d_x[i] += g;
+}
+
+void moe_sum_last_forward(float *out, const float *x, int64_t n, int64_t d) {
+    int nt = moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n * d > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        const float *row = x + i * d;
+        double s = 0.0;
+        for (int64_t j = 0; j < d; j++) s += (double)row[j];
+        out[i] = (float)s;
+    }
+}
+
+void moe_sum_last_backward(float *d_x, const float *d_out, int64_t n, int64_t d) {
+    int nt = moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n * d > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float g = d_out[i];
+        float *row = d_x + i * d;
+        for (int64_t j = 0; j < d; j++) row[j] += g;
+    }
+}
+
+/* ---- Activations -------------------------------------------------------------- */
+
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+void moe_silu_forward(float *out, const float *x, int64_t n) {
+    int nt = moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) out[i] = x[i] * sigmoidf(x[i]);
+}
+
+void moe_silu_backward(float *d_x, const float *d_out, const float *x, int64_t n) {
+    int nt = moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float s = sigmoidf(x[i]);
+        d_x[i] += d_out[i] * s * (1.0f + x[i] * (1.0f - s));
+    }
+}
+
+#define GELU_K 0.7978845608028654f /* √(2/π) */
+#define GELU_C 0.044715f
+
+void moe_gelu_tanh_forward(float *out, const float *x, int64_t n) {
+    int nt = moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        out[i] = 0.5f * v * (1.0f + tanhf(GELU_K * (v + GELU_C * v * v * v)));
+    }
+}
+
+void moe_gelu_tanh_backward(float *d_x, const float *d_out, const float *x, int64_t n) {
+    int nt = moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        float t = tanhf(GELU_K * (v + GELU_C * v * v * v));
+        float sech2 = 1.0f - t * t;
+        float local = 0.5f * (1.0f + t) + 0.5f * v * sech2 * GELU_K * (1.0f + 3.0f * GELU_C * v * v);
+        d_x[i] += d_out[i] * local;
+    }
+}
+
+#define INV_SQRT2 0.7071067811865476f
+#define INV_SQRT_2PI 0.3989422804014327f
+
+void moe_gelu_erf_forward(float *out, const float *x, int64_t n) {
+    int nt = moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) out[i] = 0.5f * x[i] * (1.0f + erff(x[i] * INV_SQRT2));
+}
+
+void moe_gelu_erf_backward(float *d_x, const float *d_out, const float *x, int64_t n) {
+    int nt = moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        float local = 0.5f * (1.0f + erff(v * INV_SQRT2)) + v * INV_SQRT_2PI * expf(-0.5f * v * v);
+        d_x[i] += d_out[i] * local;
+    }
+}
+
+void moe_relu_forward(float *out, const float *x, int64_t n) {
+    int nt = moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) out[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+void moe_relu_backward(float *d_x, const float *d_out, const float *x, int64_t n) {
+    int nt = moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++)
+        if (x[i] > 0.0f) d_x[i] += d_out[i];
+}
+
+void moe_swiglu_forward(float *out, const float *gate, const float *up, int64_t n) {
+    int nt = moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) out[i] = gate[i] * sigmoidf(gate[i]) * up[i];
+}
+
+void moe_swiglu_backward(float *d_gate, float *d_up, const float *d_out,
+                         const float *gate, const float *up, int64_t n) {
+    int nt = moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float g = gate[i], s = sigmoidf(g);
+        if (d_gate) d_gate[i] += d_out[i] * up[i] * s * (1.0f + g * (1.0f - s));
+        if (d_up) d_up[i] += d_out[i] * g * s;
+    }
+}

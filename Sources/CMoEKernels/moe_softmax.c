@@ -1,0 +1,112 @@
+#include "moe_softmax.h"
+#include "internal.h"
+#include <math.h>
+
+#define PAR_MIN 32768
+
+/* Max of a row; -INFINITY for an empty row. */
+static inline float row_max(const float *x, int64_t v) {
+    float m = -INFINITY;
+    for (int64_t j = 0; j < v; j++) if (x[j] > m) m = x[j];
+    return m;
+}
+
+/* log Σ exp(x) of a row, max-subtracted, sum in double. */
+static inline float row_lse(const float *x, int64_t v) {
+    float m = row_max(x, v);
+    if (m == -INFINITY) return m; /* empty row or all -inf */
+    double s = 0.0;
+    for (int64_t j = 0; j < v; j++) s += (double)expf(x[j] - m);
+    return m + (float)log(s);
+}
+
+void moe_softmax_forward(float *out, const float *x, int64_t n, int64_t v) {
+    int nt = moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n * v > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        const float *xr = x + i * v;
+        float *o = out + i * v;
+        float m = row_max(xr, v);
+        if (m == -INFINITY) { /* fully masked row: all zeros rather than NaN */
+            for (int64_t j = 0; j < v; j++) o[j] = 0.0f;
+            continue;
+        }
+        double s = 0.0;
+        for (int64_t j = 0; j < v; j++) { float e = expf(xr[j] - m); o[j] = e; s += (double)e; }
+        float inv = (float)(1.0 / s);
+        for (int64_t j = 0; j < v; j++) o[j] *= inv;
+    }
+}
+
+void moe_softmax_backward(float *d_x, const float *d_out, const float *out, int64_t n, int64_t v) {
+    int nt = moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n * v > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        const float *g = d_out + i * v, *y = out + i * v;
+        float *dx = d_x + i * v;
+        double dot = 0.0;
+        for (int64_t j = 0; j < v; j++) dot += (double)g[j] * (double)y[j];
+        float d = (float)dot;
+        for (int64_t j = 0; j < v; j++) dx[j] += y[j] * (g[j] - d);
+    }
+}
+
+void moe_log_softmax_forward(float *out, const float *x, int64_t n, int64_t v) {
+    int nt = moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n * v > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        const float *xr = x + i * v;
+        float *o = out + i * v;
+        float lse = row_lse(xr, v);
+        for (int64_t j = 0; j < v; j++) o[j] = xr[j] - lse;
+    }
+}
+
+void moe_log_softmax_backward(float *d_x, const float *d_out, const float *out, int64_t n, int64_t v) {
+    int nt = moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n * v > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        const float *g = d_out + i * v, *y = out + i * v;
+        float *dx = d_x + i * v;
+        double s = 0.0;
+        for (int64_t j = 0; j < v; j++) s += (double)g[j];
+        float sf = (float)s;
+        for (int64_t j = 0; j < v; j++) dx[j] += g[j] - expf(y[j]) * sf;
+    }
+}
+
+int64_t moe_cross_entropy_forward(float *loss, float *lse, const float *logits, const int32_t *targets,
+                                  int64_t n, int64_t v, int32_t ignore_index) {
+    int nt = moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n * v > PAR_MIN)
+    for (int64_t i = 0; i < n; i++)
+        lse[i] = targets[i] == ignore_index ? 0.0f : row_lse(logits + i * v, v);
+    double total = 0.0;
+    int64_t count = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int32_t t = targets[i];
+        if (t == ignore_index) continue;
+        total += (double)lse[i] - (double)logits[i * v + t];
+        count++;
+    }
+    loss[0] = count > 0 ? (float)(total / (double)count) : 0.0f;
+    return count;
+}
+
+void moe_cross_entropy_backward(float *d_logits, const float *d_loss, const float *lse,
+                                const float *logits, const int32_t *targets,
+                                int64_t n, int64_t v, int32_t ignore_index, int64_t count) {
+    if (count <= 0) return;
+    float scale = d_loss[0] / (float)count;
+    int nt = moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n * v > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        int32_t t = targets[i];
+        if (t == ignore_index) continue;
+        const float *xr = logits + i * v;
+        float *dx = d_logits + i * v;
+        float l = lse[i];
+        for (int64_t j = 0; j < v; j++) dx[j] += scale * expf(xr[j] - l);
+        dx[t] -= scale;
+    }
+}

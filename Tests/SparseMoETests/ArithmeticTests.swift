@@ -1,0 +1,164 @@
+import XCTest
+import CMoEKernels
+@testable import SparseMoE
+
+/// Shapes that hit size 1, odd widths and the remainder of 8/16-wide loops.
+let oddShapes: [[Int]] = [[1, 1], [3, 7], [5, 17], [2, 3, 33]]
+
+final class ArithmeticTests: XCTestCase {
+    func testForwardMatchesLoops() throws {
+        for shape in oddShapes {
+            let a = randomTensor(shape, seed: 1), b = randomTensor(shape, seed: 2)
+            let row = randomTensor([shape.last!], seed: 3)
+            let d = shape.last!
+            let (av, bv, rv) = (a.scalars, b.scalars, row.scalars)
+            assertClose(try add(a, b).scalars, zip(av, bv).map { $0 + $1 }, atol: 0, rtol: 0, "add \(shape)")
+            assertClose(try subtract(a, b).scalars, zip(av, bv).map { $0 - $1 }, atol: 0, rtol: 0, "subtract \(shape)")
+            assertClose(try multiply(a, b).scalars, zip(av, bv).map { $0 * $1 }, atol: 0, rtol: 0, "multiply \(shape)")
+            assertClose(try add(a, row).scalars, av.indices.map { av[$0] + rv[$0 % d] }, atol: 0, rtol: 0, "add row \(shape)")
+            assertClose(try add(row, a).scalars, av.indices.map { av[$0] + rv[$0 % d] }, atol: 0, rtol: 0, "row + a \(shape)")
+            assertClose(try subtract(a, row).scalars, av.indices.map { av[$0] - rv[$0 % d] }, atol: 0, rtol: 0, "subtract row \(shape)")
+            assertClose(try multiply(row, a).scalars, av.indices.map { av[$0] * rv[$0 % d] }, atol: 0, rtol: 0, "row * a \(shape)")
+            assertClose(try scale(a, by: -2.5).scalars, av.map { -2.5 * $0 }, atol: 0, rtol: 0, "scale \(shape)")
+            XCTAssertEqual(try add(row, a).shape, shape)
+        }
+    }
+
+    func testOperators() throws {
+        let a = try Tensor([1, 2, 3, 4], shape: [2, 2]), b = try Tensor([10, 20], shape: [2])
+        XCTAssertEqual(try (a + b).scalars, [11, 22, 13, 24])
+        XCTAssertEqual(try (a - b).scalars, [-9, -18, -7, -16])
+        XCTAssertEqual(try (a * b).scalars, [10, 40, 30, 80])
+        XCTAssertEqual(try (a * 2).scalars, [2, 4, 6, 8])
+        XCTAssertEqual(try (0.5 * a).scalars, [0.5, 1, 1.5, 2])
+        XCTAssertEqual(try (-a).scalars, [-1, -2, -3, -4])
+    }
+
+    func testGradients() throws {
+        for shape in oddShapes {
+            let a = randomTensor(shape, seed: 4), b = randomTensor(shape, seed: 5)
+            let row = randomTensor([shape.last!], seed: 6)
+            _ = try checkGradients("add \(shape)", inputs: [a, b]) { try add($0[0], $0[1]) }
+            _ = try checkGradients("subtract \(shape)", inputs: [a, b]) { try subtract($0[0], $0[1]) }
+            _ = try checkGradients("multiply \(shape)", inputs: [a, b]) { try multiply($0[0], $0[1]) }
+            _ = try checkGradients("add row \(shape)", inputs: [a, row]) { try add($0[0], $0[1]) }
+            _ = try checkGradients("row + a \(shape)", inputs: [row, a]) { try add($0[0], $0[1]) }
+            _ = try checkGradients("subtract row \(shape)", inputs: [a, row]) { try subtract($0[0], $0[1]) }
+            _ = try checkGradients("multiply row \(shape)", inputs: [a, row]) { try multiply($0[0], $0[1]) }
+            _ = try checkGradients("scale \(shape)", inputs: [a]) { try scale($0[0], by: 1.7) }
+        }
+    }
+
+    /// The same tensor on both sides receives both contributions.
+    func testSameTensorTwiceAccumulates() throws {
+        let x = try Tensor([1, -2, 3], shape: [3], requiresGrad: true)
+        try (x * x).sum().backward()
+        XCTAssertEqual(x.grad?.scalars, [2, -4, 6])
+        x.zeroGrad()
+        try (x + x).sum().backward()
+        XCTAssertEqual(x.grad?.scalars, [2, 2, 2])
+    }
+
+    /// Broadcast gradient of a large operand (parallel column-block path) equals the
+    /// naive double-accumulated loop exactly, for 1 and 2 threads.
+    func testBroadcastReductionMatchesNaive() throws {
+        let (n, d) = (301, 131)  // 39 431 elements: above the parallel threshold, odd width
+        let a = randomTensor([n, d], seed: 7), row = randomTensor([d], seed: 8), g = randomTensor([n, d], seed: 9)
+        var expectedMul = [Float](repeating: 0.25, count: d), expectedAdd = expectedMul
+        moe_reduce_rows_naive(&expectedMul, g.floats, a.floats, 1, Int64(n), Int64(d))
+        moe_reduce_rows_naive(&expectedAdd, g.floats, nil, -1, Int64(n), Int64(d))
+        for threads in [1, 2] {
+            try Threads.with(threads) {
+                row.requiresGrad = true
+                row.grad = Tensor(repeating: 0.25, shape: [d])
+                try multiply(a, row).backward(gradient: g)
+                XCTAssertEqual(row.grad!.scalars, expectedMul, "multiply d_row, \(threads) threads")
+                row.grad = Tensor(repeating: 0.25, shape: [d])
+                try subtract(a, row).backward(gradient: g)
+                XCTAssertEqual(row.grad!.scalars, expectedAdd, "subtract d_row, \(threads) threads")
+            }
+        }
+    }
+
+    func testBadInputThrowsNamingShapes() {
+        let a = Tensor(zeros: [3, 7])
+        for b in [Tensor(zeros: [3, 6]), Tensor(zeros: [6]), Tensor(zeros: [7, 3])] {
+            XCTAssertThrowsError(try add(a, b)) { e in
+                XCTAssertTrue("\(e)".contains("[3, 7]") && "\(e)".contains("\(b.shape)"), "\(e)")
+            }
+            XCTAssertThrowsError(try multiply(a, b))
+        }
+        // subtract does not broadcast its left operand
+        XCTAssertThrowsError(try subtract(Tensor(zeros: [7]), a))
+        XCTAssertThrowsError(try add(a, Tensor(zeros: [3, 7], dtype: .int32))) { e in
+            XCTAssertTrue("\(e)".contains("float32"), "\(e)")
+        }
+        XCTAssertThrowsError(try scale(a, by: .nan))
+    }
+}
+
+final class ReductionTests: XCTestCase {
+    func testSumAndMeanMatchLoops() throws {
+        for shape in oddShapes + [[100_003]] {
+            let x = randomTensor(shape, seed: 10)
+            let ref = x.scalars.reduce(0.0) { $0 + Double($1) }
+            let s = try x.sum(), m = try mean(x)
+            XCTAssertEqual(s.shape, [])
+            XCTAssertEqual(Double(s.item), ref, accuracy: 1e-6 * Double(x.count))
+            XCTAssertEqual(Double(m.item), ref / Double(x.count), accuracy: 1e-6)
+            var naive: Float = 0
+            moe_sum_forward_naive(&naive, x.floats, 1, Int64(x.count))
+            XCTAssertEqual(s.item, naive, accuracy: abs(naive) * 1e-6 + 1e-6)
+        }
+        XCTAssertEqual(try Tensor(zeros: [0, 3]).sum().item, 0)
+        XCTAssertThrowsError(try Tensor(zeros: [0]).mean())
+    }
+
+    func testSumIndependentOfThreadCount() throws {
+        let x = randomTensor([250_001], seed: 11)
+        let one = try Threads.with(1) { try x.sum().item }
+        let two = try Threads.with(2) { try x.sum().item }
+        XCTAssertEqual(one, two)
+    }
+
+    func testSumLastAxis() throws {
+        for shape in oddShapes {
+            let x = randomTensor(shape, seed: 12)
+            let d = shape.last!
+            let v = x.scalars
+            let out = try x.sumLastAxis()
+            XCTAssertEqual(out.shape, Array(shape.dropLast()))
+            let ref = stride(from: 0, to: v.count, by: d).map { i in Float(v[i..<i + d].reduce(0.0) { $0 + Double($1) }) }
+            assertClose(out.scalars, ref, atol: 1e-6, rtol: 1e-6, "sumLastAxis \(shape)")
+            _ = try checkGradients("sumLastAxis \(shape)", inputs: [x]) { try $0[0].sumLastAxis() }
+        }
+    }
+
+    func testGradients() throws {
+        for shape in oddShapes {
+            let x = randomTensor(shape, seed: 13)
+            _ = try checkGradients("sum \(shape)", inputs: [x]) { try $0[0].sum() }
+            _ = try checkGradients("mean \(shape)", inputs: [x]) { try $0[0].mean() }
+        }
+    }
+}
+
+final class GradientCheckerTests: XCTestCase {
+    /// An op whose backward is deliberately wrong (forward 2x, backward claims 3·dOut)
+    /// must be reported with a large error: the checker can fail.
+    func testCheckerDetectsWrongBackward() throws {
+        let x = randomTensor([3, 7], seed: 14)
+        let report = try checkGradients("deliberately wrong", inputs: [x], assertWithinTolerance: false) { inputs in
+            let x = inputs[0]
+            let out = try scale(x.detached(), by: 2)
+            return out.recording("wrongDouble", inputs: [x]) { g in
+                let d = x.gradBuffer().floats
+                for i in 0..<x.count { d[i] += 3 * g.floats[i] }
+            }
+        }
+        XCTAssertGreaterThan(report.maxRelativeError[0], 0.3, "\(report)")
+        // The correct op passes the same check.
+        let good = try checkGradients("scale 2", inputs: [x]) { try scale($0[0], by: 2) }
+        XCTAssertLessThan(good.maxRelativeError[0], 1e-2)
+    }
+}

@@ -1,0 +1,105 @@
+import XCTest
+import Foundation
+@testable import SparseMoE
+
+final class SoftmaxTests: XCTestCase {
+    private func logSoftmaxRef(_ x: [Float], _ v: Int) -> [Double] {
+        var out = [Double](repeating: 0, count: x.count)
+        for r in stride(from: 0, to: x.count, by: v) {
+            let m = Double(x[r..<r + v].max()!)
+            let lse = m + Foundation.log(x[r..<r + v].reduce(0.0) { $0 + Foundation.exp(Double($1) - m) })
+            for j in 0..<v { out[r + j] = Double(x[r + j]) - lse }
+        }
+        return out
+    }
+
+    func testForwardMatchesLoops() throws {
+        for shape in oddShapes + [[200, 301]] {
+            let x = randomTensor(shape, seed: 40, scale: 8)
+            let ref = logSoftmaxRef(x.scalars, shape.last!)
+            assertClose(try softmax(x).scalars, ref.map { Float(Foundation.exp($0)) }, atol: 1e-6, rtol: 1e-5, "softmax \(shape)")
+            assertClose(try logSoftmax(x).scalars, ref.map { Float($0) }, atol: 1e-5, rtol: 1e-5, "logSoftmax \(shape)")
+        }
+        // Large logits do not overflow; a fully masked row gives zeros.
+        let x = try Tensor([1000, 1001, -Float.infinity, -Float.infinity, -Float.infinity, -Float.infinity], shape: [3, 2])
+        assertClose(try softmax(x).scalars, [0.26894142, 0.73105858, 0, 0, 0, 0], atol: 1e-6, rtol: 1e-5, "softmax extremes")
+    }
+
+    func testGradients() throws {
+        for shape in oddShapes {
+            let x = randomTensor(shape, seed: 41, scale: 2)
+            _ = try checkGradients("softmax \(shape)", inputs: [x]) { try softmax($0[0]) }
+            _ = try checkGradients("logSoftmax \(shape)", inputs: [x]) { try logSoftmax($0[0]) }
+        }
+    }
+
+    func testCrossEntropyHandComputed() throws {
+        let logits = try Tensor([1, 2, 3, 1, 1, 1, 0, 0, 5], shape: [3, 3])
+        let targets = try Tensor(indices: [2, -100, 0], shape: [3])
+        let (loss, count) = try crossEntropyWithCount(logits, targets: targets)
+        XCTAssertEqual(count, 2)
+        XCTAssertEqual(loss.shape, [])
+        // (log(e¹+e²+e³) − 3 + log(2+e⁵) − 0) / 2, computed by hand in double precision.
+        XCTAssertEqual(loss.item, 2.710495933082915, accuracy: 1e-5)
+        // Gradient: (softmax − onehot)/2 on the two counted rows; zero on the ignored one.
+        logits.requiresGrad = true
+        try crossEntropy(logits, targets: targets).backward()
+        let g = logits.grad!.scalars
+        let p0 = [1.0, 2.0, 3.0].map { Foundation.exp($0) }, s0 = p0.reduce(0, +)
+        let p2 = [1.0, 1.0, Foundation.exp(5.0)], s2 = p2.reduce(0, +)
+        let expected = [p0[0] / s0 / 2, p0[1] / s0 / 2, (p0[2] / s0 - 1) / 2, 0, 0, 0,
+                        (p2[0] / s2 - 1) / 2, p2[1] / s2 / 2, p2[2] / s2 / 2].map { Float($0) }
+        assertClose(g, expected, atol: 1e-6, rtol: 1e-5, "cross-entropy gradient")
+    }
+
+    func testCrossEntropyMatchesLogSoftmaxAndGradients() throws {
+        for shape in oddShapes {
+            let v = shape.last!, n = shape.dropLast().reduce(1, *)
+            let logits = randomTensor(shape, seed: 42, scale: 3)
+            var rng = RandomGenerator(seed: 43)
+            var ids = (0..<n).map { _ in Int32(rng.int(below: v)) }
+            if n > 2 { ids[1] = -100 }
+            let targets = try Tensor(indices: ids, shape: Array(shape.dropLast()))
+            let lsm = logSoftmaxRef(logits.scalars, v)
+            let kept = ids.indices.filter { ids[$0] != -100 }
+            let ref = -kept.reduce(0.0) { $0 + lsm[$1 * v + Int(ids[$1])] } / Double(kept.count)
+            let (loss, count) = try crossEntropyWithCount(logits, targets: targets)
+            XCTAssertEqual(count, kept.count)
+            XCTAssertEqual(Double(loss.item), ref, accuracy: 1e-5, "cross-entropy \(shape)")
+            _ = try checkGradients("crossEntropy \(shape)", inputs: [logits]) { try crossEntropy($0[0], targets: targets) }
+        }
+        // A custom ignore index.
+        let logits = randomTensor([4, 5], seed: 44)
+        let targets = try Tensor(indices: [0, 3, 0, 4], shape: [4])
+        let (_, count) = try crossEntropyWithCount(logits, targets: targets, ignoreIndex: 0)
+        XCTAssertEqual(count, 2)
+        _ = try checkGradients("crossEntropy ignore 0", inputs: [logits]) { try crossEntropy($0[0], targets: targets, ignoreIndex: 0) }
+    }
+
+    func testCrossEntropyAllIgnored() throws {
+        let logits = randomTensor([3, 4], seed: 45)
+        logits.requiresGrad = true
+        let (loss, count) = try crossEntropyWithCount(logits, targets: Tensor(indices: [-100, -100, -100], shape: [3]))
+        XCTAssertEqual(count, 0)
+        XCTAssertEqual(loss.item, 0)
+        try loss.backward()
+        XCTAssertEqual(logits.grad?.scalars ?? [], [Float](repeating: 0, count: 12))
+    }
+
+    func testBadInput() {
+        let logits = Tensor(zeros: [2, 5])
+        XCTAssertThrowsError(try crossEntropy(logits, targets: Tensor(indices: [1, 5], shape: [2]))) { e in
+            XCTAssertTrue("\(e)".contains("target 5") && "\(e)".contains("V = 5"), "\(e)")
+        }
+        XCTAssertThrowsError(try crossEntropy(logits, targets: Tensor(indices: [-1, 0], shape: [2]))) { e in
+            XCTAssertTrue("\(e)".contains("target -1"), "\(e)")
+        }
+        XCTAssertThrowsError(try crossEntropy(logits, targets: Tensor(indices: [1, 2, 3], shape: [3]))) { e in
+            XCTAssertTrue("\(e)".contains("[3]") && "\(e)".contains("[2, 5]"), "\(e)")
+        }
+        XCTAssertThrowsError(try crossEntropy(logits, targets: Tensor(zeros: [2]))) { e in
+            XCTAssertTrue("\(e)".contains("int32"), "\(e)")
+        }
+        XCTAssertThrowsError(try softmax(Tensor(zeros: [2], dtype: .int32)))
+    }
+}
