@@ -148,7 +148,7 @@ final class MoELayerTests: XCTestCase {
             let routing = try withNoGrad { try router.route(x, context: &ctx) }
             var expected = naiveLayer(layer, x, routing)
             let sharedOut = try withNoGrad { try layer.shared!(x) }.scalars
-            let gateLogits = try layer.sharedGate.map { try withNoGrad { try $0(x) }.scalars }
+            let gateLogits = try layer.sharedGate.map { gate in try withNoGrad { try gate(x) }.scalars }
             for tok in 0..<5 {
                 let g: Float = gateLogits.map { 1 / (1 + Foundation.exp(-$0[tok])) } ?? 1
                 for i in 0..<6 { expected[tok * 6 + i] += g * sharedOut[tok * 6 + i] }

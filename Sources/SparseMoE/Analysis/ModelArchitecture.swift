@@ -34,7 +34,7 @@ public struct ModelArchitecture: Sendable, Equatable, Codable {
 }
 
 /// A normalisation layer kind.
-public enum NormKind: String, Sendable, Equatable, Codable {
+public enum NormKind: String, Sendable, Equatable, Codable, CaseIterable {
     /// RMSNorm: weight only.
     case rms
     /// LayerNorm: weight and bias.

@@ -1,9 +1,3 @@
-/// The normalisation used by a transformer block.
-public enum NormKind: String, Codable, Sendable, CaseIterable {
-    case rmsNorm = "rmsnorm"
-    case layerNorm = "layernorm"
-}
-
 /// RMSNorm or LayerNorm over the last axis, with a learned scale (and LayerNorm bias).
 /// RMSNorm: y = x / √(mean(x²) + ε) ⊙ w. LayerNorm: y = (x − μ) / √(σ² + ε) ⊙ w + b.
 public final class Norm: Module {
@@ -16,7 +10,7 @@ public final class Norm: Module {
         self.kind = kind
         self.eps = eps
         weight = Tensor(repeating: 1, shape: [width], requiresGrad: true)
-        bias = kind == .layerNorm ? Tensor(zeros: [width], requiresGrad: true) : nil
+        bias = kind == .layer ? Tensor(zeros: [width], requiresGrad: true) : nil
     }
 
     public func namedParameters() -> [(name: String, tensor: Tensor)] {
@@ -27,8 +21,8 @@ public final class Norm: Module {
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         switch kind {
-        case .rmsNorm: return try rmsNorm(x, weight: weight, eps: eps)
-        case .layerNorm: return try layerNorm(x, weight: weight, bias: bias, eps: eps)
+        case .rms: return try rmsNorm(x, weight: weight, eps: eps)
+        case .layer: return try layerNorm(x, weight: weight, bias: bias, eps: eps)
         }
     }
 }
