@@ -28,6 +28,7 @@
 #include "moe_position.h"
 #include "moe_attention.h"
 #include "moe_router.h"
+#include "moe_layout.h"
 #include "moe_dispatch.h"
 
 #endif
