@@ -50,6 +50,21 @@ static inline float moe_sigmoidf(float x) { return 1.0f / (1.0f + moe_expf(-x));
 /* tanh(u) = 1 − 2 / (e^{2u} + 1): absolute error ≈ 1e-7 (relative error grows near 0). */
 static inline float moe_tanhf(float u) { return 1.0f - 2.0f / (moe_expf(2.0f * u) + 1.0f); }
 
+/* erfc(x) without libm: for z = |x|, erfc(z) = t·exp(−z² + P(t)), t = 1/(1 + z/2)
+ * (Numerical Recipes' erfcc, fractional error < 1.2e-7 in exact arithmetic; the float
+ * rounding of z² adds ≈ z²·6e-8 relative), and erfc(−z) = 2 − erfc(z). Computing
+ * GELU as ½x·erfc(−x/√2) keeps relative accuracy in the negative tail, where
+ * 1 + erf(x) cancels. */
+static inline float moe_erfcf(float x) {
+    float z = __builtin_fabsf(x);
+    float t = 1.0f / (1.0f + 0.5f * z);
+    float p = -1.13520398f + t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f));
+    p = 0.37409196f + t * (0.09678418f + t * (-0.18628806f + t * (0.27886807f + t * p)));
+    p = -z * z - 1.26551223f + t * (1.00002368f + t * p);
+    float r = t * moe_expf(p);
+    return x >= 0.0f ? r : 2.0f - r;
+}
+
 #define MOE_LANES 8
 
 /* Combine the lanes in a fixed pairwise order. (Loops index their lane arrays only

@@ -232,7 +232,7 @@ void moe_gelu_tanh_backward(float *d_x, const float *d_out, const float *x, int6
 void moe_gelu_erf_forward(float *out, const float *x, int64_t n) {
     int nt = moe_threads_current();
 #pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) out[i] = 0.5f * x[i] * (1.0f + erff(x[i] * INV_SQRT2));
+    for (int64_t i = 0; i < n; i++) out[i] = 0.5f * x[i] * moe_erfcf(-x[i] * INV_SQRT2);
 }
 
 void moe_gelu_erf_backward(float *d_x, const float *d_out, const float *x, int64_t n) {
@@ -240,7 +240,7 @@ void moe_gelu_erf_backward(float *d_x, const float *d_out, const float *x, int64
 #pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
-        float local = 0.5f * (1.0f + erff(v * INV_SQRT2)) + v * INV_SQRT_2PI * moe_expf(-0.5f * v * v);
+        float local = 0.5f * moe_erfcf(-v * INV_SQRT2) + v * INV_SQRT_2PI * moe_expf(-0.5f * v * v);
         d_x[i] += d_out[i] * local;
     }
 }
