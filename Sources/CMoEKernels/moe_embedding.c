@@ -1,10 +1,9 @@
 #include "moe_embedding.h"
 #include "internal.h"
+#include "moe_math.h"
 #include <string.h>
 
 #define PAR_MIN 32768
-/* Minimum columns per thread in the backward pass (keeps each thread on whole cache lines). */
-#define MIN_COLS 16
 
 void moe_embedding_forward(float *out, const float *table, const int32_t *ids, int64_t n, int64_t c) {
     int nt = moe_threads_current();
@@ -24,20 +23,15 @@ static void scatter_cols(float *d_table, const float *d_out, const int32_t *ids,
 }
 
 void moe_embedding_backward(float *d_table, const float *d_out, const int32_t *ids, int64_t n, int64_t c) {
-    int nt = moe_threads_current();
-    int64_t max_parts = c / MIN_COLS;
-    if (nt > max_parts) nt = (int)max_parts;
-    if (n * c <= PAR_MIN || nt <= 1) {
+    int nt = moe_column_threads(moe_threads_current(), n, c);
+    if (nt <= 1) {
         scatter_cols(d_table, d_out, ids, n, c, 0, c);
         return;
     }
 #pragma omp parallel num_threads(nt)
     {
-        int64_t t = omp_get_thread_num(), parts = omp_get_num_threads();
-        /* Column ranges on 16-float boundaries. */
-        int64_t blocks = (c + MIN_COLS - 1) / MIN_COLS;
-        int64_t b0 = blocks * t / parts, b1 = blocks * (t + 1) / parts;
-        int64_t c0 = b0 * MIN_COLS, c1 = b1 * MIN_COLS < c ? b1 * MIN_COLS : c;
+        int64_t c0, c1; /* column ranges on 16-float boundaries */
+        moe_column_range(c, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
         scatter_cols(d_table, d_out, ids, n, c, c0, c1);
     }
 }

@@ -1,36 +1,46 @@
 #include "moe_pointwise.h"
 #include "internal.h"
+#include "moe_math.h"
 #include <math.h>
 
 /* Below this many elements a loop runs serially: an OpenMP fork costs more. */
 #define PAR_MIN 32768
-/* Columns per block in the broadcast gradient reduction. */
-#define COL_BLOCK 64
+/* Columns per tile in the broadcast gradient reduction (double accumulators stay in L1). */
+#define COL_TILE 1024
 /* Fixed number of blocks of the full sum (independent of the thread count). */
 #define SUM_BLOCKS 64
 
-/* d_b[j] += scale * Σ_i g[i, j] (· a[i, j] when a != NULL).
- * Parallel over blocks of columns; each column sums its rows in row order in
- * double, so the result does not depend on the thread count. */
-static void reduce_rows(float *d_b, const float *g, const float *a, float scale, int64_t n, int64_t d) {
-    int64_t blocks = (d + COL_BLOCK - 1) / COL_BLOCK;
-    int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n * d > PAR_MIN && blocks > 1)
-    for (int64_t blk = 0; blk < blocks; blk++) {
-        int64_t c0 = blk * COL_BLOCK;
-        int64_t w = d - c0 < COL_BLOCK ? d - c0 : COL_BLOCK;
-        double acc[COL_BLOCK];
+/* Columns [c0, c1) of the reduction below, in tiles of COL_TILE columns. */
+static void reduce_rows_range(float *d_b, const float *g, const float *a, float scale, int64_t n, int64_t d,
+                              int64_t c0, int64_t c1) {
+    double acc[COL_TILE];
+    for (int64_t t0 = c0; t0 < c1; t0 += COL_TILE) {
+        int64_t w = c1 - t0 < COL_TILE ? c1 - t0 : COL_TILE;
         for (int64_t j = 0; j < w; j++) acc[j] = 0.0;
         for (int64_t i = 0; i < n; i++) {
-            const float *gr = g + i * d + c0;
+            const float *gr = g + i * d + t0;
             if (a) {
-                const float *ar = a + i * d + c0;
+                const float *ar = a + i * d + t0;
                 for (int64_t j = 0; j < w; j++) acc[j] += (double)gr[j] * (double)ar[j];
             } else {
                 for (int64_t j = 0; j < w; j++) acc[j] += (double)gr[j];
             }
         }
-        for (int64_t j = 0; j < w; j++) d_b[c0 + j] += (float)((double)scale * acc[j]);
+        for (int64_t j = 0; j < w; j++) d_b[t0 + j] += (float)((double)scale * acc[j]);
+    }
+}
+
+/* d_b[j] += scale * Σ_i g[i, j] (· a[i, j] when a != NULL).
+ * The threads split the columns; each column sums its rows in row order in
+ * double, so the result does not depend on the thread count. */
+static void reduce_rows(float *d_b, const float *g, const float *a, float scale, int64_t n, int64_t d) {
+    int nt = moe_column_threads(moe_threads_current(), n, d);
+    if (nt <= 1) { reduce_rows_range(d_b, g, a, scale, n, d, 0, d); return; }
+#pragma omp parallel num_threads(nt)
+    {
+        int64_t c0, c1;
+        moe_column_range(d, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
+        reduce_rows_range(d_b, g, a, scale, n, d, c0, c1);
     }
 }
 
@@ -137,9 +147,7 @@ void moe_sum_forward(float *out, const float *x, float scale, int64_t n) {
 #pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
     for (int64_t blk = 0; blk < SUM_BLOCKS; blk++) {
         int64_t lo = blk * chunk, hi = lo + chunk < n ? lo + chunk : n;
-        double s = 0.0;
-        for (int64_t i = lo; i < hi; i++) s += (double)x[i];
-        partial[blk] = s;
+        partial[blk] = hi > lo ? moe_sum_d(x + lo, hi - lo) : 0.0;
     }
     double total = 0.0;
     for (int64_t blk = 0; blk < SUM_BLOCKS; blk++) total += partial[blk];
@@ -163,10 +171,7 @@ void moe_sum_last_forward(float *out, const float *x, int64_t n, int64_t d) {
     int nt = moe_threads_current();
 #pragma omp parallel for schedule(static) num_threads(nt) if (n * d > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
-        const float *row = x + i * d;
-        double s = 0.0;
-        for (int64_t j = 0; j < d; j++) s += (double)row[j];
-        out[i] = (float)s;
+        out[i] = (float)moe_sum_d(x + i * d, d);
     }
 }
 
@@ -182,19 +187,17 @@ void moe_sum_last_backward(float *d_x, const float *d_out, int64_t n, int64_t d)
 
 /* ---- Activations -------------------------------------------------------------- */
 
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
-
 void moe_silu_forward(float *out, const float *x, int64_t n) {
     int nt = moe_threads_current();
 #pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) out[i] = x[i] * sigmoidf(x[i]);
+    for (int64_t i = 0; i < n; i++) out[i] = x[i] * moe_sigmoidf(x[i]);
 }
 
 void moe_silu_backward(float *d_x, const float *d_out, const float *x, int64_t n) {
     int nt = moe_threads_current();
 #pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
-        float s = sigmoidf(x[i]);
+        float s = moe_sigmoidf(x[i]);
         d_x[i] += d_out[i] * s * (1.0f + x[i] * (1.0f - s));
     }
 }
@@ -207,7 +210,7 @@ void moe_gelu_tanh_forward(float *out, const float *x, int64_t n) {
 #pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
-        out[i] = 0.5f * v * (1.0f + tanhf(GELU_K * (v + GELU_C * v * v * v)));
+        out[i] = 0.5f * v * (1.0f + moe_tanhf(GELU_K * (v + GELU_C * v * v * v)));
     }
 }
 
@@ -216,7 +219,7 @@ void moe_gelu_tanh_backward(float *d_x, const float *d_out, const float *x, int6
 #pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
-        float t = tanhf(GELU_K * (v + GELU_C * v * v * v));
+        float t = moe_tanhf(GELU_K * (v + GELU_C * v * v * v));
         float sech2 = 1.0f - t * t;
         float local = 0.5f * (1.0f + t) + 0.5f * v * sech2 * GELU_K * (1.0f + 3.0f * GELU_C * v * v);
         d_x[i] += d_out[i] * local;
@@ -229,7 +232,7 @@ void moe_gelu_tanh_backward(float *d_x, const float *d_out, const float *x, int6
 void moe_gelu_erf_forward(float *out, const float *x, int64_t n) {
     int nt = moe_threads_current();
 #pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) out[i] = 0.5f * x[i] * (1.0f + erff(x[i] * INV_SQRT2));
+    for (int64_t i = 0; i < n; i++) out[i] = 0.5f * x[i] * moe_erfcf(-x[i] * INV_SQRT2);
 }
 
 void moe_gelu_erf_backward(float *d_x, const float *d_out, const float *x, int64_t n) {
@@ -237,7 +240,7 @@ void moe_gelu_erf_backward(float *d_x, const float *d_out, const float *x, int64
 #pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
-        float local = 0.5f * (1.0f + erff(v * INV_SQRT2)) + v * INV_SQRT_2PI * expf(-0.5f * v * v);
+        float local = 0.5f * moe_erfcf(-v * INV_SQRT2) + v * INV_SQRT_2PI * moe_expf(-0.5f * v * v);
         d_x[i] += d_out[i] * local;
     }
 }
@@ -258,7 +261,7 @@ void moe_relu_backward(float *d_x, const float *d_out, const float *x, int64_t n
 void moe_swiglu_forward(float *out, const float *gate, const float *up, int64_t n) {
     int nt = moe_threads_current();
 #pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) out[i] = gate[i] * sigmoidf(gate[i]) * up[i];
+    for (int64_t i = 0; i < n; i++) out[i] = gate[i] * moe_sigmoidf(gate[i]) * up[i];
 }
 
 void moe_swiglu_backward(float *d_gate, float *d_up, const float *d_out,
@@ -266,7 +269,7 @@ void moe_swiglu_backward(float *d_gate, float *d_up, const float *d_out,
     int nt = moe_threads_current();
 #pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
-        float g = gate[i], s = sigmoidf(g);
+        float g = gate[i], s = moe_sigmoidf(g);
         if (d_gate) d_gate[i] += d_out[i] * up[i] * s * (1.0f + g * (1.0f - s));
         if (d_up) d_up[i] += d_out[i] * g * s;
     }

@@ -1,23 +1,15 @@
 #include "moe_softmax.h"
 #include "internal.h"
+#include "moe_math.h"
 #include <math.h>
 
 #define PAR_MIN 32768
 
-/* Max of a row; -INFINITY for an empty row. */
-static inline float row_max(const float *x, int64_t v) {
-    float m = -INFINITY;
-    for (int64_t j = 0; j < v; j++) if (x[j] > m) m = x[j];
-    return m;
-}
-
 /* log Σ exp(x) of a row, max-subtracted, sum in double. */
 static inline float row_lse(const float *x, int64_t v) {
-    float m = row_max(x, v);
+    float m = moe_max_f(x, v);
     if (m == -INFINITY) return m; /* empty row or all -inf */
-    double s = 0.0;
-    for (int64_t j = 0; j < v; j++) s += (double)expf(x[j] - m);
-    return m + (float)log(s);
+    return m + (float)log(moe_exp_shift_sum(NULL, x, m, v));
 }
 
 void moe_softmax_forward(float *out, const float *x, int64_t n, int64_t v) {
@@ -26,13 +18,12 @@ void moe_softmax_forward(float *out, const float *x, int64_t n, int64_t v) {
     for (int64_t i = 0; i < n; i++) {
         const float *xr = x + i * v;
         float *o = out + i * v;
-        float m = row_max(xr, v);
+        float m = moe_max_f(xr, v);
         if (m == -INFINITY) { /* fully masked row: all zeros rather than NaN */
             for (int64_t j = 0; j < v; j++) o[j] = 0.0f;
             continue;
         }
-        double s = 0.0;
-        for (int64_t j = 0; j < v; j++) { float e = expf(xr[j] - m); o[j] = e; s += (double)e; }
+        double s = moe_exp_shift_sum(o, xr, m, v);
         float inv = (float)(1.0 / s);
         for (int64_t j = 0; j < v; j++) o[j] *= inv;
     }
@@ -44,9 +35,7 @@ void moe_softmax_backward(float *d_x, const float *d_out, const float *out, int6
     for (int64_t i = 0; i < n; i++) {
         const float *g = d_out + i * v, *y = out + i * v;
         float *dx = d_x + i * v;
-        double dot = 0.0;
-        for (int64_t j = 0; j < v; j++) dot += (double)g[j] * (double)y[j];
-        float d = (float)dot;
+        float d = (float)moe_dot_d(g, y, v);
         for (int64_t j = 0; j < v; j++) dx[j] += y[j] * (g[j] - d);
     }
 }
@@ -68,10 +57,8 @@ void moe_log_softmax_backward(float *d_x, const float *d_out, const float *out, 
     for (int64_t i = 0; i < n; i++) {
         const float *g = d_out + i * v, *y = out + i * v;
         float *dx = d_x + i * v;
-        double s = 0.0;
-        for (int64_t j = 0; j < v; j++) s += (double)g[j];
-        float sf = (float)s;
-        for (int64_t j = 0; j < v; j++) dx[j] += g[j] - expf(y[j]) * sf;
+        float sf = (float)moe_sum_d(g, v);
+        for (int64_t j = 0; j < v; j++) dx[j] += g[j] - moe_expf(y[j]) * sf;
     }
 }
 
@@ -106,7 +93,7 @@ void moe_cross_entropy_backward(float *d_logits, const float *d_loss, const floa
         const float *xr = logits + i * v;
         float *dx = d_logits + i * v;
         float l = lse[i];
-        for (int64_t j = 0; j < v; j++) dx[j] += scale * expf(xr[j] - l);
+        for (int64_t j = 0; j < v; j++) dx[j] += scale * moe_expf(xr[j] - l);
         dx[t] -= scale;
     }
 }

@@ -31,6 +31,16 @@ final class ActivationTests: XCTestCase {
         }
     }
 
+    /// Exact GELU keeps relative accuracy in the negative tail (computed via erfc).
+    func testGELUNegativeTailRelativeAccuracy() throws {
+        let values = (0..<61).map { -2 - Float($0) * 0.1 }  // −2 … −8
+        let out = try gelu(Tensor(values, shape: [61])).scalars
+        for (v, y) in zip(values, out) {
+            let ref = 0.5 * Double(v) * Foundation.erfc(-Double(v) / 2.0.squareRoot())
+            XCTAssertEqual(Double(y), ref, accuracy: abs(ref) * 1e-5, "gelu(\(v))")
+        }
+    }
+
     func testGradients() throws {
         for shape in oddShapes {
             // Keep |x| ≥ 0.1 so the finite difference (±0.01) never straddles ReLU's kink.

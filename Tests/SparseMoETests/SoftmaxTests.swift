@@ -25,6 +25,27 @@ final class SoftmaxTests: XCTestCase {
         assertClose(try softmax(x).scalars, [0.26894142, 0.73105858, 0, 0, 0, 0], atol: 1e-6, rtol: 1e-5, "softmax extremes")
     }
 
+    /// The kernels' own exp: softmax / log-softmax over logits spanning −87…+80 against
+    /// double-precision references (relative accuracy of tiny probabilities included).
+    func testWideRangeAccuracy() throws {
+        let v = 331
+        let values = (0..<v).map { Float(-87 + 167 * Double($0) / Double(v - 1)) + 0.123 }
+        let x = try Tensor(values, shape: [1, v])
+        let ref = logSoftmaxRef(values, v)
+        assertClose(try logSoftmax(x).scalars, ref.map { Float($0) }, atol: 2e-5, rtol: 1e-6, "logSoftmax wide")
+        let p = try softmax(x).scalars
+        for (j, r) in ref.enumerated() where r > -80 {  // above float's normal range floor
+            // x − max is rounded to float first: half an ulp of |r| is unavoidable relative error.
+            XCTAssertEqual(Double(p[j]), Foundation.exp(r), accuracy: Foundation.exp(r) * (2e-6 + abs(r) * 6e-8) + 1e-38, "softmax[\(j)] (log p = \(r))")
+        }
+        // silu through the same exp, across the range
+        let y = try silu(x).scalars
+        for (j, xv) in values.enumerated() {
+            let e = Double(xv) / (1 + Foundation.exp(-Double(xv)))
+            XCTAssertEqual(Double(y[j]), e, accuracy: abs(e) * 3e-6 + 1e-30, "silu(\(xv))")
+        }
+    }
+
     func testGradients() throws {
         for shape in oddShapes {
             let x = randomTensor(shape, seed: 41, scale: 2)
