@@ -1,0 +1,87 @@
+import XCTest
+@testable import SparseMoE
+
+final class TransformerLMTests: XCTestCase {
+    static func tinyConfig(moe: Bool = true, latent: Bool = false, position: PositionEncoding = .rope) -> TransformerConfig {
+        var m = MoEConfig(numExperts: 3, topK: 2, expertHidden: 5)
+        m.sharedExperts = 1
+        m.sharedExpertHidden = 4
+        m.sharedGating = .sigmoid
+        m.firstDense = 1
+        var c = TransformerConfig(vocabSize: 11, hiddenSize: 8, numLayers: 2, numHeads: 2, numKVHeads: 1,
+                                  maxSequenceLength: 16, intermediateSize: 6, moe: moe ? m : nil)
+        c.positionEncoding = position
+        c.qkNorm = latent ? .none : .perHead
+        c.attentionBias = !latent
+        c.initStd = 0.3
+        if latent {
+            c.latentAttention = LatentAttentionConfig(qLoraRank: 6, kvLoraRank: 4, qkNopeHeadDim: 2, qkRopeHeadDim: 2, vHeadDim: 3)
+            c.ropeStyle = .interleaved
+        }
+        return c
+    }
+
+    func testParameterNamesFollowTheHuggingFaceLayout() throws {
+        let model = try TransformerLM(config: Self.tinyConfig(), seed: 1)
+        let names = Set(model.namedParameters().map(\.name))
+        for n in ["model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.q_proj.bias",
+                  "model.layers.0.self_attn.q_norm.weight", "model.layers.0.mlp.gate_proj.weight", "model.layers.1.mlp.gate.weight",
+                  "model.layers.1.mlp.experts.gate_proj", "model.layers.1.mlp.shared_expert.up_proj.weight",
+                  "model.layers.1.mlp.shared_expert_gate.weight", "model.norm.weight", "lm_head.weight"] {
+            XCTAssertTrue(names.contains(n), "missing \(n)")
+        }
+        XCTAssertEqual(model.parameterCount, model.parameters.reduce(0) { $0 + $1.count })
+    }
+
+    func testWholeModelGradientsMatchFiniteDifferences() throws {
+        for (latent, position) in [(false, PositionEncoding.rope), (true, .rope), (false, .learned)] {
+            let model = try TransformerLM(config: Self.tinyConfig(latent: latent, position: position), seed: 2)
+            let tokens = try Tensor(indices: [1, 4, 7, 2, 9, 3, 0, 5], shape: [2, 4])
+            let params = model.parameters.filter { $0.requiresGrad }
+            _ = try checkGradients("TransformerLM latent=\(latent) \(position)", inputs: params, eps: 1e-3, tolerance: 5e-2) { _ in
+                let out = try model.forward(tokens)
+                return try add(try out.logits.mean(), out.auxLoss!)
+            }
+        }
+    }
+
+    func testCausalModelIgnoresTheFuture() throws {
+        let model = try TransformerLM(config: Self.tinyConfig(), seed: 3)
+        let a = try withNoGrad { try model.forward(try Tensor(indices: [1, 2, 3, 4, 5], shape: [1, 5])).logits.scalars }
+        let b = try withNoGrad { try model.forward(try Tensor(indices: [1, 2, 3, 9, 0], shape: [1, 5])).logits.scalars }
+        XCTAssertEqual(Array(a[0..<(3 * 11)]), Array(b[0..<(3 * 11)]))
+        XCTAssertNotEqual(Array(a[(3 * 11)...]), Array(b[(3 * 11)...]))
+    }
+
+    func testKVCacheDecodingEqualsFullRecomputation() throws {
+        for latent in [false, true] {
+            let model = try TransformerLM(config: Self.tinyConfig(latent: latent), seed: 4)
+            let ids: [Int32] = [3, 1, 4, 1, 5, 9, 2]
+            let full = try withNoGrad { try model.forward(try Tensor(indices: ids, shape: [1, 7])).logits.scalars }
+            let cache = KVCache(capacity: 16)
+            var pieces: [Float] = []
+            try withNoGrad {
+                pieces += try model.forward(try Tensor(indices: Array(ids[0..<3]), shape: [1, 3]), options: ForwardOptions(cache: cache)).logits.scalars
+                for i in 3..<7 {
+                    pieces += try model.forward(try Tensor(indices: [ids[i]], shape: [1, 1]), options: ForwardOptions(cache: cache)).logits.scalars
+                }
+            }
+            assertClose(pieces, full, atol: 2e-5, rtol: 1e-4, "KV cache latent=\(latent)")
+        }
+    }
+
+    func testInvalidConfigsNameTheField() {
+        func field(_ mutate: (inout TransformerConfig) -> Void) -> String {
+            var c = Self.tinyConfig()
+            mutate(&c)
+            do { try c.validate(); return "valid" } catch let SparseMoEError.invalidConfig(f, _) { return f } catch { return "\(error)" }
+        }
+        XCTAssertEqual(field { $0.numHeads = 3 }, "num_attention_heads")
+        XCTAssertEqual(field { $0.numKVHeads = 3 }, "num_key_value_heads")
+        XCTAssertEqual(field { $0.moe!.topK = 4 }, "moe.top_k")
+        XCTAssertEqual(field { $0.moe!.capacityFactor = 0 }, "moe.capacity_factor")
+        XCTAssertEqual(field { $0.moe!.nGroup = 2 }, "moe.n_group")
+        XCTAssertEqual(field { $0.vocabSize = 0 }, "vocab_size")
+        XCTAssertEqual(field { _ in }, "valid")
+    }
+}
