@@ -29,5 +29,6 @@
 #include "moe_attention.h"
 #include "moe_router.h"
 #include "moe_dispatch.h"
+#include "moe_optim.h"
 
 #endif
