@@ -34,10 +34,26 @@ void moe_adamw_step(float *param, float *m, float *v, const float *grad, int64_t
     }
 }
 
+/* Sequential sum of squares (the reference order). */
 static double sum_sq(const float *x, int64_t n) {
     double s = 0.0;
     for (int64_t i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
     return s;
+}
+
+/* Four interleaved accumulators (breaks the add latency chain), combined in a
+ * fixed order: deterministic, slightly different rounding from sum_sq. */
+static double sum_sq4(const float *x, int64_t n) {
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += (double)x[i] * (double)x[i];
+        s1 += (double)x[i + 1] * (double)x[i + 1];
+        s2 += (double)x[i + 2] * (double)x[i + 2];
+        s3 += (double)x[i + 3] * (double)x[i + 3];
+    }
+    for (; i < n; i++) s0 += (double)x[i] * (double)x[i];
+    return (s0 + s1) + (s2 + s3);
 }
 
 double moe_grad_norm_sq(const float *x, int64_t n) {
@@ -51,7 +67,7 @@ double moe_grad_norm_sq(const float *x, int64_t n) {
     for (int64_t c = 0; c < chunks; c++) {
         const int64_t lo = c * chunk;
         const int64_t hi = lo + chunk < n ? lo + chunk : n;
-        partial[c] = sum_sq(x + lo, hi - lo);
+        partial[c] = sum_sq4(x + lo, hi - lo);
     }
     double s = 0.0;
     for (int64_t c = 0; c < chunks; c++) s += partial[c];

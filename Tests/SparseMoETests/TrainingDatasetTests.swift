@@ -134,11 +134,15 @@ final class TrainingDatasetTests: XCTestCase {
         let d = try TextDataset(tokens: corpus.tokens, sequenceLength: 32)
         var rng = RandomGenerator(seed: 2)
         let batch = try d.randomBatch(batchSize: 4, using: &rng)
+        let ids = corpus.taskIDs(of: batch)
+        let parsed = SyntheticTask.taskIDs(of: corpus.bytes)
+        XCTAssertEqual(ids.count, 4 * 32)
         for row in 0..<4 {
             for t in 0..<32 {
                 let s = batch.starts[row] + t
                 let token = batch.inputs.indexScalars[row * 32 + t]
                 XCTAssertEqual(token, Int32(corpus.bytes[s]))
+                XCTAssertEqual(ids[row * 32 + t], parsed[s])
             }
         }
     }

@@ -84,6 +84,9 @@ final class TrainingOptimizerTests: XCTestCase {
         XCTAssertEqual(state[AdamW.stepCountKey]?.indexScalars, [4])
         opt.zeroGrad()
         XCTAssertNil(decayed.grad); XCTAssertNil(frozen.grad)
+        XCTAssertEqual(opt.freeze { $0.hasSuffix("bias") }, ["a.bias"])
+        XCTAssertEqual(opt.frozen, ["f.weight", "a.bias"])
+        XCTAssertEqual(opt.trainableParameters.map(\.name), ["a.weight", "s.weight"])
     }
 
     func testNoDecayRuleAndDefaultGroups() throws {
@@ -128,6 +131,13 @@ final class TrainingOptimizerTests: XCTestCase {
                        accuracy: naiveSq * 1e-12)
         let one = Threads.with(1) { AdamW.gradientNorm(params) }, two = Threads.with(2) { AdamW.gradientNorm(params) }
         XCTAssertEqual(one, two)
+        // Over 256 · 4096 elements the chunks grow past the minimum size.
+        let huge = randomTensor([1_048_583], seed: 9)
+        let h1 = Threads.with(1) { OptimizerKernels.sumOfSquares(huge) }
+        let h2 = Threads.with(2) { OptimizerKernels.sumOfSquares(huge) }
+        let hRef = moe_grad_norm_sq_naive(huge.floats, Int64(huge.count))
+        XCTAssertEqual(h1, h2)
+        XCTAssertEqual(h1, hRef, accuracy: hRef * 1e-12)
         // No clipping when the norm is under the limit.
         let before = params.map { $0.grad?.scalars }
         let loose = AdamW.clipGradients(params, maxNorm: naive * 2)
@@ -141,6 +151,9 @@ final class TrainingOptimizerTests: XCTestCase {
         for (p, b) in zip(params, before) { XCTAssertEqual(p.grad?.scalars, b.map { $0.map { $0 * s } }) }
         XCTAssertEqual(AdamW.gradientNorm(params), maxNorm, accuracy: maxNorm * 1e-5)
         XCTAssertNil(params[3].grad)
+        let g1 = params[1].grad!.scalars
+        AdamW.scaleGradients(params, by: 0.25)
+        XCTAssertEqual(params[1].grad!.scalars, g1.map { $0 * 0.25 })
     }
 
     func testNonFiniteGradientsAreReportedAndLeftAlone() throws {

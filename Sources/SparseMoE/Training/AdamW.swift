@@ -190,6 +190,15 @@ public final class AdamW {
         }
     }
 
+    /// Adds every parameter whose name satisfies `predicate` to `frozen` and returns
+    /// those names (e.g. `{ $0.contains(".mlp.gate.") }` to freeze the routers).
+    @discardableResult
+    public func freeze(where predicate: (String) -> Bool) -> [String] {
+        let names = entries.map(\.name).filter(predicate)
+        frozen.formUnion(names)
+        return names
+    }
+
     /// Clears the gradients of all parameters (frozen ones included).
     public func zeroGrad() {
         for e in entries { e.tensor.zeroGrad() }
@@ -213,6 +222,12 @@ public final class AdamW {
         var total = 0.0
         for t in tensors { if let g = t.grad { total += OptimizerKernels.sumOfSquares(g) } }
         return total.squareRoot()
+    }
+
+    /// Multiplies every existing gradient by `factor` (e.g. 1/accumulationSteps when
+    /// the accumulated losses were not pre-scaled).
+    public static func scaleGradients(_ tensors: [Tensor], by factor: Float) {
+        for t in tensors { if let g = t.grad { OptimizerKernels.scale(g, by: factor) } }
     }
 
     /// Scales all gradients by c = maxNorm / (‖g‖ + 1e-6) when c < 1 (PyTorch's

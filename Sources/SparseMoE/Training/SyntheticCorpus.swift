@@ -127,6 +127,19 @@ public struct SyntheticCorpus: Sendable {
         return SyntheticTask(id: taskIDs[position])!
     }
 
+    /// Task ids of a batch's input positions, row-major `[B·T]`: `taskIDs[starts[b] + t]`.
+    /// The batch must come from a `TextDataset` built on this corpus's `tokens`.
+    public func taskIDs(of batch: LMBatch) -> [UInt8] {
+        let t = batch.sequenceLength
+        var out: [UInt8] = []
+        out.reserveCapacity(batch.batchSize * t)
+        for s in batch.starts {
+            precondition(s >= 0 && s + t <= taskIDs.count, "window at \(s) lies outside the corpus (\(taskIDs.count) bytes)")
+            out.append(contentsOf: taskIDs[s..<s + t])
+        }
+        return out
+    }
+
     /// Number of bytes of each task, indexed by `SyntheticTask.id`.
     public var bytesPerTask: [Int] {
         var counts = [Int](repeating: 0, count: SyntheticTask.allCases.count)
