@@ -30,5 +30,6 @@
 #include "moe_router.h"
 #include "moe_layout.h"
 #include "moe_dispatch.h"
+#include "moe_optim.h"
 
 #endif

@@ -1,0 +1,83 @@
+#include "moe_optim.h"
+#include "internal.h"
+#include <math.h>
+
+/* Below this many elements the loops stay on the calling thread. */
+#define MOE_OPTIM_PARALLEL_MIN 32768
+/* Chunking of the deterministic norm reduction. */
+#define MOE_NORM_MAX_CHUNKS 256
+#define MOE_NORM_MIN_CHUNK 4096
+
+void moe_adamw_step(float *param, float *m, float *v, const float *grad, int64_t n,
+                    double lr, double beta1, double beta2, double eps, double weight_decay,
+                    int64_t step) {
+    const double bc1 = 1.0 - pow(beta1, (double)step);
+    const double bc2 = 1.0 - pow(beta2, (double)step);
+    const float decay = (float)(1.0 - lr * weight_decay);
+    const float step_size = (float)(lr / bc1);
+    const float bc2_sqrt = (float)sqrt(bc2);
+    const float one_minus_b1 = (float)(1.0 - beta1);
+    const float b2 = (float)beta2;
+    const float one_minus_b2 = (float)(1.0 - beta2);
+    const float epsf = (float)eps;
+    const int parallel = n >= MOE_OPTIM_PARALLEL_MIN && moe_threads_current() > 1;
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t i = 0; i < n; i++) {
+        const float g = grad[i];
+        const float p = param[i] * decay;
+        const float mi = m[i] + one_minus_b1 * (g - m[i]);
+        const float vi = v[i] * b2 + one_minus_b2 * g * g;
+        const float denom = sqrtf(vi) / bc2_sqrt + epsf;
+        m[i] = mi;
+        v[i] = vi;
+        param[i] = p - step_size * (mi / denom);
+    }
+}
+
+/* Sequential sum of squares (the reference order). */
+static double sum_sq(const float *x, int64_t n) {
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
+    return s;
+}
+
+/* Four interleaved accumulators (breaks the add latency chain), combined in a
+ * fixed order: deterministic, slightly different rounding from sum_sq. */
+static double sum_sq4(const float *x, int64_t n) {
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += (double)x[i] * (double)x[i];
+        s1 += (double)x[i + 1] * (double)x[i + 1];
+        s2 += (double)x[i + 2] * (double)x[i + 2];
+        s3 += (double)x[i + 3] * (double)x[i + 3];
+    }
+    for (; i < n; i++) s0 += (double)x[i] * (double)x[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+double moe_grad_norm_sq(const float *x, int64_t n) {
+    if (n <= 0) return 0.0;
+    int64_t chunk = (n + MOE_NORM_MAX_CHUNKS - 1) / MOE_NORM_MAX_CHUNKS;
+    if (chunk < MOE_NORM_MIN_CHUNK) chunk = MOE_NORM_MIN_CHUNK;
+    const int64_t chunks = (n + chunk - 1) / chunk;
+    double partial[MOE_NORM_MAX_CHUNKS];
+    const int parallel = chunks > 1 && moe_threads_current() > 1;
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t c = 0; c < chunks; c++) {
+        const int64_t lo = c * chunk;
+        const int64_t hi = lo + chunk < n ? lo + chunk : n;
+        partial[c] = sum_sq4(x + lo, hi - lo);
+    }
+    double s = 0.0;
+    for (int64_t c = 0; c < chunks; c++) s += partial[c];
+    return s;
+}
+
+double moe_grad_norm_sq_naive(const float *x, int64_t n) { return sum_sq(x, n); }
+
+void moe_grad_scale(float *x, int64_t n, float scale) {
+    const int parallel = n >= MOE_OPTIM_PARALLEL_MIN && moe_threads_current() > 1;
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t i = 0; i < n; i++) x[i] *= scale;
+}
