@@ -17,6 +17,18 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable {
         s = (splitmix(), splitmix(), splitmix(), splitmix())
     }
 
+    /// The generator's full state (4 words), for checkpoints: `RandomGenerator(state:)`
+    /// continues the sequence exactly.
+    public var state: [UInt64] { [s.0, s.1, s.2, s.3] }
+
+    /// Restores a generator from `state`. Throws unless it holds 4 words, not all zero.
+    public init(state: [UInt64]) throws {
+        guard state.count == 4, state.contains(where: { $0 != 0 }) else {
+            throw SparseMoEError.invalidArgument(op: "RandomGenerator", message: "state must be 4 words, not all zero, got \(state)")
+        }
+        s = (state[0], state[1], state[2], state[3])
+    }
+
     public mutating func next() -> UInt64 {
         let result = ((s.1 &* 5) << 7 | (s.1 &* 5) >> 57) &* 9
         let t = s.1 << 17

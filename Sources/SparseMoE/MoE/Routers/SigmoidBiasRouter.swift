@@ -82,4 +82,7 @@ public final class SigmoidBiasRouter: Router {
         }
         pendingLoad = [Int](repeating: 0, count: numExperts)
     }
+
+    /// Forgets the loads counted since the last update (a skipped optimiser step).
+    public func discardPendingLoad() { pendingLoad = [Int](repeating: 0, count: numExperts) }
 }

@@ -1,0 +1,163 @@
+import XCTest
+@testable import SparseMoE
+
+final class TrainerTests: XCTestCase {
+    func tinyModelConfig(causal: Bool = true, router: RouterKind = .softmaxTopK) -> TransformerConfig {
+        var m = MoEConfig(numExperts: 4, topK: 2, expertHidden: 32)
+        m.router = router
+        var c = TransformerConfig(vocabSize: ByteTokenizer.vocabularySize, hiddenSize: 32, numLayers: 2, numHeads: 4,
+                                  maxSequenceLength: 32, intermediateSize: 64, moe: m)
+        c.causal = causal
+        return c
+    }
+
+    func trainingConfig(steps: Int, objective: Objective = .causal) -> TrainingConfig {
+        var t = TrainingConfig()
+        t.steps = steps
+        t.batchSize = 4
+        t.sequenceLength = 16
+        t.learningRate = 3e-3
+        t.warmupSteps = 5
+        t.weightDecay = 0
+        t.evalBatches = 2
+        t.objective = objective
+        return t
+    }
+
+    func testOverfitsASingleBatchCausalAndMasked() throws {
+        for objective in [Objective.causal, .masked] {
+            // One window per split: every random batch is the same 16 tokens.
+            let text = ByteTokenizer().encode("the quick brown f")
+            let dataset = try TextDataset(tokens: text, sequenceLength: 16, validationFraction: 0)
+            let model = try TransformerLM(config: tinyModelConfig(causal: objective == .causal), seed: 1)
+            // Masked LM re-draws the masked positions every step, so it needs more steps.
+            var cfg = trainingConfig(steps: objective == .causal ? 150 : 400, objective: objective)
+            cfg.learningRate = 1e-2
+            let trainer = try Trainer(model: model, dataset: dataset, config: cfg)
+            var last = 0.0
+            for _ in 0..<cfg.steps { last = try trainer.trainStep().loss }
+            XCTAssertLessThan(last, 0.1, "\(objective): final loss \(last)")
+        }
+    }
+
+    func testLossDecreasesOnTheSyntheticCorpus() throws {
+        var cc = SyntheticCorpusConfig(seed: 3, targetBytes: 60_000)
+        cc.maxOperand = 20
+        let corpus = try SyntheticCorpus(config: cc)
+        let dataset = try TextDataset(tokens: corpus.tokens, sequenceLength: 16)
+        let model = try TransformerLM(config: tinyModelConfig(), seed: 2)
+        let trainer = try Trainer(model: model, dataset: dataset, config: trainingConfig(steps: 200))
+        let before = try trainer.evaluate()
+        for _ in 0..<200 { _ = try trainer.trainStep() }
+        let after = try trainer.evaluate()
+        XCTAssertLessThan(after, before - 1.5, "validation loss \(before) → \(after)")
+        XCTAssertLessThan(after, 2.6)
+    }
+
+    func testSaveLoadGivesIdenticalLogits() throws {
+        let model = try TransformerLM(config: tinyModelConfig(router: .sigmoidBias), seed: 5)
+        (model.moeLayers[0].router as! SigmoidBiasRouter).bias.floats[1] = 0.25
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sparsemoe-save-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try ModelFiles.save(model, to: dir)
+        let loaded = try ModelFiles.load(from: dir)
+        let tokens = try Tensor(indices: [72, 101, 108, 108, 111], shape: [1, 5])
+        let a = try withNoGrad { try model.forward(tokens).logits.scalars }
+        let b = try withNoGrad { try loaded.forward(tokens).logits.scalars }
+        XCTAssertEqual(a, b)
+        for ((n1, t1), (n2, t2)) in zip(model.namedParameters(), loaded.namedParameters()) {
+            XCTAssertEqual(n1, n2)
+            XCTAssertEqual(t1.scalars, t2.scalars, n1)
+        }
+    }
+
+    func testResumeContinuesBitIdentically() throws {
+        let corpus = try SyntheticCorpus(config: SyntheticCorpusConfig(seed: 4, targetBytes: 20_000))
+        let dataset = try TextDataset(tokens: corpus.tokens, sequenceLength: 16)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sparsemoe-resume-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cfg = trainingConfig(steps: 12)
+        for router in [RouterKind.softmaxTopK, .sigmoidBias] {
+            // Uninterrupted run.
+            let full = try Trainer(model: try TransformerLM(config: tinyModelConfig(router: router), seed: 6), dataset: dataset, config: cfg)
+            var reference: [Double] = []
+            for _ in 0..<12 { reference.append(try full.trainStep().loss) }
+            // Interrupted at step 5, resumed from the checkpoint in a fresh trainer.
+            let first = try Trainer(model: try TransformerLM(config: tinyModelConfig(router: router), seed: 6), dataset: dataset, config: cfg)
+            var resumed: [Double] = []
+            for _ in 0..<5 { resumed.append(try first.trainStep().loss) }
+            try TrainingCheckpoint.save(first, to: dir)
+            let folder = try TrainingCheckpoint.resolve(dir)
+            let second = try Trainer(model: try ModelFiles.load(from: folder), dataset: dataset, config: cfg)
+            try TrainingCheckpoint.restore(second, from: folder)
+            for _ in 5..<12 { resumed.append(try second.trainStep().loss) }
+            XCTAssertEqual(resumed, reference, "\(router)")
+            XCTAssertEqual(second.model.parameters.map(\.scalars), full.model.parameters.map(\.scalars))
+        }
+    }
+
+    func testInterruptedSaveLeavesThePreviousCheckpointLoadable() throws {
+        let corpus = try SyntheticCorpus(config: SyntheticCorpusConfig(seed: 4, targetBytes: 20_000))
+        let dataset = try TextDataset(tokens: corpus.tokens, sequenceLength: 16)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sparsemoe-crash-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let trainer = try Trainer(model: try TransformerLM(config: tinyModelConfig(), seed: 7), dataset: dataset, config: trainingConfig(steps: 6))
+        for _ in 0..<2 { _ = try trainer.trainStep() }
+        try TrainingCheckpoint.save(trainer, to: dir)
+        let saved = trainer.model.parameters.map(\.scalars)
+        for _ in 0..<2 { _ = try trainer.trainStep() }
+        // The new checkpoint's files are written, but the process dies before `latest` switches;
+        // a leftover temporary file is also lying around.
+        let next = dir.appendingPathComponent(String(format: "step-%06d", trainer.step))
+        try TrainingCheckpoint.writeFiles(trainer, to: next)
+        try Data("partial".utf8).write(to: dir.appendingPathComponent(".latest.tmp-crash"))
+        let folder = try TrainingCheckpoint.resolve(dir)
+        XCTAssertEqual(folder.lastPathComponent, "step-000002")
+        XCTAssertEqual(try ModelFiles.load(from: folder).parameters.map(\.scalars), saved)
+        XCTAssertEqual(try TrainingCheckpoint.loadState(folder).step, 2)
+    }
+
+    func testNaNGradientsSkipTheStep() throws {
+        let dataset = try TextDataset(tokens: ByteTokenizer().encode(String(repeating: "abcdefgh", count: 40)), sequenceLength: 16)
+        let model = try TransformerLM(config: tinyModelConfig(), seed: 8)
+        let trainer = try Trainer(model: model, dataset: dataset, config: trainingConfig(steps: 3))
+        model.embedTokens.floats[Int(ByteTokenizer().encode("a")[0]) * 32] = .nan
+        let before = model.parameters.map(\.scalars)
+        let report = try trainer.trainStep()
+        XCTAssertTrue(report.skipped)
+        XCTAssertEqual(trainer.optimizer.stepCount, 0)
+        for (b, a) in zip(before, model.parameters.map(\.scalars)) {
+            XCTAssertEqual(b.count, a.count)
+            XCTAssertTrue(zip(b, a).allSatisfy { $0 == $1 || ($0.isNaN && $1.isNaN) })
+        }
+    }
+
+    func testFrozenRoutersDoNotMove() throws {
+        let dataset = try TextDataset(tokens: ByteTokenizer().encode(String(repeating: "hello world ", count: 20)), sequenceLength: 16)
+        let model = try TransformerLM(config: tinyModelConfig(), seed: 9)
+        var cfg = trainingConfig(steps: 3)
+        cfg.freeze = .routers
+        let trainer = try Trainer(model: model, dataset: dataset, config: cfg)
+        let router = model.moeLayers[0].router as! TopKRouter
+        let before = router.weight.scalars, expertsBefore = model.moeLayers[0].experts.w1.scalars
+        for _ in 0..<3 { _ = try trainer.trainStep() }
+        XCTAssertEqual(router.weight.scalars, before)
+        XCTAssertNotEqual(model.moeLayers[0].experts.w1.scalars, expertsBefore)
+    }
+
+    func testInvalidTrainingSetupsFailBeforeWork() throws {
+        let dataset = try TextDataset(tokens: ByteTokenizer().encode(String(repeating: "x", count: 400)), sequenceLength: 16)
+        var cfg = trainingConfig(steps: 1)
+        cfg.objective = .masked
+        XCTAssertThrowsError(try Trainer(model: try TransformerLM(config: tinyModelConfig()), dataset: dataset, config: cfg)) {
+            XCTAssertTrue("\($0)".contains("causal"), "\($0)")
+        }
+        var bad = trainingConfig(steps: 0)
+        bad.steps = 0
+        XCTAssertThrowsError(try Trainer(model: try TransformerLM(config: tinyModelConfig()), dataset: dataset, config: bad)) {
+            XCTAssertTrue("\($0)".contains("steps"), "\($0)")
+        }
+    }
+}
+
+import Foundation
