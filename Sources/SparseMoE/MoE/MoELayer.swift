@@ -50,6 +50,9 @@ public final class MoELayer: Module {
     public let shared: FeedForward?
     public let sharedGate: Linear?
     public var losses: MoELossConfig
+    /// Experts chosen in the last forward, int32 `[T, K]` (-1 = empty/dropped), for
+    /// per-token analyses such as expert specialisation by task.
+    public private(set) var lastExperts: Tensor?
 
     public init(router: any Router, experts: Experts, shared: FeedForward? = nil,
                 sharedGating: SharedExpertGating = .none, losses: MoELossConfig, rng: inout RandomGenerator) throws {
@@ -82,6 +85,7 @@ public final class MoELayer: Module {
         let flat = try x.reshaped([-1, c])
         let t = flat.shape[0]
         let routing = try router.route(flat, context: &context)
+        lastExperts = routing.experts
         var (y, stats) = try experts(flat, routing: routing)
         var flops = stats.executedFLOPs + (routing.logits != nil ? 2 * t * c * router.numExperts : 0)
         if let s = shared {

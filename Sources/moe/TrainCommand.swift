@@ -1,0 +1,214 @@
+import ArgumentParser
+import Foundation
+import SparseMoE
+
+/// `moe train`: the main job.
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train an MoE (or dense) language model and report loss, speed, FLOPs and expert load.",
+        discussion: """
+        With no arguments, trains the `tiny-moe` preset (4 layers, width 128, 8 SwiGLU
+        experts of 256, top-2) on a built-in synthetic multi-task corpus (arithmetic,
+        copy, reverse, bracket balance, key-value lookup) for a minute or two on two
+        cores, then prints the losses, parameters, FLOPs against dense models and the
+        expert load per layer, and writes a report folder.
+
+        Examples:
+          moe train                                   # tiny-moe on the synthetic corpus
+          moe train --ffn dense                       # its dense twin (same active parameters)
+          moe train --data shakespeare.txt --steps 600
+          moe train --objective masked                # BERT-style masked LM
+          moe train --config small-moe --threads 2
+          moe train --init runs/tiny-moe/model --data notes.txt --lr 3e-4 --freeze routers
+          moe train --resume --out runs/tiny-moe      # continue from the last checkpoint
+
+        Report folder (--out, default runs/<preset>[-dense]): summary.json, loss.svg,
+        expert_load.svg (PNG beside them when rsvg-convert or ImageMagick is installed),
+        model/ (config.json + model.safetensors) and checkpoints/ (resumable).
+        Presets: \(TransformerConfig.presetNames.joined(separator: ", ")).
+        """)
+
+    @Option(name: .long, help: "Model preset or TransformerConfig JSON file.")
+    var config: String = "tiny-moe"
+
+    @Option(name: .long, help: "FFN kind: moe (as configured) or dense (the dense twin with the same active parameters).")
+    var ffn: String = "moe"
+
+    @Option(name: .long, help: "Start from this saved model folder (fine-tuning) instead of --config.")
+    var `init`: String?
+
+    @Option(name: .long, help: "Text file to train on (UTF-8, byte-level). Default: the synthetic multi-task corpus.")
+    var data: String?
+
+    @Option(name: .long, help: "Objective: causal (next token) or masked (BERT-style, bidirectional).")
+    var objective: String = "causal"
+
+    @Option(name: .long, help: "Optimiser steps.") var steps: Int = 300
+    @Option(name: .customLong("batch-size"), help: "Sequences per micro-batch.") var batchSize: Int = 16
+    @Option(name: .long, help: "Tokens per sequence.") var seq: Int = 128
+    @Option(name: .long, help: "Peak learning rate.") var lr: Double = 1e-3
+    @Option(name: .long, help: "Linear warmup steps before cosine decay.") var warmup: Int = 30
+    @Option(name: .customLong("weight-decay"), help: "AdamW decoupled weight decay (not on norms, biases, embeddings).") var weightDecay: Double = 0.1
+    @Option(name: .customLong("grad-clip"), help: "Clip the global gradient norm to this (0 = off).") var gradClip: Double = 1.0
+    @Option(name: .long, help: "Micro-batches per optimiser step (gradient accumulation).") var accumulate: Int = 1
+    @Option(name: .customLong("eval-every"), help: "Evaluate on the validation split every N steps.") var evalEvery: Int = 50
+    @Option(name: .customLong("eval-batches"), help: "Validation batches per evaluation.") var evalBatches: Int = 8
+    @Option(name: .customLong("checkpoint-every"), help: "Save a resumable checkpoint every N steps (0 = at the end only).") var checkpointEvery: Int = 0
+    @Option(name: .long, help: "Fine-tuning: none, routers, or all-but-experts.") var freeze: String = "none"
+    @Option(name: .long, help: "Random seed (data order, initialisation, router noise).") var seed: UInt64 = 0
+    @Option(name: .long, help: "Threads for kernels and BLAS (default: SPARSEMOE_NUM_THREADS or all cores).") var threads: Int?
+    @Option(name: .long, help: "Report folder (default runs/<preset>[-dense]).") var out: String?
+    @Flag(name: .long, help: "Continue the run in --out from its latest checkpoint.") var resume = false
+    @Flag(name: .long, help: "Only the final report, no progress.") var quiet = false
+
+    func validate() throws {
+        guard ["moe", "dense"].contains(ffn) else { throw ValidationError("--ffn must be moe or dense, got '\(ffn)'") }
+        guard Objective(rawValue: objective) != nil else { throw ValidationError("--objective must be causal or masked, got '\(objective)'") }
+        guard FreezeMode(rawValue: freeze) != nil else {
+            throw ValidationError("--freeze must be one of \(FreezeMode.allCases.map(\.rawValue).joined(separator: ", ")), got '\(freeze)'")
+        }
+        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+        if resume && out == nil { throw ValidationError("--resume needs --out DIR (the run folder to continue)") }
+    }
+
+    func options() -> TrainingRunOptions {
+        var o = TrainingRunOptions()
+        o.model = `init`.map { .initFrom($0) } ?? .config(config)
+        o.dense = ffn == "dense"
+        o.dataPath = data
+        var t = TrainingConfig()
+        t.steps = steps; t.batchSize = batchSize; t.sequenceLength = seq; t.learningRate = lr; t.warmupSteps = warmup
+        t.weightDecay = weightDecay; t.gradClip = gradClip; t.gradAccumulation = accumulate; t.evalEvery = evalEvery
+        t.evalBatches = evalBatches; t.checkpointEvery = checkpointEvery; t.seed = seed
+        t.objective = Objective(rawValue: objective)!
+        t.freeze = FreezeMode(rawValue: freeze)!
+        o.training = t
+        let base = `init` != nil ? "finetune" : URL(fileURLWithPath: config).deletingPathExtension().lastPathComponent
+        o.outputDirectory = out ?? "runs/\(base)\(ffn == "dense" ? "-dense" : "")"
+        return o
+    }
+
+    func run() throws {
+        applyThreads(threads)
+        var opts = options()
+        if resume {
+            let saved = URL(fileURLWithPath: opts.outputDirectory).appendingPathComponent("run.json")
+            guard let data = FileManager.default.contents(atPath: saved.path) else {
+                throw SparseMoEError.file(path: saved.path, message: "no run to resume here (run.json is missing)")
+            }
+            opts = try JSONDecoder().decode(TrainingRunOptions.self, from: data)
+        }
+        let run = try TrainingRun(options: opts, resume: resume)
+        let c = run.config
+        let m = run.trainer.model.config
+        let a = run.accounting
+        print("moe train: \(m.moe == nil ? "dense" : "MoE") model from \(describe(opts.model)), \(m.numLayers) layers, width \(m.hiddenSize)"
+              + (m.moe.map { ", \($0.numExperts) experts top-\($0.topK)" } ?? ", FFN \(m.intermediateSize)"))
+        print("  parameters \(grouped(a.totalParams)) total, \(grouped(a.activeParams)) active per token; data: \(opts.dataPath ?? "synthetic multi-task corpus")"
+              + " (\(grouped(run.trainer.dataset.trainRange.count)) train / \(grouped(run.trainer.dataset.validationRange.count)) validation tokens)")
+        print("  \(c.steps) steps × \(c.batchSize)×\(c.sequenceLength) tokens\(c.gradAccumulation > 1 ? " × \(c.gradAccumulation)" : ""), \(c.objective.rawValue) LM, lr \(c.learningRate), \(Threads.count) threads"
+              + (run.trainer.step > 0 ? ", resuming at step \(run.trainer.step)" : ""))
+        let progress = Progress(total: c.steps, startStep: run.trainer.step, terminal: stdoutIsTerminal, quiet: quiet)
+        let summary = try run.run(onStep: { report, elapsed in progress.step(report, elapsed: elapsed) },
+                                  onEvaluation: { step, loss in progress.evaluation(step: step, loss: loss) })
+        progress.finish()
+        printSummary(summary, run: run)
+    }
+
+    func describe(_ s: ModelSource) -> String {
+        switch s {
+        case let .config(x): return x
+        case let .initFrom(d): return d
+        }
+    }
+
+    func printSummary(_ s: TrainingSummary, run: TrainingRun) {
+        print("")
+        print(String(format: "train loss %.4f   validation loss %.4f   (%@ steps, %d skipped)", s.trainLoss, s.valLoss, grouped(s.steps), s.skippedSteps))
+        print(String(format: "speed %@ tokens/s   time %@   %.1f GFLOP/s model FLOPs", grouped(Int(s.tokensPerSecond)), clock(s.seconds), s.achievedGFLOPS)
+              + (s.peakGFLOPS.map { String(format: " = %.0f%% of the %.0f GFLOP/s sgemm peak", 100 * s.achievedGFLOPS / $0, $0) } ?? ""))
+        print("parameters: \(grouped(s.totalParams)) total, \(grouped(s.activeParams)) active per token, \(grouped(s.trainableParams)) trained")
+        var line = "forward FLOPs/token (seq \(run.config.sequenceLength)): \(humanCount(s.forwardFlopsPerToken))"
+        if let d = s.denseSameActiveForwardFlopsPerToken {
+            line += String(format: "; dense, same active params: %@ (×%.2f)", humanCount(d), s.forwardFlopsPerToken / d)
+        }
+        if let d = s.denseSameTotalForwardFlopsPerToken {
+            line += String(format: "; dense, same total params: %@ (×%.2f)", humanCount(d), s.forwardFlopsPerToken / d)
+        }
+        print(line)
+        if !s.expertLoad.isEmpty {
+            print("\nexpert load over the run (share of assignments; balanced = \(String(format: "%.3f", 1 / Double(s.expertLoad.first!.value.count)))):")
+            let e = s.expertLoad.first!.value.count
+            print("layer " + (0..<e).map { String(format: "%6@", "e\($0)") }.joined() + "      cv  max/mean")
+            for key in s.expertLoad.keys.sorted(by: { Int($0)! < Int($1)! }) {
+                let shares = s.expertLoad[key]!
+                let mean = 1 / Double(shares.count)
+                let sd = (shares.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(shares.count)).squareRoot()
+                print(String(format: "%5@ ", key) + shares.map { String(format: "%6.3f", $0) }.joined()
+                      + String(format: "  %6.3f  %8.2f", sd / mean, shares.max()! / mean))
+            }
+        }
+        if let byTask = s.expertLoadByTask, !byTask.isEmpty {
+            let e = byTask.first!.value.count
+            print("\nexpert share by task, last MoE layer (validation tokens):")
+            print("task  " + (0..<e).map { String(format: "%6@", "e\($0)") }.joined())
+            for task in SyntheticTask.allCases {
+                guard let shares = byTask[task.rawValue] else { continue }
+                print(String(format: "%-5@ ", task.rawValue) + shares.map { String(format: "%6.3f", $0) }.joined())
+            }
+        }
+        let out = run.output.path
+        print("\nreport: \(out)/summary.json, \(out)/loss.svg\(s.expertLoad.isEmpty ? "" : ", \(out)/expert_load.svg"); model: \(out)/model")
+    }
+}
+
+/// Progress display: a redrawn bar on a terminal, plain log lines otherwise.
+final class Progress {
+    let total: Int, startStep: Int, terminal: Bool, quiet: Bool
+    var tokens = 0
+    var lastLine = 0.0
+    var lastVal: Double?
+    let every: Int
+
+    init(total: Int, startStep: Int, terminal: Bool, quiet: Bool) {
+        self.total = total
+        self.startStep = startStep
+        self.terminal = terminal
+        self.quiet = quiet
+        every = max(1, total / 20)
+    }
+
+    func step(_ r: StepReport, elapsed: Double) {
+        tokens += r.tokens
+        guard !quiet else { return }
+        let done = r.step - startStep
+        let rate = Double(tokens) / max(elapsed, 1e-9)
+        let eta = elapsed / Double(max(done, 1)) * Double(total - r.step)
+        let load = r.routing.compactMap { $0 }.last.map { "  load \(sparkline($0.fraction))" } ?? ""
+        if r.skipped {
+            let msg = "step \(r.step): gradients held NaN/Inf (norm \(r.gradNorm)); update skipped"
+            if terminal { print("\r\u{1B}[K" + msg) } else { print(msg) }
+        }
+        if terminal {
+            let width = 24
+            let filled = Int(Double(width) * Double(r.step) / Double(total))
+            let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
+            let line = String(format: "\r\u{1B}[Kstep %d/%d %@ loss %.3f%@  %@ tok/s  ETA %@%@", r.step, total, bar, r.loss,
+                              r.auxLoss > 0 ? String(format: " aux %.3f", r.auxLoss) : "", grouped(Int(rate)), clock(eta), load)
+            FileHandle.standardOutput.write(Data(line.utf8))
+        } else if r.step % every == 0 || r.step == total {
+            print(String(format: "step %d/%d loss %.4f aux %.4f lr %.2e grad-norm %.3f %@ tok/s eta %@%@", r.step, total, r.loss, r.auxLoss,
+                         r.learningRate, r.gradNorm, grouped(Int(rate)), clock(eta), load))
+        }
+    }
+
+    func evaluation(step: Int, loss: Double) {
+        guard !quiet else { return }
+        let msg = String(format: "step %d: validation loss %.4f", step, loss)
+        if terminal { print("\r\u{1B}[K" + msg) } else { print(msg) }
+    }
+
+    func finish() {
+        if terminal && !quiet { print("") }
+    }
+}
