@@ -18,22 +18,25 @@ struct Flops: ParsableCommand {
     @Option(name: .customLong("hf-config"), help: "A Hugging Face config.json (or the model folder holding it).")
     var hfConfig: String?
 
-    // Extension point: `--config FILE|PRESET` for the library's own TransformerConfig goes
-    // here; it only has to produce a `ModelArchitecture` in `architecture()` below.
+    @Option(help: ArgumentHelp("The library's own model: a preset name or a TransformerConfig JSON file.",
+                               discussion: "Presets: \(TransformerConfig.presetNames.joined(separator: ", ")).",
+                               valueName: "file|preset"))
+    var config: String?
 
-    @Option(help: "Sequence length for the attention terms.")
-    var seq: Int = 2048
+    @Option(help: "Sequence length for the attention terms (default: 2048 for --hf-config, max_position_embeddings for --config).")
+    var seq: Int?
 
     @Flag(help: "Print one JSON object instead of the table.")
     var json = false
 
     func validate() throws {
-        guard hfConfig != nil else { throw ValidationError("give --hf-config PATH") }
-        guard seq >= 1 else { throw ValidationError("--seq must be at least 1") }
+        guard (hfConfig == nil) != (config == nil) else { throw ValidationError("give exactly one of --hf-config PATH and --config FILE|PRESET") }
+        if let seq { guard seq >= 1 else { throw ValidationError("--seq must be at least 1") } }
     }
 
-    /// The architecture to account, from whichever source option was given.
-    func architecture() throws -> ModelArchitecture {
+    /// The architecture to account, from whichever source option was given, and the
+    /// sequence length to evaluate it at.
+    func architecture() throws -> (ModelArchitecture, sequenceLength: Int) {
         if let path = hfConfig {
             var url = URL(fileURLWithPath: path)
             var isDirectory: ObjCBool = false
@@ -42,16 +45,27 @@ struct Flops: ParsableCommand {
             }
             let config = try HFConfig.load(from: url)
             do {
-                return try ModelArchitecture(huggingFace: config)
+                return (try ModelArchitecture(huggingFace: config), seq ?? 2048)
             } catch let e as SparseMoEError {
                 throw SparseMoEError.file(path: url.path, message: e.description)
             }
+        }
+        if let spec = config {
+            let name = TransformerConfig.presetNames.contains(spec)
+                ? spec : URL(fileURLWithPath: spec).deletingPathExtension().lastPathComponent
+            let model = try TransformerConfig.load(presetOrPath: spec)
+            let t = seq ?? model.maxSequenceLength
+            guard t <= model.maxSequenceLength else {
+                throw ValidationError("--seq \(t) exceeds the model's max_position_embeddings (\(model.maxSequenceLength))")
+            }
+            return (try ModelArchitecture(transformer: model, name: name), t)
         }
         throw ValidationError("no model source given")
     }
 
     func run() throws {
-        let accounting = try ModelAccounting(architecture(), sequenceLength: seq)
+        let (architecture, t) = try architecture()
+        let accounting = try ModelAccounting(architecture, sequenceLength: t)
         if json {
             print(String(decoding: try accounting.jsonData(), as: UTF8.self))
         } else {

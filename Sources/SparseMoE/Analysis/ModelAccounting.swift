@@ -105,6 +105,8 @@ public struct ModelAccounting: Sendable, Equatable, Codable {
                 try check(m.experts > 0 && m.topK > 0 && m.topK <= m.experts, "layers[\(i)].feed_forward",
                           "experts \(m.experts), top-k \(m.topK): need 1 ≤ k ≤ E")
                 try check(m.expert.hidden > 0 && (m.shared?.hidden ?? 1) > 0, "layers[\(i)].feed_forward.hidden", "expert widths must be positive")
+                try check((0...2).contains(m.routerProjections), "layers[\(i)].feed_forward.router_projections",
+                          "must be 0, 1 or 2, found \(m.routerProjections)")
             }
         }
     }
@@ -178,14 +180,15 @@ private struct Counter {
         case let .mixture(m):
             kind = "moe"
             let e = Double(m.experts), k = Double(m.topK), cc = Double(c)
-            params.router = c * m.experts + (m.routerBias ? m.experts : 0) + (m.routerCorrectionBias ? m.experts : 0)
+            let routed = m.routerProjections > 0  // a parameter-free (hash) router has no logits to compute or score
+            params.router = m.routerProjections * c * m.experts + (m.routerBias ? m.experts : 0) + (m.routerCorrectionBias ? m.experts : 0)
             params.routedExperts = m.experts * mlpParams(m.expert)
             params.sharedExperts = (m.shared.map(mlpParams) ?? 0) + (m.sharedGate ? c : 0)
-            flops.router = 2 * cc * e
+            flops.router = routed ? 2 * cc * e : 0
             flops.routedExperts = k * mlpMatmul(m.expert)
             flops.sharedExperts = (m.shared.map(mlpMatmul) ?? 0) + (m.sharedGate ? 2 * cc : 0)
             var elementwise = (m.routerBias ? e : 0) + (m.routerCorrectionBias ? e : 0)
-            elementwise += (m.scoring == .softmax ? costs.softmax : costs.sigmoid) * e
+            if routed { elementwise += (m.scoring == .softmax ? costs.softmax : costs.sigmoid) * e }
             elementwise += 2 * k  // renormalise / scale the K weights
             elementwise += k * mlpElementwise(m.expert) + 2 * k * cc  // experts, weighted combine
             if let s = m.shared {

@@ -172,6 +172,11 @@ public enum RouterScoring: String, Sendable, Equatable, Codable {
 /// A mixture-of-experts block: router [E, C], E routed experts of width F of which each
 /// token uses K, and optionally a shared MLP every token uses (with an optional scalar
 /// sigmoid gate [1, C], as in Qwen2-MoE).
+///
+/// `routerProjections` counts the router's [E, C] matrices: 1 (the gate), 2 for noisy
+/// top-k gating (its learned noise projection, which runs in training only and is not
+/// in the forward FLOPs), 0 for parameter-free routers (hash routing: no router FLOPs,
+/// no scoring).
 public struct MixtureOfExperts: Sendable, Equatable, Codable {
     /// E
     public var experts: Int
@@ -190,9 +195,12 @@ public struct MixtureOfExperts: Sendable, Equatable, Codable {
     public var sharedExpertCount: Int
     /// A sigmoid gate [1, C] scaling the shared MLP's output.
     public var sharedGate: Bool
+    /// Router weight matrices [E, C] stored (see the type's note): 0, 1 or 2.
+    public var routerProjections: Int
 
     public init(experts: Int, topK: Int, expert: DenseFeedForward, routerBias: Bool = false, routerCorrectionBias: Bool = false,
-                scoring: RouterScoring = .softmax, shared: DenseFeedForward? = nil, sharedExpertCount: Int? = nil, sharedGate: Bool = false) {
+                scoring: RouterScoring = .softmax, shared: DenseFeedForward? = nil, sharedExpertCount: Int? = nil, sharedGate: Bool = false,
+                routerProjections: Int = 1) {
         self.experts = experts
         self.topK = topK
         self.expert = expert
@@ -202,5 +210,6 @@ public struct MixtureOfExperts: Sendable, Equatable, Codable {
         self.shared = shared
         self.sharedExpertCount = sharedExpertCount ?? (shared == nil ? 0 : 1)
         self.sharedGate = sharedGate
+        self.routerProjections = routerProjections
     }
 }
