@@ -50,3 +50,9 @@ func monotonicSeconds() -> Double {
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
+
+/// Pads `s` to `width` characters: right-aligned for positive widths, left-aligned for negative.
+func pad(_ s: String, _ width: Int) -> String {
+    let fill = String(repeating: " ", count: max(0, abs(width) - s.count))
+    return width >= 0 ? fill + s : s + fill
+}

@@ -139,22 +139,22 @@ struct Train: ParsableCommand {
         if !s.expertLoad.isEmpty {
             print("\nexpert load over the run (share of assignments; balanced = \(String(format: "%.3f", 1 / Double(s.expertLoad.first!.value.count)))):")
             let e = s.expertLoad.first!.value.count
-            print("layer " + (0..<e).map { String(format: "%6@", "e\($0)") }.joined() + "      cv  max/mean")
+            print("layer " + (0..<e).map { pad("e\($0)", 6) }.joined() + "      cv  max/mean")
             for key in s.expertLoad.keys.sorted(by: { Int($0)! < Int($1)! }) {
                 let shares = s.expertLoad[key]!
                 let mean = 1 / Double(shares.count)
                 let sd = (shares.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(shares.count)).squareRoot()
-                print(String(format: "%5@ ", key) + shares.map { String(format: "%6.3f", $0) }.joined()
+                print(pad(key, 5) + " " + shares.map { String(format: "%6.3f", $0) }.joined()
                       + String(format: "  %6.3f  %8.2f", sd / mean, shares.max()! / mean))
             }
         }
         if let byTask = s.expertLoadByTask, !byTask.isEmpty {
             let e = byTask.first!.value.count
             print("\nexpert share by task, last MoE layer (validation tokens):")
-            print("task  " + (0..<e).map { String(format: "%6@", "e\($0)") }.joined())
+            print("task  " + (0..<e).map { pad("e\($0)", 6) }.joined())
             for task in SyntheticTask.allCases {
                 guard let shares = byTask[task.rawValue] else { continue }
-                print(String(format: "%-5@ ", task.rawValue) + shares.map { String(format: "%6.3f", $0) }.joined())
+                print(pad(task.rawValue, -5) + " " + shares.map { String(format: "%6.3f", $0) }.joined())
             }
         }
         let out = run.output.path
