@@ -109,6 +109,18 @@ static void colsum(float *restrict out, const float *restrict in, int64_t r0, in
     }
 }
 
+/* <u, v> with 8 interleaved partial sums (vectorises without reassociation flags; the
+ * summation order is fixed, so the result is deterministic). */
+static float dot(const float *restrict u, const float *restrict v, int64_t n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += u[i + j] * v[i + j];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++) s += u[i] * v[i];
+    return s;
+}
+
 /* C[m,n] = A[m,k]·op(B) + beta·C, row-major, op(B) = Bᵀ (B stored [n,k]) when tb. */
 static void gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
@@ -408,10 +420,7 @@ static void scatter_tokens(const bwd_args *a, int64_t t0, int64_t t1) {
                 for (int64_t c = 0; c < C; c++) d[c] += src[c];
             }
             if (a->dgates) {
-                const float *restrict u = a->dy + t * C, *restrict v = a->eo + (int64_t)p * C;
-                float acc = 0.0f;
-                for (int64_t c = 0; c < C; c++) acc += u[c] * v[c];
-                a->dgates[t * K + s] += acc;
+                a->dgates[t * K + s] += dot(a->dy + t * C, a->eo + (int64_t)p * C, C);
             }
         }
     }
