@@ -8,6 +8,10 @@
  * activation, combine; backward includes dgates and the scatter of dx.
  *
  * Useful FLOPs (SwiGLU): forward 6·C·F·K·T, forward+backward 18·C·F·K·T.
+ * Columns: GFLOP/s (best of reps) of roofline-sequential, roofline-parallel, op with each
+ * schedule; "best" = op-auto / better roofline (best-of times); "paired" = median over reps
+ * of better-roofline time / op-auto time measured back to back in the same rep (more robust
+ * when other processes share the cores).
  *
  * Build and run (from the package root):
  *   Benchmarks/routed_experts/run.sh [threads] [reps] [workload]
@@ -119,8 +123,8 @@ int main(int argc, char **argv) {
         {"wide", 1024, 1024, 2816, 8, 2},
     };
     printf("threads=%d reps=%d (best of reps; GFLOP/s of useful FLOPs: fwd 6CFKT, fwd+bwd 18CFKT)\n", threads, reps);
-    printf("%-13s %-9s %9s %9s %9s %9s %9s %7s %s\n", "workload", "pass", "roof-seq", "roof-par", "op-seq",
-           "op-par", "op-auto", "ratio", "auto->");
+    printf("%-13s %-9s %9s %9s %9s %9s %9s %7s %7s %s\n", "workload", "pass", "roof-seq", "roof-par", "op-seq",
+           "op-par", "op-auto", "best", "paired", "auto->");
     for (size_t w = 0; w < sizeof wl / sizeof wl[0]; w++) {
         if (only && strcmp(only, wl[w].name) != 0) continue;
         const int64_t T = wl[w].T, C = wl[w].C, F = wl[w].F, E = wl[w].E, K = wl[w].K, P = T * K;
@@ -142,9 +146,10 @@ int main(int argc, char **argv) {
         for (int64_t i = 0; i < A * F; i++) act[i] = rng_uniform(1);
         const double useful = 6.0 * C * F * K * T;
         for (int backward = 0; backward <= 1; backward++) {
-            double best[5] = {1e30, 1e30, 1e30, 1e30, 1e30};
-            int auto_sched = 0;
-            for (int rep = 0; rep <= reps; rep++) { /* rep 0 warms up */
+            double best[5] = {1e30, 1e30, 1e30, 1e30, 1e30}, ratio[64];
+            int auto_sched = 0, n_ratio = 0;
+            for (int rep = 0; rep <= reps && rep < 64; rep++) { /* rep 0 warms up */
+                double dt[5];
                 for (int v = 0; v < 5; v++) {
                     double t0 = now();
                     if (v < 2) {
@@ -160,15 +165,19 @@ int main(int argc, char **argv) {
                                                         MOE_EXPERT_SWIGLU, sched);
                         if (v == 4) auto_sched = ran;
                     }
-                    double dt = now() - t0;
-                    if (rep > 0 && dt < best[v]) best[v] = dt;
+                    dt[v] = now() - t0;
+                    if (rep > 0 && dt[v] < best[v]) best[v] = dt[v];
                 }
+                /* paired ratio within one rep: robust to load that comes and goes */
+                if (rep > 0) ratio[n_ratio++] = (dt[0] < dt[1] ? dt[0] : dt[1]) / dt[4];
             }
+            for (int i = 1; i < n_ratio; i++) /* insertion sort for the median */
+                for (int j = i; j > 0 && ratio[j - 1] > ratio[j]; j--) { double tmp = ratio[j]; ratio[j] = ratio[j - 1]; ratio[j - 1] = tmp; }
             double flops = useful * (backward ? 3 : 1), g[5];
             for (int v = 0; v < 5; v++) g[v] = flops / best[v] * 1e-9;
             double roofline = g[0] > g[1] ? g[0] : g[1];
-            printf("%-13s %-9s %9.1f %9.1f %9.1f %9.1f %9.1f %7.2f %s\n", wl[w].name, backward ? "fwd+bwd" : "fwd",
-                   g[0], g[1], g[2], g[3], g[4], g[4] / roofline,
+            printf("%-13s %-9s %9.1f %9.1f %9.1f %9.1f %9.1f %7.2f %7.2f %s\n", wl[w].name, backward ? "fwd+bwd" : "fwd",
+                   g[0], g[1], g[2], g[3], g[4], g[4] / roofline, ratio[n_ratio / 2],
                    auto_sched == MOE_SCHEDULE_PARALLEL ? "parallel" : "sequential");
             fflush(stdout);
         }

@@ -195,8 +195,10 @@ static int64_t assign_experts(int32_t *order, int32_t *owner, const int64_t *off
 static int resolve_schedule(int32_t *order, int32_t *owner, const int64_t *offsets, int64_t E,
                             int threads, int requested) {
     int64_t makespan = assign_experts(order, owner, offsets, E, threads);
+    /* Inside an enclosing OpenMP region a parallel schedule would nest: run sequentially. */
+    if (omp_in_parallel()) return MOE_SCHEDULE_SEQUENTIAL;
     if (requested == MOE_SCHEDULE_SEQUENTIAL || requested == MOE_SCHEDULE_PARALLEL) return requested;
-    if (threads <= 1 || omp_in_parallel()) return MOE_SCHEDULE_SEQUENTIAL;
+    if (threads <= 1) return MOE_SCHEDULE_SEQUENTIAL;
     int64_t total = 0;
     for (int64_t e = 0; e < E; e++) {
         int64_t rows = offsets[e + 1] - offsets[e];
