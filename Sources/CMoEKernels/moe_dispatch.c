@@ -109,6 +109,18 @@ static void colsum(float *restrict out, const float *restrict in, int64_t r0, in
     }
 }
 
+/* <u, v> with 8 interleaved partial sums (vectorises without reassociation flags; the
+ * summation order is fixed, so the result is deterministic). */
+static float dot(const float *restrict u, const float *restrict v, int64_t n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += u[i + j] * v[i + j];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++) s += u[i] * v[i];
+    return s;
+}
+
 /* C[m,n] = A[m,k]·op(B) + beta·C, row-major, op(B) = Bᵀ (B stored [n,k]) when tb. */
 static void gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
@@ -183,8 +195,10 @@ static int64_t assign_experts(int32_t *order, int32_t *owner, const int64_t *off
 static int resolve_schedule(int32_t *order, int32_t *owner, const int64_t *offsets, int64_t E,
                             int threads, int requested) {
     int64_t makespan = assign_experts(order, owner, offsets, E, threads);
+    /* Inside an enclosing OpenMP region a parallel schedule would nest: run sequentially. */
+    if (omp_in_parallel()) return MOE_SCHEDULE_SEQUENTIAL;
     if (requested == MOE_SCHEDULE_SEQUENTIAL || requested == MOE_SCHEDULE_PARALLEL) return requested;
-    if (threads <= 1 || omp_in_parallel()) return MOE_SCHEDULE_SEQUENTIAL;
+    if (threads <= 1) return MOE_SCHEDULE_SEQUENTIAL;
     int64_t total = 0;
     for (int64_t e = 0; e < E; e++) {
         int64_t rows = offsets[e + 1] - offsets[e];
@@ -408,10 +422,7 @@ static void scatter_tokens(const bwd_args *a, int64_t t0, int64_t t1) {
                 for (int64_t c = 0; c < C; c++) d[c] += src[c];
             }
             if (a->dgates) {
-                const float *restrict u = a->dy + t * C, *restrict v = a->eo + (int64_t)p * C;
-                float acc = 0.0f;
-                for (int64_t c = 0; c < C; c++) acc += u[c] * v[c];
-                a->dgates[t * K + s] += acc;
+                a->dgates[t * K + s] += dot(a->dy + t * C, a->eo + (int64_t)p * C, C);
             }
         }
     }

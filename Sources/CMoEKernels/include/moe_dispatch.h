@@ -62,7 +62,8 @@ int64_t moe_dispatch_plan(int64_t *offsets, int32_t *sorted, int32_t *position,
  * SEQUENTIAL or PARALLEL (never AUTO). AUTO picks PARALLEL when threads > 1 and the
  * greedy static assignment of experts to threads (cost of an expert = its rows + 32,
  * 0 if it has no rows) has a makespan ≤ 1.25 × the perfectly balanced share; else
- * SEQUENTIAL (e.g. one dominant expert, E = 1, or a single thread).
+ * SEQUENTIAL (e.g. one dominant expert, E = 1, or a single thread). Called from inside
+ * an OpenMP parallel region, every request resolves to SEQUENTIAL (no nested threading).
  */
 int moe_dispatch_choose_schedule(const int64_t *offsets, int64_t E, int threads, int requested,
                                  int32_t *scratch /* [2 * E] */);

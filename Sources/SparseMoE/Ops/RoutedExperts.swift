@@ -72,7 +72,8 @@ public struct RoutedExpertsStats: Sendable, Equatable {
 /// runs one GEMM per weight matrix on its block of rows (no per-token BLAS calls); the weighted
 /// combine sums each token's slots in slot order, so results are deterministic for a fixed
 /// thread count. Differentiable in x, gates, w1, w3, w2, b1, b2. Memory saved for backward:
-/// A·(2C + 2F) floats (+ A·F for SwiGLU). FLOPs: `stats.executedFLOPs`.
+/// A·(2C + 2F) floats (+ A·F for SwiGLU), plus A·(C + F) (+ A·F) while backward runs, both
+/// recycled through `RoutedExpertsScratch.shared`. FLOPs: `stats.executedFLOPs`.
 public func routedExperts(
     _ x: Tensor, experts: Tensor, gates: Tensor,
     w1: Tensor, w3: Tensor?, w2: Tensor, b1: Tensor? = nil, b2: Tensor? = nil,
@@ -148,17 +149,22 @@ public func routedExperts(
         }, stats)
     }
 
-    // Saved activations (see moe_routed_experts_forward).
-    let xs = Tensor(zeros: [a, c]), h1 = Tensor(zeros: [a, f]), act = Tensor(zeros: [a, f])
-    let h3: Tensor? = swiglu ? Tensor(zeros: [a, f]) : nil
-    let eo = Tensor(zeros: [a, c])
+    // Saved activations (see moe_routed_experts_forward) and the forward's scratch, in one
+    // recycled buffer: xs [A, C], h1 [A, F], h3 [A, F] (SwiGLU), act [A, F], eo [A, C], tables.
     let kind = activation.kernelValue
-    let fwdWorkspace = Tensor(zeros: [Int(moe_routed_experts_workspace_size(Int64(a), Int64(c), Int64(f), Int64(e), kind, 0))])
+    var layout = ScratchLayout()
+    let xsAt = layout.take(a * c), h1At = layout.take(a * f), h3At = layout.take(swiglu ? a * f : 0)
+    let actAt = layout.take(a * f), eoAt = layout.take(a * c)
+    let tablesAt = layout.take(Int(moe_routed_experts_workspace_size(Int64(a), Int64(c), Int64(f), Int64(e), kind, 0)))
+    let saved = RoutedExpertsScratch.shared.acquire(layout.count)
+    let base = saved.floats
+    let xs = base + xsAt, h1 = base + h1At, act = base + actAt, eo = base + eoAt
+    let h3: UnsafeMutablePointer<Float>? = swiglu ? base + h3At : nil
     let ran = plan.offsets.withUnsafeBufferPointer { off in
         plan.sorted.withUnsafeBufferPointer { srt in
             plan.position.withUnsafeBufferPointer { pos in
                 moe_routed_experts_forward(
-                    out.floats, xs.floats, h1.floats, h3?.floats, act.floats, eo.floats, fwdWorkspace.floats,
+                    out.floats, xs, h1, h3, act, eo, base + tablesAt,
                     x.floats, gates.floats, off.baseAddress, srt.baseAddress, pos.baseAddress,
                     w1.floats, w3?.floats, w2.floats, b1?.floats, b2?.floats,
                     Int64(t), Int64(c), Int64(f), Int64(e), Int64(k), kind, schedule.kernelValue)
@@ -169,23 +175,38 @@ public func routedExperts(
 
     let inputs = [x, gates, w1, w2] + [w3, b1, b2].compactMap { $0 }
     let output = out.recording(op, inputs: inputs) { g in
-        let workspace = Tensor(zeros: [Int(moe_routed_experts_workspace_size(Int64(a), Int64(c), Int64(f), Int64(e), kind, 1))])
+        // `saved` lives as long as this closure (the recorded graph), then returns to the pool.
+        let workspace = RoutedExpertsScratch.shared.acquire(
+            Int(moe_routed_experts_workspace_size(Int64(a), Int64(c), Int64(f), Int64(e), kind, 1)))
         func grad(_ w: Tensor?) -> UnsafeMutablePointer<Float>? {
             guard let w, w.requiresGrad else { return nil }
             return w.gradBuffer().floats
         }
-        plan.offsets.withUnsafeBufferPointer { off in
-            plan.sorted.withUnsafeBufferPointer { srt in
-                plan.position.withUnsafeBufferPointer { pos in
-                    moe_routed_experts_backward(
-                        grad(x), grad(gates), grad(w1), grad(w3), grad(w2), grad(b1), grad(b2), workspace.floats,
-                        g.floats, xs.floats, h1.floats, h3?.floats, act.floats, eo.floats, gates.floats,
-                        off.baseAddress, srt.baseAddress, pos.baseAddress,
-                        w1.floats, w3?.floats, w2.floats,
-                        Int64(t), Int64(c), Int64(f), Int64(e), Int64(k), kind, schedule.kernelValue)
+        withExtendedLifetime((saved, workspace)) {
+            plan.offsets.withUnsafeBufferPointer { off in
+                plan.sorted.withUnsafeBufferPointer { srt in
+                    plan.position.withUnsafeBufferPointer { pos in
+                        moe_routed_experts_backward(
+                            grad(x), grad(gates), grad(w1), grad(w3), grad(w2), grad(b1), grad(b2), workspace.floats,
+                            g.floats, xs, h1, h3, act, eo, gates.floats,
+                            off.baseAddress, srt.baseAddress, pos.baseAddress,
+                            w1.floats, w3?.floats, w2.floats,
+                            Int64(t), Int64(c), Int64(f), Int64(e), Int64(k), kind, schedule.kernelValue)
+                    }
                 }
             }
         }
     }
+    withExtendedLifetime(saved) {}
     return (output, stats)
+}
+
+/// Offsets of the sub-buffers inside one scratch buffer, each 64-byte aligned.
+private struct ScratchLayout {
+    private(set) var count = 0
+    mutating func take(_ n: Int) -> Int {
+        let at = count
+        count += (n + 15) / 16 * 16
+        return at
+    }
 }
