@@ -34,3 +34,85 @@ final class HuggingFaceSharedFixtureTests: XCTestCase {
     func testOLMoE() throws { try check("olmoe") }
     func testDeepSeekV3() throws { try check("deepseek_v3") }
 }
+
+/// The committed fixtures under Tests/Fixtures/hf (made by scripts/make_hf_fixtures.py).
+func ownHFFixture(_ name: String) -> URL {
+    packageRoot().appendingPathComponent("Tests/Fixtures/hf/\(name)")
+}
+
+final class HuggingFaceOwnFixtureTests: XCTestCase {
+    static let names = ["mixtral-e3-top1-tied-sharded", "qwen2-moe-step2-mlponly", "qwen3-moe-e5-k3-bf16",
+                        "olmoe-e6-k1-fused", "deepseek-v3-noqlora-groups"]
+
+    func check(_ name: String) throws -> HuggingFaceModel {
+        let (d, loaded) = try hfLogitsMaxDiff(ownHFFixture(name))
+        print("own fixture \(name): max |diff| = \(d)")
+        XCTAssertLessThanOrEqual(d, 1e-4, name)
+        return loaded
+    }
+
+    func testMixtralThreeExpertsTop1TiedSharded() throws {
+        let m = try check("mixtral-e3-top1-tied-sharded")
+        XCTAssertTrue(m.model.config.tiedEmbeddings)
+        XCTAssertNil(m.model.lmHead)
+        XCTAssertEqual(m.model.config.moe?.topK, 1)
+    }
+
+    func testQwen2SparseStepAndMLPOnlyLayers() throws {
+        let m = try check("qwen2-moe-step2-mlponly")
+        XCTAssertEqual((0..<4).map { m.model.config.isMoELayer($0) }, [false, true, false, false])
+        XCTAssertEqual(m.model.moeLayers.count, 1)
+        XCTAssertNotNil(m.model.moeLayers[0].sharedGate)
+    }
+
+    func testQwen3FiveExpertsTop3BF16() throws {
+        let m = try check("qwen3-moe-e5-k3-bf16")
+        XCTAssertEqual(m.model.config.resolvedHeadDim, 12)
+        XCTAssertEqual(m.model.config.moe?.normalizeTopK, false)
+    }
+
+    func testOLMoEFusedExpertTensors() throws {
+        _ = try check("olmoe-e6-k1-fused")
+    }
+
+    func testDeepSeekWithoutQCompressionNegativeBias() throws {
+        let m = try check("deepseek-v3-noqlora-groups")
+        XCTAssertEqual(m.model.config.ropeStyle, .halfSplit)
+        XCTAssertNil(m.model.config.latentAttention?.qLoraRank)
+        let bias = (m.model.moeLayers[0].router as! SigmoidBiasRouter).bias.scalars
+        XCTAssertTrue(bias.contains { $0 < 0 }, "fixture should carry negative correction biases")
+    }
+
+    /// load → save → load gives identical tensors, for every committed fixture (and the
+    /// folder written has the Hub layout: per-expert names, config.json in HF spelling).
+    func testRoundTripIdenticalTensors() throws {
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("hf-roundtrip-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        for name in Self.names {
+            let a = try HuggingFaceModel.load(directory: ownHFFixture(name))
+            let out = tmp.appendingPathComponent(name)
+            try a.save(to: out)
+            let b = try HuggingFaceModel.load(directory: out)
+            XCTAssertEqual(b.hfConfig.modelType, a.hfConfig.modelType)
+            XCTAssertEqual(b.model.config, a.model.config, name)
+            let pa = a.model.namedParameters(), pb = b.model.namedParameters()
+            XCTAssertEqual(pa.map(\.name), pb.map(\.name))
+            for (x, y) in zip(pa, pb) {
+                XCTAssertEqual(x.tensor.shape, y.tensor.shape, x.name)
+                XCTAssertEqual(x.tensor.scalars, y.tensor.scalars, "\(name): \(x.name)")
+            }
+            // The written file uses the architecture's per-expert names.
+            let file = try SafetensorsFile(url: out.appendingPathComponent("model.safetensors"))
+            if a.hfConfig.modelType == .mixtral {
+                XCTAssertNotNil(file.info("model.layers.0.block_sparse_moe.experts.0.w1.weight"))
+            } else {
+                let layer = (0..<a.model.config.numLayers).first { a.model.config.isMoELayer($0) }!
+                XCTAssertNotNil(file.info("model.layers.\(layer).mlp.experts.0.gate_proj.weight"), name)
+            }
+            // And the saved folder still reproduces transformers' logits.
+            try FileManager.default.copyItem(at: ownHFFixture(name).appendingPathComponent("tokens.json"), to: out.appendingPathComponent("tokens.json"))
+            try FileManager.default.copyItem(at: ownHFFixture(name).appendingPathComponent("expected.json"), to: out.appendingPathComponent("expected.json"))
+            XCTAssertLessThanOrEqual(try hfLogitsMaxDiff(out).maxDiff, 1e-4, name)
+        }
+    }
+}
