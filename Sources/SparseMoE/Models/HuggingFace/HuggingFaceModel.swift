@@ -159,11 +159,32 @@ public struct HuggingFaceModel {
         let tensors = map.checkpointTensors(of: model.namedParameters())
         try SafetensorsWriter.write(tensors, metadata: ["format": "pt"],
                                     to: directory.appendingPathComponent(SafetensorsCheckpoint.singleFileName))
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        var data = try encoder.encode(JSONValue.object(json))
-        data.append(UInt8(ascii: "\n"))
-        try AtomicFile.write(data, to: directory.appendingPathComponent(configFileName))
+        let text = configText(.object(json)) + "\n"
+        try AtomicFile.write(Data(text.utf8), to: directory.appendingPathComponent(configFileName))
+    }
+
+    /// config.json text: keys sorted, two-space indent, and every `.double` written with a
+    /// decimal point or exponent (transformers 5 validates field types strictly: `0` is
+    /// not a float, `0.0` is).
+    static func configText(_ v: JSONValue, indent: String = "") -> String {
+        let inner = indent + "  "
+        switch v {
+        case .null: return "null"
+        case let .bool(b): return b ? "true" : "false"
+        case let .int(i): return String(i)
+        case let .double(d):
+            guard d.isFinite else { return "null" }
+            if d == d.rounded(), abs(d) < 1e15 { return String(Int(d)) + ".0" }
+            return "\(d)"
+        case let .string(s): return SafetensorsWriter.jsonString(s)
+        case let .array(a):
+            if a.isEmpty { return "[]" }
+            return "[\n" + a.map { inner + configText($0, indent: inner) }.joined(separator: ",\n") + "\n" + indent + "]"
+        case let .object(o):
+            if o.isEmpty { return "{}" }
+            return "{\n" + o.keys.sorted().map { inner + SafetensorsWriter.jsonString($0) + ": " + configText(o[$0]!, indent: inner) }
+                .joined(separator: ",\n") + "\n" + indent + "}"
+        }
     }
 
     /// Writes this model back as its own architecture, keeping config.json's token ids and
