@@ -116,3 +116,57 @@ final class HuggingFaceOwnFixtureTests: XCTestCase {
         }
     }
 }
+
+final class HFWeightMapTests: XCTestCase {
+    func testMixtralNamesBothWays() {
+        let m = HFWeightMap(modelType: .mixtral, numExperts: 3)
+        XCTAssertEqual(m.location(of: "model.layers.4.mlp.gate.weight"), .tensor("model.layers.4.block_sparse_moe.gate.weight"))
+        guard case let .experts(matrix, per, fused, stacked) = m.location(of: "model.layers.4.mlp.experts.up_proj") else {
+            return XCTFail("expected an expert location")
+        }
+        XCTAssertEqual(matrix, .up)
+        XCTAssertEqual(per, (0..<3).map { "model.layers.4.block_sparse_moe.experts.\($0).w3.weight" })
+        XCTAssertEqual(Set(fused), ["model.layers.4.mlp.experts.gate_up_proj", "model.layers.4.block_sparse_moe.experts.gate_up_proj"])
+        XCTAssertEqual(stacked, "model.layers.4.mlp.experts.up_proj")
+        XCTAssertEqual(m.libraryName(of: "model.layers.4.block_sparse_moe.experts.2.w2.weight")?.name, "model.layers.4.mlp.experts.down_proj")
+        XCTAssertEqual(m.libraryName(of: "model.layers.4.block_sparse_moe.experts.2.w2.weight")?.expert, 2)
+        XCTAssertNil(m.libraryName(of: "model.layers.4.block_sparse_moe.experts.3.w2.weight"), "expert 3 of 3")
+        XCTAssertEqual(m.location(of: "model.layers.0.self_attn.q_proj.weight"), .tensor("model.layers.0.self_attn.q_proj.weight"))
+        XCTAssertEqual(m.location(of: "lm_head.weight"), .tensor("lm_head.weight"))
+    }
+
+    func testDeepSeekSharedExperts() {
+        let m = HFWeightMap(modelType: .deepseekV3, numExperts: 8)
+        XCTAssertEqual(m.location(of: "model.layers.1.mlp.shared_expert.down_proj.weight"),
+                       .tensor("model.layers.1.mlp.shared_experts.down_proj.weight"))
+        XCTAssertEqual(m.libraryName(of: "model.layers.1.mlp.shared_experts.down_proj.weight")?.name,
+                       "model.layers.1.mlp.shared_expert.down_proj.weight")
+        XCTAssertEqual(m.location(of: "model.layers.1.mlp.gate.e_score_correction_bias"),
+                       .tensor("model.layers.1.mlp.gate.e_score_correction_bias"))
+        let q = HFWeightMap(modelType: .qwen2MoE, numExperts: 4)
+        XCTAssertEqual(q.location(of: "model.layers.1.mlp.shared_expert.down_proj.weight"),
+                       .tensor("model.layers.1.mlp.shared_expert.down_proj.weight"))
+    }
+
+    /// Export views: expert e's slice of the stacked tensor, no copy.
+    func testCheckpointTensorsAreExpertSlices() throws {
+        let stacked = try Tensor((0..<24).map(Float.init), shape: [3, 2, 4])
+        let m = HFWeightMap(modelType: .qwen3MoE, numExperts: 3)
+        let out = m.checkpointTensors(of: [("model.layers.0.mlp.experts.gate_proj", stacked)])
+        XCTAssertEqual(out.count, 3)
+        XCTAssertEqual(out["model.layers.0.mlp.experts.2.gate_proj.weight"]?.shape, [2, 4])
+        XCTAssertEqual(out["model.layers.0.mlp.experts.2.gate_proj.weight"]?.scalars, (16..<24).map(Float.init))
+    }
+}
+
+/// transformers 5 masks the groups a DeepSeek-V3 token may not use with −inf: with negative
+/// biased scores, a 0 mask would let an excluded expert win.
+final class GroupMaskingTests: XCTestCase {
+    func testExcludedGroupNeverWinsWithNegativeScores() throws {
+        // 2 groups of 2. Biased scores: group 0 = (−0.3, −0.35), group 1 = (−0.9, −0.95): group 0 kept.
+        let logits = try Tensor([0, 0, 0, 0], shape: [1, 4])  // σ = 0.5 everywhere
+        let bias = try Tensor([-0.8, -0.85, -1.4, -1.45], shape: [4])
+        let sel = try sigmoidTopK(logits, bias: bias, k: 2, nGroup: 2, topkGroup: 1, normalize: true)
+        XCTAssertEqual(Set(sel.indices.indexScalars), [0, 1])
+    }
+}
