@@ -172,6 +172,47 @@ def build(name, cls_name, kwargs, opts, out_root):
     assert diff < 1e-5, f"{name}: reloaded model differs by {diff}"
 
 
+TOKENIZER_TEXT = [
+    "The quick brown fox jumps over the lazy dog. It's 2024, isn't it?",
+    "Mixture-of-experts layers route each token to a few experts; the router learns which.",
+    "Zürich, naïve café — 東京 🚀 emoji and ünïcödé text.\n\tIndented line\r\nwindows line",
+    "def f(x):\n    return x ** 2  # squares\n",
+]
+TOKENIZER_TESTS = [
+    "Hello world", "The lazy dog's router", "  two  spaces   three", "café 東京 🚀!",
+    "line one\nline two\n\n", "<|endoftext|>after special<|endoftext|>", "x**2 + y**2 == 25", "",
+    "QWEN-style 12345 digits 6789",
+]
+QWEN_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+              r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def build_tokenizers(out_root):
+    """Two tiny byte-level BPE tokenizer.json files (GPT-2 split; Qwen-style Split + ByteLevel) with expected ids."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    for name, qwen in [("tokenizer-gpt2", False), ("tokenizer-qwen-split", True)]:
+        tok = Tokenizer(models.BPE())
+        if qwen:
+            tok.normalizer = normalizers.NFC()
+            tok.pre_tokenizer = pre_tokenizers.Sequence([
+                pre_tokenizers.Split(Regex(QWEN_SPLIT), behavior="isolated", invert=False),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        else:
+            tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=256 + 60, special_tokens=["<|endoftext|>"], show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        tok.train_from_iterator(TOKENIZER_TEXT * 4, trainer)
+        out = os.path.join(out_root, name)
+        os.makedirs(out, exist_ok=True)
+        tok.save(os.path.join(out, "tokenizer.json"))
+        cases = [{"text": t, "ids": tok.encode(t).ids, "decoded": tok.decode(tok.encode(t).ids, skip_special_tokens=False)}
+                 for t in TOKENIZER_TESTS + TOKENIZER_TEXT]
+        with open(os.path.join(out, "expected.json"), "w") as f:
+            json.dump({"vocab_size": tok.get_vocab_size(), "cases": cases}, f, ensure_ascii=False)
+        print(f"{name}: vocab {tok.get_vocab_size()}, {os.path.getsize(os.path.join(out, 'tokenizer.json')) / 1024:.0f} KiB")
+
+
 def check_saved(root):
     """Loads folders written by the library and compares transformers' logits with theirs."""
     worst = 0.0
@@ -206,6 +247,8 @@ def main():
         if args.only and name not in args.only:
             continue
         build(name, cls_name, kwargs, opts, os.path.abspath(args.out))
+    if not args.only or any(n.startswith("tokenizer") for n in args.only):
+        build_tokenizers(os.path.abspath(args.out))
 
 
 if __name__ == "__main__":
