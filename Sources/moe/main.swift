@@ -11,7 +11,7 @@ struct MoE: ParsableCommand {
         environment, sets the count used by both the OpenMP kernels and OpenBLAS.
         """,
         version: SparseMoE.version,
-        subcommands: [Info.self, Flops.self]
+        subcommands: [Info.self, Flops.self, Logits.self, Generate.self]
     )
 }
 
