@@ -7,11 +7,11 @@ struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Generate tokens from a Hugging Face model folder (greedy or sampled, with a KV cache).",
         discussion: """
-        The prompt is --tokens (ids) or --prompt TEXT. --prompt uses the folder's tokenizer.json
-        when it is a byte-level BPE (GPT-2 / Llama-3 / Qwen / OLMo / DeepSeek style); without one,
-        and only for models whose vocabulary has at least 256 ids, the UTF-8 bytes of the text are
-        the token ids (the byte fallback; it says so on stderr). Temperature 0 is greedy.
-        Generation stops at --max-new-tokens, at config.json's eos_token_id, or at
+        The prompt is --tokens (ids) or --prompt TEXT. --prompt uses the folder's tokenizer.json \
+        when it is a byte-level BPE (GPT-2 / Llama-3 / Qwen / OLMo / DeepSeek style); without one, \
+        and only for models whose vocabulary has at least 256 ids, the UTF-8 bytes of the text are \
+        the token ids (the byte fallback; it says so on stderr). Temperature 0 is greedy. \
+        Generation stops at --max-new-tokens, at config.json's eos_token_id, or at \
         max_position_embeddings.
         """)
 

@@ -23,9 +23,9 @@ struct Logits: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print the logits of every position for a token sequence (Hugging Face model folder).",
         discussion: """
-        The folder holds config.json and model.safetensors (or a sharded index) of a Mixtral,
-        Qwen2-MoE, Qwen3-MoE, OLMoE or DeepSeek-V3 checkpoint, or one written by the library.
-        Human output: per position, the input token and the top-5 next-token ids with their
+        The folder holds config.json and model.safetensors (or a sharded index) of a Mixtral, \
+        Qwen2-MoE, Qwen3-MoE, OLMoE or DeepSeek-V3 checkpoint, or one written by the library. \
+        Human output: per position, the input token and the top-5 next-token ids with their \
         logits. --json prints one object {"logits": [[...], ...]} (positions × vocabulary).
         """)
 
