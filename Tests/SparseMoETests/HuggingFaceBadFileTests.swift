@@ -15,9 +15,9 @@ final class HuggingFaceBadFileTests: XCTestCase {
     static let fixture = "qwen2-moe-step2-mlponly"
 
     /// A copy of the fixture folder with its tensors and config.json edited.
-    func folder(_ name: String, tensors edit: (inout [String: Tensor]) throws -> Void = { _ in },
+    func folder(_ name: String, from fixture: String = fixture, tensors edit: (inout [String: Tensor]) throws -> Void = { _ in },
                 config editConfig: (inout [String: Any]) -> Void = { _ in }) throws -> URL {
-        let src = ownHFFixture(Self.fixture)
+        let src = ownHFFixture(fixture)
         let dir = tmp.appendingPathComponent(name)
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         var tensors = try SafetensorsFile(url: src.appendingPathComponent("model.safetensors")).allTensors()
@@ -152,6 +152,24 @@ final class HuggingFaceBadFileTests: XCTestCase {
         let dir = tmp.appendingPathComponent("into-sharded")
         try FileManager.default.copyItem(at: src, to: dir)
         XCTAssertThrowsError(try m.save(to: dir)) { XCTAssertTrue("\($0)".contains("sharded"), "\($0)") }
+    }
+
+    /// What transformers skips is skipped: DeepSeek-V3 multi-token-prediction layers, rotary
+    /// inv_freq buffers, a stored lm_head of a tied model — and only those.
+    func testTensorsTransformersIgnores() throws {
+        let ds = "deepseek-v3-noqlora-groups"
+        let mtp = "model.layers.2.self_attn.o_proj.weight"
+        let withMTP = try folder("mtp", from: ds, tensors: { $0[mtp] = Tensor(zeros: [4, 4]) },
+                                 config: { $0["num_nextn_predict_layers"] = 1 })
+        XCTAssertNoThrow(try HuggingFaceModel.load(directory: withMTP))
+        assertLoadFails(try folder("mtp0", from: ds, tensors: { $0[mtp] = Tensor(zeros: [4, 4]) }), mentions: ["unexpected tensor", mtp])
+        let inv = try folder("invfreq", tensors: { $0["model.layers.0.self_attn.rotary_emb.inv_freq"] = Tensor(zeros: [4]) })
+        XCTAssertNoThrow(try HuggingFaceModel.load(directory: inv))
+        let tied = try folder("tied", config: { $0["tie_word_embeddings"] = true })
+        let m = try HuggingFaceModel.load(directory: tied)
+        XCTAssertNil(m.model.lmHead)
+        let original = try SafetensorsFile(url: ownHFFixture(Self.fixture).appendingPathComponent("model.safetensors"))
+        XCTAssertEqual(m.model.embedTokens.scalars, try original.tensor("model.embed_tokens.weight").scalars)
     }
 
     func testConfigTextWritesFloatsWithDecimalPoint() {
