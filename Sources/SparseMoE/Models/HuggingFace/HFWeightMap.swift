@@ -37,8 +37,9 @@ public struct HFWeightMap: Sendable {
     public enum Location: Equatable, Sendable {
         /// One tensor of the same shape.
         case tensor(String)
-        /// Expert e's slice `[F, C]` (or `[C, F]`) is the tensor `perExpert[e]`; alternatively the
-        /// fused forms `fused` (rows `fusedRows` of dimension 1 of each expert's block) or `stacked`.
+        /// Expert e's slice `[F, C]` (or `[C, F]`) is the tensor `perExpert[e]`; alternatively one of
+        /// the `fused` `gate_up_proj` names `[E, 2F, C]` (gate: rows 0..<F, up: rows F..<2F of each
+        /// expert), or the whole stacked tensor under `stacked`.
         case experts(matrix: ExpertMatrix, perExpert: [String], fused: [String], stacked: String)
     }
 
