@@ -132,7 +132,7 @@ void moe_router_sigmoid_topk_forward(float *scores, int32_t *indices, float *wei
                 int kept = 0;
                 for (int64_t r = 0; r < topk_group; r++) kept |= keep[r] == g;
                 if (!kept)
-                    for (int64_t j = 0; j < gsize; j++) choice[g * gsize + j] = 0.0f;
+                    for (int64_t j = 0; j < gsize; j++) choice[g * gsize + j] = -INFINITY;
             }
         }
         int32_t *idx = indices + i * k;

@@ -65,7 +65,7 @@ final class RouterOpsTests: XCTestCase {
                 return naiveTopK(part, min(2, g)).map { part[$0] }.reduce(0, +)
             }
             let keep = Set(naiveTopK(gs, topkGroup))
-            for gi in 0..<nGroup where !keep.contains(gi) { for j in 0..<g { choice[gi * g + j] = 0 } }
+            for gi in 0..<nGroup where !keep.contains(gi) { for j in 0..<g { choice[gi * g + j] = -.infinity } }
         }
         let idx = naiveTopK(choice, k)
         var w = idx.map { s[$0] }

@@ -42,7 +42,8 @@ void moe_router_softmax_topk_backward(float *d_logits, const float *d_weights, c
  * Sigmoid router with selection bias and group-limited top-k (DeepSeek-V3):
  *   scores = sigmoid(logits);  choice = scores + bias (bias only steers selection);
  *   group score = sum of the top-2 choice scores in each of n_group groups of E/n_group;
- *   keep the topk_group best groups, others' choice scores set to 0;
+ *   keep the topk_group best groups, others' choice scores set to -inf (transformers 5;
+ *   DeepSeek's reference and transformers 4 used 0, which differs when biased scores are < 0);
  *   indices = top-k of the masked choice scores;
  *   weights = scores[indices] (/ (Σ + 1e-20) when normalize) · scaling.
  * scores [T,E] is saved. bias may be NULL (no bias). n_group = 1 disables grouping.

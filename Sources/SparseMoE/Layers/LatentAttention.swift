@@ -9,13 +9,16 @@
 /// Rotary uses the interleaved pairing (transformers' `rope_interleave`; it reorders the
 /// rotary features of q and k alike, so the scores are the same). Parameter names:
 /// `q_a_proj`, `q_a_layernorm`, `q_b_proj` (or `q_proj`), `kv_a_proj_with_mqa`,
-/// `kv_a_layernorm`, `kv_b_proj`, `o_proj`.
+/// `kv_a_layernorm`, `kv_b_proj`, `o_proj`. The two low-rank norms use ε = 1e-6 whatever the
+/// model's `normEps` (as DeepSeek's code and transformers build them).
 public final class LatentAttentionLayer: AttentionLayer {
     public let heads: Int
     public let config: LatentAttentionConfig
     let qA: Linear?, qANorm: Norm?, qB: Linear?, q: Linear?
     let kvA: Linear, kvANorm: Norm, kvB: Linear, o: Linear
     let rotary: RotaryEmbedding
+    /// ε of `q_a_layernorm` and `kv_a_layernorm`.
+    public static let lowRankNormEps: Float = 1e-6
 
     public init(width: Int, heads: Int, config: LatentAttentionConfig, norm: NormKind, normEps: Float, ropeTheta: Float,
                 ropeStyle: RotaryStyle, initStd: Float, rng: inout RandomGenerator) throws {
@@ -24,7 +27,7 @@ public final class LatentAttentionLayer: AttentionLayer {
         let qkDim = config.qkNopeHeadDim + config.qkRopeHeadDim
         if let r = config.qLoraRank {
             qA = Linear(inFeatures: width, outFeatures: r, std: initStd, rng: &rng)
-            qANorm = Norm(kind: norm, width: r, eps: normEps)
+            qANorm = Norm(kind: norm, width: r, eps: Self.lowRankNormEps)
             qB = Linear(inFeatures: r, outFeatures: heads * qkDim, std: initStd, rng: &rng)
             q = nil
         } else {
@@ -32,7 +35,7 @@ public final class LatentAttentionLayer: AttentionLayer {
             q = Linear(inFeatures: width, outFeatures: heads * qkDim, std: initStd, rng: &rng)
         }
         kvA = Linear(inFeatures: width, outFeatures: config.kvLoraRank + config.qkRopeHeadDim, std: initStd, rng: &rng)
-        kvANorm = Norm(kind: norm, width: config.kvLoraRank, eps: normEps)
+        kvANorm = Norm(kind: norm, width: config.kvLoraRank, eps: Self.lowRankNormEps)
         kvB = Linear(inFeatures: config.kvLoraRank, outFeatures: heads * (config.qkNopeHeadDim + config.vHeadDim), std: initStd, rng: &rng)
         o = Linear(inFeatures: heads * config.vHeadDim, outFeatures: width, std: initStd, rng: &rng)
         rotary = RotaryEmbedding(theta: ropeTheta, rotaryDim: nil, style: ropeStyle)

@@ -8,7 +8,6 @@ public enum ModelLoader {
             throw SparseMoEError.file(path: directory.path, message: "not a model folder: no config.json")
         }
         if ModelFiles.isNative(directory) { return try ModelFiles.load(from: directory) }
-        throw SparseMoEError.file(path: directory.appendingPathComponent(ModelFiles.configFileName).path,
-                                  message: "not a SparseMoE model (model_type is not \"sparsemoe\"); Hugging Face loading is not available in this build")
+        return try HuggingFaceModel.load(directory: directory).model
     }
 }

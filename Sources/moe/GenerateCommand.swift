@@ -1,0 +1,107 @@
+import ArgumentParser
+import Foundation
+import SparseMoE
+
+/// `moe generate`: autoregressive generation with a KV cache.
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Generate tokens from a Hugging Face model folder (greedy or sampled, with a KV cache).",
+        discussion: """
+        The prompt is --tokens (ids) or --prompt TEXT. --prompt uses the folder's tokenizer.json \
+        when it is a byte-level BPE (GPT-2 / Llama-3 / Qwen / OLMo / DeepSeek style); without one, \
+        and only for models whose vocabulary has at least 256 ids, the UTF-8 bytes of the text are \
+        the token ids (the byte fallback; it says so on stderr). Temperature 0 is greedy. \
+        Generation stops at --max-new-tokens, at config.json's eos_token_id, or at \
+        max_position_embeddings.
+        """)
+
+    @Option(help: "Model folder (config.json + model.safetensors).")
+    var model: String
+
+    @Option(help: "Comma-separated prompt token ids.")
+    var tokens: String?
+
+    @Option(help: "Prompt text (needs tokenizer.json, or a vocabulary of ≥ 256 for the byte fallback).")
+    var prompt: String?
+
+    @Option(name: .customLong("max-new-tokens"), help: "Most tokens to generate.")
+    var maxNewTokens: Int = 32
+
+    @Option(help: "Sampling temperature; 0 = greedy.")
+    var temperature: Float = 0
+
+    @Option(name: .customLong("top-k"), help: "Sample among the k most probable tokens.")
+    var topK: Int?
+
+    @Option(name: .customLong("top-p"), help: "Sample within the smallest set of mass ≥ p (nucleus).")
+    var topP: Float?
+
+    @Option(help: "Random seed for sampling.")
+    var seed: UInt64 = 0
+
+    @Flag(name: .customLong("ignore-eos"), help: "Do not stop at eos_token_id.")
+    var ignoreEOS = false
+
+    @Option(help: "Threads for kernels and BLAS (default: SPARSEMOE_NUM_THREADS or all cores).")
+    var threads: Int?
+
+    func validate() throws {
+        guard (tokens == nil) != (prompt == nil) else { throw ValidationError("give exactly one of --tokens or --prompt") }
+        guard maxNewTokens >= 0 else { throw ValidationError("--max-new-tokens must be ≥ 0") }
+        try SamplingOptions(temperature: temperature, topK: topK, topP: topP).validate()
+    }
+
+    func run() throws {
+        applyThreads(threads)
+        let dir = URL(fileURLWithPath: model)
+        let native = ModelFiles.isNative(dir)
+        let loaded = native ? nil : try HuggingFaceModel.load(directory: dir)
+        let lm = try loaded?.model ?? ModelFiles.load(from: dir)
+        let tokenizerURL = dir.appendingPathComponent("tokenizer.json")
+        var tokenizer: ByteLevelBPETokenizer?
+        var byteFallback = false
+        let ids: [Int32]
+        if let text = prompt {
+            if native {
+                // Models trained by `moe train` use the library's byte tokenizer.
+                ids = ByteTokenizer().encode(text)
+            } else if FileManager.default.fileExists(atPath: tokenizerURL.path) {
+                tokenizer = try ByteLevelBPETokenizer(url: tokenizerURL)
+                ids = try tokenizer!.encode(text)
+            } else {
+                guard lm.config.vocabSize >= 256 else {
+                    throw ModelCommandError("--prompt needs \(tokenizerURL.path) (a byte-level BPE tokenizer.json), or a vocabulary of at least 256 ids for the byte fallback; this model has \(lm.config.vocabSize). Use --tokens.")
+                }
+                byteFallback = true
+                FileHandle.standardError.write(Data("note: no tokenizer.json in \(dir.path); using UTF-8 bytes as token ids (byte fallback)\n".utf8))
+                ids = Array(text.utf8).map { Int32($0) }
+            }
+            guard !ids.isEmpty else { throw ModelCommandError("the prompt encodes to no tokens") }
+        } else {
+            ids = try parseTokenList(tokens!)
+        }
+        var stop: Set<Int32> = []
+        if !ignoreEOS && native { stop.insert(ByteTokenizer.eos) }
+        if !ignoreEOS, let loaded {
+            switch loaded.rawConfig["eos_token_id"] {
+            case let .int(i)?: stop.insert(Int32(i))
+            case let .array(a)?: for case let .int(i) in a { stop.insert(Int32(i)) }
+            default: break
+            }
+        }
+        var sampler = try Sampler(options: SamplingOptions(temperature: temperature, topK: topK, topP: topP), seed: seed)
+        let start = Date()
+        let text: ([Int32]) -> String? = { new in
+            if let tokenizer { return tokenizer.decode(new) }
+            if native { return ByteTokenizer().decode(new) }
+            if byteFallback { return String(decoding: new.map { UInt8(clamping: $0) }, as: UTF8.self) }
+            return nil
+        }
+        print("prompt (\(ids.count) tokens): \(ids.map(String.init).joined(separator: ","))")
+        let new = try lm.generate(prompt: ids, maxNewTokens: maxNewTokens, sampler: &sampler, stopTokens: stop)
+        let seconds = Date().timeIntervalSince(start)
+        print("generated (\(new.count) tokens): \(new.map(String.init).joined(separator: ","))")
+        if let s = text(new) { print("text: \(s)") }
+        FileHandle.standardError.write(Data(String(format: "%.1f tokens/s (%.2f s, prompt included)\n", Double(new.count) / max(seconds, 1e-9), seconds).utf8))
+    }
+}

@@ -1,0 +1,71 @@
+import ArgumentParser
+import Foundation
+import SparseMoE
+
+/// A run-time failure of a model command (printed without the usage text).
+struct ModelCommandError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Parses "1,2,3" (spaces allowed) into token ids.
+func parseTokenList(_ s: String) throws -> [Int32] {
+    let parts = s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    guard !parts.isEmpty else { throw ValidationError("--tokens needs at least one id, e.g. --tokens 1,2,3") }
+    return try parts.map {
+        guard let v = Int32($0), v >= 0 else { throw ValidationError("--tokens: '\($0)' is not a token id (a non-negative integer)") }
+        return v
+    }
+}
+
+/// `moe logits`: the logits of every position of a token sequence.
+struct Logits: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the logits of every position for a token sequence (Hugging Face model folder).",
+        discussion: """
+        The folder holds config.json and model.safetensors (or a sharded index) of a Mixtral, \
+        Qwen2-MoE, Qwen3-MoE, OLMoE or DeepSeek-V3 checkpoint, or one written by the library. \
+        Human output: per position, the input token and the top-5 next-token ids with their \
+        logits. --json prints one object {"logits": [[...], ...]} (positions × vocabulary).
+        """)
+
+    @Option(help: "Model folder (config.json + model.safetensors).")
+    var model: String
+
+    @Option(help: "Comma-separated token ids, e.g. 1,2,3.")
+    var tokens: String
+
+    @Flag(help: "Print {\"logits\": [[...], ...]} instead of the summary.")
+    var json = false
+
+    @Option(help: "Threads for kernels and BLAS (default: SPARSEMOE_NUM_THREADS or all cores).")
+    var threads: Int?
+
+    func run() throws {
+        applyThreads(threads)
+        let ids = try parseTokenList(tokens)
+        let lm = try ModelLoader.load(directory: URL(fileURLWithPath: model))
+        let v = lm.config.vocabSize
+        if let bad = ids.first(where: { Int($0) >= v }) {
+            throw ModelCommandError("token \(bad) is outside the vocabulary 0..<\(v)")
+        }
+        let out = try lm.forward(try Tensor(indices: ids, shape: [1, ids.count]))
+        let values = out.logits.scalars
+        if json {
+            var text = "{\"logits\": ["
+            for t in 0..<ids.count {
+                if t > 0 { text += ", " }
+                text += "[" + (0..<v).map { "\(values[t * v + $0])" }.joined(separator: ", ") + "]"
+            }
+            print(text + "]}")
+            return
+        }
+        print("\(lm.config.moe == nil ? "dense" : "MoE") model: \(ids.count) tokens, vocabulary \(v)")
+        for t in 0..<ids.count {
+            let row = Array(values[(t * v)..<((t + 1) * v)])
+            let top = row.indices.sorted { row[$0] != row[$1] ? row[$0] > row[$1] : $0 < $1 }.prefix(5)
+            let cells = top.map { String(format: "%d (%.4f)", $0, row[$0]) }.joined(separator: "  ")
+            print(String(format: "%4d  token %-6d top-5: ", t, ids[t]) + cells)
+        }
+    }
+}
