@@ -21,9 +21,16 @@ int openblas_get_num_threads(void);
 /* Current kernel thread count (moe_threads.c). */
 int moe_threads_current(void);
 
-/* Run BLAS single-threaded inside an OpenMP region; restore afterwards.
- * Use around "experts/batches in parallel" schedules so BLAS never nests. */
-void moe_blas_threads_begin_single(void);
-void moe_blas_threads_end_single(void);
+/*
+ * Row-major sgemm, C = alpha·op(A)·op(B) + beta·C (op by flags), on the kernel threads.
+ *
+ * OpenBLAS itself always runs on one thread: all parallelism comes from OpenMP, so
+ * only one pool of threads exists and nothing nests or competes. Called outside a
+ * parallel region with more than one thread and enough work, moe_sgemm splits the
+ * larger of M and N into one contiguous chunk per thread; inside a parallel region
+ * (experts, heads or batches in parallel) it runs on the calling thread.
+ */
+void moe_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+               const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
 #endif

@@ -1,6 +1,5 @@
 #include "moe_attention.h"
 #include "internal.h"
-#include <cblas.h>
 #include <math.h>
 
 /* Query rows per block when causal: a block multiplies only the keys its last
@@ -20,8 +19,7 @@ static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static void sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
                   const float *a, int64_t lda, const float *b, int64_t ldb,
                   float beta, float *c, int64_t ldc) {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+    moe_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 /* Number of keys query row i may see. */
@@ -117,10 +115,8 @@ void moe_attention_forward(float *out, float *probs,
         for (int64_t p = 0; p < pairs; p++) FORWARD_PAIR(p);
         return;
     }
-    moe_blas_threads_begin_single();
 #pragma omp parallel for schedule(static)
     for (int64_t p = 0; p < pairs; p++) FORWARD_PAIR(p);
-    moe_blas_threads_end_single();
 #undef FORWARD_PAIR
 }
 
@@ -192,10 +188,8 @@ void moe_attention_backward(float *d_q, float *d_k, float *d_v, float *workspace
     if (threads == 1 || pairs < threads) {
         for (int64_t p = 0; p < pairs; p++) BACKWARD_Q(p);
     } else {
-        moe_blas_threads_begin_single();
 #pragma omp parallel for schedule(static)
         for (int64_t p = 0; p < pairs; p++) BACKWARD_Q(p);
-        moe_blas_threads_end_single();
     }
 #undef BACKWARD_Q
     if (!d_k && !d_v) return;
@@ -217,11 +211,9 @@ void moe_attention_backward(float *d_q, float *d_k, float *d_v, float *workspace
     if (threads == 1 || items < threads) {
         for (int64_t it = 0; it < items; it++) BACKWARD_KV(it);
     } else {
-        moe_blas_threads_begin_single();
         /* Round-robin: causal chunks near the start carry more query rows. */
 #pragma omp parallel for schedule(static, 1)
         for (int64_t it = 0; it < items; it++) BACKWARD_KV(it);
-        moe_blas_threads_end_single();
     }
 #undef BACKWARD_KV
 }

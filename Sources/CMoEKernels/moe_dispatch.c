@@ -2,7 +2,6 @@
  * See include/moe_dispatch.h for the math, shapes and schedules. */
 #include "moe_dispatch.h"
 #include "internal.h"
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -124,8 +123,7 @@ static float dot(const float *restrict u, const float *restrict v, int64_t n) {
 /* C[m,n] = A[m,k]·op(B) + beta·C, row-major, op(B) = Bᵀ (B stored [n,k]) when tb. */
 static void gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+    moe_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
 }
 
 /* ------------------------------------------------------------------------------------
@@ -308,7 +306,6 @@ int moe_routed_experts_forward(float *y, float *xs, float *h1, float *h3, float 
     const int64_t A = offsets[E];
 
     if (sched == MOE_SCHEDULE_PARALLEL) {
-        moe_blas_threads_begin_single();
 #pragma omp parallel num_threads(threads)
         {
             const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -320,7 +317,6 @@ int moe_routed_experts_forward(float *y, float *xs, float *h1, float *h3, float 
 #pragma omp for schedule(static)
             for (int64_t t = 0; t < T; t++) combine_tokens(&a, t, t + 1);
         }
-        moe_blas_threads_end_single();
         return sched;
     }
 
@@ -451,7 +447,6 @@ void moe_routed_experts_backward(float *dx, float *dgates, float *dw1, float *dw
     const int sched = resolve_schedule(order, owner, offsets, E, threads, schedule);
 
     if (sched == MOE_SCHEDULE_PARALLEL) {
-        moe_blas_threads_begin_single();
 #pragma omp parallel num_threads(threads)
         {
             const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -463,7 +458,6 @@ void moe_routed_experts_backward(float *dx, float *dgates, float *dw1, float *dw
 #pragma omp for schedule(static)
             for (int64_t t = 0; t < T; t++) scatter_tokens(&a, t, t + 1);
         }
-        moe_blas_threads_end_single();
         return;
     }
 

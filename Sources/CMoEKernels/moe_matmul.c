@@ -1,20 +1,16 @@
 #include "moe_matmul.h"
 #include "internal.h"
-#include <cblas.h>
 
 /* One sgemm: C[M,N] = alpha * op(A) op(B) + beta * C, op by flags. */
 static void gemm(int ta, int tb, int64_t m, int64_t n, int64_t k,
                  const float *a, const float *b, float *c, float beta) {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (int)m, (int)n, (int)k, 1.0f, a, ta ? (int)m : (int)k, b, tb ? (int)k : (int)n,
-                beta, c, (int)n);
+    moe_sgemm(ta, tb, m, n, k, 1.0f, a, ta ? m : k, b, tb ? k : n, beta, c, n);
 }
 
 /* Same, with explicit row-major dimensions of the stored operands. */
 static void gemm_ld(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                     const float *b, int64_t ldb, float *c, int64_t ldc) {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)ldb, 1.0f, c, (int)ldc);
+    moe_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 1.0f, c, ldc);
 }
 
 void moe_matmul_forward(float *out, const float *a, const float *b,
@@ -26,11 +22,9 @@ void moe_matmul_forward(float *out, const float *a, const float *b,
             gemm(trans_a, trans_b, m, n, k, a + i * a_stride, b + i * b_stride, out + i * m * n, 0.0f);
         return;
     }
-    moe_blas_threads_begin_single();
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < batch; i++)
         gemm(trans_a, trans_b, m, n, k, a + i * a_stride, b + i * b_stride, out + i * m * n, 0.0f);
-    moe_blas_threads_end_single();
 }
 
 /* dA for one batch: op(A) = dC · op(B)^T, mapped back through the transpose. */
@@ -68,11 +62,9 @@ void moe_matmul_backward(float *d_a, float *d_b, const float *d_out,
             for (int64_t i = 0; i < batch; i++)
                 grad_a(d_a + i * a_stride, d_out + i * m * n, b + i * b_stride, m, n, k, trans_a, trans_b);
         } else {
-            moe_blas_threads_begin_single();
 #pragma omp parallel for schedule(static)
             for (int64_t i = 0; i < batch; i++)
                 grad_a(d_a + i * a_stride, d_out + i * m * n, b + i * b_stride, m, n, k, trans_a, trans_b);
-            moe_blas_threads_end_single();
         }
     }
     if (d_b) {
@@ -80,11 +72,9 @@ void moe_matmul_backward(float *d_a, float *d_b, const float *d_out,
             for (int64_t i = 0; i < batch; i++)
                 grad_b(d_b + i * b_stride, d_out + i * m * n, a + i * a_stride, m, n, k, trans_a, trans_b);
         } else {
-            moe_blas_threads_begin_single();
 #pragma omp parallel for schedule(static)
             for (int64_t i = 0; i < batch; i++)
                 grad_b(d_b + i * b_stride, d_out + i * m * n, a + i * a_stride, m, n, k, trans_a, trans_b);
-            moe_blas_threads_end_single();
         }
     }
 }

@@ -7,7 +7,8 @@ void moe_set_num_threads(int n) {
     if (n < 1) n = 1;
     g_threads = n;
     omp_set_num_threads(n);
-    openblas_set_num_threads(n);
+    /* BLAS is always single-threaded; moe_sgemm parallelises it with OpenMP. */
+    openblas_set_num_threads(1);
 }
 
 int moe_threads_current(void) {
@@ -21,7 +22,3 @@ int moe_threads_current(void) {
 int moe_get_num_threads(void) { return moe_threads_current(); }
 
 int moe_available_threads(void) { return omp_get_num_procs(); }
-
-void moe_blas_threads_begin_single(void) { openblas_set_num_threads(1); }
-
-void moe_blas_threads_end_single(void) { openblas_set_num_threads(moe_threads_current()); }

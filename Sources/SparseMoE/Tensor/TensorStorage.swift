@@ -1,4 +1,5 @@
-/// A flat, 64-byte aligned buffer of elements of one `DType`.
+/// A flat, 64-byte aligned buffer of elements of one `DType`. Large buffers are
+/// recycled through `StoragePool` (no page faults on reuse).
 ///
 /// Sharing rules (why this is `@unchecked Sendable`): a storage is shared by a
 /// tensor and its reshape views, and its pointer is handed to the C kernels.
@@ -20,14 +21,11 @@ public final class TensorStorage: @unchecked Sendable {
         self.dtype = dtype
         self.count = count
         let bytes = max(count * dtype.byteSize, 1)
-        var p: UnsafeMutableRawPointer?
-        let rc = posix_memalign(&p, 64, (bytes + 63) & ~63)
-        precondition(rc == 0 && p != nil, "out of memory allocating \(bytes) bytes")
-        memset(p!, 0, bytes)
-        self.raw = p!
+        raw = StoragePool.shared.acquire(bytes)
+        memset(raw, 0, bytes)
     }
 
-    deinit { free(raw) }
+    deinit { StoragePool.shared.release(raw, bytes: max(count * dtype.byteSize, 1)) }
 
     var floats: UnsafeMutablePointer<Float> {
         precondition(dtype == .float32, "storage holds \(dtype), not float32")

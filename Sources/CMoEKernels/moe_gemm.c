@@ -1,0 +1,42 @@
+#include "internal.h"
+#include <cblas.h>
+
+/* Below this many FLOPs a GEMM runs on the calling thread: waking the team costs more. */
+#define MOE_GEMM_PARALLEL_MIN_FLOPS (1 << 21)
+
+static void sgemm1(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                   const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+}
+
+void moe_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+               const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+    if (m <= 0 || n <= 0) return;
+    int threads = moe_threads_current();
+    if (threads == 1 || omp_in_parallel() || 2.0 * m * n * k < MOE_GEMM_PARALLEL_MIN_FLOPS || (m < 32 && n < 32)) {
+        sgemm1(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    /* Split the larger of M and N into one contiguous chunk per thread (multiples of 16). */
+    int split_rows = m >= n;
+    int64_t dim = split_rows ? m : n;
+    int64_t chunk = (dim + threads - 1) / threads;
+    chunk = (chunk + 15) / 16 * 16;
+#pragma omp parallel num_threads(threads)
+    {
+        int64_t lo = (int64_t)omp_get_thread_num() * chunk;
+        int64_t hi = lo + chunk < dim ? lo + chunk : dim;
+        if (lo < hi) {
+            if (split_rows) {
+                /* rows lo..<hi of op(A) and C */
+                const float *a_part = ta ? a + lo : a + lo * lda;
+                sgemm1(ta, tb, hi - lo, n, k, alpha, a_part, lda, b, ldb, beta, c + lo * ldc, ldc);
+            } else {
+                /* columns lo..<hi of op(B) and C */
+                const float *b_part = tb ? b + lo * ldb : b + lo;
+                sgemm1(ta, tb, m, hi - lo, k, alpha, a, lda, b_part, ldb, beta, c + lo, ldc);
+            }
+        }
+    }
+}
