@@ -161,3 +161,52 @@ final class TrainerTests: XCTestCase {
 }
 
 import Foundation
+
+final class TrainingRunTests: XCTestCase {
+    func options(_ mutate: (inout TrainingRunOptions) -> Void) -> TrainingRunOptions {
+        var o = TrainingRunOptions()
+        o.outputDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("sparsemoe-run-\(UUID().uuidString)").path
+        o.training.steps = 2
+        o.training.batchSize = 2
+        o.training.sequenceLength = 16
+        o.training.evalBatches = 1
+        o.syntheticCorpusBytes = 20_000
+        mutate(&o)
+        return o
+    }
+
+    func testBadSetupsFailBeforeAnyWorkWithAClearMessage() throws {
+        let empty = FileManager.default.temporaryDirectory.appendingPathComponent("sparsemoe-empty-\(UUID().uuidString).txt")
+        try Data().write(to: empty)
+        defer { try? FileManager.default.removeItem(at: empty) }
+        let cases: [(TrainingRunOptions, String)] = [
+            (options { $0.dataPath = "/nonexistent/data.txt" }, "/nonexistent/data.txt"),
+            (options { $0.dataPath = empty.path }, "empty"),
+            (options { $0.model = .config("no-such-preset") }, "tiny-moe"),
+            (options { $0.training.sequenceLength = 512 }, "max_position_embeddings"),
+            (options { $0.model = .initFrom("/nonexistent/model") }, "/nonexistent/model"),
+        ]
+        for (o, needle) in cases {
+            XCTAssertThrowsError(try TrainingRun(options: o)) { error in
+                XCTAssertTrue("\(error)".contains(needle), "'\(error)' should mention '\(needle)'")
+            }
+            XCTAssertFalse(FileManager.default.fileExists(atPath: o.outputDirectory), "no output before the checks pass")
+        }
+    }
+
+    func testRunWritesTheReportFolder() throws {
+        let o = options { $0.model = .config("tiny-moe") }
+        defer { try? FileManager.default.removeItem(atPath: o.outputDirectory) }
+        let summary = try TrainingRun(options: o).run()
+        XCTAssertEqual(summary.steps, 2)
+        for file in ["summary.json", "loss.svg", "expert_load.svg", "run.json", "model/config.json", "model/model.safetensors",
+                     "checkpoints/latest"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: o.outputDirectory + "/" + file), file)
+        }
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: o.outputDirectory + "/summary.json"))) as! [String: Any]
+        for key in ["val_loss", "train_loss", "tokens_per_second", "total_params", "active_params", "steps"] {
+            XCTAssertNotNil(json[key], key)
+        }
+        XCTAssertEqual(json["total_params"] as? Int, 3_479_680)
+    }
+}

@@ -17,6 +17,8 @@ public struct TrainingRunOptions: Codable, Sendable, Equatable {
     /// A text file (UTF-8 bytes); nil = the built-in synthetic multi-task corpus.
     public var dataPath: String?
     public var validationFraction = 0.1
+    /// Size of the synthetic corpus when `dataPath` is nil.
+    public var syntheticCorpusBytes = 1_500_000
     public var training = TrainingConfig()
     public var outputDirectory = "runs/tiny-moe"
 
@@ -120,7 +122,7 @@ public final class TrainingRun {
             tokens = ds.tokens
             corpus = nil
         } else {
-            let c = try SyntheticCorpus(config: SyntheticCorpusConfig(seed: t.seed))
+            let c = try SyntheticCorpus(config: SyntheticCorpusConfig(seed: t.seed, targetBytes: options.syntheticCorpusBytes))
             tokens = c.tokens
             corpus = c
         }
