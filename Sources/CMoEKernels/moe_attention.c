@@ -1,5 +1,6 @@
 #include "moe_attention.h"
 #include "internal.h"
+#include "moe_math.h"
 #include <math.h>
 
 /* Query rows per block when causal: a block multiplies only the keys its last
@@ -15,36 +16,9 @@
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-/* C[M,N] = alpha · op(A) · op(B) + beta · C on strided row-major operands. */
-static void sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
-                  const float *a, int64_t lda, const float *b, int64_t ldb,
-                  float beta, float *c, int64_t ldc) {
-    moe_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
-
 /* Number of keys query row i may see. */
 static inline int64_t visible_keys(int64_t i, int64_t T, int64_t S, int causal) {
     return causal ? min64(S, i + (S - T) + 1) : S;
-}
-
-/* e^x for x <= 0 (softmax after subtracting the row maximum), Cephes expf:
- * x = n·ln2 + r, |r| <= ln2/2, degree-6 polynomial for e^r, 2^n through the
- * exponent bits. Relative error ~1e-7 (about 1 ulp). Plain branch-free C so the
- * compiler vectorises the loops that call it (glibc's expf is a scalar call). */
-static inline float exp_nonpositive(float x) {
-    x = x < -87.0f ? -87.0f : x;             /* keeps 2^n normal; e^-87 ≈ 1.6e-38 */
-    float n = floorf(x * 1.44269504088896341f + 0.5f);
-    float r = x - n * 0.693359375f;
-    r = r + n * 2.12194440e-4f;              /* ln2 = 0.693359375 - 2.12194440e-4 */
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    float y = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } scale = { .i = ((int32_t)n + 127) << 23 };
-    return y * scale.f;
 }
 
 /* Σ a[j]·b[j] with 8 partial sums in a fixed order (vectorisable, deterministic). */
@@ -69,7 +43,7 @@ static void softmax_row(float *row, int64_t lim, int64_t S) {
     float mx = row[0];
     for (; j < lim; j++) mx = row[j] > mx ? row[j] : mx;
     for (int u = 0; u < 8; u++) mx = mx8[u] > mx ? mx8[u] : mx;
-    for (j = 0; j < lim; j++) row[j] = exp_nonpositive(row[j] - mx);
+    for (j = 0; j < lim; j++) row[j] = moe_expf(row[j] - mx);
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (j = 0; j + 8 <= lim; j += 8)
         for (int u = 0; u < 8; u++) acc[u] += row[j + u];
@@ -90,11 +64,11 @@ static void head_forward(float *O, float *P, const float *Q, const float *K, con
         int64_t i1 = min64(T, i0 + rb);
         int64_t n = visible_keys(i1 - 1, T, S, causal);
         float *Pb = P + i0 * S;
-        sgemm(0, 1, i1 - i0, n, D, scale, Q + i0 * ldq, ldq, K, ldk, 0.0f, Pb, S);
+        moe_sgemm(0, 1, i1 - i0, n, D, scale, Q + i0 * ldq, ldq, K, ldk, 0.0f, Pb, S);
         for (int64_t i = i0; i < i1; i++) {
             softmax_row(P + i * S, visible_keys(i, T, S, causal), S);
         }
-        sgemm(0, 0, i1 - i0, Dv, n, 1.0f, Pb, S, V, ldv, 0.0f, O + i0 * ldo, ldo);
+        moe_sgemm(0, 0, i1 - i0, Dv, n, 1.0f, Pb, S, V, ldv, 0.0f, O + i0 * ldo, ldo);
     }
 }
 
@@ -135,7 +109,7 @@ static void head_backward_q(float *dQ, float *W, const float *dO, const float *P
         int64_t i1 = min64(T, i0 + rb);
         int64_t n = visible_keys(i1 - 1, T, S, causal);
         float *Wb = W + i0 * S;
-        sgemm(0, 1, i1 - i0, n, Dv, 1.0f, dO + i0 * ldo, ldo, V, ldv, 0.0f, Wb, S); /* dP */
+        moe_sgemm(0, 1, i1 - i0, n, Dv, 1.0f, dO + i0 * ldo, ldo, V, ldv, 0.0f, Wb, S); /* dP */
         for (int64_t i = i0; i < i1; i++) {
             float *w = W + i * S;
             const float *p = P + i * S;
@@ -144,7 +118,7 @@ static void head_backward_q(float *dQ, float *W, const float *dO, const float *P
             for (int64_t j = 0; j < lim; j++) w[j] = p[j] * (w[j] - dot);
             for (int64_t j = lim; j < S; j++) w[j] = 0.0f;
         }
-        if (dQ) sgemm(0, 0, i1 - i0, D, n, scale, Wb, S, K, ldk, 1.0f, dQ + i0 * ldq, ldq);
+        if (dQ) moe_sgemm(0, 0, i1 - i0, D, n, scale, Wb, S, K, ldk, 1.0f, dQ + i0 * ldq, ldq);
     }
 }
 
@@ -160,9 +134,9 @@ static void chunk_backward_kv(float *dK, float *dV, const float *W, const float 
     if (rows <= 0) return;
     for (int64_t hh = 0; hh < group; hh++) {
         int64_t off = hh * T * S + i_start * S + j0;
-        if (dK) sgemm(1, 0, j1 - j0, D, rows, scale, W + off, S, Q + hh * D + i_start * ldq, ldq,
+        if (dK) moe_sgemm(1, 0, j1 - j0, D, rows, scale, W + off, S, Q + hh * D + i_start * ldq, ldq,
                       1.0f, dK + j0 * ldk, ldk);
-        if (dV) sgemm(1, 0, j1 - j0, Dv, rows, 1.0f, P + off, S, dO + hh * Dv + i_start * ldo, ldo,
+        if (dV) moe_sgemm(1, 0, j1 - j0, Dv, rows, 1.0f, P + off, S, dO + hh * Dv + i_start * ldo, ldo,
                       1.0f, dV + j0 * ldv, ldv);
     }
     (void)H;

@@ -2,38 +2,11 @@
  * See include/moe_dispatch.h for the math, shapes and schedules. */
 #include "moe_dispatch.h"
 #include "internal.h"
+#include "moe_math.h"
 #include <math.h>
 #include <string.h>
 
-/* ------------------------------------------------------------------------------------
- * Pointwise math. exp is a Cephes-style range reduction + degree-6 polynomial (about
- * 1 ulp on the clamped range), written branch-free so the activation loops vectorise;
- * libm's expf does not. No -ffast-math involved.
- * ------------------------------------------------------------------------------------ */
-
-static inline float exp_approx(float x) {
-    x = fminf(fmaxf(x, -87.0f), 88.0f);
-    float n = floorf(x * 1.44269504088896341f + 0.5f);
-    float r = x - n * 0.693359375f;
-    r = r + n * 2.12194440e-4f;
-    float z = r * r;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * z + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
-static inline float sigmoid_approx(float h) { return 1.0f / (1.0f + exp_approx(-h)); }
-
-/* tanh(u) = 1 - 2/(e^{2u} + 1): exact limits ±1, absolute error ~1e-7 near 0. */
-static inline float tanh_approx(float u) { return 1.0f - 2.0f / (exp_approx(2.0f * u) + 1.0f); }
+/* Pointwise math: the vectorisable exp family of moe_math.h (no libm calls in the loops). */
 
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 #define GELU_C 0.044715f
@@ -45,17 +18,17 @@ static void activation_forward(float *restrict act, float *restrict h, const flo
                                const float *restrict bias, int64_t n, int kind) {
     switch (kind) {
     case MOE_EXPERT_SWIGLU:
-        for (int64_t i = 0; i < n; i++) act[i] = h[i] * sigmoid_approx(h[i]) * u[i];
+        for (int64_t i = 0; i < n; i++) act[i] = h[i] * moe_sigmoidf(h[i]) * u[i];
         break;
     case MOE_EXPERT_GELU:
         if (bias) for (int64_t i = 0; i < n; i++) h[i] += bias[i];
-        for (int64_t i = 0; i < n; i++) act[i] = 0.5f * h[i] * (1.0f + erff(h[i] * INV_SQRT2));
+        for (int64_t i = 0; i < n; i++) act[i] = 0.5f * h[i] * moe_erfcf(-h[i] * INV_SQRT2);
         break;
     case MOE_EXPERT_GELU_TANH:
         if (bias) for (int64_t i = 0; i < n; i++) h[i] += bias[i];
         for (int64_t i = 0; i < n; i++) {
             float v = h[i];
-            act[i] = 0.5f * v * (1.0f + tanh_approx(GELU_K * (v + GELU_C * v * v * v)));
+            act[i] = 0.5f * v * (1.0f + moe_tanhf(GELU_K * (v + GELU_C * v * v * v)));
         }
         break;
     default: /* ReLU */
@@ -71,7 +44,7 @@ static void activation_backward(float *restrict d1, float *restrict d3, const fl
     switch (kind) {
     case MOE_EXPERT_SWIGLU:
         for (int64_t i = 0; i < n; i++) {
-            float s = sigmoid_approx(h[i]);
+            float s = moe_sigmoidf(h[i]);
             float silu = h[i] * s;
             float g = d1[i];
             if (d3) d3[i] = g * silu;
@@ -81,14 +54,14 @@ static void activation_backward(float *restrict d1, float *restrict d3, const fl
     case MOE_EXPERT_GELU:
         for (int64_t i = 0; i < n; i++) {
             float v = h[i];
-            float cdf = 0.5f * (1.0f + erff(v * INV_SQRT2));
-            d1[i] *= cdf + v * INV_SQRT_2PI * exp_approx(-0.5f * v * v);
+            float cdf = 0.5f * moe_erfcf(-v * INV_SQRT2);
+            d1[i] *= cdf + v * INV_SQRT_2PI * moe_expf(-0.5f * v * v);
         }
         break;
     case MOE_EXPERT_GELU_TANH:
         for (int64_t i = 0; i < n; i++) {
             float v = h[i];
-            float t = tanh_approx(GELU_K * (v + GELU_C * v * v * v));
+            float t = moe_tanhf(GELU_K * (v + GELU_C * v * v * v));
             float dt = GELU_K * (1.0f + 3.0f * GELU_C * v * v);
             d1[i] *= 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * dt;
         }
