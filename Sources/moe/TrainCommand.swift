@@ -200,12 +200,14 @@ final class Progress {
             print(String(format: "step %d/%d loss %.4f aux %.4f lr %.2e grad-norm %.3f %@ tok/s eta %@%@", r.step, total, r.loss, r.auxLoss,
                          r.learningRate, r.gradNorm, grouped(Int(rate)), clock(eta), load))
         }
+        fflush(nil)  // log lines reach a file or pipe as they happen
     }
 
     func evaluation(step: Int, loss: Double) {
         guard !quiet else { return }
         let msg = String(format: "step %d: validation loss %.4f", step, loss)
         if terminal { print("\r\u{1B}[K" + msg) } else { print(msg) }
+        fflush(nil)
     }
 
     func finish() {

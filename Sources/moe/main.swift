@@ -7,8 +7,10 @@ struct MoE: ParsableCommand {
         commandName: "moe",
         abstract: "Sparse mixture-of-experts transformers on the CPU: build, train, measure.",
         discussion: """
+        Start with `moe train` (the main job), then `moe generate --model runs/tiny-moe/model`.
+
         Threads: --threads N on any subcommand, or SPARSEMOE_NUM_THREADS=N in the
-        environment, sets the count used by both the OpenMP kernels and OpenBLAS.
+        environment, sets the number of threads every kernel and GEMM uses.
         """,
         version: SparseMoE.version,
         subcommands: [Train.self, Generate.self, Logits.self, Flops.self, Info.self]

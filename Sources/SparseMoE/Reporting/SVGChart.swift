@@ -99,33 +99,46 @@ public enum SVGChart {
         return svg + "</svg>\n"
     }
 
-    /// Heatmaps side by side: one panel per entry, rows × columns of values in [0, max].
+    /// Heatmaps stacked vertically: one panel per entry, rows × columns of values.
     /// Used for the expert load per layer over training (rows = experts, columns = time).
+    /// With `center` (the balanced share 1/E) colours diverge: blue below, red above.
     public static func heatmaps(title: String, panels: [(name: String, values: [[Double]])], rowLabel: String,
-                                columnLabel: String, cell: Double = 10) -> String {
-        let maxV = max(panels.flatMap { $0.values.flatMap { $0 } }.max() ?? 1, 1e-12)
-        let panelGap = 30.0, top = 50.0, left = 40.0
-        let widths = panels.map { Double($0.values.first?.count ?? 0) * cell }
-        let heights = panels.map { Double($0.values.count) * cell }
-        let width = Int(left + widths.reduce(0, +) + panelGap * Double(panels.count) + 20)
-        let height = Int(top + (heights.max() ?? 0) + 70)
-        var svg = header(max(width, 320), height, title)
-        var x = left
+                                columnLabel: String, center: Double? = nil, cellWidth: Double = 9, cellHeight: Double = 11) -> String {
+        let all = panels.flatMap { $0.values.flatMap { $0 } }
+        let maxV = max(all.max() ?? 1, 1e-12)
+        let maxDev = max(all.map { abs($0 - (center ?? 0)) }.max() ?? 1, 1e-12)
+        let left = 70.0, top = 40.0, gap = 26.0
+        let columns = panels.map { $0.values.first?.count ?? 0 }.max() ?? 0
+        let heights = panels.map { Double($0.values.count) * cellHeight }
+        let width = Int(left + Double(columns) * cellWidth + 30)
+        let height = Int(top + heights.reduce(0, +) + gap * Double(panels.count) + 40)
+        var svg = header(max(width, 480), height, title)
+        var y = top
         for (p, panel) in panels.enumerated() {
-            svg += "<text x=\"\(x)\" y=\"\(top - 8)\" font-size=\"11\">\(esc(panel.name))</text>\n"
+            svg += "<text x=\(left)\" y=\(y + 12)\" font-size=\"12\">\(esc(panel.name))</text>\n"
+            y += 16
             for (r, row) in panel.values.enumerated() {
+                svg += "<text x=\(left - 6)\" y=\(y + Double(r) * cellHeight + cellHeight - 2)\" text-anchor=\"end\" font-size=\"9\">e\(r)</text>"
                 for (c, v) in row.enumerated() {
-                    let t = min(max(v / maxV, 0), 1)
-                    let color = heatColor(t)
-                    svg += "<rect x=\"\(x + Double(c) * cell)\" y=\"\(top + Double(r) * cell)\" width=\"\(cell)\" height=\"\(cell)\" fill=\"\(color)\"/>"
+                    let color = center.map { divergingColor((v - $0) / maxDev) } ?? heatColor(min(max(v / maxV, 0), 1))
+                    svg += "<rect x=\(left + Double(c) * cellWidth)\" y=\(y + Double(r) * cellHeight)\" width=\(cellWidth)\" height=\(cellHeight)\" fill=\"\(color)\"/>"
                 }
                 svg += "\n"
             }
-            x += widths[p] + panelGap
+            y += heights[p] + gap - 16
         }
-        let ly = top + (heights.max() ?? 0) + 20
-        svg += "<text x=\"\(left)\" y=\"\(ly)\" font-size=\"11\">rows: \(esc(rowLabel)); columns: \(esc(columnLabel)); colour: share of assignments, 0 (light) to \(fmt(maxV)) (dark)</text>\n"
+        let legend = center.map { String(format: "colour: share of assignments; white = balanced (%.3f), red above, blue below (full colour at ±%.3f)", $0, maxDev) }
+            ?? "colour: share of assignments, 0 (light) to \(fmt(maxV)) (dark)"
+        svg += "<text x=\(left)\" y=\(y + 8)\" font-size=\"11\">rows: \(esc(rowLabel)); columns: \(esc(columnLabel))</text>\n"
+        svg += "<text x=\(left)\" y=\(y + 24)\" font-size=\"11\">\(esc(legend))</text>\n"
         return svg + "</svg>\n"
+    }
+
+    /// t in [-1, 1]: blue (−1) → white (0) → red (+1).
+    static func divergingColor(_ t: Double) -> String {
+        let u = min(max(t, -1), 1)
+        let (r, g, b) = u >= 0 ? (255.0, 255 - 200 * u, 255 - 210 * u) : (255 + 210 * u, 255 + 150 * u, 255.0)
+        return String(format: "#%02x%02x%02x", Int(r), Int(g), Int(b))
     }
 
     static func heatColor(_ t: Double) -> String {

@@ -294,7 +294,8 @@ public final class TrainingRun {
                 return ("layer \(i)", (0..<experts).map { e in buckets.map { $0[e] } })
             }
             try SVGChart.write(SVGChart.heatmaps(title: "Expert load over training (\(summary.model))", panels: panels,
-                                                 rowLabel: "experts", columnLabel: "training time (\(bucketSize) steps each)"),
+                                                 rowLabel: "experts", columnLabel: "training time, \(bucketSize) steps each",
+                                                 center: 1 / Double(trainer.model.moeLayers[0].experts.count)),
                                to: output.appendingPathComponent("expert_load.svg"))
         }
     }
