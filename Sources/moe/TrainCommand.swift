@@ -47,7 +47,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("batch-size"), help: "Sequences per micro-batch.") var batchSize: Int = 16
     @Option(name: .long, help: "Tokens per sequence.") var seq: Int = 128
     @Option(name: .long, help: "Peak learning rate.") var lr: Double = 1e-3
-    @Option(name: .long, help: "Linear warmup steps before cosine decay.") var warmup: Int = 30
+    @Option(name: .long, help: "Linear warmup steps before cosine decay (default: 10% of the steps, at most 30).") var warmup: Int?
     @Option(name: .customLong("weight-decay"), help: "AdamW decoupled weight decay (not on norms, biases, embeddings).") var weightDecay: Double = 0.1
     @Option(name: .customLong("grad-clip"), help: "Clip the global gradient norm to this (0 = off).") var gradClip: Double = 1.0
     @Option(name: .long, help: "Micro-batches per optimiser step (gradient accumulation).") var accumulate: Int = 1
@@ -77,7 +77,7 @@ struct Train: ParsableCommand {
         o.dense = ffn == "dense"
         o.dataPath = data
         var t = TrainingConfig()
-        t.steps = steps; t.batchSize = batchSize; t.sequenceLength = seq; t.learningRate = lr; t.warmupSteps = warmup
+        t.steps = steps; t.batchSize = batchSize; t.sequenceLength = seq; t.learningRate = lr; t.warmupSteps = warmup ?? max(1, min(30, steps / 10))
         t.weightDecay = weightDecay; t.gradClip = gradClip; t.gradAccumulation = accumulate; t.evalEvery = evalEvery
         t.evalBatches = evalBatches; t.checkpointEvery = checkpointEvery; t.seed = seed
         t.objective = Objective(rawValue: objective)!
