@@ -11,7 +11,7 @@ struct MoE: ParsableCommand {
         environment, sets the count used by both the OpenMP kernels and OpenBLAS.
         """,
         version: SparseMoE.version,
-        subcommands: [Train.self, Generate.self, Logits.self, Flops.self, Info.self]
+        subcommands: [Train.self, Generate.self, Logits.self, Flops.self, Bench.self, Info.self]
     )
 }
 
