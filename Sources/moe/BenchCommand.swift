@@ -151,11 +151,11 @@ struct Bench: ParsableCommand {
                   + pad(r.schedule, 11) + pad(String(format: "%.0f/%.0f%%", 100 * r.forwardSpread, 100 * r.forwardBackwardSpread), 8))
         }
         print("\nvariants (ms, forward / forward+backward) and routing")
-        print(pad("workload", -19) + pad("balanced", 16) + pad("×roof", 11) + pad("layer+router", 16) + pad("fresh grads", 12)
+        print(pad("workload", -19) + pad("balanced", 16) + pad("×roof", 13) + pad("layer+router", 16) + pad("fresh grads", 12)
               + pad("max load", 9) + pad("dropped", 8) + pad("roof seq/par GF/s", 19) + pad("dense sgemm", 12))
         for r in rs {
             print(pad(r.workload, -19) + pad(String(format: "%.1f / %.1f", r.balancedForwardMS, r.balancedForwardBackwardMS), 16)
-                  + pad(String(format: "%.2f / %.2f", r.balancedForwardVsRoofline, r.balancedForwardBackwardVsRoofline), 11)
+                  + pad(String(format: "%.2f / %.2f", r.balancedForwardVsRoofline, r.balancedForwardBackwardVsRoofline), 13)
                   + pad(r.layerForwardMS.map { String(format: "%.1f / %.1f", $0, r.layerForwardBackwardMS ?? .nan) } ?? "-", 16)
                   + f(r.forwardBackwardFreshGradMS, 12) + f(r.maxExpertLoad, 9, 2) + pad(String(format: "%.1f%%", 100 * r.droppedFraction), 8)
                   + pad(String(format: "%.0f / %.0f", r.rooflineGroupedSequentialGFLOPS, r.rooflineGroupedParallelGFLOPS), 19) + f(r.rooflineDenseGFLOPS, 12))
