@@ -157,7 +157,7 @@ struct Bench: ParsableCommand {
             print(pad(r.workload, -19) + pad(String(format: "%.1f / %.1f", r.balancedForwardMS, r.balancedForwardBackwardMS), 16)
                   + pad(String(format: "%.2f / %.2f", r.balancedForwardVsRoofline, r.balancedForwardBackwardVsRoofline), 13)
                   + pad(r.layerForwardMS.map { String(format: "%.1f / %.1f", $0, r.layerForwardBackwardMS ?? .nan) } ?? "-", 16)
-                  + f(r.forwardBackwardFreshGradMS, 12) + f(r.maxExpertLoad, 9, 2) + pad(String(format: "%.1f%%", 100 * r.droppedFraction), 8)
+                  + f(r.forwardBackwardFreshGradMS, 12) + f(r.maxExpertLoad, 9, 2) + pad(String(format: "%.2f%%", 100 * r.droppedFraction), 8)
                   + pad(String(format: "%.0f / %.0f", r.rooflineGroupedSequentialGFLOPS, r.rooflineGroupedParallelGFLOPS), 19) + f(r.rooflineDenseGFLOPS, 12))
         }
         print("\ndense SwiGLU FFN vs the MoE (ms, forward / forward+backward)")

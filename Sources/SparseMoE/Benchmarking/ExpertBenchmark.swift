@@ -208,33 +208,39 @@ public enum ExpertBenchmark {
         return result
     }
 
-    /// Roofline and op only, forward and forward + backward, for sweeps: (op fwd ms, op
-    /// fwd+bwd ms, roofline fwd GFLOP/s, roofline fwd+bwd GFLOP/s).
+    /// Roofline and op only, forward and forward + backward, for sweeps, on each thread count
+    /// of `threadCounts` (default: the current one); the runs of all thread counts are
+    /// interleaved, so a speedup compares measurements taken side by side.
     public static func quick(_ w: ExpertWorkload, runs: Int, warmup: Int = 1, seed: UInt64 = 1,
-                             balanced: Bool = false) throws -> SweepPoint {
+                             balanced: Bool = false, threadCounts: [Int]? = nil) throws -> [SweepPoint] {
         var rng = RandomGenerator(seed: seed)
         let harness = try ExpertHarness(w, rng: &rng, layer: false)
         let roof = try GroupedGEMMReference(experts: w.experts, rowsPerExpert: w.balancedRowsPerExpert, width: w.width, hidden: w.hidden)
-        let f0 = try interleaved([
-            Probe { try harness.opForward(balanced: balanced) },
-            Probe { roof.run(backward: false, schedule: .sequential) },
-            Probe { roof.run(backward: false, schedule: .parallel) },
-        ], warmup: warmup, runs: runs)
-        let b0 = try interleaved([
-            Probe(setup: harness.zeroGradsInPlace) { try harness.opForwardBackward(balanced: balanced) },
-            Probe { roof.run(backward: true, schedule: .sequential) },
-            Probe { roof.run(backward: true, schedule: .parallel) },
-        ], warmup: warmup, runs: runs)
+        let counts = threadCounts ?? [Threads.count]
+        func on(_ n: Int, _ body: @escaping () throws -> Void) -> () throws -> Void { { try Threads.with(n, body) } }
+        var fwd: [Probe] = [], fb: [Probe] = []
+        for n in counts {
+            fwd += [Probe(body: on(n) { try harness.opForward(balanced: balanced) }),
+                    Probe(body: on(n) { roof.run(backward: false, schedule: .sequential) }),
+                    Probe(body: on(n) { roof.run(backward: false, schedule: .parallel) })]
+            fb += [Probe(setup: harness.zeroGradsInPlace, body: on(n) { try harness.opForwardBackward(balanced: balanced) }),
+                   Probe(body: on(n) { roof.run(backward: true, schedule: .sequential) }),
+                   Probe(body: on(n) { roof.run(backward: true, schedule: .parallel) })]
+        }
+        let f0 = try interleaved(fwd, warmup: warmup, runs: runs), b0 = try interleaved(fb, warmup: warmup, runs: runs)
         let rf = roof.flops(backward: false), rb = roof.flops(backward: true)
-        return SweepPoint(
-            workload: w.name, tokens: w.tokens, width: w.width, hidden: w.hidden, experts: w.experts, topK: w.topK,
-            threads: Threads.count, forwardMS: f0[0].medianMS, forwardBackwardMS: b0[0].medianMS,
-            forwardGFLOPS: gflops(w.usefulForwardFLOPs, ms: f0[0].medianMS),
-            forwardBackwardGFLOPS: gflops(w.usefulForwardBackwardFLOPs, ms: b0[0].medianMS),
-            rooflineGroupedGFLOPS: max(gflops(rf, ms: f0[1].medianMS), gflops(rf, ms: f0[2].medianMS)),
-            rooflineGroupedForwardBackwardGFLOPS: max(gflops(rb, ms: b0[1].medianMS), gflops(rb, ms: b0[2].medianMS)),
-            rooflineGroupedForwardMS: min(f0[1].medianMS, f0[2].medianMS),
-            rooflineGroupedForwardBackwardMS: min(b0[1].medianMS, b0[2].medianMS))
+        return counts.enumerated().map { i, n in
+            let (o, r1, r2) = (3 * i, 3 * i + 1, 3 * i + 2)
+            return SweepPoint(
+                workload: w.name, tokens: w.tokens, width: w.width, hidden: w.hidden, experts: w.experts, topK: w.topK,
+                threads: n, forwardMS: f0[o].medianMS, forwardBackwardMS: b0[o].medianMS,
+                forwardGFLOPS: gflops(w.usefulForwardFLOPs, ms: f0[o].medianMS),
+                forwardBackwardGFLOPS: gflops(w.usefulForwardBackwardFLOPs, ms: b0[o].medianMS),
+                rooflineGroupedGFLOPS: max(gflops(rf, ms: f0[r1].medianMS), gflops(rf, ms: f0[r2].medianMS)),
+                rooflineGroupedForwardBackwardGFLOPS: max(gflops(rb, ms: b0[r1].medianMS), gflops(rb, ms: b0[r2].medianMS)),
+                rooflineGroupedForwardMS: min(f0[r1].medianMS, f0[r2].medianMS),
+                rooflineGroupedForwardBackwardMS: min(b0[r1].medianMS, b0[r2].medianMS))
+        }
     }
 
     /// One timed thing with an untimed setup.

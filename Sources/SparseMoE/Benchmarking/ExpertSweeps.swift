@@ -68,18 +68,16 @@ public enum ExpertSweep: String, CaseIterable, Sendable {
     public func run(runs: Int, progress: (String) -> Void = { _ in }) throws -> [SweepPoint] {
         try workloads.map { w in
             progress("sweep \(rawValue): \(w.name)")
-            return try ExpertBenchmark.quick(w, runs: runs)
+            return try ExpertBenchmark.quick(w, runs: runs)[0]
         }
     }
 
-    /// The thread-scaling sweep: each workload at 1 thread, then at `threads`.
+    /// The thread-scaling sweep: each workload on 1 thread and on `threads`, runs interleaved.
     public static func threadScaling(threads: Int, runs: Int, progress: (String) -> Void = { _ in }) throws -> [ThreadScalingPoint] {
         try ExpertSweep.threads.workloads.map { w in
-            progress("sweep threads: \(w.name) on 1 thread")
-            let one = try Threads.with(1) { try ExpertBenchmark.quick(w, runs: runs) }
-            progress("sweep threads: \(w.name) on \(threads) threads")
-            let many = try Threads.with(threads) { try ExpertBenchmark.quick(w, runs: runs) }
-            return ThreadScalingPoint(workload: w.name, threads: threads, single: one, multi: many)
+            progress("sweep threads: \(w.name) on 1 and \(threads) threads")
+            let p = try ExpertBenchmark.quick(w, runs: runs, threadCounts: [1, threads])
+            return ThreadScalingPoint(workload: w.name, threads: threads, single: p[0], multi: p[1])
         }
     }
 }
