@@ -11,7 +11,8 @@ Prints one JSON object per workload per line (keys as `moe bench --json` where t
                                      one warm-up; forward runs with autograd recording, like the
                                      first half of a training step (forward_nograd_ms: inference)
   forward_gflops ...                 useful FLOPs 6*C*F*K*T (fwd), 18*C*F*K*T (fwd+bwd) per second
-Gradients are zeroed in place between runs (buffers kept), untimed.
+Gradients are zeroed in place between runs (buffers kept), untimed; forward_backward_fresh_grad_ms
+sets them to None before every run instead (what optimizer.zero_grad() does by default).
 
 If OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set in your environment, unset them for this
 command (they can slow torch's CPU kernels): `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python ...`.
@@ -115,11 +116,18 @@ def run(name, t, c, f, e, k, cf, runs, warmup):
     with torch.no_grad():
         fwd_ng, _ = timed(lambda: block(x), runs, warmup)
     fb, fb_runs = timed(lambda: block(x).backward(dy), runs, warmup, zero)
+
+    def drop():
+        for p in params:
+            p.grad = None
+
+    fb_fresh, _ = timed(lambda: block(x).backward(dy), runs, warmup, drop)
     return {
         "workload": name, "implementation": "pytorch-eager-mixtral-loop", "torch": torch.__version__,
         "threads": torch.get_num_threads(), "tokens": t, "width": c, "hidden": f, "experts": e, "top_k": k,
         "capacity_factor": cf, "runs": runs,
         "forward_ms": fwd, "forward_nograd_ms": fwd_ng, "forward_backward_ms": fb,
+        "forward_backward_fresh_grad_ms": fb_fresh,
         "forward_gflops": useful / fwd / 1e6, "forward_nograd_gflops": useful / fwd_ng / 1e6,
         "forward_backward_gflops": 3 * useful / fb / 1e6,
         "forward_spread": (max(fwd_runs) - min(fwd_runs)) / fwd,
