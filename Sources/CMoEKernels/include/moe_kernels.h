@@ -31,5 +31,6 @@
 #include "moe_layout.h"
 #include "moe_dispatch.h"
 #include "moe_optim.h"
+#include "moe_bench_reference.h"
 
 #endif

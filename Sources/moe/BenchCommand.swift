@@ -1,0 +1,239 @@
+import ArgumentParser
+import Foundation
+import SparseMoE
+
+/// `moe bench`: the MoE expert computation against the OpenBLAS roofline, sweeps, plots,
+/// and training-step throughput.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmark the MoE expert computation against the OpenBLAS roofline (and training throughput).",
+        discussion: """
+        Workloads (fp32, SwiGLU experts, dropless unless stated):
+          mixtral-like        T=2048 C=512  F=1024 E=8  K=2
+          fine-grained        T=2048 C=512  F=256  E=64 K=8
+          switch-top1         T=2048 C=512  F=1024 E=32 K=1
+          switch-top1-cf1.25  the same with capacity factor 1.25 (overflow tokens dropped)
+          wide                T=1024 C=1024 F=2816 E=8  K=2
+
+        Measured per workload, interleaved run by run in one process (median of --runs after
+        --warmup):
+          op        routedExperts (gather, expert GEMMs, SwiGLU, weighted combine; backward with
+                    dx, dgates, weight gradients) with the routing a softmax top-k router chose
+                    on random inputs; the router is not timed. Gradient buffers are kept and
+                    zeroed in place between runs ("fresh grads" drops them, as zeroGrad() does).
+          balanced  the same op with perfectly balanced routing.
+          layer     the whole MoELayer: router matmul + softmax top-k (+ capacity) + experts.
+          roofline  the same expert GEMMs with balanced routing as plain OpenBLAS sgemm calls
+                    on pre-gathered buffers, the better of experts-in-sequence (threaded BLAS)
+                    and experts-in-parallel (OpenMP, 1 BLAS thread each).
+          dense     one sgemm [T·K, C]·[C, 3F] of the forward's FLOPs; and dense SwiGLU FFNs
+                    with the same active (hidden K·F) and total (hidden E·F) parameters.
+        GFLOP/s count useful FLOPs: forward 6·C·F·K·T, forward+backward 18·C·F·K·T (router and
+        combine excluded; dropped tokens count as not done). ×roof = op GFLOP/s ÷ roofline
+        GFLOP/s (targets: forward ≥ 0.9, forward+backward ≥ 0.8); ×dense = op ÷ dense sgemm.
+
+        Sweeps (--sweep): experts (E = 1…128 at fixed active FLOPs, K·F = 1024), topk (1…8),
+        tokens (256…8192), threads (1 vs --threads: speedup and efficiency).
+        --train times steps of `moe train`'s default model (tiny-moe) and reports tokens/s
+        and MFU against the sgemm peak measured in the same process.
+
+        Examples:
+          moe bench                               # all workloads, human table
+          moe bench --workload wide --json        # one JSON object per line
+          moe bench --sweep all --train --out docs/img --reference pytorch.jsonl
+        """)
+
+    @Option(help: "Workload name or 'all'.") var workload: String = "all"
+    @Option(help: "Threads for kernels and BLAS (default: SPARSEMOE_NUM_THREADS or all cores).") var threads: Int?
+    @Option(help: "Timed runs per measurement (median reported).") var runs: Int = 5
+    @Option(help: "Untimed warm-up runs.") var warmup: Int = 1
+    @Flag(help: "One JSON object per workload (and sweep point) per line on stdout.") var json = false
+    @Option(help: "Sweep: experts, topk, tokens, threads or all (after the workloads; --workload none skips those).")
+    var sweep: String?
+    @Option(name: .customLong("sweep-runs"), help: "Timed runs per sweep point.") var sweepRuns: Int = 3
+    @Flag(help: "Also time training steps of the tiny-moe model (tokens/s, MFU).") var train = false
+    @Option(name: .customLong("train-steps"), help: "Timed training steps with --train.") var trainSteps: Int = 20
+    @Flag(name: .customLong("skip-dense-total"), help: "Skip the dense FFN with the same total parameters (the slowest part).")
+    var skipDenseTotal = false
+    @Option(help: "Folder for results (JSON lines) and plots (SVG + PNG).") var out: String?
+    @Option(help: "JSON lines of a reference run (Benchmarks/reference/moe_workloads.py) to plot beside ours.")
+    var reference: String?
+
+    func validate() throws {
+        guard runs >= 1, sweepRuns >= 1, warmup >= 0, trainSteps >= 1 else {
+            throw ValidationError("--runs, --sweep-runs and --train-steps must be ≥ 1, --warmup ≥ 0")
+        }
+        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+        if let s = sweep, s != "all", ExpertSweep(rawValue: s) == nil {
+            throw ValidationError("--sweep must be one of \(ExpertSweep.allCases.map(\.rawValue).joined(separator: ", ")), all; got '\(s)'")
+        }
+        if workload != "all", workload != "none", !ExpertWorkload.all.contains(where: { $0.name == workload }) {
+            throw ValidationError("--workload must be all, none or one of \(ExpertWorkload.all.map(\.name).joined(separator: ", ")); got '\(workload)'")
+        }
+    }
+
+    func run() throws {
+        applyThreads(threads)
+        let outDir = out.map { URL(fileURLWithPath: $0) }
+        if let d = outDir { try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true) }
+        let reference = try self.reference.map { try ReferenceThroughput.load(jsonLines: $0) } ?? []
+        let progress: (String) -> Void = { printError("[bench] " + $0) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        func line<T: Encodable>(_ v: T) throws -> String { String(decoding: try encoder.encode(v), as: UTF8.self) }
+        var jsonl: [String] = []
+        func emit<T: Encodable>(_ v: T) throws {
+            let s = try line(v)
+            jsonl.append(s)
+            if json { print(s) }
+        }
+        if !json { print("moe bench: \(Threads.count) threads, median of \(runs) runs after \(warmup) warm-up") }
+
+        // Workloads.
+        let selected = workload == "all" ? ExpertWorkload.all : workload == "none" ? [] : [try ExpertWorkload.named(workload)]
+        var results: [ExpertBenchmarkResult] = []
+        var options = ExpertBenchmarkOptions()
+        options.runs = runs; options.warmup = warmup; options.denseTotal = !skipDenseTotal
+        for w in selected {
+            let r = try ExpertBenchmark.run(w, options: options, progress: progress)
+            results.append(r)
+            try emit(r)
+        }
+        if !json && !results.isEmpty { printWorkloadTables(results) }
+        if let d = outDir, !results.isEmpty {
+            try BenchmarkCharts.writeWorkloads(results, reference: reference, to: d)
+        }
+
+        // Sweeps.
+        let sweeps: [ExpertSweep] = sweep == nil ? [] : sweep == "all" ? ExpertSweep.allCases : [ExpertSweep(rawValue: sweep!)!]
+        for s in sweeps {
+            if s == .threads {
+                let n = max(2, Threads.count)
+                let points = try ExpertSweep.threadScaling(threads: n, runs: sweepRuns, progress: progress)
+                for p in points { try emit(ThreadRecord(point: p)) }
+                if !json { printThreadTable(points) }
+                if let d = outDir { try BenchmarkCharts.writeThreadScaling(points, to: d) }
+            } else {
+                let points = try s.run(runs: sweepRuns, progress: progress)
+                for p in points { try emit(SweepRecord(sweep: s.rawValue, point: p)) }
+                if !json { printSweepTable(s, points) }
+                if let d = outDir { try BenchmarkCharts.writeSweep(s, points: points, to: d) }
+            }
+        }
+
+        // Training throughput.
+        if train {
+            let t = try TrainingThroughput.measure(steps: trainSteps, progress: progress)
+            try emit(t)
+            if !json {
+                print(String(format: "\ntraining (%@, %d threads, %d tokens/step): %.1f ms/step (spread %.0f%%), %@ tokens/s (mean %@), "
+                             + "%.1f GFLOP/s model FLOPs = MFU %.1f%% of the %.0f GFLOP/s sgemm peak",
+                             t.model, t.threads, t.tokensPerStep, t.stepMS, 100 * t.stepSpread, grouped(Int(t.tokensPerSecond)),
+                             grouped(Int(t.meanTokensPerSecond)), t.achievedGFLOPS, 100 * t.modelFLOPsUtilization, t.peakGFLOPS))
+            }
+        }
+        if let d = outDir {
+            try Data((jsonl.joined(separator: "\n") + "\n").utf8).write(to: d.appendingPathComponent("bench.jsonl"))
+            printError("[bench] wrote \(d.path)/bench.jsonl and plots")
+        }
+    }
+
+    func printWorkloadTables(_ rs: [ExpertBenchmarkResult]) {
+        func f(_ v: Double?, _ w: Int, _ p: Int = 1) -> String { pad(v.map { String(format: "%.\(p)f", $0) } ?? "-", w) }
+        print("\nrouted experts (op, router-chosen routing; router not timed) vs grouped-sgemm roofline (balanced routing)")
+        print(pad("workload", -19) + pad("fwd ms", 9) + pad("GFLOP/s", 9) + pad("roof", 8) + pad("×roof", 7) + pad("paired", 7) + pad("×dense", 7)
+              + " |" + pad("f+b ms", 9) + pad("GFLOP/s", 9) + pad("roof", 8) + pad("×roof", 7) + pad("paired", 7) + pad("sched", 11) + pad("spread", 8))
+        for r in rs {
+            print(pad(r.workload, -19) + f(r.forwardMS, 9) + f(r.forwardGFLOPS, 9) + f(r.rooflineGroupedGFLOPS, 8) + f(r.forwardVsRoofline, 7, 2)
+                  + f(r.forwardVsRooflinePaired, 7, 2) + f(r.forwardVsDense, 7, 2) + " |" + f(r.forwardBackwardMS, 9) + f(r.forwardBackwardGFLOPS, 9)
+                  + f(r.rooflineGroupedForwardBackwardGFLOPS, 8) + f(r.forwardBackwardVsRoofline, 7, 2) + f(r.forwardBackwardVsRooflinePaired, 7, 2)
+                  + pad(r.schedule, 11) + pad(String(format: "%.0f/%.0f%%", 100 * r.forwardSpread, 100 * r.forwardBackwardSpread), 8))
+        }
+        print("\nvariants (ms, forward / forward+backward) and routing")
+        print(pad("workload", -19) + pad("balanced", 16) + pad("×roof", 13) + pad("layer+router", 16) + pad("fresh grads", 12)
+              + pad("max load", 9) + pad("dropped", 8) + pad("roof seq/par GF/s", 19) + pad("dense sgemm", 12))
+        for r in rs {
+            print(pad(r.workload, -19) + pad(String(format: "%.1f / %.1f", r.balancedForwardMS, r.balancedForwardBackwardMS), 16)
+                  + pad(String(format: "%.2f / %.2f", r.balancedForwardVsRoofline, r.balancedForwardBackwardVsRoofline), 13)
+                  + pad(r.layerForwardMS.map { String(format: "%.1f / %.1f", $0, r.layerForwardBackwardMS ?? .nan) } ?? "-", 16)
+                  + f(r.forwardBackwardFreshGradMS, 12) + f(r.maxExpertLoad, 9, 2) + pad(String(format: "%.2f%%", 100 * r.droppedFraction), 8)
+                  + pad(String(format: "%.0f / %.0f", r.rooflineGroupedSequentialGFLOPS, r.rooflineGroupedParallelGFLOPS), 19) + f(r.rooflineDenseGFLOPS, 12))
+        }
+        print("\ndense SwiGLU FFN vs the MoE (ms, forward / forward+backward)")
+        print(pad("workload", -19) + pad("MoE layer", 16) + pad("dense same active", 19) + pad("dense same total", 19) + pad("total/MoE f+b", 14))
+        for r in rs {
+            func pair(_ a: Double?, _ b: Double?) -> String { a.map { String(format: "%.1f / %.1f", $0, b ?? .nan) } ?? "-" }
+            let moe = (r.layerForwardMS ?? r.forwardMS, r.layerForwardBackwardMS ?? r.forwardBackwardMS)
+            print(pad(r.workload, -19) + pad(pair(moe.0, moe.1), 16) + pad(pair(r.denseActiveForwardMS, r.denseActiveForwardBackwardMS), 19)
+                  + pad(pair(r.denseTotalForwardMS, r.denseTotalForwardBackwardMS), 19)
+                  + f(r.denseTotalForwardBackwardMS.map { $0 / moe.1 }, 14, 1))
+        }
+    }
+
+    func printSweepTable(_ s: ExpertSweep, _ ps: [SweepPoint]) {
+        print("\nsweep \(s.rawValue) (op with router routing vs balanced grouped-sgemm roofline)")
+        print(pad("point", -9) + pad("T", 6) + pad("F", 6) + pad("E", 5) + pad("K", 3) + pad("fwd ms", 9) + pad("GFLOP/s", 9) + pad("roof", 8)
+              + pad("×roof", 7) + pad("f+b ms", 9) + pad("GFLOP/s", 9) + pad("roof", 8) + pad("×roof", 7))
+        for p in ps {
+            print(pad(p.workload, -9) + pad("\(p.tokens)", 6) + pad("\(p.hidden)", 6) + pad("\(p.experts)", 5) + pad("\(p.topK)", 3)
+                  + pad(String(format: "%.1f", p.forwardMS), 9) + pad(String(format: "%.1f", p.forwardGFLOPS), 9)
+                  + pad(String(format: "%.1f", p.rooflineGroupedGFLOPS), 8) + pad(String(format: "%.2f", p.forwardVsRoofline), 7)
+                  + pad(String(format: "%.1f", p.forwardBackwardMS), 9) + pad(String(format: "%.1f", p.forwardBackwardGFLOPS), 9)
+                  + pad(String(format: "%.1f", p.rooflineGroupedForwardBackwardGFLOPS), 8) + pad(String(format: "%.2f", p.forwardBackwardVsRoofline), 7))
+        }
+    }
+
+    func printThreadTable(_ ps: [ThreadScalingPoint]) {
+        let n = ps.first?.threads ?? 2
+        print("\nsweep threads: speedup of \(n) threads over 1 (efficiency = speedup / \(n))")
+        print(pad("workload", -15) + pad("fwd 1t ms", 10) + pad("fwd \(n)t ms", 10) + pad("speedup", 8) + pad("roof", 7)
+              + pad("f+b 1t ms", 10) + pad("f+b \(n)t ms", 10) + pad("speedup", 8) + pad("roof", 7) + pad("efficiency", 11))
+        for p in ps {
+            print(pad(p.workload, -15) + pad(String(format: "%.1f", p.single.forwardMS), 10) + pad(String(format: "%.1f", p.multi.forwardMS), 10)
+                  + pad(String(format: "%.2f", p.forwardSpeedup), 8) + pad(String(format: "%.2f", p.rooflineForwardSpeedup), 7)
+                  + pad(String(format: "%.1f", p.single.forwardBackwardMS), 10) + pad(String(format: "%.1f", p.multi.forwardBackwardMS), 10)
+                  + pad(String(format: "%.2f", p.forwardBackwardSpeedup), 8) + pad(String(format: "%.2f", p.rooflineForwardBackwardSpeedup), 7)
+                  + pad(String(format: "%.0f%% / %.0f%%", 100 * p.forwardSpeedup / Double(n), 100 * p.forwardBackwardSpeedup / Double(n)), 11))
+        }
+    }
+}
+
+/// A sweep point as one JSON line, tagged with its sweep.
+struct SweepRecord: Encodable {
+    let sweep: String
+    let point: SweepPoint
+    func encode(to encoder: Encoder) throws {
+        try point.encode(to: encoder)
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encode(sweep, forKey: .sweep)
+        try c.encode(point.forwardVsRoofline, forKey: .fwd)
+        try c.encode(point.forwardBackwardVsRoofline, forKey: .fb)
+    }
+    enum Keys: String, CodingKey { case sweep, fwd = "forward_vs_roofline", fb = "forward_backward_vs_roofline" }
+}
+
+/// A thread-scaling point as one JSON line.
+struct ThreadRecord: Encodable {
+    let point: ThreadScalingPoint
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encode("threads", forKey: .sweep)
+        try c.encode(point.workload, forKey: .workload)
+        try c.encode(point.threads, forKey: .threads)
+        try c.encode(point.single.forwardMS, forKey: .f1)
+        try c.encode(point.multi.forwardMS, forKey: .fn)
+        try c.encode(point.single.forwardBackwardMS, forKey: .b1)
+        try c.encode(point.multi.forwardBackwardMS, forKey: .bn)
+        try c.encode(point.forwardSpeedup, forKey: .fs)
+        try c.encode(point.forwardBackwardSpeedup, forKey: .bs)
+        try c.encode(point.rooflineForwardSpeedup, forKey: .rfs)
+        try c.encode(point.rooflineForwardBackwardSpeedup, forKey: .rbs)
+    }
+    enum Keys: String, CodingKey {
+        case sweep, workload, threads
+        case f1 = "forward_ms_1_thread", fn = "forward_ms", b1 = "forward_backward_ms_1_thread", bn = "forward_backward_ms"
+        case fs = "forward_speedup", bs = "forward_backward_speedup"
+        case rfs = "roofline_forward_speedup", rbs = "roofline_forward_backward_speedup"
+    }
+}

@@ -1,0 +1,150 @@
+import XCTest
+import CMoEKernels
+@testable import SparseMoE
+
+final class BenchmarkingTests: XCTestCase {
+    /// The grouped-GEMM roofline computes what its header says (checked against naive loops at
+    /// the documented workspace offsets), accumulates into dw, and both schedules agree.
+    func testGroupedReferenceMatchesNaive() throws {
+        for (e, n, c, f) in [(3, 5, 7, 9), (1, 1, 1, 1), (4, 3, 17, 2)] {
+            let a = e * n
+            var rng = RandomGenerator(seed: 3)
+            let xs = Tensor.uniform([a, c], low: -1, high: 1, using: &rng)
+            let w1 = Tensor.uniform([e, f, c], low: -1, high: 1, using: &rng)
+            let w3 = Tensor.uniform([e, f, c], low: -1, high: 1, using: &rng)
+            let w2 = Tensor.uniform([e, c, f], low: -1, high: 1, using: &rng)
+            let size = Int(moe_bench_grouped_workspace_size(Int64(e), Int64(n), Int64(c), Int64(f), 1))
+            XCTAssertEqual(size, a * (4 * f + c) + 2 * a * f)
+            let ws0 = Tensor.uniform([size], low: -1, high: 1, using: &rng)
+            let dwStart = Tensor.uniform([e, c, f], low: -1, high: 1, using: &rng)
+            var dws: [[Float]] = []
+            for schedule in [ExpertSchedule.sequential, .parallel] {
+                let ws = ws0.copy()
+                let act = Array(UnsafeBufferPointer(start: ws.floats + 2 * a * f, count: a * f))
+                let dw1 = Tensor(zeros: [e, f, c]), dw3 = Tensor(zeros: [e, f, c]), dw2 = dwStart.copy()
+                // Forward only: h1, h3, eo.
+                Threads.with(2) {
+                    moe_bench_grouped_swiglu(ws.floats, nil, nil, nil, xs.floats, w1.floats, w3.floats, w2.floats,
+                                             Int64(e), Int64(n), Int64(c), Int64(f), 0, schedule.kernelValue)
+                }
+                for ex in 0..<e {
+                    for i in 0..<n {
+                        let r = ex * n + i
+                        for j in 0..<f {
+                            var s1: Float = 0, s3: Float = 0
+                            for k in 0..<c {
+                                s1 += xs.floats[r * c + k] * w1.floats[(ex * f + j) * c + k]
+                                s3 += xs.floats[r * c + k] * w3.floats[(ex * f + j) * c + k]
+                            }
+                            XCTAssertEqual(ws.floats[r * f + j], s1, accuracy: 1e-4)
+                            XCTAssertEqual(ws.floats[a * f + r * f + j], s3, accuracy: 1e-4)
+                        }
+                        for k in 0..<c {
+                            var s: Float = 0
+                            for j in 0..<f { s += act[r * f + j] * w2.floats[(ex * c + k) * f + j] }
+                            XCTAssertEqual(ws.floats[4 * a * f + r * c + k], s, accuracy: 1e-4)
+                        }
+                    }
+                }
+                // Forward + backward: dw2 += eoᵀ·act per expert, on top of its starting value.
+                let eo = Array(UnsafeBufferPointer(start: ws.floats + 4 * a * f, count: a * c))
+                Threads.with(2) {
+                    moe_bench_grouped_swiglu(ws.floats, dw1.floats, dw3.floats, dw2.floats, xs.floats, w1.floats, w3.floats, w2.floats,
+                                             Int64(e), Int64(n), Int64(c), Int64(f), 1, schedule.kernelValue)
+                }
+                for ex in 0..<e {
+                    for k in 0..<c {
+                        for j in 0..<f {
+                            var s = dwStart.floats[(ex * c + k) * f + j]
+                            for i in 0..<n { s += eo[(ex * n + i) * c + k] * act[(ex * n + i) * f + j] }
+                            XCTAssertEqual(dw2.floats[(ex * c + k) * f + j], s, accuracy: 1e-3)
+                        }
+                    }
+                }
+                XCTAssertTrue(dw1.scalars.contains { $0 != 0 }, "dw1 accumulated")
+                dws.append(dw1.scalars + dw3.scalars + dw2.scalars)
+            }
+            XCTAssertEqual(dws[0], dws[1], "sequential and parallel schedules run the same per-expert GEMMs")
+        }
+    }
+
+    func testDenseReferenceMatchesNaive() {
+        let (m, n, k) = (5, 3, 7)
+        let a = randomTensor([m, k], seed: 1), b = randomTensor([k, n], seed: 2), out = Tensor(zeros: [m, n])
+        moe_bench_dense_sgemm(out.floats, a.floats, b.floats, Int64(m), Int64(n), Int64(k))
+        let ref = Tensor(zeros: [m, n])
+        moe_matmul_forward_naive(ref.floats, a.floats, b.floats, 1, Int64(m), Int64(n), Int64(k), 0, 0, 0, 0)
+        assertClose(out.scalars, ref.scalars, atol: 1e-5, rtol: 1e-5, "dense sgemm")
+    }
+
+    func testWorkloadsAndFLOPs() throws {
+        XCTAssertEqual(ExpertWorkload.all.map(\.name), ["mixtral-like", "fine-grained", "switch-top1", "switch-top1-cf1.25", "wide"])
+        let m = try ExpertWorkload.named("fine-grained")
+        XCTAssertEqual([m.tokens, m.width, m.hidden, m.experts, m.topK], [2048, 512, 256, 64, 8])
+        XCTAssertEqual(m.usefulForwardFLOPs, 6 * 512 * 256 * 8 * 2048)
+        XCTAssertEqual(m.usefulForwardBackwardFLOPs, 3 * m.usefulForwardFLOPs)
+        XCTAssertEqual(m.balancedRowsPerExpert, 256)
+        XCTAssertEqual(ExpertWorkload.switchTop1Capacity.capacityFactor, 1.25)
+        XCTAssertThrowsError(try ExpertWorkload.named("nope")) { XCTAssertTrue("\($0)".contains("mixtral-like")) }
+        XCTAssertThrowsError(try ExpertWorkload(name: "bad", tokens: 8, width: 4, hidden: 4, experts: 2, topK: 3))
+        XCTAssertThrowsError(try ExpertWorkload(name: "bad", tokens: 8, width: 4, hidden: 4, experts: 2, topK: 1, capacityFactor: 0))
+        // The E sweep keeps K·F fixed and starts at a dense FFN.
+        let sweep = try ExpertSweep.experts.workloads
+        XCTAssertEqual(sweep.map(\.experts), [1, 2, 4, 8, 16, 32, 64, 128])
+        XCTAssertEqual(Set(sweep.map { $0.topK * $0.hidden }), [1024])
+        XCTAssertEqual(sweep[0].topK, 1)
+    }
+
+    func testTimingSummary() {
+        let t = TimingSummary(runsMS: [5, 1, 3, 2])
+        XCTAssertEqual(t.medianMS, 2.5)
+        XCTAssertEqual(t.minMS, 1)
+        XCTAssertEqual(t.spread, 4 / 2.5)
+        XCTAssertEqual(TimingSummary(runsMS: [4, 1, 9]).medianMS, 4)
+        var calls = 0, setups = 0
+        let m = TimingSummary.measure(warmup: 2, runs: 3, setup: { setups += 1 }) { calls += 1 }
+        XCTAssertEqual(m.runsMS.count, 3)
+        XCTAssertEqual(calls, 5)
+        XCTAssertEqual(setups, 5)
+    }
+
+    /// A whole benchmark of a tiny workload: every field is measured, and the JSON carries the
+    /// keys the issue asks for.
+    func testBenchmarkRunSmallWorkload() throws {
+        let w = try ExpertWorkload(name: "tiny", tokens: 24, width: 8, hidden: 5, experts: 4, topK: 2)
+        var o = ExpertBenchmarkOptions()
+        o.runs = 1; o.warmup = 0; o.denseTotalRuns = 1
+        var phases: [String] = []
+        let r = try ExpertBenchmark.run(w, options: o) { phases.append($0) }
+        XCTAssertFalse(phases.isEmpty)
+        XCTAssertEqual(r.usefulForwardGFLOP, 6 * 8 * 5 * 2 * 24 / 1e9, accuracy: 1e-15)
+        for v in [r.forwardMS, r.forwardBackwardMS, r.rooflineGroupedGFLOPS, r.rooflineDenseGFLOPS, r.forwardVsRoofline,
+                  r.balancedForwardMS, r.layerForwardMS!, r.denseActiveForwardMS!, r.denseTotalForwardBackwardMS!] {
+            XCTAssertTrue(v.isFinite && v > 0, "\(v)")
+        }
+        XCTAssertEqual(r.forwardGFLOPS, w.usefulForwardFLOPs / (r.forwardMS * 1e6), accuracy: 1e-9)
+        let json = String(decoding: try JSONEncoder().encode(r), as: UTF8.self)
+        for key in ["workload", "forward_ms", "forward_backward_ms", "forward_gflops", "forward_backward_gflops",
+                    "roofline_grouped_gflops", "roofline_dense_gflops", "forward_vs_roofline", "forward_backward_vs_roofline"] {
+            XCTAssertTrue(json.contains("\"\(key)\""), key)
+        }
+        let points = try ExpertBenchmark.quick(w, runs: 1, warmup: 0, threadCounts: [1, 2])
+        XCTAssertEqual(points.map(\.threads), [1, 2])
+        XCTAssertTrue(points.allSatisfy { $0.forwardMS > 0 && $0.rooflineGroupedForwardBackwardMS > 0 })
+    }
+
+    func testReferenceThroughputSkipsOtherLines() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("ref-\(UUID().uuidString).jsonl")
+        try Data("""
+        {"workload": "wide", "forward_gflops": 100.5, "forward_backward_gflops": 50, "extra": 1}
+        {"model": "tiny-moe", "tokens_per_second": 7000}
+
+        """.utf8).write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        let r = try ReferenceThroughput.load(jsonLines: url.path)
+        XCTAssertEqual(r.count, 1)
+        XCTAssertEqual(r[0].workload, "wide")
+        XCTAssertEqual(r[0].forwardGFLOPS, 100.5)
+        XCTAssertThrowsError(try ReferenceThroughput.load(jsonLines: "/nonexistent/x.jsonl"))
+    }
+}
