@@ -56,19 +56,24 @@ void moe_bench_grouped_swiglu(float *workspace, float *dw1, float *dw3, float *d
     r.N = N; r.C = C; r.F = F;
     const int threads = moe_threads_current();
     if (schedule != MOE_SCHEDULE_PARALLEL || threads == 1 || omp_in_parallel()) {
+        /* Experts in sequence on OpenBLAS's own threads: the plain-OpenBLAS reference.
+         * (The library keeps OpenBLAS on one thread and splits GEMMs with OpenMP.) */
+        openblas_set_num_threads(omp_in_parallel() ? 1 : threads);
         for (int64_t e = 0; e < E; e++) expert_gemms(&r, e, backward);
+        openblas_set_num_threads(1);
         return;
     }
-    moe_blas_threads_begin_single();
 #pragma omp parallel num_threads(threads)
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         for (int64_t e = tid; e < E; e += nt) expert_gemms(&r, e, backward);
     }
-    moe_blas_threads_end_single();
 }
 
 void moe_bench_dense_sgemm(float *out, const float *a, const float *b, int64_t M, int64_t N, int64_t K) {
     if (M == 0 || N == 0) return;
+    /* One OpenBLAS sgemm on OpenBLAS's own threads. */
+    openblas_set_num_threads(moe_threads_current());
     sgemm(0, 0, M, N, K, a, K, b, N, 0, out, N);
+    openblas_set_num_threads(1);
 }
