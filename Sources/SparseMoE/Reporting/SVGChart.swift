@@ -23,6 +23,7 @@ public enum SVGChart {
     static func fmt(_ v: Double) -> String {
         if v == 0 { return "0" }
         let a = abs(v)
+        if v == v.rounded() && a < 1e15 { return String(format: "%.0f", v) }
         if a >= 1000 { return String(format: "%.0f", v) }
         if a >= 10 { return String(format: "%.1f", v) }
         return String(format: "%.2f", v)
@@ -49,10 +50,18 @@ public enum SVGChart {
             let y = y0 + (y1 - y0) * Double(i) / 5
             svg += "<line x1=\"\(left)\" x2=\"\(left + pw)\" y1=\"\(py(y))\" y2=\"\(py(y))\" stroke=\"#ddd\"/>"
             svg += "<text x=\"\(left - 6)\" y=\"\(py(y) + 4)\" text-anchor=\"end\" font-size=\"11\">\(fmt(y))</text>\n"
-            let xt = x0 + (x1 - x0) * Double(i) / 5
-            let xv = logX ? pow(2, xt) : xt
-            let xpos = left + pw * Double(i) / 5
-            svg += "<text x=\"\(xpos)\" y=\"\(top + ph + 16)\" text-anchor=\"middle\" font-size=\"11\">\(fmt(xv))</text>\n"
+        }
+        // x ticks: powers of two on a log axis, otherwise round steps (1, 2 or 5 × 10ⁿ).
+        var xTicks: [Double] = []
+        if logX {
+            xTicks = stride(from: x0.rounded(.up), through: x1, by: 1).map { pow(2, $0) }
+        } else {
+            let raw = (x1 - x0) / 5, mag = pow(10, (log10(max(raw, 1e-12))).rounded(.down))
+            let step = [1.0, 2, 5, 10].map { $0 * mag }.first { $0 >= raw } ?? raw
+            xTicks = stride(from: (x0 / step).rounded(.up) * step, through: x1, by: step).map { $0 }
+        }
+        for xv in xTicks {
+            svg += "<text x=\"\(px(xv))\" y=\"\(top + ph + 16)\" text-anchor=\"middle\" font-size=\"11\">\(fmt(xv))</text>\n"
         }
         svg += "<text x=\"\(left + pw / 2)\" y=\"\(Double(height) - 10)\" text-anchor=\"middle\" font-size=\"12\">\(esc(xLabel))</text>\n"
         svg += "<text x=\"16\" y=\"\(top + ph / 2)\" text-anchor=\"middle\" font-size=\"12\" transform=\"rotate(-90 16 \(top + ph / 2))\">\(esc(yLabel))</text>\n"
