@@ -124,13 +124,13 @@ public enum SVGChart {
         var svg = header(max(width, 480), height, title)
         var y = top
         for (p, panel) in panels.enumerated() {
-            svg += "<text x=\(left)\" y=\(y + 12)\" font-size=\"12\">\(esc(panel.name))</text>\n"
+            svg += "<text x=\"\(left)\" y=\"\(y + 12)\" font-size=\"12\">\(esc(panel.name))</text>\n"
             y += 16
             for (r, row) in panel.values.enumerated() {
-                svg += "<text x=\(left - 6)\" y=\(y + Double(r) * cellHeight + cellHeight - 2)\" text-anchor=\"end\" font-size=\"9\">e\(r)</text>"
+                svg += "<text x=\"\(left - 6)\" y=\"\(y + Double(r) * cellHeight + cellHeight - 2)\" text-anchor=\"end\" font-size=\"9\">e\(r)</text>"
                 for (c, v) in row.enumerated() {
                     let color = center.map { divergingColor((v - $0) / maxDev) } ?? heatColor(min(max(v / maxV, 0), 1))
-                    svg += "<rect x=\(left + Double(c) * cellWidth)\" y=\(y + Double(r) * cellHeight)\" width=\(cellWidth)\" height=\(cellHeight)\" fill=\"\(color)\"/>"
+                    svg += "<rect x=\"\(left + Double(c) * cellWidth)\" y=\"\(y + Double(r) * cellHeight)\" width=\"\(cellWidth)\" height=\"\(cellHeight)\" fill=\"\(color)\"/>"
                 }
                 svg += "\n"
             }
@@ -138,8 +138,8 @@ public enum SVGChart {
         }
         let legend = center.map { String(format: "colour: share of assignments; white = balanced (%.3f), red above, blue below (full colour at ±%.3f)", $0, maxDev) }
             ?? "colour: share of assignments, 0 (light) to \(fmt(maxV)) (dark)"
-        svg += "<text x=\(left)\" y=\(y + 8)\" font-size=\"11\">rows: \(esc(rowLabel)); columns: \(esc(columnLabel))</text>\n"
-        svg += "<text x=\(left)\" y=\(y + 24)\" font-size=\"11\">\(esc(legend))</text>\n"
+        svg += "<text x=\"\(left)\" y=\"\(y + 8)\" font-size=\"11\">rows: \(esc(rowLabel)); columns: \(esc(columnLabel))</text>\n"
+        svg += "<text x=\"\(left)\" y=\"\(y + 24)\" font-size=\"11\">\(esc(legend))</text>\n"
         return svg + "</svg>\n"
     }
 
