@@ -5,7 +5,7 @@ import SparseMoE
 /// `moe generate`: autoregressive generation with a KV cache.
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Generate tokens from a Hugging Face model folder (greedy or sampled, with a KV cache).",
+        abstract: "Generate tokens from a model folder (moe train output or Hugging Face), with a KV cache.",
         discussion: """
         The prompt is --tokens (ids) or --prompt TEXT. --prompt uses the folder's tokenizer.json \
         when it is a byte-level BPE (GPT-2 / Llama-3 / Qwen / OLMo / DeepSeek style); without one, \

@@ -21,7 +21,7 @@ func parseTokenList(_ s: String) throws -> [Int32] {
 /// `moe logits`: the logits of every position of a token sequence.
 struct Logits: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print the logits of every position for a token sequence (Hugging Face model folder).",
+        abstract: "Print the logits of every position for a token sequence (moe train output or Hugging Face folder).",
         discussion: """
         The folder holds config.json and model.safetensors (or a sharded index) of a Mixtral, \
         Qwen2-MoE, Qwen3-MoE, OLMoE or DeepSeek-V3 checkpoint, or one written by the library. \

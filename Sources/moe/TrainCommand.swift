@@ -14,17 +14,19 @@ struct Train: ParsableCommand {
         expert load per layer, and writes a report folder.
 
         Examples:
-          moe train                                   # tiny-moe on the synthetic corpus
-          moe train --ffn dense                       # its dense twin (same active parameters)
+          moe train                          # tiny-moe, synthetic corpus
+          moe train --ffn dense              # dense twin, same active params
           moe train --data shakespeare.txt --steps 600
-          moe train --objective masked                # BERT-style masked LM
+          moe train --objective masked       # BERT-style masked LM
           moe train --config small-moe --threads 2
-          moe train --init runs/tiny-moe/model --data notes.txt --lr 3e-4 --freeze routers
-          moe train --resume --out runs/tiny-moe      # continue from the last checkpoint
+          moe train --init runs/tiny-moe/model --data notes.txt \\
+                    --lr 3e-4 --freeze routers   # fine-tune
+          moe train --resume --out runs/tiny-moe # continue a run
 
-        Report folder (--out, default runs/<preset>[-dense]): summary.json, loss.svg,
-        expert_load.svg (PNG beside them when rsvg-convert or ImageMagick is installed),
-        model/ (config.json + model.safetensors) and checkpoints/ (resumable).
+        Report folder (--out, default runs/<preset>[-dense]): summary.json,
+        loss.svg, expert_load.svg (PNG beside them when rsvg-convert or
+        ImageMagick is installed), model/ (config.json + model.safetensors)
+        and checkpoints/ (resumable).
         Presets: \(TransformerConfig.presetNames.joined(separator: ", ")).
         """)
 
