@@ -7,12 +7,18 @@ struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Generate tokens from a model folder (moe train output or Hugging Face), with a KV cache.",
         discussion: """
-        The prompt is --tokens (ids) or --prompt TEXT. --prompt uses the folder's tokenizer.json \
-        when it is a byte-level BPE (GPT-2 / Llama-3 / Qwen / OLMo / DeepSeek style); without one, \
+        The prompt is --tokens (ids) or --prompt TEXT. For a model trained by `moe train` \
+        --prompt uses the library's byte tokenizer (and stops at its <eos>). For a Hugging Face \
+        folder --prompt uses the folder's tokenizer.json when it is a byte-level BPE (GPT-2 / Llama-3 / Qwen / OLMo / DeepSeek style); without one, \
         and only for models whose vocabulary has at least 256 ids, the UTF-8 bytes of the text are \
         the token ids (the byte fallback; it says so on stderr). Temperature 0 is greedy. \
         Generation stops at --max-new-tokens, at config.json's eos_token_id, or at \
         max_position_embeddings.
+
+        Examples:
+          moe generate --model runs/tiny-moe/model --prompt "math: 12+7=" --max-new-tokens 8
+          moe generate --model runs/tiny-moe/model --prompt "rev: abc|" --temperature 0.8 --top-p 0.9 --seed 1
+          moe generate --model path/to/hf-folder --tokens 1,2,3
         """)
 
     @Option(help: "Model folder (config.json + model.safetensors).")
