@@ -7,10 +7,10 @@ func packageRoot(_ file: String = #filePath) -> URL {
 }
 
 /// The shared tiny Hugging Face checkpoints (`../shared/fixtures/hf-tiny` beside the
-/// package, or `/work/shared/fixtures/hf-tiny`), or an XCTSkip when neither exists.
+/// package, or the folder named by SPARSEMOE_HF_TINY), or an XCTSkip when neither exists.
 func sharedHFTinyFixtures() throws -> URL {
-    let candidates = [packageRoot().deletingLastPathComponent().appendingPathComponent("shared/fixtures/hf-tiny"),
-                      URL(fileURLWithPath: "/work/shared/fixtures/hf-tiny")]
+    var candidates = [packageRoot().deletingLastPathComponent().appendingPathComponent("shared/fixtures/hf-tiny")]
+    if let dir = ProcessInfo.processInfo.environment["SPARSEMOE_HF_TINY"] { candidates.append(URL(fileURLWithPath: dir)) }
     for c in candidates where FileManager.default.fileExists(atPath: c.appendingPathComponent("mixtral/config.json").path) {
         return c
     }
