@@ -44,6 +44,30 @@ final class AccountingTests: XCTestCase {
         }
     }
 
+    /// The project's own committed checkpoints (Tests/Fixtures/hf, written by transformers via
+    /// scripts/make_hf_fixtures.py): total parameters equal the elements stored, shards summed.
+    /// These run on a fresh clone without ../shared. Tensors transformers itself ignores
+    /// (DeepSeek's next-token-prediction layers) are not part of the model and not counted.
+    func testOwnFixtureTotalsEqualSafetensorsElementCounts() throws {
+        let root = packageRoot().appendingPathComponent("Tests/Fixtures/hf")
+        let names = try FileManager.default.contentsOfDirectory(atPath: root.path).sorted()
+        var checked = 0
+        for name in names {
+            let dir = root.appendingPathComponent(name)
+            guard FileManager.default.fileExists(atPath: dir.appendingPathComponent("model.safetensors").path)
+                || FileManager.default.fileExists(atPath: dir.appendingPathComponent("model.safetensors.index.json").path) else { continue }
+            let config = try HFConfig.load(from: dir.appendingPathComponent("config.json"))
+            let accounting = try ModelAccounting(ModelArchitecture(huggingFace: config), sequenceLength: 16)
+            let weights = try SafetensorsCheckpoint(directory: dir)
+            let mtpFirst = config.numHiddenLayers
+            let stored = weights.names.filter { !$0.hasPrefix("model.layers.\(mtpFirst).") }
+                .reduce(0) { $0 + (weights.info($1)?.elementCount ?? 0) }
+            XCTAssertEqual(accounting.totalParams, stored, name)
+            checked += 1
+        }
+        XCTAssertGreaterThanOrEqual(checked, 5, "expected the committed fixtures under \(root.path)")
+    }
+
     /// Mixtral-8x7B from its public config: 46.7B total, 12.9B active, exactly as counted by hand.
     func testMixtral8x7B() throws {
         let config = try publicConfig("mixtral-8x7b")
