@@ -5,8 +5,8 @@
 extern "C" {
 #endif
 
-/// Sets the thread count used by every kernel: OpenMP parallel regions and
-/// OpenBLAS calls made outside them. n < 1 is treated as 1.
+/// Sets the thread count used by every kernel: OpenMP parallel regions, including the
+/// GEMM splits of moe_sgemm (OpenBLAS itself stays single-threaded). n < 1 is treated as 1.
 void moe_set_num_threads(int n);
 
 /// The thread count set by moe_set_num_threads (initially the OpenMP default).

@@ -2,11 +2,11 @@ import CMoEKernels
 
 /// The one thread-count knob of the library.
 ///
-/// `Threads.count = n` sets both the OpenMP thread count of the C kernels and
-/// OpenBLAS's thread count. Kernels that run work items in parallel (batches,
-/// heads, experts) call BLAS single-threaded inside their parallel region, so the
-/// total number of busy threads never exceeds `n`. The command-line tool sets it
-/// from `--threads` or the `SPARSEMOE_NUM_THREADS` environment variable.
+/// `Threads.count = n` sets the OpenMP thread count of the C kernels, the one pool
+/// of threads: OpenBLAS always runs single-threaded, large GEMMs are split across the
+/// `n` OpenMP threads, and kernels that run work items in parallel (batches, heads,
+/// experts) give each item one thread. The total number of busy threads never exceeds
+/// `n`. The command-line tool sets it from `--threads` or `SPARSEMOE_NUM_THREADS`.
 ///
 /// For a fixed thread count every kernel is deterministic: the same inputs give
 /// bit-identical outputs.
