@@ -44,13 +44,6 @@ func sparkline(_ values: [Double]) -> String {
     return String(values.map { bars[min(bars.count - 1, Int(($0 / m) * Double(bars.count - 1) + 0.5))] })
 }
 
-/// Seconds since an arbitrary origin, monotonic.
-func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
-
 /// Pads `s` to `width` characters: right-aligned for positive widths, left-aligned for negative.
 func pad(_ s: String, _ width: Int) -> String {
     let fill = String(repeating: " ", count: max(0, abs(width) - s.count))

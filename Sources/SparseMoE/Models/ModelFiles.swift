@@ -34,20 +34,8 @@ public enum ModelFiles {
     /// Reads a library-native model folder. Every parameter must be present with its
     /// shape, and no unknown tensor may remain; errors name the file and tensor.
     public static func load(from directory: URL) throws -> TransformerLM {
-        let configURL = directory.appendingPathComponent(configFileName)
-        guard let data = FileManager.default.contents(atPath: configURL.path) else {
-            throw SparseMoEError.file(path: configURL.path, message: "cannot read the model configuration (missing file?)")
-        }
-        let config: TransformerConfig
-        do {
-            config = try JSONDecoder().decode(TransformerConfig.self, from: data)
-        } catch let DecodingError.keyNotFound(key, _) {
-            throw SparseMoEError.file(path: configURL.path, message: "missing field '\(key.stringValue)'")
-        } catch let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx) {
-            throw SparseMoEError.file(path: configURL.path, message: "field '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))': \(ctx.debugDescription)")
-        } catch let DecodingError.dataCorrupted(ctx) {
-            throw SparseMoEError.file(path: configURL.path, message: "malformed JSON or value at '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))': \(ctx.debugDescription)")
-        }
+        // The decoder ignores the extra Hugging Face keys (model_type, architectures).
+        let config = try TransformerConfig.load(from: directory.appendingPathComponent(configFileName))
         let model = try TransformerLM(config: config)
         let weights = try SafetensorsCheckpoint(directory: directory)
         try assign(weights, to: model, path: directory.appendingPathComponent(SafetensorsCheckpoint.singleFileName).path)

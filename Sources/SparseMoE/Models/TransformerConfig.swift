@@ -191,53 +191,50 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
 
     /// Checks every field; throws `SparseMoEError.invalidConfig` naming the first bad one.
     public func validate() throws {
-        func need(_ ok: Bool, _ field: String, _ message: @autoclosure () -> String) throws {
-            if !ok { throw SparseMoEError.invalidConfig(field: field, message: message()) }
-        }
-        try need(vocabSize >= 1, "vocab_size", "must be ≥ 1, got \(vocabSize)")
-        try need(hiddenSize >= 1, "hidden_size", "must be ≥ 1, got \(hiddenSize)")
-        try need(numLayers >= 1, "num_hidden_layers", "must be ≥ 1, got \(numLayers)")
-        try need(numHeads >= 1, "num_attention_heads", "must be ≥ 1, got \(numHeads)")
-        try need(numKVHeads >= 1 && numHeads % numKVHeads == 0, "num_key_value_heads",
+        try requireConfig(vocabSize >= 1, "vocab_size", "must be ≥ 1, got \(vocabSize)")
+        try requireConfig(hiddenSize >= 1, "hidden_size", "must be ≥ 1, got \(hiddenSize)")
+        try requireConfig(numLayers >= 1, "num_hidden_layers", "must be ≥ 1, got \(numLayers)")
+        try requireConfig(numHeads >= 1, "num_attention_heads", "must be ≥ 1, got \(numHeads)")
+        try requireConfig(numKVHeads >= 1 && numHeads % numKVHeads == 0, "num_key_value_heads",
                  "must divide num_attention_heads (\(numHeads)), got \(numKVHeads)")
         if headDim == nil && latentAttention == nil {
-            try need(hiddenSize % numHeads == 0, "num_attention_heads",
+            try requireConfig(hiddenSize % numHeads == 0, "num_attention_heads",
                      "must divide hidden_size (\(hiddenSize)) when head_dim is not given, got \(numHeads)")
         }
-        try need(resolvedHeadDim >= 1, "head_dim", "must be ≥ 1, got \(resolvedHeadDim)")
+        try requireConfig(resolvedHeadDim >= 1, "head_dim", "must be ≥ 1, got \(resolvedHeadDim)")
         if positionEncoding == .rope && latentAttention == nil {
-            try need(resolvedHeadDim % 2 == 0, "head_dim", "must be even for rotary embeddings, got \(resolvedHeadDim)")
+            try requireConfig(resolvedHeadDim % 2 == 0, "head_dim", "must be even for rotary embeddings, got \(resolvedHeadDim)")
         }
-        try need(maxSequenceLength >= 1, "max_position_embeddings", "must be ≥ 1, got \(maxSequenceLength)")
-        try need(ropeTheta > 0, "rope_theta", "must be > 0, got \(ropeTheta)")
-        try need(normEps > 0, "rms_norm_eps", "must be > 0, got \(normEps)")
-        try need(intermediateSize >= 1, "intermediate_size", "must be ≥ 1, got \(intermediateSize)")
-        try need(initStd > 0, "initializer_range", "must be > 0, got \(initStd)")
+        try requireConfig(maxSequenceLength >= 1, "max_position_embeddings", "must be ≥ 1, got \(maxSequenceLength)")
+        try requireConfig(ropeTheta > 0, "rope_theta", "must be > 0, got \(ropeTheta)")
+        try requireConfig(normEps > 0, "rms_norm_eps", "must be > 0, got \(normEps)")
+        try requireConfig(intermediateSize >= 1, "intermediate_size", "must be ≥ 1, got \(intermediateSize)")
+        try requireConfig(initStd > 0, "initializer_range", "must be > 0, got \(initStd)")
         if let l = latentAttention {
-            try need(l.kvLoraRank >= 1, "kv_lora_rank", "must be ≥ 1, got \(l.kvLoraRank)")
-            try need(l.qkRopeHeadDim >= 2 && l.qkRopeHeadDim % 2 == 0, "qk_rope_head_dim", "must be even and ≥ 2, got \(l.qkRopeHeadDim)")
-            try need(l.qkNopeHeadDim >= 0, "qk_nope_head_dim", "must be ≥ 0, got \(l.qkNopeHeadDim)")
-            try need(l.vHeadDim >= 1, "v_head_dim", "must be ≥ 1, got \(l.vHeadDim)")
-            if let q = l.qLoraRank { try need(q >= 1, "q_lora_rank", "must be ≥ 1 or null, got \(q)") }
+            try requireConfig(l.kvLoraRank >= 1, "kv_lora_rank", "must be ≥ 1, got \(l.kvLoraRank)")
+            try requireConfig(l.qkRopeHeadDim >= 2 && l.qkRopeHeadDim % 2 == 0, "qk_rope_head_dim", "must be even and ≥ 2, got \(l.qkRopeHeadDim)")
+            try requireConfig(l.qkNopeHeadDim >= 0, "qk_nope_head_dim", "must be ≥ 0, got \(l.qkNopeHeadDim)")
+            try requireConfig(l.vHeadDim >= 1, "v_head_dim", "must be ≥ 1, got \(l.vHeadDim)")
+            if let q = l.qLoraRank { try requireConfig(q >= 1, "q_lora_rank", "must be ≥ 1 or null, got \(q)") }
         }
         if let m = moe {
-            try need(m.numExperts >= 1, "moe.num_experts", "must be ≥ 1, got \(m.numExperts)")
-            try need(m.topK >= 1 && m.topK <= m.numExperts, "moe.top_k", "must be in 1...num_experts (\(m.numExperts)), got \(m.topK)")
-            try need(m.expertHidden >= 1, "moe.expert_intermediate_size", "must be ≥ 1, got \(m.expertHidden)")
-            if let cf = m.capacityFactor { try need(cf > 0 && cf.isFinite, "moe.capacity_factor", "must be > 0, got \(cf)") }
-            if m.router == .switchTop1 { try need(m.topK == 1, "moe.top_k", "switch_top1 routing needs top_k = 1, got \(m.topK)") }
-            try need(m.minCapacity >= 0, "moe.min_capacity", "must be ≥ 0, got \(m.minCapacity)")
-            try need(m.nGroup >= 1 && m.numExperts % m.nGroup == 0, "moe.n_group", "must divide num_experts (\(m.numExperts)), got \(m.nGroup)")
-            try need(m.topkGroup >= 1 && m.topkGroup <= m.nGroup, "moe.topk_group", "must be in 1...n_group (\(m.nGroup)), got \(m.topkGroup)")
-            try need(m.every >= 1, "moe.moe_every", "must be ≥ 1, got \(m.every)")
-            try need(m.firstDense >= 0, "moe.first_k_dense", "must be ≥ 0, got \(m.firstDense)")
-            try need(m.sharedExperts >= 0, "moe.shared_experts", "must be ≥ 0, got \(m.sharedExperts)")
+            try requireConfig(m.numExperts >= 1, "moe.num_experts", "must be ≥ 1, got \(m.numExperts)")
+            try requireConfig(m.topK >= 1 && m.topK <= m.numExperts, "moe.top_k", "must be in 1...num_experts (\(m.numExperts)), got \(m.topK)")
+            try requireConfig(m.expertHidden >= 1, "moe.expert_intermediate_size", "must be ≥ 1, got \(m.expertHidden)")
+            if let cf = m.capacityFactor { try requireConfig(cf > 0 && cf.isFinite, "moe.capacity_factor", "must be > 0, got \(cf)") }
+            if m.router == .switchTop1 { try requireConfig(m.topK == 1, "moe.top_k", "switch_top1 routing needs top_k = 1, got \(m.topK)") }
+            try requireConfig(m.minCapacity >= 0, "moe.min_capacity", "must be ≥ 0, got \(m.minCapacity)")
+            try requireConfig(m.nGroup >= 1 && m.numExperts % m.nGroup == 0, "moe.n_group", "must divide num_experts (\(m.numExperts)), got \(m.nGroup)")
+            try requireConfig(m.topkGroup >= 1 && m.topkGroup <= m.nGroup, "moe.topk_group", "must be in 1...n_group (\(m.nGroup)), got \(m.topkGroup)")
+            try requireConfig(m.every >= 1, "moe.moe_every", "must be ≥ 1, got \(m.every)")
+            try requireConfig(m.firstDense >= 0, "moe.first_k_dense", "must be ≥ 0, got \(m.firstDense)")
+            try requireConfig(m.sharedExperts >= 0, "moe.shared_experts", "must be ≥ 0, got \(m.sharedExperts)")
             if m.sharedExperts > 0 {
-                try need(m.sharedExpertHidden >= 1, "moe.shared_expert_intermediate_size", "must be ≥ 1 with shared experts, got \(m.sharedExpertHidden)")
+                try requireConfig(m.sharedExpertHidden >= 1, "moe.shared_expert_intermediate_size", "must be ≥ 1 with shared experts, got \(m.sharedExpertHidden)")
             }
-            try need(m.auxLossCoefficient >= 0, "moe.router_aux_loss_coef", "must be ≥ 0, got \(m.auxLossCoefficient)")
-            try need(m.zLossCoefficient >= 0, "moe.router_z_loss_coef", "must be ≥ 0, got \(m.zLossCoefficient)")
-            try need(m.jitter >= 0 && m.jitter < 1, "moe.router_jitter_noise", "must be in [0, 1), got \(m.jitter)")
+            try requireConfig(m.auxLossCoefficient >= 0, "moe.router_aux_loss_coef", "must be ≥ 0, got \(m.auxLossCoefficient)")
+            try requireConfig(m.zLossCoefficient >= 0, "moe.router_z_loss_coef", "must be ≥ 0, got \(m.zLossCoefficient)")
+            try requireConfig(m.jitter >= 0 && m.jitter < 1, "moe.router_jitter_noise", "must be in [0, 1), got \(m.jitter)")
         }
     }
 

@@ -21,6 +21,12 @@ public enum SparseMoEError: Error, CustomStringConvertible, Equatable {
     }
 }
 
+/// Throws `SparseMoEError.invalidConfig(field:message:)` unless `ok`: the one check behind
+/// every configuration's `validate()`.
+func requireConfig(_ ok: Bool, _ field: String, _ message: @autoclosure () -> String) throws {
+    if !ok { throw SparseMoEError.invalidConfig(field: field, message: message()) }
+}
+
 extension SparseMoEError: LocalizedError {
     public var errorDescription: String? { description }
 }

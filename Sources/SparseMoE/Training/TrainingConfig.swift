@@ -52,21 +52,18 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
 
     /// Throws `invalidConfig` naming the first bad field.
     public func validate() throws {
-        func need(_ ok: Bool, _ field: String, _ message: @autoclosure () -> String) throws {
-            if !ok { throw SparseMoEError.invalidConfig(field: field, message: message()) }
-        }
-        try need(steps >= 1, "steps", "must be ≥ 1, got \(steps)")
-        try need(batchSize >= 1, "batch_size", "must be ≥ 1, got \(batchSize)")
-        try need(sequenceLength >= 1, "sequence_length", "must be ≥ 1, got \(sequenceLength)")
-        try need(learningRate > 0 && learningRate.isFinite, "learning_rate", "must be > 0, got \(learningRate)")
-        try need(warmupSteps >= 0, "warmup_steps", "must be ≥ 0, got \(warmupSteps)")
-        try need(minLRFraction >= 0 && minLRFraction <= 1, "min_lr_fraction", "must be in [0, 1], got \(minLRFraction)")
-        try need(weightDecay >= 0, "weight_decay", "must be ≥ 0, got \(weightDecay)")
-        try need(gradClip >= 0, "grad_clip", "must be ≥ 0, got \(gradClip)")
-        try need(gradAccumulation >= 1, "grad_accumulation", "must be ≥ 1, got \(gradAccumulation)")
-        try need(evalEvery >= 0, "eval_every", "must be ≥ 0, got \(evalEvery)")
-        try need(evalBatches >= 1, "eval_batches", "must be ≥ 1, got \(evalBatches)")
-        try need(checkpointEvery >= 0, "checkpoint_every", "must be ≥ 0, got \(checkpointEvery)")
+        try requireConfig(steps >= 1, "steps", "must be ≥ 1, got \(steps)")
+        try requireConfig(batchSize >= 1, "batch_size", "must be ≥ 1, got \(batchSize)")
+        try requireConfig(sequenceLength >= 1, "sequence_length", "must be ≥ 1, got \(sequenceLength)")
+        try requireConfig(learningRate > 0 && learningRate.isFinite, "learning_rate", "must be > 0, got \(learningRate)")
+        try requireConfig(warmupSteps >= 0, "warmup_steps", "must be ≥ 0, got \(warmupSteps)")
+        try requireConfig(minLRFraction >= 0 && minLRFraction <= 1, "min_lr_fraction", "must be in [0, 1], got \(minLRFraction)")
+        try requireConfig(weightDecay >= 0, "weight_decay", "must be ≥ 0, got \(weightDecay)")
+        try requireConfig(gradClip >= 0, "grad_clip", "must be ≥ 0, got \(gradClip)")
+        try requireConfig(gradAccumulation >= 1, "grad_accumulation", "must be ≥ 1, got \(gradAccumulation)")
+        try requireConfig(evalEvery >= 0, "eval_every", "must be ≥ 0, got \(evalEvery)")
+        try requireConfig(evalBatches >= 1, "eval_batches", "must be ≥ 1, got \(evalBatches)")
+        try requireConfig(checkpointEvery >= 0, "checkpoint_every", "must be ≥ 0, got \(checkpointEvery)")
     }
 
     enum CodingKeys: String, CodingKey {

@@ -116,17 +116,16 @@ public final class TrainingRun {
         try t.validate()
         output = URL(fileURLWithPath: options.outputDirectory)
         // Data first: a missing or empty file is the most common mistake.
-        let tokens: [Int32]
+        let dataset: TextDataset
         if let path = options.dataPath {
-            let ds = try TextDataset(contentsOf: path, sequenceLength: t.sequenceLength, validationFraction: options.validationFraction)
-            tokens = ds.tokens
+            dataset = try TextDataset(contentsOf: path, sequenceLength: t.sequenceLength, validationFraction: options.validationFraction)
             corpus = nil
         } else {
             let c = try SyntheticCorpus(config: SyntheticCorpusConfig(seed: t.seed, targetBytes: options.syntheticCorpusBytes))
-            tokens = c.tokens
+            dataset = try TextDataset(tokens: c.tokens, sequenceLength: t.sequenceLength, validationFraction: options.validationFraction)
             corpus = c
         }
-        let dataset = try TextDataset(tokens: tokens, sequenceLength: t.sequenceLength, validationFraction: options.validationFraction)
+        let maxToken = dataset.tokens.max() ?? 0
         // Model.
         let model: TransformerLM
         let checkpoint = resume ? try TrainingCheckpoint.resolve(output.appendingPathComponent("checkpoints")) : nil
@@ -147,8 +146,8 @@ public final class TrainingRun {
                 model = try ModelLoader.load(directory: URL(fileURLWithPath: dir))
             }
         }
-        guard model.config.vocabSize >= ByteTokenizer.vocabularySize || (tokens.max() ?? 0) < Int32(model.config.vocabSize) else {
-            throw SparseMoEError.invalidConfig(field: "vocab_size", message: "the model's vocabulary (\(model.config.vocabSize)) is smaller than the byte tokenizer's (\(ByteTokenizer.vocabularySize)) and the data uses ids up to \(tokens.max() ?? 0)")
+        guard maxToken < Int32(model.config.vocabSize) else {
+            throw SparseMoEError.invalidConfig(field: "vocab_size", message: "the model's vocabulary (\(model.config.vocabSize)) is smaller than the byte tokenizer's (\(ByteTokenizer.vocabularySize)) and the data uses ids up to \(maxToken)")
         }
         trainer = try Trainer(model: model, dataset: dataset, config: t)
         if let folder = checkpoint { try TrainingCheckpoint.restore(trainer, from: folder) }
@@ -169,7 +168,11 @@ public final class TrainingRun {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(encoder.encode(options), to: output.appendingPathComponent("run.json"))
-        let start = now()
+        let clock = ContinuousClock(), start = clock.now
+        func elapsed() -> Double {
+            let d = clock.now - start
+            return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+        }
         var tokens = 0
         var lastTrain = Double.nan, lastVal = Double.nan
         let c = config
@@ -189,9 +192,9 @@ public final class TrainingRun {
             if c.checkpointEvery > 0 && report.step % c.checkpointEvery == 0 && report.step < c.steps {
                 try TrainingCheckpoint.save(trainer, to: output.appendingPathComponent("checkpoints"))
             }
-            onStep(report, now() - start)
+            onStep(report, elapsed())
         }
-        let seconds = now() - start
+        let seconds = elapsed()
         try TrainingCheckpoint.save(trainer, to: output.appendingPathComponent("checkpoints"))
         try ModelFiles.save(trainer.model, to: output.appendingPathComponent("model"))
         if lastVal.isNaN { lastVal = try trainer.evaluate() }
@@ -299,11 +302,4 @@ public final class TrainingRun {
                                to: output.appendingPathComponent("expert_load.svg"))
         }
     }
-}
-
-/// Monotonic seconds.
-func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
