@@ -130,8 +130,9 @@ int64_t moe_dispatch_plan(int64_t *offsets, int32_t *sorted, int32_t *position,
 #define TABLE_FLOATS(E) ((((E) * 2) + 15) / 16 * 16)
 #define MAX_SCHED_THREADS 256
 
-/* Static longest-first assignment of experts to threads. order[E]: experts by descending
- * cost (ties: lower index first); owner[E]: thread of each expert (-1: no rows).
+/* Longest-first assignment of experts to threads, the model of the PARALLEL schedule (which
+ * hands the experts out in this order to whichever thread is free). order[E]: experts by
+ * descending cost (ties: lower index first); owner[E]: thread of each expert (-1: no rows).
  * Returns the makespan (max per-thread cost). Deterministic. */
 static int64_t assign_experts(int32_t *order, int32_t *owner, const int64_t *offsets, int64_t E,
                               int threads) {
@@ -183,6 +184,10 @@ int moe_dispatch_choose_schedule(const int64_t *offsets, int64_t E, int threads,
                                  int32_t *scratch) {
     return resolve_schedule(scratch, scratch + E, offsets, E, threads, requested);
 }
+
+/* Dynamic work sharing by hand: index of the next unclaimed expert in `order`. (An OpenMP
+ * schedule(dynamic) loop would need a newer OpenMP runtime than Debian's libomp 14.) */
+static int64_t next_expert(int64_t *cursor) { return __atomic_fetch_add(cursor, 1, __ATOMIC_RELAXED); }
 
 int64_t moe_routed_experts_workspace_size(int64_t A, int64_t C, int64_t F, int64_t E,
                                           int activation, int backward) {
@@ -279,12 +284,15 @@ int moe_routed_experts_forward(float *y, float *xs, float *h1, float *h3, float 
     const int64_t A = offsets[E];
 
     if (sched == MOE_SCHEDULE_PARALLEL) {
+        int64_t cursor = 0;
 #pragma omp parallel num_threads(threads)
         {
-            const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-            for (int64_t i = 0; i < E; i++) {
+            /* Longest first, each thread taking the next expert when it is free: absorbs
+             * uneven GEMM speed and time stolen from one core. Each expert is computed
+             * by one thread alone, so the result does not depend on which one. */
+            for (int64_t i; (i = next_expert(&cursor)) < E;) {
                 int32_t e = order[i];
-                if (owner[e] >= 0 && owner[e] % nt == tid) expert_forward_serial(&a, e);
+                if (owner[e] >= 0) expert_forward_serial(&a, e);
             }
 #pragma omp barrier
 #pragma omp for schedule(static)
@@ -420,12 +428,13 @@ void moe_routed_experts_backward(float *dx, float *dgates, float *dw1, float *dw
     const int sched = resolve_schedule(order, owner, offsets, E, threads, schedule);
 
     if (sched == MOE_SCHEDULE_PARALLEL) {
+        int64_t cursor = 0;
 #pragma omp parallel num_threads(threads)
         {
-            const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-            for (int64_t i = 0; i < E; i++) {
+            /* Longest first, next expert to the next free thread (see the forward). */
+            for (int64_t i; (i = next_expert(&cursor)) < E;) {
                 int32_t e = order[i];
-                if (owner[e] >= 0 && owner[e] % nt == tid) expert_backward_serial(&a, e);
+                if (owner[e] >= 0) expert_backward_serial(&a, e);
             }
 #pragma omp barrier
 #pragma omp for schedule(static)

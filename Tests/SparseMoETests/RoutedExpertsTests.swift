@@ -178,6 +178,30 @@ final class RoutedExpertsTests: XCTestCase {
         for i in grads[0].indices { assertClose(grads[1][i], grads[0][i], atol: 1e-5, rtol: 1e-4, "gradient \(i)") }
     }
 
+    /// The parallel schedule hands experts to whichever thread is free; each expert is still
+    /// computed by one thread alone, so 2 threads give the same bits as 1 thread, every time.
+    func testParallelScheduleBitsDoNotDependOnThreads() throws {
+        // 11 experts of very different sizes (expert e gets ≈ e² rows), expert 4 empty.
+        let p = try makeProblem(.swiglu, t: 97, c: 24, f: 40, e: 11, k: 3, seed: 41) { t, s in
+            let u: Double = Double((t * 7 + s * 31) % 97) / 97
+            let e = Int32((u * 121).squareRoot())
+            return e == 4 ? 5 : e
+        }
+        func run(_ threads: Int) throws -> [[Float]] {
+            let params = [p.x, p.gates, p.w1, p.w3!, p.w2, p.b2!]
+            for q in params { q.requiresGrad = true; q.zeroGrad() }
+            let y = try Threads.with(threads) { try p.run(.parallel).output }
+            try Threads.with(threads) { try y.backward(gradient: randomTensor(y.shape, seed: 9)) }
+            return [y.scalars] + params.map { $0.grad!.scalars }
+        }
+        let one = try run(1)
+        assertClose(one[0], p.reference(), atol: 3e-5, rtol: 1e-4, "parallel schedule vs reference")
+        for attempt in 0..<5 {
+            let two = try run(2)
+            for i in one.indices { XCTAssertEqual(two[i], one[i], "tensor \(i), attempt \(attempt): 2 threads differ from 1") }
+        }
+    }
+
     func testInvalidInputsThrowNamedErrors() throws {
         let p = try makeProblem(.swiglu, t: 3, c: 4, f: 5, e: 2, k: 2) { t, s in Int32((t + s) % 2) }
         func message(_ body: () throws -> Any) -> String {

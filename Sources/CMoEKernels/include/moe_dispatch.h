@@ -28,8 +28,9 @@ extern "C" {
  * Schedules (see moe_dispatch_choose_schedule):
  *   SEQUENTIAL: experts one after another, each GEMM on all BLAS threads; pointwise
  *               passes (gather, activation, combine) as OpenMP loops over rows.
- *   PARALLEL:   experts in parallel: one OpenMP region, experts statically assigned to
- *               threads (greedy longest-first by row count), single-threaded BLAS inside.
+ *   PARALLEL:   experts in parallel: one OpenMP region, single-threaded BLAS inside; the
+ *               experts, largest first, go one at a time to the next free thread. Each
+ *               expert is computed by one thread alone, so results do not depend on which.
  */
 
 typedef enum moe_expert_activation {
@@ -60,7 +61,7 @@ int64_t moe_dispatch_plan(int64_t *offsets, int32_t *sorted, int32_t *position,
 /*
  * The schedule the kernels will run for `requested` with `threads` threads:
  * SEQUENTIAL or PARALLEL (never AUTO). AUTO picks PARALLEL when threads > 1 and the
- * greedy static assignment of experts to threads (cost of an expert = its rows + 32,
+ * greedy longest-first assignment of experts to threads (cost of an expert = its rows + 32,
  * 0 if it has no rows) has a makespan ≤ 1.25 × the perfectly balanced share; else
  * SEQUENTIAL (e.g. one dominant expert, E = 1, or a single thread). Called from inside
  * an OpenMP parallel region, every request resolves to SEQUENTIAL (no nested threading).

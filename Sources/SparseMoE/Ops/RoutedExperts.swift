@@ -23,13 +23,13 @@ public enum ExpertActivation: Sendable, Equatable, CaseIterable {
 
 /// How the per-expert GEMMs share the threads (`Threads.count`).
 public enum ExpertSchedule: Sendable, Equatable, CaseIterable {
-    /// `.parallel` when the static assignment of experts to threads is balanced within
-    /// 25 % (experts weighted by rows + 32), else `.sequential`; `.sequential` on one thread.
+    /// `.parallel` when the longest-first assignment of experts to threads is balanced
+    /// within 25 % (experts weighted by rows + 32), else `.sequential`; `.sequential` on one thread.
     case auto
     /// Experts one after another, each GEMM on all BLAS threads.
     case sequential
-    /// Experts in parallel (OpenMP), single-threaded BLAS inside; experts assigned to threads
-    /// statically, longest first.
+    /// Experts in parallel (OpenMP), single-threaded BLAS inside; the largest remaining
+    /// expert goes to the next free thread (results do not depend on which thread).
     case parallel
 
     var kernelValue: Int32 {
