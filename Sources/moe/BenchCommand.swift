@@ -186,15 +186,17 @@ struct Bench: ParsableCommand {
 
     func printThreadTable(_ ps: [ThreadScalingPoint]) {
         let n = ps.first?.threads ?? 2
-        print("\nsweep threads: speedup of \(n) threads over 1 (efficiency = speedup / \(n))")
-        print(pad("workload", -15) + pad("fwd 1t ms", 10) + pad("fwd \(n)t ms", 10) + pad("speedup", 8) + pad("roof", 7)
-              + pad("f+b 1t ms", 10) + pad("f+b \(n)t ms", 10) + pad("speedup", 8) + pad("roof", 7) + pad("efficiency", 11))
+        print("\nsweep threads: speedup of \(n) threads over 1 (ratio of medians; paired = median of per-round ratios; efficiency = speedup / \(n))")
+        print(pad("workload", -15) + pad("fwd 1t ms", 10) + pad("fwd \(n)t ms", 10) + pad("speedup", 8) + pad("paired", 7) + pad("roof", 6)
+              + pad("f+b 1t ms", 10) + pad("f+b \(n)t ms", 10) + pad("speedup", 8) + pad("paired", 7) + pad("roof", 6) + pad("efficiency", 12))
         for p in ps {
             print(pad(p.workload, -15) + pad(String(format: "%.1f", p.single.forwardMS), 10) + pad(String(format: "%.1f", p.multi.forwardMS), 10)
-                  + pad(String(format: "%.2f", p.forwardSpeedup), 8) + pad(String(format: "%.2f", p.rooflineForwardSpeedup), 7)
+                  + pad(String(format: "%.2f", p.forwardSpeedup), 8) + pad(String(format: "%.2f", p.forwardSpeedupPaired), 7)
+                  + pad(String(format: "%.2f", p.rooflineForwardSpeedup), 6)
                   + pad(String(format: "%.1f", p.single.forwardBackwardMS), 10) + pad(String(format: "%.1f", p.multi.forwardBackwardMS), 10)
-                  + pad(String(format: "%.2f", p.forwardBackwardSpeedup), 8) + pad(String(format: "%.2f", p.rooflineForwardBackwardSpeedup), 7)
-                  + pad(String(format: "%.0f%% / %.0f%%", 100 * p.forwardSpeedup / Double(n), 100 * p.forwardBackwardSpeedup / Double(n)), 11))
+                  + pad(String(format: "%.2f", p.forwardBackwardSpeedup), 8) + pad(String(format: "%.2f", p.forwardBackwardSpeedupPaired), 7)
+                  + pad(String(format: "%.2f", p.rooflineForwardBackwardSpeedup), 6)
+                  + pad(String(format: "%.0f%% / %.0f%%", 100 * p.forwardSpeedup / Double(n), 100 * p.forwardBackwardSpeedup / Double(n)), 12))
         }
     }
 }
@@ -227,6 +229,8 @@ struct ThreadRecord: Encodable {
         try c.encode(point.multi.forwardBackwardMS, forKey: .bn)
         try c.encode(point.forwardSpeedup, forKey: .fs)
         try c.encode(point.forwardBackwardSpeedup, forKey: .bs)
+        try c.encode(point.forwardSpeedupPaired, forKey: .fsp)
+        try c.encode(point.forwardBackwardSpeedupPaired, forKey: .bsp)
         try c.encode(point.rooflineForwardSpeedup, forKey: .rfs)
         try c.encode(point.rooflineForwardBackwardSpeedup, forKey: .rbs)
     }
@@ -234,6 +238,7 @@ struct ThreadRecord: Encodable {
         case sweep, workload, threads
         case f1 = "forward_ms_1_thread", fn = "forward_ms", b1 = "forward_backward_ms_1_thread", bn = "forward_backward_ms"
         case fs = "forward_speedup", bs = "forward_backward_speedup"
+        case fsp = "forward_speedup_paired", bsp = "forward_backward_speedup_paired"
         case rfs = "roofline_forward_speedup", rbs = "roofline_forward_backward_speedup"
     }
 }

@@ -213,6 +213,12 @@ public enum ExpertBenchmark {
     /// interleaved, so a speedup compares measurements taken side by side.
     public static func quick(_ w: ExpertWorkload, runs: Int, warmup: Int = 1, seed: UInt64 = 1,
                              balanced: Bool = false, threadCounts: [Int]? = nil) throws -> [SweepPoint] {
+        try quickTimed(w, runs: runs, warmup: warmup, seed: seed, balanced: balanced, threadCounts: threadCounts).points
+    }
+
+    /// `quick` with the op's timings per thread count (forward, forward + backward), in round order.
+    static func quickTimed(_ w: ExpertWorkload, runs: Int, warmup: Int = 1, seed: UInt64 = 1, balanced: Bool = false,
+                           threadCounts: [Int]? = nil) throws -> (points: [SweepPoint], forward: [TimingSummary], forwardBackward: [TimingSummary]) {
         var rng = RandomGenerator(seed: seed)
         let harness = try ExpertHarness(w, rng: &rng, layer: false)
         let roof = try GroupedGEMMReference(experts: w.experts, rowsPerExpert: w.balancedRowsPerExpert, width: w.width, hidden: w.hidden)
@@ -229,7 +235,7 @@ public enum ExpertBenchmark {
         }
         let f0 = try interleaved(fwd, warmup: warmup, runs: runs), b0 = try interleaved(fb, warmup: warmup, runs: runs)
         let rf = roof.flops(backward: false), rb = roof.flops(backward: true)
-        return counts.enumerated().map { i, n in
+        let points = counts.enumerated().map { i, n in
             let (o, r1, r2) = (3 * i, 3 * i + 1, 3 * i + 2)
             return SweepPoint(
                 workload: w.name, tokens: w.tokens, width: w.width, hidden: w.hidden, experts: w.experts, topK: w.topK,
@@ -241,6 +247,8 @@ public enum ExpertBenchmark {
                 rooflineGroupedForwardMS: min(f0[r1].medianMS, f0[r2].medianMS),
                 rooflineGroupedForwardBackwardMS: min(b0[r1].medianMS, b0[r2].medianMS))
         }
+        let ops = counts.indices.map { 3 * $0 }
+        return (points, ops.map { f0[$0] }, ops.map { b0[$0] })
     }
 
     /// One timed thing with an untimed setup.

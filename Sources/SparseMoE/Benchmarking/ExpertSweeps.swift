@@ -23,12 +23,16 @@ public struct SweepPoint: Codable, Sendable {
     }
 }
 
-/// One workload at 1 thread and at `threads` threads: speedup = t₁ / tₙ, efficiency = speedup / n.
+/// One workload at 1 thread and at `threads` threads: speedup = t₁ / tₙ (medians),
+/// efficiency = speedup / n; the paired speedups are the median over rounds of t₁ / tₙ
+/// measured back to back in the same round, so slow drift of the machine cancels.
 public struct ThreadScalingPoint: Codable, Sendable {
     public var workload: String
     public var threads: Int
     public var single: SweepPoint
     public var multi: SweepPoint
+    public var forwardSpeedupPaired: Double
+    public var forwardBackwardSpeedupPaired: Double
     public var forwardSpeedup: Double { single.forwardMS / multi.forwardMS }
     public var forwardBackwardSpeedup: Double { single.forwardBackwardMS / multi.forwardBackwardMS }
     public var rooflineForwardSpeedup: Double { single.rooflineGroupedForwardMS / multi.rooflineGroupedForwardMS }
@@ -76,8 +80,12 @@ public enum ExpertSweep: String, CaseIterable, Sendable {
     public static func threadScaling(threads: Int, runs: Int, progress: (String) -> Void = { _ in }) throws -> [ThreadScalingPoint] {
         try ExpertSweep.threads.workloads.map { w in
             progress("sweep threads: \(w.name) on 1 and \(threads) threads")
-            let p = try ExpertBenchmark.quick(w, runs: runs, threadCounts: [1, threads])
-            return ThreadScalingPoint(workload: w.name, threads: threads, single: p[0], multi: p[1])
+            let m = try ExpertBenchmark.quickTimed(w, runs: runs, threadCounts: [1, threads])
+            func paired(_ s: [TimingSummary]) -> Double {
+                TimingSummary(runsMS: zip(s[0].runsMS, s[1].runsMS).map { $0 / $1 }).medianMS
+            }
+            return ThreadScalingPoint(workload: w.name, threads: threads, single: m.points[0], multi: m.points[1],
+                                      forwardSpeedupPaired: paired(m.forward), forwardBackwardSpeedupPaired: paired(m.forwardBackward))
         }
     }
 }
