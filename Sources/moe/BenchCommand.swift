@@ -33,7 +33,8 @@ struct Bench: ParsableCommand {
         GFLOP/s (targets: forward ≥ 0.9, forward+backward ≥ 0.8); ×dense = op ÷ dense sgemm.
 
         Sweeps (--sweep): experts (E = 1…128 at fixed active FLOPs, K·F = 1024), topk (1…8),
-        tokens (256…8192), threads (1 vs --threads: speedup and efficiency).
+        tokens (256…8192), threads (1 vs --threads: speedup and efficiency; --thread-sweeps N repeats it
+        and reports medians, since one sweep on a shared machine says little).
         --train times steps of `moe train`'s default model (tiny-moe) and reports tokens/s
         and MFU against the sgemm peak measured in the same process.
 
@@ -51,6 +52,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Sweep: experts, topk, tokens, threads or all (after the workloads; --workload none skips those).")
     var sweep: String?
     @Option(name: .customLong("sweep-runs"), help: "Timed runs per sweep point.") var sweepRuns: Int = 3
+    @Option(name: .customLong("thread-sweeps"),
+            help: "Run the threads sweep this many times, spread over time, and report medians over all of them.")
+    var threadSweeps: Int = 1
     @Flag(help: "Also time training steps of the tiny-moe model (tokens/s, MFU).") var train = false
     @Option(name: .customLong("train-steps"), help: "Timed training steps with --train.") var trainSteps: Int = 20
     @Flag(name: .customLong("skip-dense-total"), help: "Skip the dense FFN with the same total parameters (the slowest part).")
@@ -60,8 +64,8 @@ struct Bench: ParsableCommand {
     var reference: String?
 
     func validate() throws {
-        guard runs >= 1, sweepRuns >= 1, warmup >= 0, trainSteps >= 1 else {
-            throw ValidationError("--runs, --sweep-runs and --train-steps must be ≥ 1, --warmup ≥ 0")
+        guard runs >= 1, sweepRuns >= 1, threadSweeps >= 1, warmup >= 0, trainSteps >= 1 else {
+            throw ValidationError("--runs, --sweep-runs, --thread-sweeps and --train-steps must be ≥ 1, --warmup ≥ 0")
         }
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
         if let s = sweep, s != "all", ExpertSweep(rawValue: s) == nil {
@@ -110,7 +114,7 @@ struct Bench: ParsableCommand {
         for s in sweeps {
             if s == .threads {
                 let n = max(2, Threads.count)
-                let points = try ExpertSweep.threadScaling(threads: n, runs: sweepRuns, progress: progress)
+                let points = try ExpertSweep.threadScaling(threads: n, runs: sweepRuns, repeats: threadSweeps, progress: progress)
                 for p in points { try emit(ThreadRecord(point: p)) }
                 if !json { printThreadTable(points) }
                 if let d = outDir { try BenchmarkCharts.writeThreadScaling(points, to: d) }
@@ -186,7 +190,8 @@ struct Bench: ParsableCommand {
 
     func printThreadTable(_ ps: [ThreadScalingPoint]) {
         let n = ps.first?.threads ?? 2
-        print("\nsweep threads: speedup of \(n) threads over 1 (ratio of medians; paired = median of per-round ratios; efficiency = speedup / \(n))")
+        let over = (ps.first?.sweeps ?? 1) > 1 ? ", medians over \(ps[0].sweeps) sweeps" : ""
+        print("\nsweep threads: speedup of \(n) threads over 1 (ratio of medians; paired = median of per-round ratios; efficiency = speedup / \(n)\(over))")
         print(pad("workload", -15) + pad("fwd 1t ms", 10) + pad("fwd \(n)t ms", 10) + pad("speedup", 8) + pad("paired", 7) + pad("roof", 6)
               + pad("f+b 1t ms", 10) + pad("f+b \(n)t ms", 10) + pad("speedup", 8) + pad("paired", 7) + pad("roof", 6) + pad("efficiency", 12))
         for p in ps {
@@ -223,6 +228,7 @@ struct ThreadRecord: Encodable {
         try c.encode("threads", forKey: .sweep)
         try c.encode(point.workload, forKey: .workload)
         try c.encode(point.threads, forKey: .threads)
+        try c.encode(point.sweeps, forKey: .sweeps)
         try c.encode(point.single.forwardMS, forKey: .f1)
         try c.encode(point.multi.forwardMS, forKey: .fn)
         try c.encode(point.single.forwardBackwardMS, forKey: .b1)
@@ -235,7 +241,7 @@ struct ThreadRecord: Encodable {
         try c.encode(point.rooflineForwardBackwardSpeedup, forKey: .rbs)
     }
     enum Keys: String, CodingKey {
-        case sweep, workload, threads
+        case sweep, workload, threads, sweeps
         case f1 = "forward_ms_1_thread", fn = "forward_ms", b1 = "forward_backward_ms_1_thread", bn = "forward_backward_ms"
         case fs = "forward_speedup", bs = "forward_backward_speedup"
         case fsp = "forward_speedup_paired", bsp = "forward_backward_speedup_paired"

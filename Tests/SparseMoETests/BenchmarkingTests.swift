@@ -108,6 +108,30 @@ final class BenchmarkingTests: XCTestCase {
         XCTAssertEqual(setups, 5)
     }
 
+    /// Repeated thread sweeps are reported as field-by-field medians of the per-sweep points.
+    func testSweepPointMedian() {
+        func point(_ v: Double) -> SweepPoint {
+            SweepPoint(workload: "w", tokens: 8, width: 4, hidden: 3, experts: 2, topK: 1, threads: 2,
+                       forwardMS: v, forwardBackwardMS: 10 * v, forwardGFLOPS: 100 / v, forwardBackwardGFLOPS: 300 / v,
+                       rooflineGroupedGFLOPS: v + 1, rooflineGroupedForwardBackwardGFLOPS: v + 2,
+                       rooflineGroupedForwardMS: v + 3, rooflineGroupedForwardBackwardMS: v + 4)
+        }
+        let m = SweepPoint.median([point(4), point(1), point(2), point(8)])
+        XCTAssertEqual(m.forwardMS, 3)                 // (2 + 4) / 2
+        XCTAssertEqual(m.forwardBackwardMS, 30)
+        XCTAssertEqual(m.forwardGFLOPS, 37.5)          // (25 + 50) / 2
+        XCTAssertEqual(m.forwardBackwardGFLOPS, 112.5)
+        XCTAssertEqual(m.rooflineGroupedGFLOPS, 4)
+        XCTAssertEqual(m.rooflineGroupedForwardBackwardGFLOPS, 5)
+        XCTAssertEqual(m.rooflineGroupedForwardMS, 6)
+        XCTAssertEqual(m.rooflineGroupedForwardBackwardMS, 7)
+        XCTAssertEqual(m.workload, "w")
+        let t = ThreadScalingPoint(workload: "w", threads: 2, sweeps: 4, single: point(6), multi: point(3),
+                                   forwardSpeedupPaired: 1.9, forwardBackwardSpeedupPaired: 1.8)
+        XCTAssertEqual(t.forwardSpeedup, 2)
+        XCTAssertEqual(t.rooflineForwardBackwardSpeedup, 10.0 / 7.0)
+    }
+
     /// A whole benchmark of a tiny workload: every field is measured, and the JSON carries the
     /// keys the issue asks for.
     func testBenchmarkRunSmallWorkload() throws {

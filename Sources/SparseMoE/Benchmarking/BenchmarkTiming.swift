@@ -32,5 +32,8 @@ public struct TimingSummary: Codable, Sendable, Equatable {
     }
 }
 
+/// Median of `values` (mean of the middle two for an even count; NaN when empty).
+func medianOf(_ values: [Double]) -> Double { TimingSummary(runsMS: values).medianMS }
+
 /// GFLOP/s of `flops` done in `ms` milliseconds.
 func gflops(_ flops: Double, ms: Double) -> Double { ms > 0 ? flops / (ms * 1e6) : .nan }

@@ -10,6 +10,21 @@ public struct SweepPoint: Codable, Sendable {
     public var rooflineGroupedForwardMS: Double, rooflineGroupedForwardBackwardMS: Double
 
     public var forwardVsRoofline: Double { forwardGFLOPS / rooflineGroupedGFLOPS }
+
+    /// Field by field median of measurements of the same point (labels from the first).
+    static func median(_ points: [SweepPoint]) -> SweepPoint {
+        var m = points[0]
+        func med(_ f: (SweepPoint) -> Double) -> Double { medianOf(points.map(f)) }
+        m.forwardMS = med(\.forwardMS)
+        m.forwardBackwardMS = med(\.forwardBackwardMS)
+        m.forwardGFLOPS = med(\.forwardGFLOPS)
+        m.forwardBackwardGFLOPS = med(\.forwardBackwardGFLOPS)
+        m.rooflineGroupedGFLOPS = med(\.rooflineGroupedGFLOPS)
+        m.rooflineGroupedForwardBackwardGFLOPS = med(\.rooflineGroupedForwardBackwardGFLOPS)
+        m.rooflineGroupedForwardMS = med(\.rooflineGroupedForwardMS)
+        m.rooflineGroupedForwardBackwardMS = med(\.rooflineGroupedForwardBackwardMS)
+        return m
+    }
     public var forwardBackwardVsRoofline: Double { forwardBackwardGFLOPS / rooflineGroupedForwardBackwardGFLOPS }
 
     enum CodingKeys: String, CodingKey {
@@ -29,6 +44,8 @@ public struct SweepPoint: Codable, Sendable {
 public struct ThreadScalingPoint: Codable, Sendable {
     public var workload: String
     public var threads: Int
+    /// Number of repeated sweeps the numbers are medians over.
+    public var sweeps: Int
     public var single: SweepPoint
     public var multi: SweepPoint
     public var forwardSpeedupPaired: Double
@@ -77,15 +94,34 @@ public enum ExpertSweep: String, CaseIterable, Sendable {
     }
 
     /// The thread-scaling sweep: each workload on 1 thread and on `threads`, runs interleaved.
-    public static func threadScaling(threads: Int, runs: Int, progress: (String) -> Void = { _ in }) throws -> [ThreadScalingPoint] {
-        try ExpertSweep.threads.workloads.map { w in
-            progress("sweep threads: \(w.name) on 1 and \(threads) threads")
-            let m = try ExpertBenchmark.quickTimed(w, runs: runs, threadCounts: [1, threads])
-            func paired(_ s: [TimingSummary]) -> Double {
-                TimingSummary(runsMS: zip(s[0].runsMS, s[1].runsMS).map { $0 / $1 }).medianMS
-            }
-            return ThreadScalingPoint(workload: w.name, threads: threads, single: m.points[0], multi: m.points[1],
-                                      forwardSpeedupPaired: paired(m.forward), forwardBackwardSpeedupPaired: paired(m.forwardBackward))
+    /// With `repeats` > 1 the whole sweep runs that many times (spread over time, so that one
+    /// disturbed stretch moves one repeat, not every workload's number); each reported time is
+    /// the median over the repeats of the per-repeat medians, and the paired speedups the median
+    /// over every round of every repeat.
+    public static func threadScaling(threads: Int, runs: Int, repeats: Int = 1,
+                                     progress: (String) -> Void = { _ in }) throws -> [ThreadScalingPoint] {
+        let workloads = try ExpertSweep.threads.workloads
+        var perRepeat: [[ThreadScalingPoint]] = []
+        var pairedF = [[Double]](repeating: [], count: workloads.count), pairedB = pairedF
+        for r in 0..<max(1, repeats) {
+            let of = repeats > 1 ? " (sweep \(r + 1) of \(repeats))" : ""
+            perRepeat.append(try workloads.enumerated().map { i, w in
+                progress("sweep threads: \(w.name) on 1 and \(threads) threads\(of)")
+                let m = try ExpertBenchmark.quickTimed(w, runs: runs, threadCounts: [1, threads])
+                let f = zip(m.forward[0].runsMS, m.forward[1].runsMS).map { $0 / $1 }
+                let b = zip(m.forwardBackward[0].runsMS, m.forwardBackward[1].runsMS).map { $0 / $1 }
+                pairedF[i] += f
+                pairedB[i] += b
+                return ThreadScalingPoint(workload: w.name, threads: threads, sweeps: 1, single: m.points[0], multi: m.points[1],
+                                          forwardSpeedupPaired: medianOf(f), forwardBackwardSpeedupPaired: medianOf(b))
+            })
+        }
+        if perRepeat.count == 1 { return perRepeat[0] }
+        return workloads.indices.map { i in
+            let ps = perRepeat.map { $0[i] }
+            return ThreadScalingPoint(workload: ps[0].workload, threads: threads, sweeps: ps.count,
+                                      single: .median(ps.map(\.single)), multi: .median(ps.map(\.multi)),
+                                      forwardSpeedupPaired: medianOf(pairedF[i]), forwardBackwardSpeedupPaired: medianOf(pairedB[i]))
         }
     }
 }
