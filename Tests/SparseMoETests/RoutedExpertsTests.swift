@@ -181,7 +181,7 @@ final class RoutedExpertsTests: XCTestCase {
     /// The parallel schedule hands experts to whichever thread is free; each expert is still
     /// computed by one thread alone, so 2 threads give the same bits as 1 thread, every time.
     func testParallelScheduleBitsDoNotDependOnThreads() throws {
-        // 11 experts of very different sizes (expert e gets ≈ e² rows), expert 4 empty.
+        // 11 experts of very different sizes (expert e gets a share ∝ 2e + 1), expert 4 empty.
         let p = try makeProblem(.swiglu, t: 97, c: 24, f: 40, e: 11, k: 3, seed: 41) { t, s in
             let u: Double = Double((t * 7 + s * 31) % 97) / 97
             let e = Int32((u * 121).squareRoot())

@@ -10,6 +10,7 @@ public struct SweepPoint: Codable, Sendable {
     public var rooflineGroupedForwardMS: Double, rooflineGroupedForwardBackwardMS: Double
 
     public var forwardVsRoofline: Double { forwardGFLOPS / rooflineGroupedGFLOPS }
+    public var forwardBackwardVsRoofline: Double { forwardBackwardGFLOPS / rooflineGroupedForwardBackwardGFLOPS }
 
     /// Field by field median of measurements of the same point (labels from the first).
     static func median(_ points: [SweepPoint]) -> SweepPoint {
@@ -25,7 +26,6 @@ public struct SweepPoint: Codable, Sendable {
         m.rooflineGroupedForwardBackwardMS = med(\.rooflineGroupedForwardBackwardMS)
         return m
     }
-    public var forwardBackwardVsRoofline: Double { forwardBackwardGFLOPS / rooflineGroupedForwardBackwardGFLOPS }
 
     enum CodingKeys: String, CodingKey {
         case workload, tokens, width, hidden, experts, threads
