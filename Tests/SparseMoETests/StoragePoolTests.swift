@@ -1,0 +1,46 @@
+import XCTest
+@testable import SparseMoE
+
+final class StoragePoolTests: XCTestCase {
+    let mb = 1 << 20
+
+    /// A released block of a size is handed out again for the next request of that size;
+    /// small blocks and blocks larger than the limit are not kept.
+    func testReuseBySize() {
+        let pool = StoragePool(limitBytes: 8 * mb)
+        let a = pool.acquire(mb), b = pool.acquire(2 * mb)
+        pool.release(a, bytes: mb)
+        pool.release(b, bytes: 2 * mb)
+        XCTAssertEqual(pool.idleBytes, 3 * mb)
+        XCTAssertEqual(pool.acquire(2 * mb), b)
+        XCTAssertEqual(pool.acquire(mb - 100), a, "same rounded size")
+        XCTAssertEqual(pool.idleBytes, 0)
+        let small = pool.acquire(1000), huge = pool.acquire(9 * mb)
+        pool.release(small, bytes: 1000)
+        pool.release(huge, bytes: 9 * mb)
+        XCTAssertEqual(pool.idleBytes, 0)
+        pool.release(a, bytes: mb)
+        pool.release(b, bytes: 2 * mb)
+        pool.drain()
+        XCTAssertEqual(pool.idleBytes, 0)
+    }
+
+    /// When a released block does not fit under the limit, the blocks idle the longest go
+    /// first: stale sizes (one evaluation pass) cannot crowd out the ones reused every step.
+    func testOldestIdleBlocksAreEvictedFirst() {
+        let pool = StoragePool(limitBytes: 8 * mb)
+        let stale = (0..<3).map { _ in pool.acquire(2 * mb) }   // 6 MiB of a size never asked for again
+        for p in stale { pool.release(p, bytes: 2 * mb) }
+        XCTAssertEqual(pool.idleBytes, 6 * mb)
+        let step = pool.acquire(3 * mb)                          // the block every step needs
+        pool.release(step, bytes: 3 * mb)                        // 9 MiB > 8: the oldest stale block goes
+        XCTAssertEqual(pool.idleBytes, 7 * mb)
+        XCTAssertEqual(pool.acquire(3 * mb), step, "the recent block was kept")
+        XCTAssertEqual(pool.acquire(2 * mb), stale[2], "most recent of a size first")
+        XCTAssertEqual(pool.acquire(2 * mb), stale[1])
+        XCTAssertEqual(pool.idleBytes, 0)
+        for (p, n) in [(step, 3), (stale[2], 2), (stale[1], 2)] { pool.release(p, bytes: n * mb) }
+        XCTAssertLessThanOrEqual(pool.idleBytes, 8 * mb)
+        pool.drain()
+    }
+}
