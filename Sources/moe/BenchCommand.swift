@@ -12,35 +12,45 @@ struct Bench: ParsableCommand {
           mixtral-like        T=2048 C=512  F=1024 E=8  K=2
           fine-grained        T=2048 C=512  F=256  E=64 K=8
           switch-top1         T=2048 C=512  F=1024 E=32 K=1
-          switch-top1-cf1.25  the same with capacity factor 1.25 (overflow tokens dropped)
+          switch-top1-cf1.25  the same, capacity factor 1.25 (overflow dropped)
           wide                T=1024 C=1024 F=2816 E=8  K=2
 
-        Measured per workload, interleaved run by run in one process (median of --runs after
-        --warmup):
-          op        routedExperts (gather, expert GEMMs, SwiGLU, weighted combine; backward with
-                    dx, dgates, weight gradients) with the routing a softmax top-k router chose
-                    on random inputs; the router is not timed. Gradient buffers are kept and
-                    zeroed in place between runs ("fresh grads" drops them, as zeroGrad() does).
+        Measured per workload, interleaved run by run in one process
+        (median of --runs after --warmup):
+          op        routedExperts (gather, expert GEMMs, SwiGLU, weighted
+                    combine; backward: dx, dgates, weight gradients) with
+                    the routing a softmax top-k router chose on random
+                    inputs; the router is not timed. Gradient buffers are
+                    kept and zeroed in place between runs ("fresh grads"
+                    drops them, as zeroGrad() does).
           balanced  the same op with perfectly balanced routing.
-          layer     the whole MoELayer: router matmul + softmax top-k (+ capacity) + experts.
-          roofline  the same expert GEMMs with balanced routing as plain OpenBLAS sgemm calls
-                    on pre-gathered buffers, the better of experts-in-sequence (threaded BLAS)
-                    and experts-in-parallel (OpenMP, 1 BLAS thread each).
-          dense     one sgemm [T·K, C]·[C, 3F] of the forward's FLOPs; and dense SwiGLU FFNs
-                    with the same active (hidden K·F) and total (hidden E·F) parameters.
-        GFLOP/s count useful FLOPs: forward 6·C·F·K·T, forward+backward 18·C·F·K·T (router and
-        combine excluded; dropped tokens count as not done). ×roof = op GFLOP/s ÷ roofline
-        GFLOP/s (targets: forward ≥ 0.9, forward+backward ≥ 0.8); ×dense = op ÷ dense sgemm.
+          layer     the whole MoELayer: router matmul + softmax top-k
+                    (+ capacity) + experts.
+          roofline  the same expert GEMMs with balanced routing as plain
+                    OpenBLAS sgemm calls on pre-gathered buffers, the better
+                    of experts-in-sequence (GEMMs split across threads) and
+                    experts-in-parallel (one thread each).
+          dense     one sgemm [T·K, C]·[C, 3F] of the forward's FLOPs; and
+                    dense SwiGLU FFNs with the same active (hidden K·F) and
+                    total (hidden E·F) parameters.
+        GFLOP/s count useful FLOPs: forward 6·C·F·K·T, forward+backward
+        18·C·F·K·T (router and combine excluded; dropped tokens count as not
+        done). ×roof = op GFLOP/s ÷ roofline GFLOP/s (targets: forward ≥ 0.9,
+        forward+backward ≥ 0.8); ×dense = op ÷ dense sgemm; paired = median
+        of the per-round ratios of times measured back to back.
 
-        Sweeps (--sweep): experts (E = 1…128 at fixed active FLOPs, K·F = 1024), topk (1…8),
-        tokens (256…8192), threads (1 vs --threads: speedup and efficiency; --thread-sweeps N repeats it
-        and reports medians, since one sweep on a shared machine says little).
-        --train times steps of `moe train`'s default model (tiny-moe) and reports tokens/s
-        and MFU against the sgemm peak measured in the same process.
+        Sweeps (--sweep): experts (E = 1…128 at fixed active FLOPs,
+        K·F = 1024), topk (1…8), tokens (256…8192), threads (1 vs --threads:
+        speedup and efficiency; --thread-sweeps N repeats it and reports
+        medians over all repeats, since one sweep on a shared machine says
+        little). --train times steps of `moe train`'s default model
+        (tiny-moe): tokens/s and MFU against the sgemm peak measured in the
+        same process.
 
         Examples:
-          moe bench                               # all workloads, human table
-          moe bench --workload wide --json        # one JSON object per line
+          moe bench                           # all workloads, human table
+          moe bench --workload wide --json    # one JSON object per line
+          moe bench --workload none --sweep threads --thread-sweeps 5
           moe bench --sweep all --train --out docs/img --reference pytorch.jsonl
         """)
 
