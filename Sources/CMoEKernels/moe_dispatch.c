@@ -185,9 +185,24 @@ int moe_dispatch_choose_schedule(const int64_t *offsets, int64_t E, int threads,
     return resolve_schedule(scratch, scratch + E, offsets, E, threads, requested);
 }
 
-/* Dynamic work sharing by hand: index of the next unclaimed expert in `order`. (An OpenMP
- * schedule(dynamic) loop would need a newer OpenMP runtime than Debian's libomp 14.) */
-static int64_t next_expert(int64_t *cursor) { return __atomic_fetch_add(cursor, 1, __ATOMIC_RELAXED); }
+/* The PARALLEL schedule, shared by forward and backward: the experts, largest first (`order`),
+ * each to the next free thread through one atomic counter — this absorbs uneven GEMM speed
+ * and time stolen from one core, and since each expert is computed by one thread alone the
+ * result does not depend on which — then, after a barrier, tokens 0..<T in static blocks.
+ * (An OpenMP schedule(dynamic) loop would need a newer runtime than Debian's libomp 14.) */
+static void run_parallel_schedule(const void *args, void (*expert)(const void *, int64_t),
+                                  void (*token)(const void *, int64_t), const int32_t *order,
+                                  const int32_t *owner, int64_t E, int64_t T, int threads) {
+    int64_t cursor = 0;
+#pragma omp parallel num_threads(threads)
+    {
+        for (int64_t i; (i = __atomic_fetch_add(&cursor, 1, __ATOMIC_RELAXED)) < E;)
+            if (owner[order[i]] >= 0) expert(args, order[i]);
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < T; t++) token(args, t);
+    }
+}
 
 int64_t moe_routed_experts_workspace_size(int64_t A, int64_t C, int64_t F, int64_t E,
                                           int activation, int backward) {
@@ -268,6 +283,10 @@ static void combine_tokens(const fwd_args *a, int64_t t0, int64_t t1) {
     }
 }
 
+/* run_parallel_schedule tasks */
+static void forward_expert_task(const void *a, int64_t e) { expert_forward_serial(a, e); }
+static void combine_token_task(const void *a, int64_t t) { combine_tokens(a, t, t + 1); }
+
 int moe_routed_experts_forward(float *y, float *xs, float *h1, float *h3, float *act, float *eo,
                                float *workspace,
                                const float *x, const float *gates,
@@ -284,20 +303,7 @@ int moe_routed_experts_forward(float *y, float *xs, float *h1, float *h3, float 
     const int64_t A = offsets[E];
 
     if (sched == MOE_SCHEDULE_PARALLEL) {
-        int64_t cursor = 0;
-#pragma omp parallel num_threads(threads)
-        {
-            /* Longest first, each thread taking the next expert when it is free: absorbs
-             * uneven GEMM speed and time stolen from one core. Each expert is computed
-             * by one thread alone, so the result does not depend on which one. */
-            for (int64_t i; (i = next_expert(&cursor)) < E;) {
-                int32_t e = order[i];
-                if (owner[e] >= 0) expert_forward_serial(&a, e);
-            }
-#pragma omp barrier
-#pragma omp for schedule(static)
-            for (int64_t t = 0; t < T; t++) combine_tokens(&a, t, t + 1);
-        }
+        run_parallel_schedule(&a, forward_expert_task, combine_token_task, order, owner, E, T, threads);
         return sched;
     }
 
@@ -405,6 +411,10 @@ static void scatter_tokens(const bwd_args *a, int64_t t0, int64_t t1) {
     }
 }
 
+/* run_parallel_schedule tasks */
+static void backward_expert_task(const void *a, int64_t e) { expert_backward_serial(a, e); }
+static void scatter_token_task(const void *a, int64_t t) { scatter_tokens(a, t, t + 1); }
+
 void moe_routed_experts_backward(float *dx, float *dgates, float *dw1, float *dw3, float *dw2,
                                  float *db1, float *db2, float *workspace,
                                  const float *dy, const float *xs, const float *h1, const float *h3,
@@ -428,18 +438,7 @@ void moe_routed_experts_backward(float *dx, float *dgates, float *dw1, float *dw
     const int sched = resolve_schedule(order, owner, offsets, E, threads, schedule);
 
     if (sched == MOE_SCHEDULE_PARALLEL) {
-        int64_t cursor = 0;
-#pragma omp parallel num_threads(threads)
-        {
-            /* Longest first, next expert to the next free thread (see the forward). */
-            for (int64_t i; (i = next_expert(&cursor)) < E;) {
-                int32_t e = order[i];
-                if (owner[e] >= 0) expert_backward_serial(&a, e);
-            }
-#pragma omp barrier
-#pragma omp for schedule(static)
-            for (int64_t t = 0; t < T; t++) scatter_tokens(&a, t, t + 1);
-        }
+        run_parallel_schedule(&a, backward_expert_task, scatter_token_task, order, owner, E, T, threads);
         return;
     }
 

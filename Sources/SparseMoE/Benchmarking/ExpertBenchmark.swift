@@ -172,7 +172,7 @@ public enum ExpertBenchmark {
         let opF = gflops(useful, ms: f0[0].medianMS), opFB = gflops(usefulFB, ms: b0[0].medianMS)
         func paired(_ s: [TimingSummary], _ op: Int) -> Double {
             let r = (0..<s[op].runsMS.count).map { i in min(s[2].runsMS[i], s[3].runsMS[i]) / s[op].runsMS[i] }
-            return TimingSummary(runsMS: r).medianMS
+            return medianOf(r)
         }
         let stats = harness.routerStats
         var result = ExpertBenchmarkResult(
