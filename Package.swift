@@ -1,45 +1,84 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 import PackageDescription
 
 // Compiler and linker flags for the C kernels live here and nowhere else.
-// `-fopenmp` is an unsafe flag: SwiftPM accepts it for root packages and for
-// dependencies pinned by branch or path, but not for dependencies consumed by
-// version. See docs/architecture.md ("Build flags").
+// `-fopenmp` is an unsafe flag. Since tools version 6.2 SwiftPM accepts it in
+// dependencies consumed by version too, so a user's package can depend on
+// SparseMoE with `from:` (checked by Tests/Consumer). See docs/architecture.md.
 let kernelCFlags: [String] = ["-fopenmp", "-O3", "-march=native", "-std=c11"]
+let kernelLinks: [LinkerSetting] = [
+    .linkedLibrary("openblas"),
+    .linkedLibrary("omp5"),
+    .linkedLibrary("m"),
+]
 
+// Layers (data flows down only; the compiler holds it):
+//   moe (CLI) → SparseMoERuns → SparseMoEBench → SparseMoE (re-exports ↓)
+//   SparseMoETraining, SparseMoEAnalysis → SparseMoEModels → SparseMoENN → SparseMoECore → CMoEKernels
 let package = Package(
     name: "SparseMoE",
     products: [
         .library(name: "SparseMoE", targets: ["SparseMoE"]),
+        .library(name: "SparseMoEBench", targets: ["SparseMoEBench"]),
         .executable(name: "moe", targets: ["moe"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
+        // C kernels: every hot loop. Imported by SparseMoECore alone.
         .target(
             name: "CMoEKernels",
             cSettings: [.unsafeFlags(kernelCFlags)],
-            linkerSettings: [
-                .linkedLibrary("openblas"),
-                .linkedLibrary("omp5"),
-                .linkedLibrary("m"),
-            ]
+            linkerSettings: kernelLinks
         ),
+        // Tensors, autograd and the ops (the only Swift code that calls the kernels).
+        .target(name: "SparseMoECore", dependencies: ["CMoEKernels"]),
+        // Layers (Linear, norms, attention, FFN) and the MoE layer (routers, experts, losses).
+        .target(name: "SparseMoENN", dependencies: ["SparseMoECore"]),
+        // TransformerLM, its configs and presets, Hugging Face families, safetensors IO.
+        .target(name: "SparseMoEModels", dependencies: ["SparseMoECore", "SparseMoENN"]),
+        // Parameter and FLOP accounting of configs and checkpoints.
+        .target(name: "SparseMoEAnalysis", dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels"]),
+        // Optimizer, schedules, trainer, data, checkpoints.
+        .target(name: "SparseMoETraining", dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels"]),
+        // What users import: re-exports the five library layers above.
         .target(
             name: "SparseMoE",
-            dependencies: ["CMoEKernels"]
+            dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels", "SparseMoEAnalysis", "SparseMoETraining"]
         ),
+
+        // Side rooms: nothing above depends on them.
+        // SVG charts.
+        .target(name: "SparseMoEReporting", dependencies: ["SparseMoECore"]),
+        // Grouped-GEMM and dense-GEMM references the benchmarks are measured against.
+        .target(
+            name: "CMoEBenchReference",
+            dependencies: ["CMoEKernels"],
+            cSettings: [.unsafeFlags(kernelCFlags)],
+            linkerSettings: kernelLinks
+        ),
+        // Expert benchmarks, sweeps, the machine's sgemm peak, benchmark charts.
+        .target(name: "SparseMoEBench", dependencies: ["SparseMoE", "SparseMoEReporting", "CMoEBenchReference"]),
+        // What the CLI's commands run: a whole training run with its report, training throughput.
+        .target(name: "SparseMoERuns", dependencies: ["SparseMoE", "SparseMoEBench", "SparseMoEReporting"]),
+        // The command-line tool.
         .executableTarget(
             name: "moe",
             dependencies: [
-                "SparseMoE",
+                "SparseMoE", "SparseMoEBench", "SparseMoERuns", "SparseMoEReporting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+
+        // Naive twins of the optimised kernels, for the tests only.
+        .target(name: "CMoEKernelsNaive", dependencies: ["CMoEKernels"], path: "Tests/CMoEKernelsNaive"),
         .testTarget(
             name: "SparseMoETests",
-            dependencies: ["SparseMoE", "CMoEKernels"]
+            dependencies: [
+                "SparseMoE", "SparseMoEBench", "SparseMoERuns", "SparseMoEReporting",
+                "CMoEKernels", "CMoEKernelsNaive", "CMoEBenchReference",
+            ]
         ),
     ]
 )

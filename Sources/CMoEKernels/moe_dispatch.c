@@ -1,4 +1,4 @@
-/* Routed experts (sparse MoE expert computation): plan, forward, backward, naive reference.
+/* Routed experts (sparse MoE expert computation): plan, forward, backward.
  * See include/moe_dispatch.h for the math, shapes and schedules. */
 #include "moe_dispatch.h"
 #include "internal.h"
@@ -178,11 +178,6 @@ static int resolve_schedule(int32_t *order, int32_t *owner, const int64_t *offse
     }
     /* makespan ≤ 1.25 · total / threads */
     return 4 * makespan * threads <= 5 * total ? MOE_SCHEDULE_PARALLEL : MOE_SCHEDULE_SEQUENTIAL;
-}
-
-int moe_dispatch_choose_schedule(const int64_t *offsets, int64_t E, int threads, int requested,
-                                 int32_t *scratch) {
-    return resolve_schedule(scratch, scratch + E, offsets, E, threads, requested);
 }
 
 /* The PARALLEL schedule, shared by forward and backward: the experts, largest first (`order`),
@@ -467,46 +462,3 @@ void moe_routed_experts_backward(float *dx, float *dgates, float *dw1, float *dw
     for (int64_t t = 0; t < T; t++) scatter_tokens(&a, t, t + 1);
 }
 
-/* ------------------------------------------------------------------------------------
- * Naive reference
- * ------------------------------------------------------------------------------------ */
-
-void moe_routed_experts_forward_naive(float *y, const float *x, const int32_t *experts,
-                                      const float *gates, const float *w1, const float *w3,
-                                      const float *w2, const float *b1, const float *b2,
-                                      int64_t T, int64_t C, int64_t F, int64_t E, int64_t K,
-                                      int activation) {
-    (void)E;
-    for (int64_t t = 0; t < T; t++) {
-        const float *xt = x + t * C;
-        double acc[C > 0 ? C : 1];
-        for (int64_t c = 0; c < C; c++) acc[c] = 0;
-        for (int64_t s = 0; s < K; s++) {
-            int32_t e = experts[t * K + s];
-            if (e < 0) continue;
-            double g = gates[t * K + s];
-            double hid[F > 0 ? F : 1];
-            for (int64_t f = 0; f < F; f++) {
-                double h = b1 ? b1[e * F + f] : 0.0, u = 0.0;
-                for (int64_t c = 0; c < C; c++) {
-                    h += (double)w1[(e * F + f) * C + c] * xt[c];
-                    if (activation == MOE_EXPERT_SWIGLU) u += (double)w3[(e * F + f) * C + c] * xt[c];
-                }
-                switch (activation) {
-                case MOE_EXPERT_SWIGLU: hid[f] = h / (1.0 + exp(-h)) * u; break;
-                case MOE_EXPERT_GELU: hid[f] = 0.5 * h * (1.0 + erf(h / sqrt(2.0))); break;
-                case MOE_EXPERT_GELU_TANH:
-                    hid[f] = 0.5 * h * (1.0 + tanh(0.7978845608028654 * (h + 0.044715 * h * h * h)));
-                    break;
-                default: hid[f] = h > 0 ? h : 0; break;
-                }
-            }
-            for (int64_t c = 0; c < C; c++) {
-                double o = b2 ? b2[e * C + c] : 0.0;
-                for (int64_t f = 0; f < F; f++) o += (double)w2[(e * C + c) * F + f] * hid[f];
-                acc[c] += g * o;
-            }
-        }
-        for (int64_t c = 0; c < C; c++) y[t * C + c] = (float)acc[c];
-    }
-}

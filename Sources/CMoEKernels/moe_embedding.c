@@ -36,7 +36,3 @@ void moe_embedding_backward(float *d_table, const float *d_out, const int32_t *i
     }
 }
 
-void moe_embedding_backward_naive(float *d_table, const float *d_out, const int32_t *ids, int64_t n, int64_t c) {
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < c; j++) d_table[(int64_t)ids[i] * c + j] += d_out[i * c + j];
-}

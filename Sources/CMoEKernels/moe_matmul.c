@@ -79,21 +79,3 @@ void moe_matmul_backward(float *d_a, float *d_b, const float *d_out,
     }
 }
 
-void moe_matmul_forward_naive(float *out, const float *a, const float *b,
-                              int64_t batch, int64_t m, int64_t n, int64_t k,
-                              int trans_a, int trans_b, int64_t a_stride, int64_t b_stride) {
-    for (int64_t bi = 0; bi < batch; bi++) {
-        const float *A = a + bi * a_stride, *B = b + bi * b_stride;
-        float *O = out + bi * m * n;
-        for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++) {
-                double s = 0;
-                for (int64_t p = 0; p < k; p++) {
-                    float av = trans_a ? A[p * m + i] : A[i * k + p];
-                    float bv = trans_b ? B[j * k + p] : B[p * n + j];
-                    s += (double)av * bv;
-                }
-                O[i * n + j] = (float)s;
-            }
-    }
-}

@@ -34,15 +34,8 @@ void moe_adamw_step(float *param, float *m, float *v, const float *grad, int64_t
     }
 }
 
-/* Sequential sum of squares (the reference order). */
-static double sum_sq(const float *x, int64_t n) {
-    double s = 0.0;
-    for (int64_t i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
-    return s;
-}
-
 /* Four interleaved accumulators (breaks the add latency chain), combined in a
- * fixed order: deterministic, slightly different rounding from sum_sq. */
+ * fixed order: deterministic, slightly different rounding from a sequential sum. */
 static double sum_sq4(const float *x, int64_t n) {
     double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
     int64_t i = 0;
@@ -73,8 +66,6 @@ double moe_grad_norm_sq(const float *x, int64_t n) {
     for (int64_t c = 0; c < chunks; c++) s += partial[c];
     return s;
 }
-
-double moe_grad_norm_sq_naive(const float *x, int64_t n) { return sum_sq(x, n); }
 
 void moe_grad_scale(float *x, int64_t n, float scale) {
     const int parallel = n >= MOE_OPTIM_PARALLEL_MIN && moe_threads_current() > 1;

@@ -44,16 +44,6 @@ static void reduce_rows(float *d_b, const float *g, const float *a, float scale,
     }
 }
 
-void moe_reduce_rows_naive(float *d_b, const float *d_out, const float *a, float scale,
-                           int64_t n, int64_t d) {
-    for (int64_t j = 0; j < d; j++) {
-        double s = 0.0;
-        for (int64_t i = 0; i < n; i++)
-            s += (double)d_out[i * d + j] * (a ? (double)a[i * d + j] : 1.0);
-        d_b[j] += (float)((double)scale * s);
-    }
-}
-
 /* ---- Binary arithmetic ---------------------------------------------------- */
 
 void moe_add_forward(float *out, const float *a, const float *b, float beta,
@@ -152,12 +142,6 @@ void moe_sum_forward(float *out, const float *x, float scale, int64_t n) {
     double total = 0.0;
     for (int64_t blk = 0; blk < SUM_BLOCKS; blk++) total += partial[blk];
     out[0] = (float)((double)scale * total);
-}
-
-void moe_sum_forward_naive(float *out, const float *x, float scale, int64_t n) {
-    double s = 0.0;
-    for (int64_t i = 0; i < n; i++) s += (double)x[i];
-    out[0] = (float)((double)scale * s);
 }
 
 void moe_sum_backward(float *d_x, const float *d_out, float scale, int64_t n) {

@@ -82,27 +82,6 @@ void moe_rope_backward(float *dx, const float *d_out, const float *cos_t, const 
     }
 }
 
-void moe_rope_forward_naive(float *out, const float *x, int64_t start, float theta,
-                            int64_t B, int64_t T, int64_t H, int64_t D, int64_t R, int style) {
-    int64_t half = R / 2;
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t t = 0; t < T; t++)
-            for (int64_t h = 0; h < H; h++) {
-                const float *xi = x + ((b * T + t) * H + h) * D;
-                float *o = out + ((b * T + t) * H + h) * D;
-                for (int64_t d = 0; d < D; d++) o[d] = xi[d];
-                for (int64_t i = 0; i < half; i++) {
-                    float inv = 1.0f / powf(theta, (float)(2 * i) / (float)R);
-                    float angle = (float)(start + t) * inv;
-                    float c = cosf(angle), s = sinf(angle);
-                    int64_t ia, ib;
-                    pair_index(style, i, half, &ia, &ib);
-                    o[ia] = xi[ia] * c - xi[ib] * s;
-                    o[ib] = xi[ib] * c + xi[ia] * s;
-                }
-            }
-}
-
 void moe_sinusoidal_table(float *pe, int64_t start, int64_t T, int64_t C, double base) {
 #pragma omp parallel for schedule(static) if (T * C > 16384)
     for (int64_t t = 0; t < T; t++) {

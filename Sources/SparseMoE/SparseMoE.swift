@@ -1,7 +1,14 @@
 /// SparseMoE: sparse mixture-of-experts transformers on the CPU.
 ///
-/// Layers (each a folder): Tensor → Autograd → Ops (the only code that calls the
-/// C kernels) → Layers / MoE → Models → Training; Analysis and IO beside them.
+/// `import SparseMoE` brings the five library layers, each its own module so that the
+/// compiler keeps data flowing one way (docs/architecture.md):
+/// SparseMoETraining, SparseMoEAnalysis → SparseMoEModels → SparseMoENN → SparseMoECore.
+@_exported import SparseMoECore
+@_exported import SparseMoENN
+@_exported import SparseMoEModels
+@_exported import SparseMoEAnalysis
+@_exported import SparseMoETraining
+
 public enum SparseMoE {
     /// Library version, printed by `moe --version`.
     public static let version = "0.1.0"

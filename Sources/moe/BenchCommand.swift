@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import SparseMoE
+import SparseMoEBench
+import SparseMoERuns
 
 /// `moe bench`: the MoE expert computation against the OpenBLAS roofline, sweeps, plots,
 /// and training-step throughput.

@@ -1,5 +1,4 @@
 import Foundation
-import SparseMoE
 
 /// Whether standard output is an interactive terminal (progress bars) or a pipe/file (log lines).
 var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SparseMoE
+import SparseMoERuns
 
 /// `moe train`: the main job.
 struct Train: ParsableCommand {

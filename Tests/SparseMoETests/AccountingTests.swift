@@ -1,5 +1,7 @@
 import XCTest
-@testable import SparseMoE
+@testable import SparseMoECore
+@testable import SparseMoEModels
+@testable import SparseMoEAnalysis
 
 final class AccountingTests: XCTestCase {
     /// Component of a Hugging Face tensor name, decided from the name alone (independent of the accounting code).

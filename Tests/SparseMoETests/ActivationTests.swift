@@ -1,6 +1,6 @@
 import XCTest
 import Foundation
-@testable import SparseMoE
+@testable import SparseMoECore
 
 final class ActivationTests: XCTestCase {
     private func sigmoid(_ x: Double) -> Double { 1 / (1 + Foundation.exp(-x)) }

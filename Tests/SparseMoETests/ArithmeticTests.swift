@@ -1,6 +1,7 @@
 import XCTest
 import CMoEKernels
-@testable import SparseMoE
+import CMoEKernelsNaive
+@testable import SparseMoECore
 
 /// Shapes that hit size 1, odd widths and the remainder of 8/16-wide loops.
 let oddShapes: [[Int]] = [[1, 1], [3, 7], [5, 17], [2, 3, 33]]

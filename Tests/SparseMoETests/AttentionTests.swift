@@ -1,7 +1,8 @@
 import XCTest
 import Foundation
 import CMoEKernels
-@testable import SparseMoE
+import CMoEKernelsNaive
+@testable import SparseMoECore
 
 final class AttentionTests: XCTestCase {
     struct Config: CustomStringConvertible {

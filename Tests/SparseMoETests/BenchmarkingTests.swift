@@ -1,6 +1,9 @@
 import XCTest
+import CMoEBenchReference
 import CMoEKernels
-@testable import SparseMoE
+import CMoEKernelsNaive
+@testable import SparseMoECore
+@testable import SparseMoEBench
 
 final class BenchmarkingTests: XCTestCase {
     /// The grouped-GEMM roofline computes what its header says (checked against naive loops at

@@ -1,6 +1,7 @@
 import XCTest
 import CMoEKernels
-@testable import SparseMoE
+import CMoEKernelsNaive
+@testable import SparseMoECore
 
 final class EmbeddingTests: XCTestCase {
     func testForwardGathersRows() throws {

@@ -1,5 +1,7 @@
 import XCTest
-@testable import SparseMoE
+@testable import SparseMoECore
+@testable import SparseMoEModels
+@testable import SparseMoEAnalysis
 
 /// The package root, from this file's path (Tests/SparseMoETests/<file>).
 func packageRoot(_ file: String = #filePath) -> URL {

@@ -1,5 +1,6 @@
 import XCTest
-@testable import SparseMoE
+@testable import SparseMoECore
+@testable import SparseMoEModels
 
 /// Malformed model folders: every error is a `SparseMoEError` naming the file and the tensor or field.
 final class HuggingFaceBadFileTests: XCTestCase {

@@ -1,5 +1,7 @@
 import XCTest
-@testable import SparseMoE
+@testable import SparseMoECore
+@testable import SparseMoENN
+@testable import SparseMoEModels
 
 /// Library models written in Hugging Face layout: round trips, refusals, and folders for
 /// `scripts/make_hf_fixtures.py --check-saved` (which loads them with transformers).

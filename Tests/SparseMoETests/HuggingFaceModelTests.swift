@@ -1,5 +1,7 @@
 import XCTest
-@testable import SparseMoE
+@testable import SparseMoECore
+@testable import SparseMoENN
+@testable import SparseMoEModels
 
 /// Loads a model folder and compares its logits for tokens.json with expected.json.
 func hfLogitsMaxDiff(_ dir: URL) throws -> (maxDiff: Float, model: HuggingFaceModel) {

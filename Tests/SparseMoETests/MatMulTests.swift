@@ -1,6 +1,7 @@
 import XCTest
 import CMoEKernels
-@testable import SparseMoE
+import CMoEKernelsNaive
+@testable import SparseMoECore
 
 final class MatMulTests: XCTestCase {
     /// Optimised kernel (OpenBLAS, batched OpenMP) against the naive triple loop,

@@ -1,5 +1,6 @@
 import XCTest
-@testable import SparseMoE
+@testable import SparseMoECore
+@testable import SparseMoENN
 
 /// The MoE layer against a naive per-token reference (loop over tokens, loop over the
 /// selected experts, plain loops for each FFN), and its backward against finite differences.

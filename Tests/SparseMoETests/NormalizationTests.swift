@@ -1,5 +1,5 @@
 import XCTest
-@testable import SparseMoE
+@testable import SparseMoECore
 
 final class NormalizationTests: XCTestCase {
     private func rmsRef(_ x: [Float], _ w: [Float], eps: Double) -> [Float] {

@@ -1,7 +1,8 @@
 import XCTest
 import Foundation
 import CMoEKernels
-@testable import SparseMoE
+import CMoEKernelsNaive
+@testable import SparseMoECore
 
 final class PositionTests: XCTestCase {
     /// RoPE written the way transformers writes it: `emb = cat(freqs, freqs)`,

@@ -1,5 +1,6 @@
 import XCTest
-import SparseMoE
+@testable import SparseMoECore
+@testable import SparseMoENN
 
 /// The README's Swift example, verbatim, so the first screen never shows code that does not compile.
 final class ReadmeExampleTests: XCTestCase {

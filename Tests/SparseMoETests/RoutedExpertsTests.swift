@@ -1,7 +1,8 @@
 import Foundation
 import XCTest
 import CMoEKernels
-@testable import SparseMoE
+import CMoEKernelsNaive
+@testable import SparseMoECore
 
 final class RoutedExpertsTests: XCTestCase {
     /// One routed-experts problem: inputs and weights for an activation kind.

@@ -1,5 +1,5 @@
 import XCTest
-@testable import SparseMoE
+@testable import SparseMoECore
 
 /// Router kernels against naive Swift references, hand-computed values and finite differences.
 final class RouterOpsTests: XCTestCase {

@@ -2,8 +2,8 @@ import XCTest
 import Foundation
 #if canImport(FoundationXML)
 import FoundationXML
+@testable import SparseMoEReporting
 #endif
-@testable import SparseMoE
 
 /// Every chart must be well-formed XML (a browser or converter rejects anything else).
 final class SVGChartTests: XCTestCase {

@@ -1,5 +1,6 @@
 import XCTest
-@testable import SparseMoE
+@testable import SparseMoECore
+@testable import SparseMoEModels
 
 /// Seeded fuzzing of the safetensors parser: random and mutated headers must either
 /// load (and then every tensor reads within bounds) or throw `SparseMoEError.file`;

@@ -1,5 +1,6 @@
 import XCTest
-@testable import SparseMoE
+@testable import SparseMoECore
+@testable import SparseMoEModels
 
 /// A safetensors image from a header string and a data section (length field optional).
 func safetensorsImage(_ header: String, data: [UInt8], length: UInt64? = nil) -> Data {

@@ -1,6 +1,6 @@
 import XCTest
 import Foundation
-@testable import SparseMoE
+@testable import SparseMoECore
 
 final class SoftmaxTests: XCTestCase {
     private func logSoftmaxRef(_ x: [Float], _ v: Int) -> [Double] {

@@ -1,5 +1,5 @@
 import XCTest
-@testable import SparseMoE
+@testable import SparseMoECore
 
 final class StoragePoolTests: XCTestCase {
     let mb = 1 << 20

@@ -1,5 +1,6 @@
 import XCTest
-@testable import SparseMoE
+@testable import SparseMoECore
+@testable import SparseMoEModels
 
 /// Byte-level BPE against the `tokenizers` library's own encodings (Tests/Fixtures/hf/tokenizer-*).
 final class ByteLevelBPETokenizerTests: XCTestCase {

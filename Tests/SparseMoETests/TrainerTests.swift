@@ -1,5 +1,9 @@
 import XCTest
-@testable import SparseMoE
+@testable import SparseMoECore
+@testable import SparseMoENN
+@testable import SparseMoEModels
+@testable import SparseMoETraining
+@testable import SparseMoERuns
 
 final class TrainerTests: XCTestCase {
     func tinyModelConfig(causal: Bool = true, router: RouterKind = .softmaxTopK) -> TransformerConfig {

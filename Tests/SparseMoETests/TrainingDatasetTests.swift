@@ -1,5 +1,6 @@
 import XCTest
-@testable import SparseMoE
+@testable import SparseMoECore
+@testable import SparseMoETraining
 
 final class TrainingDatasetTests: XCTestCase {
     private func tempFile(_ bytes: [UInt8]) throws -> String {

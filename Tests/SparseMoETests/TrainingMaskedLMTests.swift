@@ -1,5 +1,6 @@
 import XCTest
-@testable import SparseMoE
+@testable import SparseMoECore
+@testable import SparseMoETraining
 
 final class TrainingMaskedLMTests: XCTestCase {
     /// ~100k positions: 15% chosen, of those 80% mask / 10% random / 10% unchanged,

@@ -1,6 +1,8 @@
 import XCTest
 import CMoEKernels
-@testable import SparseMoE
+import CMoEKernelsNaive
+@testable import SparseMoECore
+@testable import SparseMoETraining
 
 /// Naive AdamW of one parameter in Double, transcribed from the PyTorch docs'
 /// algorithm (decoupled decay θ ← θ − lr·wd·θ, then the bias-corrected Adam step).

@@ -1,5 +1,5 @@
 import XCTest
-@testable import SparseMoE
+@testable import SparseMoETraining
 
 final class TrainingScheduleTests: XCTestCase {
     func testWarmupAndCosineValues() throws {

@@ -1,5 +1,6 @@
 import XCTest
-@testable import SparseMoE
+@testable import SparseMoECore
+@testable import SparseMoETraining
 
 final class TrainingTokenizerTests: XCTestCase {
     let tok = ByteTokenizer()

@@ -1,5 +1,7 @@
 import XCTest
-@testable import SparseMoE
+@testable import SparseMoECore
+@testable import SparseMoENN
+@testable import SparseMoEModels
 
 final class TransformerLMTests: XCTestCase {
     static func tinyConfig(moe: Bool = true, latent: Bool = false, position: PositionEncoding = .rope) -> TransformerConfig {

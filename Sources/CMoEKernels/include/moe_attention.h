@@ -48,11 +48,6 @@ void moe_attention_backward(float *d_q, float *d_k, float *d_v, float *workspace
                             int64_t B, int64_t T, int64_t S, int64_t H, int64_t Hkv,
                             int64_t D, int64_t Dv, int causal, float scale);
 
-/* Reference (tests only): plain per-head loops, double accumulation, no probs. */
-void moe_attention_forward_naive(float *out,
-                                 const float *q, const float *k, const float *v,
-                                 int64_t B, int64_t T, int64_t S, int64_t H, int64_t Hkv,
-                                 int64_t D, int64_t Dv, int causal, float scale);
 
 #ifdef __cplusplus
 }

@@ -25,12 +25,17 @@ extern "C" {
  * contiguous block of rows with the activation fused in between, and combines: each token
  * sums its own slots in slot order (no atomics; deterministic for a fixed thread count).
  *
- * Schedules (see moe_dispatch_choose_schedule):
+ * Schedules (the `schedule` argument of forward and backward):
  *   SEQUENTIAL: experts one after another, each GEMM on all BLAS threads; pointwise
  *               passes (gather, activation, combine) as OpenMP loops over rows.
  *   PARALLEL:   experts in parallel: one OpenMP region, single-threaded BLAS inside; the
  *               experts, largest first, go one at a time to the next free thread. Each
  *               expert is computed by one thread alone, so results do not depend on which.
+ *   AUTO:       PARALLEL when threads > 1 and the greedy longest-first assignment of
+ *               experts to threads (cost of an expert = its rows + 32, 0 if it has no rows)
+ *               has a makespan ≤ 1.25 × the perfectly balanced share; else SEQUENTIAL
+ *               (one dominant expert, E = 1, a single thread). Inside an OpenMP parallel
+ *               region every request runs SEQUENTIAL (no nested threading).
  */
 
 typedef enum moe_expert_activation {
@@ -57,17 +62,6 @@ typedef enum moe_expert_schedule {
  */
 int64_t moe_dispatch_plan(int64_t *offsets, int32_t *sorted, int32_t *position,
                           const int32_t *experts, int64_t T, int64_t K, int64_t E);
-
-/*
- * The schedule the kernels will run for `requested` with `threads` threads:
- * SEQUENTIAL or PARALLEL (never AUTO). AUTO picks PARALLEL when threads > 1 and the
- * greedy longest-first assignment of experts to threads (cost of an expert = its rows + 32,
- * 0 if it has no rows) has a makespan ≤ 1.25 × the perfectly balanced share; else
- * SEQUENTIAL (e.g. one dominant expert, E = 1, or a single thread). Called from inside
- * an OpenMP parallel region, every request resolves to SEQUENTIAL (no nested threading).
- */
-int moe_dispatch_choose_schedule(const int64_t *offsets, int64_t E, int threads, int requested,
-                                 int32_t *scratch /* [2 * E] */);
 
 /*
  * Number of float32 elements of scratch the forward (backward = 0) or backward
@@ -119,15 +113,6 @@ void moe_routed_experts_backward(float *dx, float *dgates, float *dw1, float *dw
                                  int64_t T, int64_t C, int64_t F, int64_t E, int64_t K,
                                  int activation, int schedule);
 
-/*
- * Naive reference of the forward (tests only): per token, per slot, plain loops with
- * double accumulation. Same arguments as the math above; no plan, no workspace.
- */
-void moe_routed_experts_forward_naive(float *y, const float *x, const int32_t *experts,
-                                      const float *gates, const float *w1, const float *w3,
-                                      const float *w2, const float *b1, const float *b2,
-                                      int64_t T, int64_t C, int64_t F, int64_t E, int64_t K,
-                                      int activation);
 
 #ifdef __cplusplus
 }

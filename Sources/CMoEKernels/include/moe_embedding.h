@@ -18,8 +18,6 @@ void moe_embedding_forward(float *out, const float *table, const int32_t *ids, i
  * bit-identical for every thread count and equal to the naive loop. */
 void moe_embedding_backward(float *d_table, const float *d_out, const int32_t *ids, int64_t n, int64_t c);
 
-/* Serial reference of moe_embedding_backward (tests only). */
-void moe_embedding_backward_naive(float *d_table, const float *d_out, const int32_t *ids, int64_t n, int64_t c);
 
 #ifdef __cplusplus
 }

@@ -10,7 +10,8 @@
  *    a NULL gradient pointer means "not needed" and is skipped.
  *  - No allocation inside kernels: scratch space is passed in by the caller,
  *    with a *_workspace_size query where one is needed.
- *  - A *_naive reference sits beside each optimised kernel; tests compare them.
+ *  - A *_naive reference of each optimised kernel lives in the test-only target
+ *    CMoEKernelsNaive (Tests/CMoEKernelsNaive); tests compare them.
  *  - Results are deterministic for a fixed thread count: fixed static schedules,
  *    no floating-point atomics, reductions in a fixed order.
  *
@@ -31,6 +32,5 @@
 #include "moe_layout.h"
 #include "moe_dispatch.h"
 #include "moe_optim.h"
-#include "moe_bench_reference.h"
 
 #endif

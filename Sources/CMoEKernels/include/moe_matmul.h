@@ -26,10 +26,6 @@ void moe_matmul_backward(float *d_a, float *d_b, const float *d_out,
                          int64_t batch, int64_t m, int64_t n, int64_t k,
                          int trans_a, int trans_b, int64_t a_stride, int64_t b_stride);
 
-/* Naive triple-loop reference of moe_matmul_forward (tests only). */
-void moe_matmul_forward_naive(float *out, const float *a, const float *b,
-                              int64_t batch, int64_t m, int64_t n, int64_t k,
-                              int trans_a, int trans_b, int64_t a_stride, int64_t b_stride);
 
 #ifdef __cplusplus
 }

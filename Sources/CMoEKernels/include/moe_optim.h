@@ -36,8 +36,6 @@ void moe_adamw_step(float *param, float *m, float *v, const float *grad, int64_t
  */
 double moe_grad_norm_sq(const float *x, int64_t n);
 
-/* Sequential reference of moe_grad_norm_sq (tests only). */
-double moe_grad_norm_sq_naive(const float *x, int64_t n);
 
 /* x[i] *= scale over N elements (gradient clipping). */
 void moe_grad_scale(float *x, int64_t n, float scale);

@@ -36,10 +36,6 @@ void moe_scale_forward(float *out, const float *x, float s, int64_t n);
 /* d_x[i] += s * d_out[i] */
 void moe_scale_backward(float *d_x, const float *d_out, float s, int64_t n);
 
-/* Reference for the broadcast gradient reduction: d_b[j] += scale * Σ_i d_out[i, j]
- * (* a[i, j] when a != NULL), a plain double-accumulated loop (tests only). */
-void moe_reduce_rows_naive(float *d_b, const float *d_out, const float *a, float scale,
-                           int64_t n, int64_t d);
 
 /* ---- Reductions -------------------------------------------------------------- */
 
@@ -48,8 +44,6 @@ void moe_reduce_rows_naive(float *d_b, const float *d_out, const float *a, float
 void moe_sum_forward(float *out, const float *x, float scale, int64_t n);
 /* d_x[i] += scale * d_out[0] */
 void moe_sum_backward(float *d_x, const float *d_out, float scale, int64_t n);
-/* Serial double-accumulated reference of moe_sum_forward (tests only). */
-void moe_sum_forward_naive(float *out, const float *x, float scale, int64_t n);
 
 /* Sum over the last axis: out[N] = Σ_j x[N, D]; double accumulation per row. */
 void moe_sum_last_forward(float *out, const float *x, int64_t n, int64_t d);

@@ -41,10 +41,6 @@ void moe_rope_forward(float *out, const float *x, const float *cos_t, const floa
 void moe_rope_backward(float *dx, const float *d_out, const float *cos_t, const float *sin_t,
                        int64_t B, int64_t T, int64_t H, int64_t D, int64_t R, int style);
 
-/* Reference (tests only): angles computed per element from start and theta,
- * same float32 recipe, plain loops, no tables. */
-void moe_rope_forward_naive(float *out, const float *x, int64_t start, float theta,
-                            int64_t B, int64_t T, int64_t H, int64_t D, int64_t R, int style);
 
 /*
  * Sinusoidal position encoding (Vaswani et al. 2017), width C:

@@ -1,5 +1,5 @@
 import XCTest
-@testable import SparseMoE
+@testable import SparseMoECore
 
 /// Result of comparing an op's analytic gradient with central finite differences.
 struct GradientCheckReport: CustomStringConvertible {

@@ -1,0 +1,65 @@
+import SparseMoE
+
+/// The machine's practical fp32 matrix-product peak, and model-FLOPs utilisation (MFU)
+/// against it.
+///
+/// MFU = (model FLOPs / second) / peak, where model FLOPs are the analytic count
+/// (`ModelAccounting`: forward, or training = 3 × forward, per token × tokens), not what
+/// the kernels executed: padding, recomputation and dropped tokens do not raise it.
+/// The peak is measured, not read from a data sheet: the best of a few large square
+/// sgemm calls through the library's `matmul` op (OpenBLAS), so MFU says how close the
+/// whole model comes to the GEMM the same machine runs.
+public enum MachinePeak {
+    /// GFLOP/s of the best of `repeats` timed `size`×`size`×`size` products (2·size³ FLOPs
+    /// each) after one untimed warm-up, on `threads` threads (nil: the current
+    /// `Threads.count`; the previous count is restored after). About 2·size³·(repeats + 1)
+    /// FLOPs of work: ≈ 8.6 GFLOP, well under a second, at the default sizes.
+    public static func measureSGEMM(threads: Int? = nil, size: Int = 1024, repeats: Int = 3) throws -> Double {
+        guard size >= 1 else { throw SparseMoEError.invalidArgument(op: "MachinePeak.measureSGEMM", message: "size must be ≥ 1, got \(size)") }
+        guard repeats >= 1 else { throw SparseMoEError.invalidArgument(op: "MachinePeak.measureSGEMM", message: "repeats must be ≥ 1, got \(repeats)") }
+        if let n = threads, n < 1 {
+            throw SparseMoEError.invalidArgument(op: "MachinePeak.measureSGEMM", message: "threads must be ≥ 1, got \(n)")
+        }
+        return try Threads.with(threads ?? Threads.count) {
+            var rng = RandomGenerator(seed: 1)
+            let a = Tensor.uniform([size, size], low: -1, high: 1, using: &rng)
+            let b = Tensor.uniform([size, size], low: -1, high: 1, using: &rng)
+            _ = try matmul(a, b)
+            let clock = ContinuousClock()
+            var best = Double.infinity
+            for _ in 0..<repeats {
+                let start = clock.now
+                _ = try matmul(a, b)
+                best = min(best, seconds(clock.now - start))
+            }
+            let flops = 2 * Double(size) * Double(size) * Double(size)
+            return flops / max(best, 1e-9) / 1e9
+        }
+    }
+
+    /// Achieved GFLOP/s: `flops` done in `seconds`.
+    public static func achievedGFLOPS(flops: Double, seconds: Double) throws -> Double {
+        guard flops >= 0, flops.isFinite else {
+            throw SparseMoEError.invalidArgument(op: "MachinePeak.achievedGFLOPS", message: "flops must be finite and ≥ 0, got \(flops)")
+        }
+        guard seconds > 0, seconds.isFinite else {
+            throw SparseMoEError.invalidArgument(op: "MachinePeak.achievedGFLOPS", message: "seconds must be finite and > 0, got \(seconds)")
+        }
+        return flops / seconds / 1e9
+    }
+
+    /// Model-FLOPs utilisation, a fraction: (`modelFLOPs` / `seconds`) / (`peakGFLOPS` · 10⁹).
+    /// E.g. 3 × forward FLOPs per token × tokens of a training step, its wall time, and
+    /// `measureSGEMM()` on the same thread count.
+    public static func modelFLOPsUtilization(modelFLOPs: Double, seconds: Double, peakGFLOPS: Double) throws -> Double {
+        guard peakGFLOPS > 0, peakGFLOPS.isFinite else {
+            throw SparseMoEError.invalidArgument(op: "MachinePeak.modelFLOPsUtilization", message: "peak must be finite and > 0 GFLOP/s, got \(peakGFLOPS)")
+        }
+        return try achievedGFLOPS(flops: modelFLOPs, seconds: seconds) / peakGFLOPS
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        let c = d.components
+        return Double(c.seconds) + Double(c.attoseconds) * 1e-18
+    }
+}

@@ -1,0 +1,65 @@
+internal import CMoEKernels
+
+/// Multi-head scaled-dot-product attention with grouped-query (GQA/MQA) heads.
+///
+/// - q `[B, T, H, D]`, k `[B, S, Hkv, D]`, v `[B, S, Hkv, Dv]` → `[B, T, H, Dv]`.
+/// - `H % Hkv == 0`; query head h uses kv head `h / (H / Hkv)`. Dv may differ from D.
+/// - `out[b,i,h] = Σ_j softmax_j(scale · q[b,i,h]·k[b,j,g]) · v[b,j,g]`, `scale`
+///   defaulting to `1/√D`.
+/// - `causal`: query i sees keys `j ≤ i + (S − T)` — the queries are the last T of
+///   the S positions, as when decoding with a KV cache. Requires `S ≥ T`.
+///
+/// The forward keeps the softmax probabilities `[B, H, T, S]` for the backward when
+/// a gradient is needed. FLOPs ≈ 2·B·H·T·S·(D + Dv) (about half when causal with
+/// S = T). Backward: dQ, dK, dV; dK/dV of a kv head sum its query heads in order
+/// (deterministic).
+public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, causal: Bool, scale: Float? = nil) throws -> Tensor {
+    let op = "attention"
+    try Check.float32(q, op, "q"); try Check.float32(k, op, "k"); try Check.float32(v, op, "v")
+    try Check.rank(q, 4, op, "q [B, T, H, D]")
+    try Check.rank(k, 4, op, "k [B, S, Hkv, D]")
+    try Check.rank(v, 4, op, "v [B, S, Hkv, Dv]")
+    let (b, t, h, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
+    let (s, hkv, dv) = (k.shape[1], k.shape[2], v.shape[3])
+    guard k.shape[0] == b, v.shape[0] == b else {
+        throw SparseMoEError.shapeMismatch(op: op, message: "batch sizes differ: q \(q.shape), k \(k.shape), v \(v.shape)")
+    }
+    guard k.shape[3] == d else {
+        throw SparseMoEError.shapeMismatch(op: op, message: "head size D differs: q \(q.shape) [B, T, H, D] and k \(k.shape) [B, S, Hkv, D]")
+    }
+    guard v.shape[1] == s, v.shape[2] == hkv else {
+        throw SparseMoEError.shapeMismatch(op: op, message: "k \(k.shape) [B, S, Hkv, D] and v \(v.shape) [B, S, Hkv, Dv] must agree on S and Hkv")
+    }
+    guard hkv > 0, h % hkv == 0 else {
+        throw SparseMoEError.shapeMismatch(op: op, message: "query heads H=\(h) (q \(q.shape)) must be a multiple of kv heads Hkv=\(hkv) (k \(k.shape))")
+    }
+    guard d > 0, dv > 0 else {
+        throw SparseMoEError.shapeMismatch(op: op, message: "head sizes must be ≥ 1: q \(q.shape), v \(v.shape)")
+    }
+    guard s > 0 || b * t * h == 0 else {
+        throw SparseMoEError.shapeMismatch(op: op, message: "no keys to attend to: k \(k.shape) has S=0 for q \(q.shape)")
+    }
+    guard !causal || s >= t else {
+        throw SparseMoEError.shapeMismatch(op: op, message: "causal attention needs S ≥ T (queries are the last T positions): q \(q.shape) has T=\(t), k \(k.shape) has S=\(s)")
+    }
+    let sc = scale ?? 1 / Float(d).squareRoot()
+    try Check.argument(sc.isFinite, op, "scale must be finite, got \(sc)")
+
+    let out = Tensor(zeros: [b, t, h, dv])
+    guard b * t * h > 0 else { return out.recording(op, inputs: [q, k, v]) { _ in } }
+    let probs = Tensor(zeros: [b, h, t, s])
+    let c = causal ? Int32(1) : 0
+    let dims = (Int64(b), Int64(t), Int64(s), Int64(h), Int64(hkv), Int64(d), Int64(dv))
+    moe_attention_forward(out.floats, probs.floats, q.floats, k.floats, v.floats,
+                          dims.0, dims.1, dims.2, dims.3, dims.4, dims.5, dims.6, c, sc)
+    return out.recording(op, inputs: [q, k, v]) { g in
+        let dq = q.requiresGrad ? q.gradBuffer().floats : nil
+        let dk = k.requiresGrad ? k.gradBuffer().floats : nil
+        let dvp = v.requiresGrad ? v.gradBuffer().floats : nil
+        guard dq != nil || dk != nil || dvp != nil else { return }
+        let work = Tensor(zeros: [Int(moe_attention_backward_workspace_size(dims.0, dims.1, dims.2, dims.3))])
+        moe_attention_backward(dq, dk, dvp, work.floats, g.floats, probs.floats,
+                               q.floats, k.floats, v.floats,
+                               dims.0, dims.1, dims.2, dims.3, dims.4, dims.5, dims.6, c, sc)
+    }
+}

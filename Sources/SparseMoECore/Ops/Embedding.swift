@@ -1,0 +1,26 @@
+internal import CMoEKernels
+
+/// Embedding lookup: `out[..., :] = table[ids[...], :]` for `table [V, C]` (float32)
+/// and integer `ids [...]` (int32, each in `0..<V`) → `[..., C]`.
+/// Backward: dTable[id] += dOut rows, summed in position order (no atomics; the
+/// threads split the C columns), so repeated ids accumulate deterministically.
+public func embedding(_ table: Tensor, _ ids: Tensor) throws -> Tensor {
+    let op = "embedding"
+    try Check.float32(table, op, "table")
+    try Check.rank(table, 2, op, "table")
+    try Check.int32(ids, op, "ids")
+    let (v, c) = (table.shape[0], table.shape[1])
+    let n = ids.count
+    let p = ids.int32s
+    for i in 0..<n where p[i] < 0 || Int(p[i]) >= v {
+        throw SparseMoEError.invalidArgument(
+            op: op, message: "id \(p[i]) at position \(i) of ids \(ids.shape) is out of range for table \(table.shape) (V = \(v))")
+    }
+    let out = Tensor(zeros: ids.shape + [c])
+    moe_embedding_forward(out.floats, table.floats, p, Int64(n), Int64(c))
+    // Backward reads the ids later: keep a private copy so a reused id buffer cannot change it.
+    let saved = Tensor.needsGrad([table]) ? ids.copy() : ids
+    return out.recording(op, inputs: [table]) { g in
+        moe_embedding_backward(table.gradBuffer().floats, g.floats, saved.int32s, Int64(n), Int64(c))
+    }
+}

@@ -1,0 +1,58 @@
+internal import CMoEKernels
+
+/// Matrix product `op(a) · op(b)` (C kernel `moe_matmul_*`, OpenBLAS sgemm).
+///
+/// - 2-D: a `[M, K]` (or `[K, M]` with `transposeA`), b `[K, N]` (or `[N, K]` with
+///   `transposeB`) → `[M, N]`.
+/// - Batched: a `[..., M, K]`, b `[..., K, N]` with equal leading dimensions → `[..., M, N]`;
+///   or b 2-D, shared by every batch (a linear layer over `[B, T, C]`), which runs as
+///   one large GEMM.
+/// FLOPs: 2·M·N·K per batch. Backward: dA = dC·op(B)ᵀ, dB = op(A)ᵀ·dC (mapped through
+/// the transposes), accumulated.
+public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) throws -> Tensor {
+    let op = "matmul"
+    try Check.float32(a, op, "a"); try Check.float32(b, op, "b")
+    try Check.rank(a, atLeast: 2, op, "a"); try Check.rank(b, atLeast: 2, op, "b")
+    // A shared 2-D right operand with an untransposed batched left operand is one GEMM.
+    if b.rank == 2 && a.rank > 2 && !transposeA {
+        let rows = a.shape.dropLast().reduce(1, *)
+        let flat = try a.reshaped([rows, a.shape[a.rank - 1]])
+        let out = try matmul(flat, b, transposeB: transposeB)
+        return try out.reshaped(Array(a.shape.dropLast()) + [out.shape[1]])
+    }
+    let (aRows, aCols) = (a.shape[a.rank - 2], a.shape[a.rank - 1])
+    let (bRows, bCols) = (b.shape[b.rank - 2], b.shape[b.rank - 1])
+    let (m, kA) = transposeA ? (aCols, aRows) : (aRows, aCols)
+    let (kB, n) = transposeB ? (bCols, bRows) : (bRows, bCols)
+    guard kA == kB else {
+        throw SparseMoEError.shapeMismatch(
+            op: op, message: "inner dimensions differ: a \(a.shape)\(transposeA ? "ᵀ" : "") has K=\(kA), b \(b.shape)\(transposeB ? "ᵀ" : "") has K=\(kB)")
+    }
+    let batchA = Array(a.shape.dropLast(2)), batchB = Array(b.shape.dropLast(2))
+    let batchShape: [Int]
+    let bStride: Int
+    if batchB.isEmpty {
+        batchShape = batchA; bStride = 0
+    } else {
+        guard batchA == batchB else {
+            throw SparseMoEError.shapeMismatch(op: op, message: "batch dimensions differ: a \(a.shape), b \(b.shape)")
+        }
+        batchShape = batchA; bStride = kB * n
+    }
+    let batch = batchShape.reduce(1, *)
+    let k = kA
+    let out = Tensor(zeros: batchShape + [m, n])
+    if m * n > 0 && batch > 0 {
+        if k == 0 { /* product of empty inner dimension is zero */ } else {
+            moe_matmul_forward(out.floats, a.floats, b.floats, Int64(batch), Int64(m), Int64(n), Int64(k),
+                               transposeA ? 1 : 0, transposeB ? 1 : 0, Int64(m * k), Int64(bStride))
+        }
+    }
+    return out.recording(op, inputs: [a, b]) { g in
+        guard m * n * k * batch > 0 else { return }
+        let da = a.requiresGrad ? a.gradBuffer().floats : nil
+        let db = b.requiresGrad ? b.gradBuffer().floats : nil
+        moe_matmul_backward(da, db, g.floats, a.floats, b.floats, Int64(batch), Int64(m), Int64(n), Int64(k),
+                            transposeA ? 1 : 0, transposeB ? 1 : 0, Int64(m * k), Int64(bStride))
+    }
+}

@@ -1,0 +1,103 @@
+internal import CMoEKernels
+
+/// How RoPE pairs the features of a head that rotate together.
+public enum RotaryStyle: String, Sendable, Codable, CaseIterable {
+    /// Pairs (i, i + R/2): Hugging Face `rotate_half` (Llama, Mixtral, Qwen, GPT-NeoX).
+    case halfSplit
+    /// Pairs (2i, 2i + 1): GPT-J and Meta's original Llama (complex multiplication).
+    case interleaved
+
+    var cValue: Int32 { self == .halfSplit ? 0 : 1 }
+}
+
+/// Rotary position embedding (Su et al. 2021) for tensors `[B, T, H, D]`.
+///
+/// Feature pair i of the first `rotaryDim` features (R, even, ≤ D) is rotated by the
+/// angle `pos · invFreq[i]`, `invFreq[i] = theta^(−2i/R)`, with `pos = start + t`;
+/// features R..<D pass through (partial rotary). For a pair (a, b):
+/// `a' = a·cos − b·sin`, `b' = b·cos + a·sin`. The angles follow transformers'
+/// float32 recipe (float32 inverse frequencies, float32 product, float32 cos/sin), so
+/// results match its RoPE to float32 rounding. Backward rotates by the negative angle.
+///
+/// Cost: O(T·R) transcendental functions for the tables, O(B·T·H·D) for the rotation.
+public struct RotaryEmbedding: Sendable, Equatable {
+    /// Base of the frequencies (10 000 in the paper, 1 000 000 in some long-context models).
+    public var theta: Float
+    /// Rotated features per head; nil means the whole head.
+    public var rotaryDim: Int?
+    public var style: RotaryStyle
+
+    public init(theta: Float = 10000, rotaryDim: Int? = nil, style: RotaryStyle = .halfSplit) {
+        self.theta = theta
+        self.rotaryDim = rotaryDim
+        self.style = style
+    }
+
+    /// The rotary width for a head of size `headDim`, validated.
+    func width(headDim: Int, _ op: String) throws -> Int {
+        let r = rotaryDim ?? headDim
+        try Check.argument(r > 0 && r % 2 == 0 && r <= headDim, op,
+                           "rotaryDim must be even and in 2...\(headDim) (head size), got \(r)")
+        try Check.argument(theta.isFinite && theta > 0, op, "theta must be positive and finite, got \(theta)")
+        return r
+    }
+
+    /// Inverse frequencies `[R/2]`: `1 / theta^(2i/R)` in float32.
+    public func inverseFrequencies(headDim: Int) throws -> Tensor {
+        let r = try width(headDim: headDim, "rope")
+        let inv = Tensor(zeros: [r / 2])
+        moe_rope_inv_freq(inv.floats, Int64(r), theta)
+        return inv
+    }
+
+    /// Cosine and sine tables `[count, R/2]` for positions `start ..< start + count`.
+    public func tables(start: Int, count: Int, headDim: Int) throws -> (cos: Tensor, sin: Tensor) {
+        try Check.argument(start >= 0 && count >= 0, "rope", "start and count must be ≥ 0, got start \(start), count \(count)")
+        let inv = try inverseFrequencies(headDim: headDim)
+        let half = inv.count
+        let c = Tensor(zeros: [count, half]), s = Tensor(zeros: [count, half])
+        if count * half > 0 {
+            moe_rope_tables(c.floats, s.floats, inv.floats, Int64(start), Int64(count), Int64(half * 2))
+        }
+        return (c, s)
+    }
+
+    /// Rotates `x` `[B, T, H, D]` whose token t sits at position `start + t`.
+    public func callAsFunction(_ x: Tensor, start: Int = 0) throws -> Tensor {
+        try Check.rank(x, 4, "rope", "x [B, T, H, D]")
+        let (cosT, sinT) = try tables(start: start, count: x.shape[1], headDim: x.shape[3])
+        return try apply(x, cos: cosT, sin: sinT)
+    }
+
+    /// Rotates `x` `[B, T, H, D]` with precomputed `tables(start:count:headDim:)`
+    /// (`cos`, `sin` `[T, R/2]`), so that one table serves queries and keys of every layer.
+    public func apply(_ x: Tensor, cos cosT: Tensor, sin sinT: Tensor) throws -> Tensor {
+        let op = "rope"
+        try Check.float32(x, op, "x"); try Check.float32(cosT, op, "cos"); try Check.float32(sinT, op, "sin")
+        try Check.rank(x, 4, op, "x [B, T, H, D]")
+        let (b, t, h, d) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let r = try width(headDim: d, op)
+        guard cosT.shape == [t, r / 2], sinT.shape == [t, r / 2] else {
+            throw SparseMoEError.shapeMismatch(
+                op: op, message: "cos \(cosT.shape) and sin \(sinT.shape) must be [T, R/2] = [\(t), \(r / 2)] for x \(x.shape), rotaryDim \(r)")
+        }
+        let out = Tensor(zeros: x.shape)
+        let style = self.style.cValue
+        if x.count > 0 {
+            moe_rope_forward(out.floats, x.floats, cosT.floats, sinT.floats,
+                             Int64(b), Int64(t), Int64(h), Int64(d), Int64(r), style)
+        }
+        return out.recording(op, inputs: [x]) { g in
+            guard x.requiresGrad, x.count > 0 else { return }
+            moe_rope_backward(x.gradBuffer().floats, g.floats, cosT.floats, sinT.floats,
+                              Int64(b), Int64(t), Int64(h), Int64(d), Int64(r), style)
+        }
+    }
+}
+
+/// Rotary position embedding of `x` `[B, T, H, D]` (see `RotaryEmbedding`).
+/// `start` is the position of token 0 (the KV-cache length when decoding).
+public func rope(_ x: Tensor, start: Int = 0, theta: Float = 10000, rotaryDim: Int? = nil,
+                 style: RotaryStyle = .halfSplit) throws -> Tensor {
+    try RotaryEmbedding(theta: theta, rotaryDim: rotaryDim, style: style)(x, start: start)
+}

@@ -1,0 +1,146 @@
+/// An n-dimensional, row-major, contiguous array with optional gradient tracking.
+///
+/// A tensor is a view `(storage, offset, shape)`: reshapes and leading-axis slices
+/// share storage and cost nothing. Every tensor is contiguous, so the C kernels see
+/// plain row-major buffers.
+///
+/// Autograd: a tensor produced by a library op while gradients are enabled records
+/// that op (its `gradNode`). `backward()` on a scalar walks the recorded ops in
+/// reverse and accumulates `grad` of every tensor with `requiresGrad`.
+public final class Tensor: @unchecked Sendable, CustomStringConvertible {
+    public let storage: TensorStorage
+    /// Offset of the first element in `storage`, in elements.
+    public let offset: Int
+    public let shape: [Int]
+    /// Whether gradients flow to (or through) this tensor.
+    public var requiresGrad: Bool
+    /// Accumulated gradient, same shape; `nil` until a backward pass reaches it.
+    public internal(set) var grad: Tensor?
+    /// The recorded op that produced this tensor (nil for leaves).
+    var gradNode: GradNode?
+    /// Optional name, used in error messages and parameter listings.
+    public var name: String?
+
+    public init(storage: TensorStorage, shape: [Int], offset: Int = 0, requiresGrad: Bool = false) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
+        precondition(offset + shape.reduce(1, *) <= storage.count, "view exceeds storage")
+        self.storage = storage
+        self.shape = shape
+        self.offset = offset
+        self.requiresGrad = requiresGrad
+    }
+
+    /// A zero-filled tensor.
+    public convenience init(zeros shape: [Int], dtype: DType = .float32, requiresGrad: Bool = false) {
+        self.init(storage: TensorStorage(dtype: dtype, count: shape.reduce(1, *)), shape: shape,
+                  requiresGrad: requiresGrad)
+    }
+
+    /// A float32 tensor filled from `values` (row-major). Throws if the count differs.
+    public convenience init(_ values: [Float], shape: [Int], requiresGrad: Bool = false) throws {
+        let n = shape.reduce(1, *)
+        guard values.count == n, shape.allSatisfy({ $0 >= 0 }) else {
+            throw SparseMoEError.shapeMismatch(
+                op: "Tensor.init", message: "\(values.count) values do not fill shape \(shape) (\(n) elements)")
+        }
+        self.init(zeros: shape, requiresGrad: requiresGrad)
+        values.withUnsafeBufferPointer { src in
+            if n > 0 { floats.update(from: src.baseAddress!, count: n) }
+        }
+    }
+
+    /// An int32 tensor (token ids, expert indices).
+    public convenience init(indices values: [Int32], shape: [Int]) throws {
+        let n = shape.reduce(1, *)
+        guard values.count == n else {
+            throw SparseMoEError.shapeMismatch(
+                op: "Tensor.init", message: "\(values.count) indices do not fill shape \(shape) (\(n) elements)")
+        }
+        self.init(zeros: shape, dtype: .int32)
+        values.withUnsafeBufferPointer { src in
+            if n > 0 { int32s.update(from: src.baseAddress!, count: n) }
+        }
+    }
+
+    /// A float32 tensor filled with `value`.
+    public convenience init(repeating value: Float, shape: [Int], requiresGrad: Bool = false) {
+        self.init(zeros: shape, requiresGrad: requiresGrad)
+        let p = floats
+        for i in 0..<count { p[i] = value }
+    }
+
+    /// A scalar (rank-0) float32 tensor.
+    public convenience init(scalar value: Float) {
+        self.init(repeating: value, shape: [])
+    }
+
+    public var dtype: DType { storage.dtype }
+    public var rank: Int { shape.count }
+    /// Number of elements.
+    public var count: Int { shape.reduce(1, *) }
+
+    /// Element pointer for float32 tensors (for kernels and fast loops).
+    public var floats: UnsafeMutablePointer<Float> { storage.floats + offset }
+    /// Element pointer for int32 tensors.
+    public var int32s: UnsafeMutablePointer<Int32> { storage.int32s + offset }
+
+    /// A copy of the elements as an array (float32 tensors).
+    public var scalars: [Float] { Array(UnsafeBufferPointer(start: floats, count: count)) }
+    /// A copy of the elements as an array (int32 tensors).
+    public var indexScalars: [Int32] { Array(UnsafeBufferPointer(start: int32s, count: count)) }
+
+    /// The single value of a one-element tensor.
+    public var item: Float {
+        precondition(count == 1, "item of a tensor with shape \(shape)")
+        return floats[0]
+    }
+
+    /// A detached deep copy (no gradient history, `requiresGrad` false).
+    public func copy() -> Tensor {
+        let t = Tensor(zeros: shape, dtype: dtype)
+        t.storage.raw.copyMemory(from: storage.raw + offset * dtype.byteSize, byteCount: count * dtype.byteSize)
+        return t
+    }
+
+    /// A view of the same storage without gradient history.
+    public func detached() -> Tensor {
+        Tensor(storage: storage, shape: shape, offset: offset)
+    }
+
+    /// Overwrites this tensor's elements with `other`'s (same shape). Not recorded.
+    public func assign(_ other: Tensor) throws {
+        guard other.shape == shape, other.dtype == dtype else {
+            throw SparseMoEError.shapeMismatch(
+                op: "assign", message: "source \(other.shape) \(other.dtype) vs destination \(shape) \(dtype)")
+        }
+        (storage.raw + offset * dtype.byteSize).copyMemory(
+            from: other.storage.raw + other.offset * dtype.byteSize, byteCount: count * dtype.byteSize)
+    }
+
+    /// Sets every element to zero. Not recorded.
+    public func zero() {
+        memset(storage.raw + offset * dtype.byteSize, 0, count * dtype.byteSize)
+    }
+
+    /// Clears the accumulated gradient.
+    public func zeroGrad() { grad = nil }
+
+    /// The gradient buffer, allocated as zeros on first use (used by backward kernels).
+    package func gradBuffer() -> Tensor {
+        if let g = grad { return g }
+        let g = Tensor(zeros: shape)
+        grad = g
+        return g
+    }
+
+    public var description: String {
+        let preview = dtype == .float32 ? scalars.prefix(8).map { "\($0)" } : indexScalars.prefix(8).map { "\($0)" }
+        return "Tensor(\(shape), \(dtype)\(requiresGrad ? ", requiresGrad" : ""): [\(preview.joined(separator: ", "))\(count > 8 ? ", …" : "")])"
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

@@ -1,0 +1,30 @@
+internal import CMoEKernels
+
+/// The one thread-count knob of the library.
+///
+/// `Threads.count = n` sets the OpenMP thread count of the C kernels, the one pool
+/// of threads: OpenBLAS always runs single-threaded, large GEMMs are split across the
+/// `n` OpenMP threads, and kernels that run work items in parallel (batches, heads,
+/// experts) give each item one thread. The total number of busy threads never exceeds
+/// `n`. The command-line tool sets it from `--threads` or `SPARSEMOE_NUM_THREADS`.
+///
+/// For a fixed thread count every kernel is deterministic: the same inputs give
+/// bit-identical outputs.
+public enum Threads {
+    /// Current thread count (defaults to the number of cores OpenMP sees).
+    public static var count: Int {
+        get { Int(moe_get_num_threads()) }
+        set { moe_set_num_threads(Int32(max(1, newValue))) }
+    }
+
+    /// Hardware threads available.
+    public static var available: Int { Int(moe_available_threads()) }
+
+    /// Runs `body` with the thread count set to `n`, restoring the previous count after.
+    public static func with<R>(_ n: Int, _ body: () throws -> R) rethrows -> R {
+        let old = count
+        count = n
+        defer { count = old }
+        return try body()
+    }
+}

@@ -1,0 +1,125 @@
+import SparseMoECore
+
+/// Tensor names of a Hugging Face checkpoint ↔ the library's parameter names.
+///
+/// The library names its parameters like transformers (`model.layers.{i}.self_attn.q_proj.weight`,
+/// `model.norm.weight`, `lm_head.weight`, dense `mlp.gate_proj.weight`, ...); these pass through
+/// unchanged. The differences are all in the MoE block of layer i:
+///
+/// | library                                   | checkpoint                                                        |
+/// |-------------------------------------------|-------------------------------------------------------------------|
+/// | `mlp.gate.weight` `[E, C]`                | Mixtral `block_sparse_moe.gate.weight`; others `mlp.gate.weight`   |
+/// | `mlp.experts.gate_proj` `[E, F, C]`       | `experts.{e}.gate_proj.weight` `[F, C]` (Mixtral `experts.{e}.w1.weight`), or the first F rows of fused `mlp.experts.gate_up_proj` `[E, 2F, C]` |
+/// | `mlp.experts.up_proj` `[E, F, C]`         | `experts.{e}.up_proj.weight` (Mixtral `w3`), or the last F rows of `gate_up_proj` |
+/// | `mlp.experts.down_proj` `[E, C, F]`       | `experts.{e}.down_proj.weight` `[C, F]` (Mixtral `w2`), or fused `mlp.experts.down_proj` `[E, C, F]` |
+/// | `mlp.shared_expert.*`                     | DeepSeek-V3 `mlp.shared_experts.*`; Qwen2-MoE unchanged            |
+///
+/// The fused layout is transformers 5's in-memory one (`gate_up_proj` `[E, 2·F, C]`, gate rows
+/// first, then up; `down_proj` `[E, C, F]`); transformers 5 writes checkpoints per expert, as
+/// transformers 4 did, and so does `HuggingFaceModel.save`.
+public struct HFWeightMap: Sendable {
+    public let modelType: HFConfig.ModelType
+    public let numExperts: Int
+
+    /// Which stacked expert matrix.
+    public enum ExpertMatrix: String, Sendable, CaseIterable {
+        case gate = "gate_proj", up = "up_proj", down = "down_proj"
+
+        /// Mixtral's per-expert name.
+        var mixtralName: String {
+            switch self {
+            case .gate: return "w1"
+            case .up: return "w3"
+            case .down: return "w2"
+            }
+        }
+    }
+
+    /// Where one library parameter is stored in a checkpoint.
+    public enum Location: Equatable, Sendable {
+        /// One tensor of the same shape.
+        case tensor(String)
+        /// Expert e's slice `[F, C]` (or `[C, F]`) is the tensor `perExpert[e]`; alternatively one of
+        /// the `fused` `gate_up_proj` names `[E, 2F, C]` (gate: rows 0..<F, up: rows F..<2F of each
+        /// expert), or the whole stacked tensor under `stacked`.
+        case experts(matrix: ExpertMatrix, perExpert: [String], fused: [String], stacked: String)
+    }
+
+    public init(modelType: HFConfig.ModelType, numExperts: Int) {
+        self.modelType = modelType
+        self.numExperts = numExperts
+    }
+
+    /// Splits `model.layers.{i}.rest` into (i, rest).
+    static func layerParts(_ name: String) -> (Int, String)? {
+        let prefix = "model.layers."
+        guard name.hasPrefix(prefix) else { return nil }
+        let tail = name.dropFirst(prefix.count)
+        guard let dot = tail.firstIndex(of: "."), let i = Int(tail[..<dot]) else { return nil }
+        return (i, String(tail[tail.index(after: dot)...]))
+    }
+
+    /// The checkpoint location of library parameter `name`.
+    public func location(of name: String) -> Location {
+        guard let (i, rest) = Self.layerParts(name) else { return .tensor(name) }
+        let layer = "model.layers.\(i)."
+        let moeBlock = modelType == .mixtral ? "block_sparse_moe" : "mlp"
+        if rest == "mlp.gate.weight" || rest == "mlp.gate.e_score_correction_bias" {
+            return .tensor(layer + moeBlock + rest.dropFirst(3))
+        }
+        if let m = ExpertMatrix.allCases.first(where: { rest == "mlp.experts.\($0.rawValue)" }) {
+            let per = (0..<numExperts).map { e in
+                layer + moeBlock + ".experts.\(e)." + (modelType == .mixtral ? m.mixtralName : m.rawValue) + ".weight"
+            }
+            // transformers 5 module path is `mlp.experts` for every architecture (Mixtral renamed).
+            let fusedNames = Array(Set([layer + "mlp.experts.", layer + moeBlock + ".experts."]).sorted())
+                .map { $0 + (m == .down ? "down_proj" : "gate_up_proj") }
+            return .experts(matrix: m, perExpert: per, fused: m == .down ? [] : fusedNames,
+                            stacked: layer + "mlp.experts." + m.rawValue)
+        }
+        if modelType == .deepseekV3, rest.hasPrefix("mlp.shared_expert.") {
+            return .tensor(layer + "mlp.shared_experts." + rest.dropFirst("mlp.shared_expert.".count))
+        }
+        return .tensor(name)
+    }
+
+    /// The library parameter that checkpoint tensor `hfName` belongs to, with the expert
+    /// index for per-expert tensors; nil for names the library does not have.
+    public func libraryName(of hfName: String) -> (name: String, expert: Int?)? {
+        guard let (i, rest) = Self.layerParts(hfName) else { return (hfName, nil) }
+        let layer = "model.layers.\(i)."
+        var r = rest
+        if modelType == .mixtral, r.hasPrefix("block_sparse_moe.") { r = "mlp." + r.dropFirst("block_sparse_moe.".count) }
+        if modelType == .deepseekV3, r.hasPrefix("mlp.shared_experts.") { r = "mlp.shared_expert." + r.dropFirst("mlp.shared_experts.".count) }
+        if r.hasPrefix("mlp.experts."), r.hasSuffix(".weight") {
+            let parts = r.split(separator: ".")  // mlp experts {e} {matrix} weight
+            if parts.count == 5, let e = Int(parts[2]), e >= 0, e < numExperts {
+                let matrix = ExpertMatrix.allCases.first {
+                    parts[3] == $0.rawValue || (modelType == .mixtral && parts[3] == $0.mixtralName)
+                }
+                if let matrix { return (layer + "mlp.experts." + matrix.rawValue, e) }
+            }
+            return nil
+        }
+        return (layer + r, nil)
+    }
+
+    /// The checkpoint tensors of a library model, per expert (the Hub layout): views of
+    /// the parameters, no copies.
+    public func checkpointTensors(of parameters: [(name: String, tensor: Tensor)]) -> [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        for (name, t) in parameters {
+            switch location(of: name) {
+            case let .tensor(hf):
+                out[hf] = t
+            case let .experts(_, perExpert, _, _):
+                let slice = Array(t.shape.dropFirst())
+                let n = slice.reduce(1, *)
+                for (e, hf) in perExpert.enumerated() {
+                    out[hf] = Tensor(storage: t.storage, shape: slice, offset: t.offset + e * n)
+                }
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+import SparseMoECore
+
+/// Named model configurations for the command line (`--config tiny-moe`) and the trainer.
+///
+/// Each MoE preset has a dense twin with the same active parameters per token: its FFN
+/// width is K × the expert width (SwiGLU both), so the pair differs only in the router
+/// and the E − K idle experts.
+///
+/// | name        | layers | C   | heads | FFN                                  | max T |
+/// |-------------|--------|-----|-------|--------------------------------------|-------|
+/// | tiny-moe    | 4      | 128 | 4     | 8 SwiGLU experts of 256, top-2       | 128   |
+/// | tiny-dense  | 4      | 128 | 4     | SwiGLU 512                           | 128   |
+/// | small-moe   | 8      | 256 | 8     | 16 SwiGLU experts of 512, top-2      | 256   |
+/// | small-dense | 8      | 256 | 8     | SwiGLU 1024                          | 256   |
+///
+/// All: RoPE, RMSNorm, untied embeddings, softmax top-k routing (dropless), vocabulary
+/// `TransformerConfig.presetVocabSize` (bytes + a few special tokens).
+extension TransformerConfig {
+    /// Vocabulary of the presets: 256 byte values plus 4 special tokens.
+    public static let presetVocabSize = 260
+
+    /// The preset names, in the order of the table above.
+    public static let presetNames = ["tiny-moe", "tiny-dense", "small-moe", "small-dense"]
+
+    /// The preset called `name`; throws `invalidConfig(field: "preset")` listing the known names.
+    public static func preset(named name: String) throws -> TransformerConfig {
+        switch name {
+        case "tiny-moe": return makePreset(layers: 4, width: 128, heads: 4, maxSequence: 128, experts: 8, topK: 2, expertHidden: 256)
+        case "tiny-dense": return makePreset(layers: 4, width: 128, heads: 4, maxSequence: 128, denseHidden: 2 * 256)
+        case "small-moe": return makePreset(layers: 8, width: 256, heads: 8, maxSequence: 256, experts: 16, topK: 2, expertHidden: 512)
+        case "small-dense": return makePreset(layers: 8, width: 256, heads: 8, maxSequence: 256, denseHidden: 2 * 512)
+        default:
+            throw SparseMoEError.invalidConfig(field: "preset",
+                                               message: "unknown preset '\(name)'; known presets: \(presetNames.joined(separator: ", "))")
+        }
+    }
+
+    /// A preset when `spec` names one, else the JSON file at path `spec` (see `load(from:)`).
+    public static func load(presetOrPath spec: String) throws -> TransformerConfig {
+        if presetNames.contains(spec) { return try preset(named: spec) }
+        guard FileManager.default.fileExists(atPath: spec) else {
+            throw SparseMoEError.invalidConfig(field: "config",
+                                               message: "'\(spec)' is neither a preset (\(presetNames.joined(separator: ", "))) nor an existing file")
+        }
+        return try load(from: URL(fileURLWithPath: spec))
+    }
+
+    /// Reads and validates a TransformerConfig JSON file (snake_case keys, see `CodingKeys`).
+    /// Errors are `SparseMoEError.file` naming the file and the bad or missing field.
+    public static func load(from url: URL) throws -> TransformerConfig {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw SparseMoEError.file(path: url.path, message: "cannot read: \(error.localizedDescription)")
+        }
+        let config: TransformerConfig
+        do {
+            config = try JSONDecoder().decode(TransformerConfig.self, from: data)
+        } catch {
+            throw SparseMoEError.file(path: url.path, message: "not a TransformerConfig: \(describeDecodingError(error))")
+        }
+        do {
+            try config.validate()
+        } catch let e as SparseMoEError {
+            throw SparseMoEError.file(path: url.path, message: e.description)
+        }
+        return config
+    }
+
+    private static func makePreset(layers: Int, width: Int, heads: Int, maxSequence: Int, experts: Int = 0, topK: Int = 0,
+                                   expertHidden: Int = 0, denseHidden: Int? = nil) -> TransformerConfig {
+        let moe = experts > 0 ? MoEConfig(numExperts: experts, topK: topK, expertHidden: expertHidden) : nil
+        return TransformerConfig(vocabSize: presetVocabSize, hiddenSize: width, numLayers: layers, numHeads: heads,
+                                 maxSequenceLength: maxSequence, intermediateSize: denseHidden ?? topK * expertHidden, moe: moe)
+    }
+}

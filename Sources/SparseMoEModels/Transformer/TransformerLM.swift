@@ -1,0 +1,174 @@
+import SparseMoECore
+import SparseMoENN
+
+/// What a language-model forward pass returns.
+public struct LMOutput {
+    /// `[B, T, V]`.
+    public var logits: Tensor
+    /// Sum of all MoE layers' weighted auxiliary losses (differentiable scalar); nil if none.
+    public var auxLoss: Tensor?
+    /// Routing statistics per layer (nil for dense layers).
+    public var routing: [RoutingStatistics?]
+    /// Matmul FLOPs executed by the MoE layers (router, experts, shared experts).
+    public var moeExecutedFLOPs: Int
+}
+
+/// Per-call options of `TransformerLM.forward`.
+public struct ForwardOptions {
+    /// Training mode: noisy routers and jitter apply, aux-free router loads are counted.
+    public var training: Bool = false
+    /// Generator for router noise.
+    public var rng: RandomGenerator = RandomGenerator(seed: 0)
+    /// Incremental decoding cache; the input continues the cached positions.
+    public var cache: KVCache?
+
+    public init(training: Bool = false, rng: RandomGenerator = RandomGenerator(seed: 0), cache: KVCache? = nil) {
+        self.training = training
+        self.rng = rng
+        self.cache = cache
+    }
+}
+
+/// A decoder (or, with `causal: false`, encoder) transformer language model with
+/// optional MoE feed-forward layers:
+///
+///   x = embed(tokens) [+ positions];  x = block_i(x) for each layer;  logits = head(norm(x)).
+///
+/// Parameter names follow the Hugging Face layout (`model.embed_tokens.weight`,
+/// `model.layers.{i}.…`, `model.norm.weight`, `lm_head.weight`).
+public final class TransformerLM: Module {
+    public let config: TransformerConfig
+    public let embedTokens: Tensor
+    public let positionTable: Tensor?
+    public let blocks: [TransformerBlock]
+    public let finalNorm: Norm
+    /// Output projection `[V, C]`; nil when tied to `embedTokens`.
+    public let lmHead: Tensor?
+    let rotary: RotaryEmbedding?
+
+    /// Builds a randomly initialised model (N(0, initStd²) truncated at ±2σ).
+    public init(config: TransformerConfig, seed: UInt64 = 0) throws {
+        try config.validate()
+        self.config = config
+        var rng = RandomGenerator(seed: seed)
+        let c = config.hiddenSize, std = config.initStd
+        embedTokens = Tensor.truncatedNormal([config.vocabSize, c], std: std, using: &rng, requiresGrad: true)
+        positionTable = config.positionEncoding == .learned
+            ? Tensor.truncatedNormal([config.maxSequenceLength, c], std: std, using: &rng, requiresGrad: true) : nil
+        let rotary = config.positionEncoding == .rope
+            ? RotaryEmbedding(theta: config.ropeTheta, rotaryDim: nil, style: config.ropeStyle) : nil
+        self.rotary = rotary
+        var blocks: [TransformerBlock] = []
+        for i in 0..<config.numLayers {
+            let attention: any AttentionLayer
+            if let latent = config.latentAttention {
+                attention = try LatentAttentionLayer(width: c, heads: config.numHeads, config: latent, norm: config.norm,
+                                                     normEps: config.normEps, ropeTheta: config.ropeTheta,
+                                                     ropeStyle: config.ropeStyle, initStd: std, rng: &rng)
+            } else {
+                attention = GroupedQueryAttentionLayer(
+                    width: c, heads: config.numHeads, kvHeads: config.numKVHeads, headDim: config.resolvedHeadDim,
+                    bias: config.attentionBias, qkNorm: config.qkNorm, norm: config.norm, normEps: config.normEps,
+                    rotary: rotary, initStd: std, rng: &rng)
+            }
+            let ffn: FeedForwardBlock
+            if config.isMoELayer(i), let m = config.moe {
+                ffn = .moe(try TransformerLM.makeMoE(m, width: c, rng: &rng))
+            } else {
+                ffn = .dense(try FeedForward(kind: config.ffnKind, width: c, hidden: config.intermediateSize, rng: &rng))
+            }
+            blocks.append(TransformerBlock(inputNorm: Norm(kind: config.norm, width: c, eps: config.normEps), attention: attention,
+                                           postAttentionNorm: Norm(kind: config.norm, width: c, eps: config.normEps),
+                                           feedForward: ffn))
+        }
+        self.blocks = blocks
+        finalNorm = Norm(kind: config.norm, width: c, eps: config.normEps)
+        lmHead = config.tiedEmbeddings ? nil
+            : Tensor.truncatedNormal([config.vocabSize, c], std: std, using: &rng, requiresGrad: true)
+    }
+
+    static func makeMoE(_ m: MoEConfig, width c: Int, rng: inout RandomGenerator) throws -> MoELayer {
+        let router: any Router
+        let capacity = try m.capacityFactor.map { try CapacityLimit(factor: $0, minimum: m.minCapacity, policy: m.dropPolicy) }
+        switch m.router {
+        case .softmaxTopK:
+            router = try TopKRouter(width: c, experts: m.numExperts, k: m.topK, renormalize: m.normalizeTopK,
+                                    capacity: capacity, jitter: m.jitter, rng: &rng)
+        case .switchTop1:
+            router = try TopKRouter.switchTop1(width: c, experts: m.numExperts, capacityFactor: m.capacityFactor ?? 1.25,
+                                               minimumCapacity: m.minCapacity, policy: m.dropPolicy, jitter: m.jitter, rng: &rng)
+        case .noisyTopK:
+            router = try NoisyTopKRouter(width: c, experts: m.numExperts, k: m.topK, rng: &rng)
+        case .expertChoice:
+            router = try ExpertChoiceRouter(width: c, experts: m.numExperts, capacityFactor: m.capacityFactor ?? Double(m.topK), rng: &rng)
+        case .sigmoidBias:
+            router = try SigmoidBiasRouter(width: c, experts: m.numExperts, k: m.topK, nGroup: m.nGroup, topkGroup: m.topkGroup,
+                                           normalize: m.normalizeTopK, routedScalingFactor: m.routedScalingFactor, rng: &rng)
+        case .hash:
+            router = try HashRouter(experts: m.numExperts)
+        }
+        let experts = try Experts(kind: m.expertKind, count: m.numExperts, width: c, hidden: m.expertHidden, rng: &rng)
+        let shared = m.sharedExperts > 0 ? try FeedForward(kind: .swiglu, width: c, hidden: m.sharedExpertHidden, rng: &rng) : nil
+        let losses = try MoELossConfig(balanceCoefficient: m.auxLossCoefficient, sequenceLevel: m.sequenceLevelAuxLoss,
+                                       zLossCoefficient: m.zLossCoefficient)
+        return try MoELayer(router: router, experts: experts, shared: shared, sharedGating: m.sharedGating, losses: losses, rng: &rng)
+    }
+
+    public func namedParameters() -> [(name: String, tensor: Tensor)] {
+        var p: [(name: String, tensor: Tensor)] = [("model.embed_tokens.weight", embedTokens)]
+        if let pos = positionTable { p.append(("model.embed_positions.weight", pos)) }
+        for (i, b) in blocks.enumerated() { p += prefixed("model.layers.\(i)", b.namedParameters()) }
+        p += prefixed("model.norm", finalNorm.namedParameters())
+        if let h = lmHead { p.append(("lm_head.weight", h)) }
+        return p
+    }
+
+    /// The MoE layers, in order.
+    public var moeLayers: [MoELayer] {
+        blocks.compactMap { if case let .moe(m) = $0.feedForward { return m } else { return nil } }
+    }
+
+    /// tokens int32 `[B, T]` → logits `[B, T, V]`, auxiliary loss, routing statistics.
+    public func forward(_ tokens: Tensor, options: ForwardOptions = ForwardOptions()) throws -> LMOutput {
+        guard tokens.dtype == .int32, tokens.rank == 2 else {
+            throw SparseMoEError.shapeMismatch(op: "TransformerLM", message: "tokens must be int32 [B, T], got \(tokens.dtype) \(tokens.shape)")
+        }
+        let (b, t) = (tokens.shape[0], tokens.shape[1])
+        let start = options.cache?.length ?? 0
+        guard t >= 1, start + t <= config.maxSequenceLength else {
+            throw SparseMoEError.invalidArgument(op: "TransformerLM", message: "sequence positions \(start)..<\(start + t) exceed max_position_embeddings = \(config.maxSequenceLength)")
+        }
+        let c = config.hiddenSize
+        var x = try embedding(embedTokens, tokens)
+        switch config.positionEncoding {
+        case .learned:
+            let ids = try Tensor(indices: (start..<(start + t)).map { Int32($0) }, shape: [t])
+            let pos = try embedding(positionTable!, ids)
+            x = try add(try x.reshaped([b, t * c]), try pos.reshaped([t * c])).reshaped([b, t, c])
+        case .sinusoidal:
+            x = try addSinusoidalPositions(x, start: start)
+        case .rope:
+            break
+        }
+        let tables = try rotary.map { try $0.tables(start: start, count: t, headDim: config.resolvedHeadDim) }
+        let attentionContext = AttentionContext(start: start, rotary: config.latentAttention == nil ? tables : nil,
+                                                cache: options.cache, causal: config.causal)
+        var routingContext = RoutingContext(training: options.training, rng: options.rng, tokenIds: try tokens.reshaped([b * t]),
+                                            sequenceLength: t)
+        var aux: Tensor?
+        var stats: [RoutingStatistics?] = []
+        var flops = 0
+        for (i, block) in blocks.enumerated() {
+            let (y, moe) = try block(x, layer: i, attentionContext: attentionContext, routingContext: &routingContext)
+            x = y
+            stats.append(moe?.statistics)
+            if let m = moe {
+                flops += m.executedFLOPs
+                if let a = m.auxLoss { aux = try aux.map { try add($0, a) } ?? a }
+            }
+        }
+        let h = try finalNorm(x)
+        let logits = try matmul(h, lmHead ?? embedTokens, transposeB: true)
+        return LMOutput(logits: logits, auxLoss: aux, routing: stats, moeExecutedFLOPs: flops)
+    }
+}

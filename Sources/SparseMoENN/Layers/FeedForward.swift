@@ -1,0 +1,67 @@
+import SparseMoECore
+
+/// Feed-forward block kinds, shared by dense FFNs and experts.
+public enum FeedForwardKind: String, Codable, Sendable, CaseIterable {
+    /// down(silu(gate(x)) ⊙ up(x)) — Llama, Mixtral, Qwen, DeepSeek, OLMoE.
+    case swiglu
+    /// fc2(gelu(fc1(x))), exact GELU — BERT, GShard-style.
+    case gelu
+    /// fc2(gelu_tanh(fc1(x))) — GPT-2, Switch Transformer.
+    case geluTanh = "gelu_tanh"
+    /// fc2(relu(fc1(x))) — original Transformer, T5.
+    case relu
+
+    var expertActivation: ExpertActivation {
+        switch self {
+        case .swiglu: return .swiglu
+        case .gelu: return .gelu
+        case .geluTanh: return .geluTanh
+        case .relu: return .relu
+        }
+    }
+}
+
+/// A dense feed-forward block on x `[..., C]` with hidden width F.
+/// SwiGLU: parameters `gate_proj` `[F, C]`, `up_proj` `[F, C]`, `down_proj` `[C, F]` (no biases).
+/// MLP kinds: `fc1` `[F, C]` + bias, `fc2` `[C, F]` + bias.
+/// FLOPs per token: 2·C·F per matrix (3 matrices for SwiGLU, 2 otherwise).
+public final class FeedForward: Module {
+    public let kind: FeedForwardKind
+    public let width: Int
+    public let hidden: Int
+    let first: Linear   // gate_proj or fc1
+    let up: Linear?     // up_proj (SwiGLU only)
+    let second: Linear  // down_proj or fc2
+
+    public init(kind: FeedForwardKind, width: Int, hidden: Int, rng: inout RandomGenerator) throws {
+        guard width > 0 else { throw SparseMoEError.invalidConfig(field: "hidden_size", message: "must be ≥ 1, got \(width)") }
+        guard hidden > 0 else { throw SparseMoEError.invalidConfig(field: "intermediate_size", message: "must be ≥ 1, got \(hidden)") }
+        self.kind = kind
+        self.width = width
+        self.hidden = hidden
+        let bias = kind != .swiglu
+        first = Linear(inFeatures: width, outFeatures: hidden, bias: bias, rng: &rng)
+        up = kind == .swiglu ? Linear(inFeatures: width, outFeatures: hidden, rng: &rng) : nil
+        second = Linear(inFeatures: hidden, outFeatures: width, bias: bias, rng: &rng)
+    }
+
+    public func namedParameters() -> [(name: String, tensor: Tensor)] {
+        if kind == .swiglu {
+            return prefixed("gate_proj", first.namedParameters()) + prefixed("up_proj", up!.namedParameters())
+                + prefixed("down_proj", second.namedParameters())
+        }
+        return prefixed("fc1", first.namedParameters()) + prefixed("fc2", second.namedParameters())
+    }
+
+    /// Matmul FLOPs for `tokens` rows.
+    public func flops(tokens: Int) -> Int { 2 * tokens * width * hidden * (kind == .swiglu ? 3 : 2) }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        switch kind {
+        case .swiglu: return try second(try swiglu(try first(x), try up!(x)))
+        case .gelu: return try second(try gelu(try first(x), approximation: .none))
+        case .geluTanh: return try second(try gelu(try first(x), approximation: .tanh))
+        case .relu: return try second(try relu(try first(x)))
+        }
+    }
+}

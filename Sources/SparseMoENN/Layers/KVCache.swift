@@ -1,0 +1,46 @@
+import SparseMoECore
+
+/// Keys and values of the positions seen so far, per attention layer, for
+/// incremental decoding of one sequence (batch 1).
+///
+/// Each layer's entry holds k `[1, S, KV, D]` and v `[1, S, KV, Dv]` in buffers of
+/// `capacity` positions; appending copies only the new rows.
+public final class KVCache {
+    public let capacity: Int
+    final class Entry {
+        var keys: Tensor
+        var values: Tensor
+        var length = 0
+        init(keys: Tensor, values: Tensor) { self.keys = keys; self.values = values }
+    }
+    var entries: [Int: Entry] = [:]
+
+    public init(capacity: Int) { self.capacity = capacity }
+
+    /// Number of positions cached (layer 0's length).
+    public var length: Int { entries[0]?.length ?? 0 }
+
+    /// Appends k `[1, T, KV, D]`, v `[1, T, KV, Dv]` for `layer`; returns views of all cached
+    /// keys and values `[1, S, KV, ·]`.
+    func append(layer: Int, keys k: Tensor, values v: Tensor) throws -> (keys: Tensor, values: Tensor) {
+        guard k.shape[0] == 1 else {
+            throw SparseMoEError.invalidArgument(op: "KVCache", message: "the cache decodes one sequence at a time (batch 1), got batch \(k.shape[0])")
+        }
+        let t = k.shape[1]
+        let kRow = k.count / t, vRow = v.count / t
+        let entry = entries[layer] ?? Entry(keys: Tensor(zeros: [capacity * kRow]), values: Tensor(zeros: [capacity * vRow]))
+        entries[layer] = entry
+        guard entry.length + t <= capacity else {
+            throw SparseMoEError.invalidArgument(op: "KVCache", message: "sequence would reach \(entry.length + t) positions, beyond the cache capacity \(capacity) (max_position_embeddings)")
+        }
+        (entry.keys.floats + entry.length * kRow).update(from: k.floats, count: t * kRow)
+        (entry.values.floats + entry.length * vRow).update(from: v.floats, count: t * vRow)
+        entry.length += t
+        let s = entry.length
+        return (Tensor(storage: entry.keys.storage, shape: [1, s] + Array(k.shape.dropFirst(2))),
+                Tensor(storage: entry.values.storage, shape: [1, s] + Array(v.shape.dropFirst(2))))
+    }
+
+    /// Forgets everything.
+    public func reset() { entries = [:] }
+}

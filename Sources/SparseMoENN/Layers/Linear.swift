@@ -1,0 +1,45 @@
+import SparseMoECore
+
+/// y = x · Wᵀ + b, W `[out, in]` (PyTorch layout), b `[out]` optional; x `[..., in]`.
+public final class Linear: Module {
+    public let weight: Tensor
+    public let bias: Tensor?
+
+    /// Weights N(0, std²) truncated at ±2σ (std = 1/√in by default); bias zero.
+    public init(inFeatures: Int, outFeatures: Int, bias: Bool = false, std: Float? = nil, rng: inout RandomGenerator) {
+        precondition(inFeatures > 0 && outFeatures > 0, "Linear needs positive sizes")
+        weight = Tensor.truncatedNormal([outFeatures, inFeatures], std: std ?? 1 / Float(inFeatures).squareRoot(),
+                                        using: &rng, requiresGrad: true)
+        self.bias = bias ? Tensor(zeros: [outFeatures], requiresGrad: true) : nil
+    }
+
+    /// Wraps existing tensors (e.g. loaded from a checkpoint).
+    public init(weight: Tensor, bias: Tensor? = nil) throws {
+        guard weight.rank == 2 else {
+            throw SparseMoEError.shapeMismatch(op: "Linear", message: "weight must be [out, in], got \(weight.shape)")
+        }
+        if let b = bias, b.shape != [weight.shape[0]] {
+            throw SparseMoEError.shapeMismatch(op: "Linear", message: "bias \(b.shape) must be [\(weight.shape[0])] for weight \(weight.shape)")
+        }
+        self.weight = weight
+        self.bias = bias
+    }
+
+    public var inFeatures: Int { weight.shape[1] }
+    public var outFeatures: Int { weight.shape[0] }
+
+    public func namedParameters() -> [(name: String, tensor: Tensor)] {
+        var p: [(name: String, tensor: Tensor)] = [("weight", weight)]
+        if let b = bias { p.append(("bias", b)) }
+        return p
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        guard x.rank >= 1, x.shape[x.rank - 1] == inFeatures else {
+            throw SparseMoEError.shapeMismatch(op: "Linear", message: "input \(x.shape) must end in in_features = \(inFeatures)")
+        }
+        let y = try matmul(x.rank == 1 ? x.reshaped([1, inFeatures]) : x, weight, transposeB: true)
+        let out = try bias.map { try add(y, $0) } ?? y
+        return x.rank == 1 ? try out.reshaped([outFeatures]) : out
+    }
+}

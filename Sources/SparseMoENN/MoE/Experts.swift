@@ -1,0 +1,51 @@
+import SparseMoECore
+
+/// E routed experts of one kind, weights stacked so that expert e is a contiguous slice.
+///
+/// SwiGLU: `gate_proj` `[E, F, C]`, `up_proj` `[E, F, C]`, `down_proj` `[E, C, F]`.
+/// MLP kinds: `fc1.weight` `[E, F, C]`, `fc1.bias` `[E, F]`, `fc2.weight` `[E, C, F]`, `fc2.bias` `[E, C]`.
+/// The computation is one `routedExperts` call: tokens sorted by expert, one GEMM per
+/// expert and matrix, weighted combine.
+public final class Experts: Module {
+    public let kind: FeedForwardKind
+    public let count: Int
+    public let width: Int
+    public let hidden: Int
+    public let w1: Tensor
+    public let w3: Tensor?
+    public let w2: Tensor
+    public let b1: Tensor?
+    public let b2: Tensor?
+    /// Schedule of the expert GEMMs (benchmarks override it).
+    public var schedule: ExpertSchedule = .auto
+
+    public init(kind: FeedForwardKind, count: Int, width: Int, hidden: Int, rng: inout RandomGenerator) throws {
+        guard count >= 1 else { throw SparseMoEError.invalidConfig(field: "num_experts", message: "must be ≥ 1, got \(count)") }
+        guard width >= 1 else { throw SparseMoEError.invalidConfig(field: "hidden_size", message: "must be ≥ 1, got \(width)") }
+        guard hidden >= 1 else { throw SparseMoEError.invalidConfig(field: "moe_intermediate_size", message: "must be ≥ 1, got \(hidden)") }
+        self.kind = kind
+        self.count = count
+        self.width = width
+        self.hidden = hidden
+        let s1 = 1 / Float(width).squareRoot(), s2 = 1 / Float(hidden).squareRoot()
+        w1 = Tensor.truncatedNormal([count, hidden, width], std: s1, using: &rng, requiresGrad: true)
+        w3 = kind == .swiglu ? Tensor.truncatedNormal([count, hidden, width], std: s1, using: &rng, requiresGrad: true) : nil
+        w2 = Tensor.truncatedNormal([count, width, hidden], std: s2, using: &rng, requiresGrad: true)
+        b1 = kind == .swiglu ? nil : Tensor(zeros: [count, hidden], requiresGrad: true)
+        b2 = kind == .swiglu ? nil : Tensor(zeros: [count, width], requiresGrad: true)
+    }
+
+    public func namedParameters() -> [(name: String, tensor: Tensor)] {
+        if kind == .swiglu { return [("gate_proj", w1), ("up_proj", w3!), ("down_proj", w2)] }
+        return [("fc1.weight", w1), ("fc1.bias", b1!), ("fc2.weight", w2), ("fc2.bias", b2!)]
+    }
+
+    /// Parameters of one expert.
+    public var parametersPerExpert: Int { width * hidden * (kind == .swiglu ? 3 : 2) + (kind == .swiglu ? 0 : hidden + width) }
+
+    /// y[t] = Σ_s gates[t,s] · FFN_{experts[t,s]}(x[t]); x `[T, C]`.
+    public func callAsFunction(_ x: Tensor, routing: Routing) throws -> (output: Tensor, stats: RoutedExpertsStats) {
+        try routedExperts(x, experts: routing.experts, gates: routing.gates, w1: w1, w3: w3, w2: w2, b1: b1, b2: b2,
+                          activation: kind.expertActivation, schedule: schedule)
+    }
+}

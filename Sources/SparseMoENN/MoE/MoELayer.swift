@@ -1,0 +1,118 @@
+import SparseMoECore
+
+/// Shared experts that every token passes through.
+public enum SharedExpertGating: String, Codable, Sendable {
+    /// Added unconditionally (DeepSeek-MoE / V2 / V3).
+    case none
+    /// Scaled by σ(x · w_gate) per token (Qwen2-MoE `shared_expert_gate`).
+    case sigmoid
+}
+
+/// Coefficients and form of the auxiliary router losses.
+public struct MoELossConfig: Codable, Sendable, Equatable {
+    /// Weight of the load-balancing loss E·Σ f_e·P_e (0 = off).
+    public var balanceCoefficient: Float
+    /// Compute the balancing loss per sequence and average (DeepSeek-V2/V3), else per batch.
+    public var sequenceLevel: Bool
+    /// Weight of the router z-loss mean(logsumexp(logits)²) (0 = off).
+    public var zLossCoefficient: Float
+
+    public init(balanceCoefficient: Float = 0.01, sequenceLevel: Bool = false, zLossCoefficient: Float = 0) throws {
+        guard balanceCoefficient >= 0, balanceCoefficient.isFinite else {
+            throw SparseMoEError.invalidConfig(field: "router_aux_loss_coef", message: "must be ≥ 0, got \(balanceCoefficient)")
+        }
+        guard zLossCoefficient >= 0, zLossCoefficient.isFinite else {
+            throw SparseMoEError.invalidConfig(field: "router_z_loss_coef", message: "must be ≥ 0, got \(zLossCoefficient)")
+        }
+        self.balanceCoefficient = balanceCoefficient
+        self.sequenceLevel = sequenceLevel
+        self.zLossCoefficient = zLossCoefficient
+    }
+}
+
+/// What one MoE layer forward returns.
+public struct MoEOutput {
+    /// Combined expert output, the shape of the input.
+    public var output: Tensor
+    /// Weighted auxiliary losses (balance + z), a differentiable scalar; nil when all are off.
+    public var auxLoss: Tensor?
+    public var statistics: RoutingStatistics
+    /// Matmul FLOPs executed: router + routed experts (dropped slots excluded) + shared experts.
+    public var executedFLOPs: Int
+}
+
+/// A sparse mixture-of-experts feed-forward layer.
+///
+/// y = Σ_{e ∈ route(x)} g_e(x) · FFN_e(x)  [+ shared(x), optionally gated by σ(x·w)].
+/// x `[..., C]` is flattened to T tokens. The router decides experts and gates, the
+/// `Experts` run on their tokens only, the auxiliary losses are weighted by `losses`.
+public final class MoELayer: Module {
+    public let router: any Router
+    public let experts: Experts
+    public let shared: FeedForward?
+    public let sharedGate: Linear?
+    public var losses: MoELossConfig
+    /// Experts chosen in the last forward, int32 `[T, K]` (-1 = empty/dropped), for
+    /// per-token analyses such as expert specialisation by task.
+    public private(set) var lastExperts: Tensor?
+
+    public init(router: any Router, experts: Experts, shared: FeedForward? = nil,
+                sharedGating: SharedExpertGating = .none, losses: MoELossConfig, rng: inout RandomGenerator) throws {
+        guard router.numExperts == experts.count else {
+            throw SparseMoEError.invalidConfig(field: "num_experts", message: "router has \(router.numExperts) experts but the expert bank has \(experts.count)")
+        }
+        if let s = shared, s.width != experts.width {
+            throw SparseMoEError.invalidConfig(field: "hidden_size", message: "shared expert width \(s.width) differs from expert width \(experts.width)")
+        }
+        self.router = router
+        self.experts = experts
+        self.shared = shared
+        self.sharedGate = shared != nil && sharedGating == .sigmoid
+            ? Linear(inFeatures: experts.width, outFeatures: 1, rng: &rng) : nil
+        self.losses = losses
+    }
+
+    public func namedParameters() -> [(name: String, tensor: Tensor)] {
+        var p = prefixed("gate", router.namedParameters()) + prefixed("experts", experts.namedParameters())
+        if let s = shared { p += prefixed("shared_expert", s.namedParameters()) }
+        if let g = sharedGate { p += prefixed("shared_expert_gate", g.namedParameters()) }
+        return p
+    }
+
+    public func callAsFunction(_ x: Tensor, context: inout RoutingContext) throws -> MoEOutput {
+        let c = experts.width
+        guard x.rank >= 1, x.shape[x.rank - 1] == c else {
+            throw SparseMoEError.shapeMismatch(op: "MoELayer", message: "input \(x.shape) must end in hidden_size = \(c)")
+        }
+        let flat = try x.reshaped([-1, c])
+        let t = flat.shape[0]
+        let routing = try router.route(flat, context: &context)
+        lastExperts = routing.experts
+        var (y, stats) = try experts(flat, routing: routing)
+        var flops = stats.executedFLOPs + (routing.logits != nil ? 2 * t * c * router.numExperts : 0)
+        if let s = shared {
+            let sy = try s(flat)
+            flops += s.flops(tokens: t)
+            if let g = sharedGate {
+                y = try gatedSharedCombine(routed: y, shared: sy, gate: try g(flat))
+                flops += 2 * t * c
+            } else {
+                y = try add(y, sy)
+            }
+        }
+        var aux: Tensor?
+        if losses.balanceCoefficient > 0, let probs = routing.probs {
+            let seq = context.sequenceLength ?? t
+            let groups = losses.sequenceLevel && seq > 0 && t % seq == 0 ? t / seq : 1
+            aux = try scale(try loadBalancingLoss(probs: probs, selected: routing.selected, groups: groups),
+                            by: losses.balanceCoefficient)
+        }
+        if losses.zLossCoefficient > 0, let logits = routing.logits {
+            let z = try scale(try routerZLoss(logits), by: losses.zLossCoefficient)
+            aux = try aux.map { try add($0, z) } ?? z
+        }
+        let statistics = RoutingStatistics(routing: routing, numExperts: router.numExperts,
+                                           probsAreDistribution: !(router is SigmoidBiasRouter))
+        return MoEOutput(output: try y.reshaped(x.shape), auxLoss: aux, statistics: statistics, executedFLOPs: flops)
+    }
+}

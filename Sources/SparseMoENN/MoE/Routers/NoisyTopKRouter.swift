@@ -1,0 +1,43 @@
+import SparseMoECore
+
+/// Noisy top-k gating (Shazeer et al. 2017).
+///
+/// H = x·W_gᵀ + ε ⊙ softplus(x·W_noiseᵀ), ε ~ N(0, 1) in training only (clean
+/// logits at inference); G = softmax over the k largest entries of H (the others
+/// get weight 0), i.e. softmax top-k with renormalisation. The noise scale is
+/// learned: gradients reach W_noise through the softplus.
+public final class NoisyTopKRouter: Router {
+    public let numExperts: Int
+    public let k: Int
+    /// `[E, C]`, checkpoint names `weight` and `noise_weight`.
+    public let weight: Tensor
+    public let noiseWeight: Tensor
+
+    public var slotsPerToken: Int { k }
+
+    public init(width: Int, experts: Int, k: Int, rng: inout RandomGenerator) throws {
+        try RouterConfigCheck.experts(experts)
+        try RouterConfigCheck.topK(k, experts: experts)
+        try RouterConfigCheck.width(width)
+        self.numExperts = experts
+        self.k = k
+        self.weight = initRouterWeight(experts: experts, width: width, std: nil, rng: &rng)
+        // Zero noise weights: softplus(0) = log 2, a moderate initial noise scale.
+        self.noiseWeight = Tensor(zeros: [experts, width], requiresGrad: true)
+    }
+
+    public func namedParameters() -> [(name: String, tensor: Tensor)] { [("weight", weight), ("noise_weight", noiseWeight)] }
+
+    public func route(_ x: Tensor, context: inout RoutingContext) throws -> Routing {
+        try RouterConfigCheck.input(x, width: weight.shape[1], router: "NoisyTopKRouter")
+        let clean = try matmul(x, weight, transposeB: true)
+        var logits = clean
+        if context.training {
+            let rawStd = try matmul(x, noiseWeight, transposeB: true)
+            let noise = Tensor.normal(clean.shape, using: &context.rng)
+            logits = try noisyLogits(clean: clean, rawStd: rawStd, noise: noise)
+        }
+        let sel = try softmaxTopK(logits, k: k, renormalize: true)
+        return Routing(experts: sel.indices, gates: sel.weights, probs: sel.probs, logits: logits)
+    }
+}

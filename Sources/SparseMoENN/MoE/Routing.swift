@@ -1,0 +1,89 @@
+import SparseMoECore
+
+/// What a router decided for a batch of T tokens, in the slot layout the expert
+/// kernels consume: each token has K slots, each naming an expert or -1.
+public struct Routing {
+    /// Experts that run, int32 `[T, K]`; -1 = empty or dropped slot.
+    public var experts: Tensor
+    /// Gate weights `[T, K]` (differentiable); ignored where `experts` is -1.
+    public var gates: Tensor
+    /// The router's selection before capacity dropping, int32 `[T, K]`; the
+    /// load-balancing loss counts these.
+    public var selected: Tensor
+    /// Router probabilities over all experts `[T, E]` (differentiable), when the
+    /// router has them: softmax for softmax routers, σ scores for sigmoid routers.
+    public var probs: Tensor?
+    /// Router logits `[T, E]` (differentiable, fp32), for the z-loss.
+    public var logits: Tensor?
+    /// Number of (token, slot) assignments removed by the capacity limit.
+    public var dropped: Int
+
+    public init(experts: Tensor, gates: Tensor, selected: Tensor? = nil, probs: Tensor? = nil,
+                logits: Tensor? = nil, dropped: Int = 0) {
+        self.experts = experts
+        self.gates = gates
+        self.selected = selected ?? experts
+        self.probs = probs
+        self.logits = logits
+        self.dropped = dropped
+    }
+}
+
+/// Per-call inputs a router may need besides the hidden states.
+public struct RoutingContext {
+    /// Training mode: noisy gating and jitter apply only when true.
+    public var training: Bool
+    /// Generator for noise and jitter (explicit, seeded).
+    public var rng: RandomGenerator
+    /// Token ids `[T]` (int32), for hash routing.
+    public var tokenIds: Tensor?
+    /// Tokens per sequence, for sequence-level statistics and losses (T when unknown).
+    public var sequenceLength: Int?
+
+    public init(training: Bool = false, rng: RandomGenerator = RandomGenerator(seed: 0), tokenIds: Tensor? = nil,
+                sequenceLength: Int? = nil) {
+        self.training = training
+        self.rng = rng
+        self.tokenIds = tokenIds
+        self.sequenceLength = sequenceLength
+    }
+}
+
+/// A router scores T tokens `[T, C]` against E experts and assigns each token to
+/// experts with gate weights.
+///
+/// Write your own by conforming a class: compute logits with library ops
+/// (`matmul`), pick experts with `topK` / `softmaxTopK` / `sigmoidTopK`, and return
+/// a `Routing`. Gradients flow through whatever ops you used into your parameters.
+public protocol Router: Module {
+    /// Number of experts E.
+    var numExperts: Int { get }
+    /// Slots per token K in the returned `Routing`.
+    var slotsPerToken: Int { get }
+    func route(_ x: Tensor, context: inout RoutingContext) throws -> Routing
+}
+
+/// Expert capacity for token-choice routers:
+/// capacity = max(minimum, ceil(factor · T · K / E)) assignments per expert.
+public struct CapacityLimit: Codable, Sendable, Equatable {
+    public var factor: Double
+    public var minimum: Int
+    public var policy: DropPolicy
+
+    public init(factor: Double, minimum: Int = 1, policy: DropPolicy = .probability) throws {
+        guard factor > 0, factor.isFinite else {
+            throw SparseMoEError.invalidConfig(field: "capacity_factor", message: "must be > 0, got \(factor)")
+        }
+        guard minimum >= 0 else {
+            throw SparseMoEError.invalidConfig(field: "min_capacity", message: "must be ≥ 0, got \(minimum)")
+        }
+        self.factor = factor
+        self.minimum = minimum
+        self.policy = policy
+    }
+
+    /// Assignments each expert may take for `tokens` tokens with `k` slots and `experts` experts.
+    public func capacity(tokens: Int, k: Int, experts: Int) -> Int {
+        max(minimum, Int((factor * Double(tokens * k) / Double(experts)).rounded(.up)))
+    }
+}

@@ -1,0 +1,308 @@
+import Foundation
+import SparseMoE
+import SparseMoEReporting
+import SparseMoEBench
+
+/// Where the model of a training run comes from.
+public enum ModelSource: Codable, Sendable, Equatable {
+    /// A named preset (`TransformerConfig.presetNames`) or a TransformerConfig JSON file.
+    case config(String)
+    /// A saved model folder to fine-tune (library-native or Hugging Face).
+    case initFrom(String)
+}
+
+/// Everything `moe train` decides before work starts; saved as `run.json` in the
+/// output folder so `--resume` can rebuild the same run.
+public struct TrainingRunOptions: Codable, Sendable, Equatable {
+    public var model: ModelSource = .config("tiny-moe")
+    /// Replace every MoE layer by its dense twin with the same active parameters.
+    public var dense = false
+    /// A text file (UTF-8 bytes); nil = the built-in synthetic multi-task corpus.
+    public var dataPath: String?
+    public var validationFraction = 0.1
+    /// Size of the synthetic corpus when `dataPath` is nil.
+    public var syntheticCorpusBytes = 1_500_000
+    public var training = TrainingConfig()
+    public var outputDirectory = "runs/tiny-moe"
+
+    public init() {}
+}
+
+/// One row of the loss history.
+public struct LossPoint: Codable, Sendable, Equatable {
+    public var step: Int
+    public var trainLoss: Double
+    public var validationLoss: Double?
+
+    enum CodingKeys: String, CodingKey { case step, trainLoss = "train_loss", validationLoss = "val_loss" }
+}
+
+/// The result of a run, written as `summary.json`.
+public struct TrainingSummary: Codable, Sendable {
+    public var model: String
+    public var ffn: String
+    public var data: String
+    public var objective: Objective
+    public var steps: Int
+    public var skippedSteps: Int
+    public var trainLoss: Double
+    public var valLoss: Double
+    public var tokensPerSecond: Double
+    public var seconds: Double
+    public var threads: Int
+    public var totalParams: Int
+    public var activeParams: Int
+    public var trainableParams: Int
+    public var forwardFlopsPerToken: Double
+    public var trainingFlopsPerToken: Double
+    public var denseSameActiveForwardFlopsPerToken: Double?
+    public var denseSameTotalForwardFlopsPerToken: Double?
+    public var achievedGFLOPS: Double
+    public var peakGFLOPS: Double?
+    public var modelFLOPsUtilization: Double?
+    /// Share of assignments per expert over the whole run, per MoE layer (layer index → shares).
+    public var expertLoad: [String: [Double]]
+    /// Expert share per synthetic task for the last MoE layer (task → shares), synthetic corpus only.
+    public var expertLoadByTask: [String: [Double]]?
+    public var history: [LossPoint]
+
+    enum CodingKeys: String, CodingKey {
+        case model, ffn, data, objective, steps, threads, seconds, history
+        case skippedSteps = "skipped_steps", trainLoss = "train_loss", valLoss = "val_loss"
+        case tokensPerSecond = "tokens_per_second", totalParams = "total_params", activeParams = "active_params"
+        case trainableParams = "trainable_params", forwardFlopsPerToken = "forward_flops_per_token"
+        case trainingFlopsPerToken = "training_flops_per_token"
+        case denseSameActiveForwardFlopsPerToken = "dense_same_active_forward_flops_per_token"
+        case denseSameTotalForwardFlopsPerToken = "dense_same_total_forward_flops_per_token"
+        case achievedGFLOPS = "achieved_gflops", peakGFLOPS = "peak_gflops", modelFLOPsUtilization = "mfu"
+        case expertLoad = "expert_load", expertLoadByTask = "expert_load_by_task"
+    }
+}
+
+extension TransformerConfig {
+    /// The dense model with the same active parameters: each MoE layer becomes one FFN
+    /// of hidden K·F + (shared hidden) (exact for SwiGLU experts and shared experts).
+    public func denseTwin() -> TransformerConfig {
+        guard let m = moe else { return self }
+        var c = self
+        c.moe = nil
+        c.ffnKind = m.expertKind
+        c.intermediateSize = m.topK * m.expertHidden + (m.sharedExperts > 0 ? m.sharedExpertHidden : 0)
+        return c
+    }
+}
+
+/// A whole `moe train` run: builds data, model and trainer (validating everything
+/// first), trains with periodic evaluation and checkpoints, and writes the report
+/// folder (summary.json, loss.svg, expert_load.svg, model/, checkpoints/).
+public final class TrainingRun {
+    public let options: TrainingRunOptions
+    public let trainer: Trainer
+    public let accounting: ModelAccounting
+    public let corpus: SyntheticCorpus?
+    public let output: URL
+    public private(set) var history: [LossPoint] = []
+    /// Per MoE layer, per expert: assignments summed over the run.
+    var loadTotals: [[Int]]
+    /// Per MoE layer: load shares averaged per time bucket (for the heatmap).
+    var loadBuckets: [[[Double]]]
+    var bucketAccumulator: [[Double]]
+    var bucketCount = 0
+    let bucketSize: Int
+    var skipped = 0
+
+    /// Builds the run. Fails before any training on bad options, configs or data.
+    /// `resume`: continue the checkpoint in `options.outputDirectory/checkpoints`.
+    public init(options: TrainingRunOptions, resume: Bool = false) throws {
+        self.options = options
+        var t = options.training
+        try t.validate()
+        output = URL(fileURLWithPath: options.outputDirectory)
+        // Data first: a missing or empty file is the most common mistake.
+        let dataset: TextDataset
+        if let path = options.dataPath {
+            dataset = try TextDataset(contentsOf: path, sequenceLength: t.sequenceLength, validationFraction: options.validationFraction)
+            corpus = nil
+        } else {
+            let c = try SyntheticCorpus(config: SyntheticCorpusConfig(seed: t.seed, targetBytes: options.syntheticCorpusBytes))
+            dataset = try TextDataset(tokens: c.tokens, sequenceLength: t.sequenceLength, validationFraction: options.validationFraction)
+            corpus = c
+        }
+        let maxToken = dataset.tokens.max() ?? 0
+        // Model.
+        let model: TransformerLM
+        let checkpoint = resume ? try TrainingCheckpoint.resolve(output.appendingPathComponent("checkpoints")) : nil
+        if let folder = checkpoint {
+            model = try ModelFiles.load(from: folder)
+            t = try TrainingCheckpoint.loadState(folder).config
+        } else {
+            switch options.model {
+            case let .config(spec):
+                var config = try TransformerConfig.load(presetOrPath: spec)
+                if options.dense { config = config.denseTwin() }
+                if t.objective == .masked { config.causal = false }
+                if t.sequenceLength > config.maxSequenceLength {
+                    throw SparseMoEError.invalidConfig(field: "sequence_length", message: "\(t.sequenceLength) exceeds the model's max_position_embeddings \(config.maxSequenceLength)")
+                }
+                model = try TransformerLM(config: config, seed: t.seed)
+            case let .initFrom(dir):
+                model = try ModelLoader.load(directory: URL(fileURLWithPath: dir))
+            }
+        }
+        guard maxToken < Int32(model.config.vocabSize) else {
+            throw SparseMoEError.invalidConfig(field: "vocab_size", message: "the model's vocabulary (\(model.config.vocabSize)) is smaller than the byte tokenizer's (\(ByteTokenizer.vocabularySize)) and the data uses ids up to \(maxToken)")
+        }
+        trainer = try Trainer(model: model, dataset: dataset, config: t)
+        if let folder = checkpoint { try TrainingCheckpoint.restore(trainer, from: folder) }
+        accounting = try ModelAccounting(ModelArchitecture(transformer: model.config), sequenceLength: t.sequenceLength)
+        let layers = model.moeLayers
+        loadTotals = layers.map { [Int](repeating: 0, count: $0.experts.count) }
+        loadBuckets = layers.map { _ in [] }
+        bucketAccumulator = layers.map { [Double](repeating: 0, count: $0.experts.count) }
+        bucketSize = max(1, t.steps / 60)
+    }
+
+    public var config: TrainingConfig { trainer.config }
+
+    /// Trains to `config.steps`. `onStep` sees every step; `onEvaluation` every evaluation.
+    public func run(onStep: (StepReport, Double) -> Void = { _, _ in },
+                    onEvaluation: (Int, Double) -> Void = { _, _ in }) throws -> TrainingSummary {
+        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(encoder.encode(options), to: output.appendingPathComponent("run.json"))
+        let clock = ContinuousClock(), start = clock.now
+        func elapsed() -> Double {
+            let d = clock.now - start
+            return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+        }
+        var tokens = 0
+        var lastTrain = Double.nan, lastVal = Double.nan
+        let c = config
+        while trainer.step < c.steps {
+            let report = try trainer.trainStep()
+            tokens += report.tokens
+            if report.skipped { skipped += 1 }
+            record(report.routing)
+            lastTrain = report.loss
+            var point = LossPoint(step: report.step, trainLoss: report.loss, validationLoss: nil)
+            if (c.evalEvery > 0 && report.step % c.evalEvery == 0) || report.step == c.steps {
+                lastVal = try trainer.evaluate()
+                point.validationLoss = lastVal
+                onEvaluation(report.step, lastVal)
+            }
+            history.append(point)
+            if c.checkpointEvery > 0 && report.step % c.checkpointEvery == 0 && report.step < c.steps {
+                try TrainingCheckpoint.save(trainer, to: output.appendingPathComponent("checkpoints"))
+            }
+            onStep(report, elapsed())
+        }
+        let seconds = elapsed()
+        try TrainingCheckpoint.save(trainer, to: output.appendingPathComponent("checkpoints"))
+        try ModelFiles.save(trainer.model, to: output.appendingPathComponent("model"))
+        if lastVal.isNaN { lastVal = try trainer.evaluate() }
+        let summary = try makeSummary(trainLoss: lastTrain, valLoss: lastVal, tokens: tokens, seconds: seconds)
+        try writeReport(summary)
+        return summary
+    }
+
+    func record(_ routing: [RoutingStatistics?]) {
+        let stats = routing.compactMap { $0 }
+        guard stats.count == loadTotals.count else { return }
+        for (l, s) in stats.enumerated() {
+            for (e, n) in s.tokensPerExpert.enumerated() { loadTotals[l][e] += n }
+            for (e, f) in s.fraction.enumerated() { bucketAccumulator[l][e] += f }
+        }
+        bucketCount += 1
+        if bucketCount == bucketSize {
+            for l in 0..<loadBuckets.count {
+                loadBuckets[l].append(bucketAccumulator[l].map { $0 / Double(bucketCount) })
+                bucketAccumulator[l] = bucketAccumulator[l].map { _ in 0 }
+            }
+            bucketCount = 0
+        }
+    }
+
+    /// Share of assignments per expert over the run, per MoE layer.
+    public var expertLoad: [[Double]] {
+        loadTotals.map { row in
+            let total = max(row.reduce(0, +), 1)
+            return row.map { Double($0) / Double(total) }
+        }
+    }
+
+    /// On the synthetic corpus: for the last MoE layer, the share of each task's tokens
+    /// (assignments) sent to each expert, measured on validation batches.
+    public func expertLoadByTask() throws -> [String: [Double]]? {
+        guard let corpus, let layer = trainer.model.moeLayers.last, config.objective == .causal else { return nil }
+        var counts = [[Int]](repeating: [Int](repeating: 0, count: layer.experts.count), count: SyntheticTask.allCases.count)
+        try withNoGrad {
+            for batch in try trainer.dataset.evaluationBatches(.validation, batchSize: config.batchSize, maxBatches: config.evalBatches) {
+                _ = try trainer.model.forward(batch.inputs)
+                guard let experts = layer.lastExperts else { continue }
+                let tasks = corpus.taskIDs(of: batch)
+                let k = experts.shape[1]
+                for (t, task) in tasks.enumerated() where Int(task) < counts.count {
+                    for s in 0..<k {
+                        let e = experts.int32s[t * k + s]
+                        if e >= 0 { counts[Int(task)][Int(e)] += 1 }
+                    }
+                }
+            }
+        }
+        var out: [String: [Double]] = [:]
+        for (i, task) in SyntheticTask.allCases.enumerated() {
+            let total = counts[i].reduce(0, +)
+            if total > 0 { out[task.rawValue] = counts[i].map { Double($0) / Double(total) } }
+        }
+        return out
+    }
+
+    func makeSummary(trainLoss: Double, valLoss: Double, tokens: Int, seconds: Double) throws -> TrainingSummary {
+        let a = accounting
+        let tps = Double(tokens) / max(seconds, 1e-9)
+        let achieved = a.trainingFlopsPerToken * tps / 1e9
+        let peak = try? MachinePeak.measureSGEMM()
+        var load: [String: [Double]] = [:]
+        let moeIndices = trainer.model.blocks.indices.filter { trainer.model.config.isMoELayer($0) }
+        for (i, shares) in zip(moeIndices, expertLoad) { load["\(i)"] = shares }
+        let source: String
+        switch options.model {
+        case let .config(s): source = s
+        case let .initFrom(d): source = "init:" + d
+        }
+        return TrainingSummary(
+            model: source, ffn: trainer.model.config.moe == nil ? "dense" : "moe",
+            data: options.dataPath ?? "synthetic", objective: config.objective, steps: trainer.step, skippedSteps: skipped,
+            trainLoss: trainLoss, valLoss: valLoss, tokensPerSecond: tps, seconds: seconds, threads: Threads.count,
+            totalParams: a.totalParams, activeParams: a.activeParams, trainableParams: trainer.trainableParameterCount,
+            forwardFlopsPerToken: a.forwardFlopsPerToken, trainingFlopsPerToken: a.trainingFlopsPerToken,
+            denseSameActiveForwardFlopsPerToken: a.denseSameActive?.forwardFlopsPerToken,
+            denseSameTotalForwardFlopsPerToken: a.denseSameTotal?.forwardFlopsPerToken,
+            achievedGFLOPS: achieved, peakGFLOPS: peak, modelFLOPsUtilization: peak.map { achieved / $0 },
+            expertLoad: load, expertLoadByTask: try expertLoadByTask(), history: history)
+    }
+
+    func writeReport(_ summary: TrainingSummary) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(encoder.encode(summary), to: output.appendingPathComponent("summary.json"))
+        let train = SVGChart.Series(name: "train loss", points: history.map { (Double($0.step), $0.trainLoss) }, color: "#1f77b4")
+        let val = SVGChart.Series(name: "validation loss", points: history.compactMap { p in p.validationLoss.map { (Double(p.step), $0) } },
+                                  color: "#d62728")
+        try SVGChart.write(SVGChart.lineChart(title: "\(summary.model) (\(summary.ffn)): loss", xLabel: "step",
+                                              yLabel: "cross-entropy (nats/token)", series: [train, val]),
+                           to: output.appendingPathComponent("loss.svg"))
+        if !loadBuckets.isEmpty && !(loadBuckets.first?.isEmpty ?? true) {
+            let moeIndices = trainer.model.blocks.indices.filter { trainer.model.config.isMoELayer($0) }
+            let panels = zip(moeIndices, loadBuckets).map { (i, buckets) -> (name: String, values: [[Double]]) in
+                let experts = buckets.first?.count ?? 0
+                return ("layer \(i)", (0..<experts).map { e in buckets.map { $0[e] } })
+            }
+            try SVGChart.write(SVGChart.heatmaps(title: "Expert load over training (\(summary.model))", panels: panels,
+                                                 rowLabel: "experts", columnLabel: "training time, \(bucketSize) steps each",
+                                                 center: 1 / Double(trainer.model.moeLayers[0].experts.count)),
+                               to: output.appendingPathComponent("expert_load.svg"))
+        }
+    }
+}

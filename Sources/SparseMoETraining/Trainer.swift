@@ -1,0 +1,154 @@
+import SparseMoECore
+import SparseMoENN
+import SparseMoEModels
+
+/// What one optimiser step did.
+public struct StepReport: Sendable {
+    /// 1-based index of the step just taken.
+    public var step: Int
+    /// Mean cross-entropy over the step's micro-batches.
+    public var loss: Double
+    /// Weighted auxiliary router losses (0 for dense models).
+    public var auxLoss: Double
+    public var learningRate: Double
+    /// Gradient norm before clipping.
+    public var gradNorm: Double
+    /// True when the gradients held NaN/Inf and the update was skipped.
+    public var skipped: Bool
+    /// Tokens consumed (B·T·accumulation).
+    public var tokens: Int
+    /// Routing statistics of the last micro-batch, per layer (nil for dense layers).
+    public var routing: [RoutingStatistics?]
+    /// Matmul FLOPs the MoE layers executed in the forward passes of this step.
+    public var moeExecutedFLOPs: Int
+}
+
+/// Mutable progress of a run, saved with checkpoints so a resumed run continues
+/// exactly (same batches, same noise, same numbers for the same thread count).
+public struct TrainerState: Codable, Sendable, Equatable {
+    public var step: Int
+    public var dataRNG: [UInt64]
+    public var config: TrainingConfig
+
+    enum CodingKeys: String, CodingKey { case step, dataRNG = "data_rng", config }
+}
+
+/// Trains a `TransformerLM` on a `TextDataset` with AdamW, warmup + cosine decay,
+/// clipping, gradient accumulation, a NaN/Inf guard and, for sigmoid-bias routers,
+/// the aux-loss-free bias update once per optimiser step.
+public final class Trainer {
+    public let model: TransformerLM
+    public let dataset: TextDataset
+    public let config: TrainingConfig
+    public let optimizer: AdamW
+    public let schedule: LRSchedule
+    public private(set) var step = 0
+    var dataRNG: RandomGenerator
+    let masker: MaskedLM?
+
+    public init(model: TransformerLM, dataset: TextDataset, config: TrainingConfig) throws {
+        try config.validate()
+        guard dataset.sequenceLength == config.sequenceLength else {
+            throw SparseMoEError.invalidConfig(field: "sequence_length", message: "dataset windows are \(dataset.sequenceLength) tokens, config says \(config.sequenceLength)")
+        }
+        guard config.sequenceLength <= model.config.maxSequenceLength else {
+            throw SparseMoEError.invalidConfig(field: "sequence_length", message: "\(config.sequenceLength) exceeds the model's max_position_embeddings \(model.config.maxSequenceLength)")
+        }
+        if config.objective == .masked {
+            guard !model.config.causal else {
+                throw SparseMoEError.invalidConfig(field: "causal", message: "masked-LM training needs a bidirectional model (causal: false)")
+            }
+            guard model.config.vocabSize > Int(ByteTokenizer.mask) else {
+                throw SparseMoEError.invalidConfig(field: "vocab_size", message: "masked-LM needs the mask token \(ByteTokenizer.mask) in the vocabulary, vocab_size is \(model.config.vocabSize)")
+            }
+        }
+        self.model = model
+        self.dataset = dataset
+        self.config = config
+        let named = model.namedParameters()
+        for (name, t) in named where config.freeze.freezes(name) { t.requiresGrad = false }
+        let trainable = named.filter { !config.freeze.freezes($0.name) && $0.tensor.requiresGrad }
+        optimizer = try AdamW(groups: AdamW.defaultGroups(trainable, weightDecay: config.weightDecay))
+        schedule = LRSchedule(peak: config.learningRate, warmupSteps: config.warmupSteps, totalSteps: config.steps,
+                              minFraction: config.minLRFraction)
+        try schedule.validate()
+        dataRNG = RandomGenerator(seed: config.seed)
+        masker = config.objective == .masked ? try MaskedLM() : nil
+    }
+
+    /// Parameters the optimiser updates.
+    public var trainableParameterCount: Int { optimizer.trainableParameters.reduce(0) { $0 + $1.tensor.count } }
+
+    /// Inputs and targets of one micro-batch for the objective.
+    func microBatch(_ split: DatasetSplit, rng: inout RandomGenerator) throws -> (Tensor, Tensor) {
+        let batch = try dataset.randomBatch(split, batchSize: config.batchSize, using: &rng)
+        if let m = masker { return try m.apply(to: batch.inputs, using: &rng) }
+        return (batch.inputs, batch.targets)
+    }
+
+    /// One optimiser step over `gradAccumulation` micro-batches.
+    public func trainStep() throws -> StepReport {
+        model.zeroGrad()
+        var ceSum = 0.0, auxSum = 0.0, moeFLOPs = 0
+        var routing: [RoutingStatistics?] = []
+        let accum = config.gradAccumulation
+        for micro in 0..<accum {
+            let (inputs, targets) = try microBatch(.train, rng: &dataRNG)
+            let noise = RandomGenerator(seed: config.seed &+ 0x9E37_79B9 &* UInt64(step * accum + micro + 1))
+            let out = try model.forward(inputs, options: ForwardOptions(training: true, rng: noise))
+            let ce = try crossEntropy(out.logits, targets: targets, ignoreIndex: MaskedLM.ignoreIndex)
+            var total = ce
+            if let aux = out.auxLoss { total = try add(ce, aux); auxSum += Double(aux.item) }
+            try (accum == 1 ? total : scale(total, by: 1 / Float(accum))).backward()
+            ceSum += Double(ce.item)
+            moeFLOPs += out.moeExecutedFLOPs
+            routing = out.routing
+        }
+        let clip = config.gradClip > 0 ? optimizer.clipGradients(maxNorm: config.gradClip)
+            : GradientClipResult(norm: optimizer.gradientNorm(), scale: 1)
+        let lr = schedule.lr(step: step)
+        step += 1
+        let skipped = !clip.isFinite
+        if skipped {
+            model.zeroGrad()
+            for m in model.moeLayers { (m.router as? SigmoidBiasRouter)?.discardPendingLoad() }
+        } else {
+            optimizer.step(lr: lr)
+            if let rate = model.config.moe?.biasUpdateRate {
+                for m in model.moeLayers { (m.router as? SigmoidBiasRouter)?.updateBias(rate: rate) }
+            }
+        }
+        return StepReport(step: step, loss: ceSum / Double(accum), auxLoss: auxSum / Double(accum), learningRate: lr,
+                          gradNorm: clip.norm, skipped: skipped, tokens: accum * config.batchSize * config.sequenceLength,
+                          routing: routing, moeExecutedFLOPs: moeFLOPs)
+    }
+
+    /// Mean cross-entropy per target token on up to `evalBatches` sequential batches of
+    /// `split` (masked LM: a fixed masking, the same at every evaluation).
+    public func evaluate(_ split: DatasetSplit = .validation) throws -> Double {
+        var rng = RandomGenerator(seed: config.seed ^ 0x5EED_0F_E7A1)
+        var total = 0.0, count = 0
+        try withNoGrad {
+            for batch in try dataset.evaluationBatches(split, batchSize: config.batchSize, maxBatches: config.evalBatches) {
+                let (inputs, targets) = try masker.map { try $0.apply(to: batch.inputs, using: &rng) } ?? (batch.inputs, batch.targets)
+                let out = try model.forward(inputs)
+                let (loss, n) = try crossEntropyWithCount(out.logits, targets: targets, ignoreIndex: MaskedLM.ignoreIndex)
+                total += Double(loss.item) * Double(n)
+                count += n
+            }
+        }
+        return count > 0 ? total / Double(count) : .nan
+    }
+
+    /// The state to save with a checkpoint.
+    public var state: TrainerState { TrainerState(step: step, dataRNG: dataRNG.state, config: config) }
+
+    /// Continues from a saved state (after loading the model weights and optimiser state).
+    public func restore(_ s: TrainerState) throws {
+        guard s.step >= 0 && s.step <= config.steps else {
+            throw SparseMoEError.invalidConfig(field: "step", message: "checkpoint step \(s.step) is outside 0...\(config.steps)")
+        }
+        step = s.step
+        dataRNG = try RandomGenerator(state: s.dataRNG)
+    }
+}

@@ -1,0 +1,58 @@
+/*
+ * Naive references of the optimised kernels in CMoEKernels, for the tests only: plain
+ * loops, mostly double accumulation, no workspace, no threads. Each has the argument list
+ * of the kernel it checks.
+ */
+#ifndef MOE_NAIVE_H
+#define MOE_NAIVE_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Reference (tests only): plain per-head loops, double accumulation, no probs. */
+void moe_attention_forward_naive(float *out,
+                                 const float *q, const float *k, const float *v,
+                                 int64_t B, int64_t T, int64_t S, int64_t H, int64_t Hkv,
+                                 int64_t D, int64_t Dv, int causal, float scale);
+
+/*
+ * Naive reference of the forward (tests only): per token, per slot, plain loops with
+ * double accumulation. Same arguments as the math above; no plan, no workspace.
+ */
+void moe_routed_experts_forward_naive(float *y, const float *x, const int32_t *experts,
+                                      const float *gates, const float *w1, const float *w3,
+                                      const float *w2, const float *b1, const float *b2,
+                                      int64_t T, int64_t C, int64_t F, int64_t E, int64_t K,
+                                      int activation);
+
+/* Serial reference of moe_embedding_backward (tests only). */
+void moe_embedding_backward_naive(float *d_table, const float *d_out, const int32_t *ids, int64_t n, int64_t c);
+
+/* Naive triple-loop reference of moe_matmul_forward (tests only). */
+void moe_matmul_forward_naive(float *out, const float *a, const float *b,
+                              int64_t batch, int64_t m, int64_t n, int64_t k,
+                              int trans_a, int trans_b, int64_t a_stride, int64_t b_stride);
+
+/* Sequential reference of moe_grad_norm_sq (tests only). */
+double moe_grad_norm_sq_naive(const float *x, int64_t n);
+
+/* Reference for the broadcast gradient reduction: d_b[j] += scale * Σ_i d_out[i, j]
+ * (* a[i, j] when a != NULL), a plain double-accumulated loop (tests only). */
+void moe_reduce_rows_naive(float *d_b, const float *d_out, const float *a, float scale,
+                           int64_t n, int64_t d);
+
+/* Serial double-accumulated reference of moe_sum_forward (tests only). */
+void moe_sum_forward_naive(float *out, const float *x, float scale, int64_t n);
+
+/* Reference (tests only): angles computed per element from start and theta,
+ * same float32 recipe, plain loops, no tables. */
+void moe_rope_forward_naive(float *out, const float *x, int64_t start, float theta,
+                            int64_t B, int64_t T, int64_t H, int64_t D, int64_t R, int style);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,162 @@
+/* Naive references (see moe_naive.h). Each was written beside its kernel and moved here
+ * so that the library's public headers hold only what the library runs. */
+#include "moe_naive.h"
+#include "moe_kernels.h"
+#include <math.h>
+
+/* from moe_attention.c */
+void moe_attention_forward_naive(float *out,
+                                 const float *q, const float *k, const float *v,
+                                 int64_t B, int64_t T, int64_t S, int64_t H, int64_t Hkv,
+                                 int64_t D, int64_t Dv, int causal, float scale) {
+    int64_t group = H / Hkv;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++) {
+            int64_t g = h / group;
+            for (int64_t i = 0; i < T; i++) {
+                const float *qi = q + ((b * T + i) * H + h) * D;
+                int64_t lim = causal ? i + (S - T) + 1 : S;
+                if (lim > S) lim = S;
+                double mx = -INFINITY;
+                for (int64_t j = 0; j < lim; j++) {
+                    const float *kj = k + ((b * S + j) * Hkv + g) * D;
+                    double s = 0;
+                    for (int64_t d = 0; d < D; d++) s += (double)qi[d] * kj[d];
+                    s *= scale;
+                    if (s > mx) mx = s;
+                }
+                double sum = 0;
+                for (int64_t j = 0; j < lim; j++) {
+                    const float *kj = k + ((b * S + j) * Hkv + g) * D;
+                    double s = 0;
+                    for (int64_t d = 0; d < D; d++) s += (double)qi[d] * kj[d];
+                    sum += exp(s * scale - mx);
+                }
+                float *o = out + ((b * T + i) * H + h) * Dv;
+                for (int64_t e = 0; e < Dv; e++) {
+                    double acc = 0;
+                    for (int64_t j = 0; j < lim; j++) {
+                        const float *kj = k + ((b * S + j) * Hkv + g) * D;
+                        double s = 0;
+                        for (int64_t d = 0; d < D; d++) s += (double)qi[d] * kj[d];
+                        acc += exp(s * scale - mx) / sum * v[((b * S + j) * Hkv + g) * Dv + e];
+                    }
+                    o[e] = (float)acc;
+                }
+            }
+        }
+}
+
+/* from moe_dispatch.c */
+void moe_routed_experts_forward_naive(float *y, const float *x, const int32_t *experts,
+                                      const float *gates, const float *w1, const float *w3,
+                                      const float *w2, const float *b1, const float *b2,
+                                      int64_t T, int64_t C, int64_t F, int64_t E, int64_t K,
+                                      int activation) {
+    (void)E;
+    for (int64_t t = 0; t < T; t++) {
+        const float *xt = x + t * C;
+        double acc[C > 0 ? C : 1];
+        for (int64_t c = 0; c < C; c++) acc[c] = 0;
+        for (int64_t s = 0; s < K; s++) {
+            int32_t e = experts[t * K + s];
+            if (e < 0) continue;
+            double g = gates[t * K + s];
+            double hid[F > 0 ? F : 1];
+            for (int64_t f = 0; f < F; f++) {
+                double h = b1 ? b1[e * F + f] : 0.0, u = 0.0;
+                for (int64_t c = 0; c < C; c++) {
+                    h += (double)w1[(e * F + f) * C + c] * xt[c];
+                    if (activation == MOE_EXPERT_SWIGLU) u += (double)w3[(e * F + f) * C + c] * xt[c];
+                }
+                switch (activation) {
+                case MOE_EXPERT_SWIGLU: hid[f] = h / (1.0 + exp(-h)) * u; break;
+                case MOE_EXPERT_GELU: hid[f] = 0.5 * h * (1.0 + erf(h / sqrt(2.0))); break;
+                case MOE_EXPERT_GELU_TANH:
+                    hid[f] = 0.5 * h * (1.0 + tanh(0.7978845608028654 * (h + 0.044715 * h * h * h)));
+                    break;
+                default: hid[f] = h > 0 ? h : 0; break;
+                }
+            }
+            for (int64_t c = 0; c < C; c++) {
+                double o = b2 ? b2[e * C + c] : 0.0;
+                for (int64_t f = 0; f < F; f++) o += (double)w2[(e * C + c) * F + f] * hid[f];
+                acc[c] += g * o;
+            }
+        }
+        for (int64_t c = 0; c < C; c++) y[t * C + c] = (float)acc[c];
+    }
+}
+
+/* from moe_embedding.c */
+void moe_embedding_backward_naive(float *d_table, const float *d_out, const int32_t *ids, int64_t n, int64_t c) {
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < c; j++) d_table[(int64_t)ids[i] * c + j] += d_out[i * c + j];
+}
+
+/* from moe_matmul.c */
+void moe_matmul_forward_naive(float *out, const float *a, const float *b,
+                              int64_t batch, int64_t m, int64_t n, int64_t k,
+                              int trans_a, int trans_b, int64_t a_stride, int64_t b_stride) {
+    for (int64_t bi = 0; bi < batch; bi++) {
+        const float *A = a + bi * a_stride, *B = b + bi * b_stride;
+        float *O = out + bi * m * n;
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) {
+                double s = 0;
+                for (int64_t p = 0; p < k; p++) {
+                    float av = trans_a ? A[p * m + i] : A[i * k + p];
+                    float bv = trans_b ? B[j * k + p] : B[p * n + j];
+                    s += (double)av * bv;
+                }
+                O[i * n + j] = (float)s;
+            }
+    }
+}
+
+/* from moe_optim.c */
+double moe_grad_norm_sq_naive(const float *x, int64_t n) {
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
+    return s;
+}
+
+/* from moe_pointwise.c */
+void moe_reduce_rows_naive(float *d_b, const float *d_out, const float *a, float scale,
+                           int64_t n, int64_t d) {
+    for (int64_t j = 0; j < d; j++) {
+        double s = 0.0;
+        for (int64_t i = 0; i < n; i++)
+            s += (double)d_out[i * d + j] * (a ? (double)a[i * d + j] : 1.0);
+        d_b[j] += (float)((double)scale * s);
+    }
+}
+
+/* from moe_pointwise.c */
+void moe_sum_forward_naive(float *out, const float *x, float scale, int64_t n) {
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) s += (double)x[i];
+    out[0] = (float)((double)scale * s);
+}
+
+/* from moe_position.c */
+void moe_rope_forward_naive(float *out, const float *x, int64_t start, float theta,
+                            int64_t B, int64_t T, int64_t H, int64_t D, int64_t R, int style) {
+    int64_t half = R / 2;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t h = 0; h < H; h++) {
+                const float *xi = x + ((b * T + t) * H + h) * D;
+                float *o = out + ((b * T + t) * H + h) * D;
+                for (int64_t d = 0; d < D; d++) o[d] = xi[d];
+                for (int64_t i = 0; i < half; i++) {
+                    float inv = 1.0f / powf(theta, (float)(2 * i) / (float)R);
+                    float angle = (float)(start + t) * inv;
+                    float c = cosf(angle), s = sinf(angle);
+                    const int64_t ia = style == MOE_ROPE_INTERLEAVED ? 2 * i : i;
+                    const int64_t ib = style == MOE_ROPE_INTERLEAVED ? 2 * i + 1 : i + half;
+                    o[ia] = xi[ia] * c - xi[ib] * s;
+                    o[ib] = xi[ib] * c + xi[ia] * s;
+                }
+            }
+}
