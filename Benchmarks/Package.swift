@@ -19,6 +19,7 @@ let package = Package(
             name: "Kernels",
             dependencies: [
                 .product(name: "SparseMoE", package: "SparseMoE"),
+                .product(name: "SparseMoEBench", package: "SparseMoE"),
                 .product(name: "Benchmark", package: "benchmark"),
             ],
             path: "Benchmarks/Kernels",

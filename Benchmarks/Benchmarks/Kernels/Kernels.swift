@@ -15,6 +15,7 @@
 // distributions (p0…p100), allocation counts and regression baselines.
 import Benchmark
 import SparseMoE
+import SparseMoEBench
 
 /// Tensors of one workload, built once per process (outside the timed region).
 final class Fixture {
