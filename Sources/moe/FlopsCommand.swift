@@ -43,7 +43,7 @@ struct Flops: ParsableCommand {
             if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
                 url = url.appendingPathComponent("config.json")
             }
-            let config = try HFConfig.load(from: url)
+            let config = try HuggingFaceFamilies.load(from: url)
             do {
                 return (try ModelArchitecture(huggingFace: config), seq ?? 2048)
             } catch let e as SparseMoEError {

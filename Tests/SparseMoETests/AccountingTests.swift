@@ -24,13 +24,13 @@ final class AccountingTests: XCTestCase {
         let root = try sharedHFTinyFixtures()
         for arch in ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v3"] {
             let dir = root.appendingPathComponent(arch)
-            let config = try HFConfig.load(from: dir.appendingPathComponent("config.json"))
+            let config = try HuggingFaceFamilies.load(from: dir.appendingPathComponent("config.json"))
             let accounting = try ModelAccounting(ModelArchitecture(huggingFace: config), sequenceLength: 24)
             let file = try SafetensorsFile(url: dir.appendingPathComponent("model.safetensors"))
             XCTAssertEqual(accounting.totalParams, file.totalElements, arch)
 
             var stored = ParameterCounts()
-            var perLayer = [ParameterCounts](repeating: ParameterCounts(), count: config.numHiddenLayers)
+            var perLayer = [ParameterCounts](repeating: ParameterCounts(), count: config.common.numHiddenLayers)
             for t in file.header.tensors {
                 stored[keyPath: component(t.name)] += t.elementCount
                 let parts = t.name.split(separator: ".")
@@ -58,10 +58,10 @@ final class AccountingTests: XCTestCase {
             let dir = root.appendingPathComponent(name)
             guard FileManager.default.fileExists(atPath: dir.appendingPathComponent("model.safetensors").path)
                 || FileManager.default.fileExists(atPath: dir.appendingPathComponent("model.safetensors.index.json").path) else { continue }
-            let config = try HFConfig.load(from: dir.appendingPathComponent("config.json"))
+            let config = try HuggingFaceFamilies.load(from: dir.appendingPathComponent("config.json"))
             let accounting = try ModelAccounting(ModelArchitecture(huggingFace: config), sequenceLength: 16)
             let weights = try SafetensorsCheckpoint(directory: dir)
-            let mtpFirst = config.numHiddenLayers
+            let mtpFirst = config.common.numHiddenLayers
             let stored = weights.names.filter { !$0.hasPrefix("model.layers.\(mtpFirst).") }
                 .reduce(0) { $0 + (weights.info($1)?.elementCount ?? 0) }
             XCTAssertEqual(accounting.totalParams, stored, name)
@@ -94,7 +94,7 @@ final class AccountingTests: XCTestCase {
     func testSlidingWindowCausalKeys() throws {
         var o = try JSONSerialization.jsonObject(with: Data(contentsOf: packageRoot().appendingPathComponent("Tests/Fixtures/hf-configs/mixtral-8x7b.json"))) as! [String: Any]
         o["sliding_window"] = 4096
-        let arch = try ModelArchitecture(huggingFace: HFConfig.decode(JSONSerialization.data(withJSONObject: o)))
+        let arch = try ModelArchitecture(huggingFace: HuggingFaceFamilies.decode(JSONSerialization.data(withJSONObject: o)))
         let perKey = 32.0 * 4 * 4096  // layers · (q·k + p·v) · H·D
         let long = try ModelAccounting(arch, sequenceLength: 8192)
         var keys = 0.0

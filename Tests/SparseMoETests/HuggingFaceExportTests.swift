@@ -26,13 +26,13 @@ final class HuggingFaceExportTests: XCTestCase {
     }
 
     /// Library configurations, one per Hugging Face architecture they export to.
-    static func libraryConfigs() -> [(String, TransformerConfig, HFConfig.ModelType)] {
-        var out: [(String, TransformerConfig, HFConfig.ModelType)] = []
+    static func libraryConfigs() -> [(String, TransformerConfig, any HuggingFaceFamily.Type)] {
+        var out: [(String, TransformerConfig, any HuggingFaceFamily.Type)] = []
         var mixtral = TransformerConfig(vocabSize: 50, hiddenSize: 16, numLayers: 2, numHeads: 4, numKVHeads: 2,
                                         maxSequenceLength: 32, intermediateSize: 20,
                                         moe: MoEConfig(numExperts: 4, topK: 2, expertHidden: 20))
         mixtral.tiedEmbeddings = true
-        out.append(("library-mixtral-tied", mixtral, .mixtral))
+        out.append(("library-mixtral-tied", mixtral, MixtralConfig.self))
 
         var qwen2 = TransformerConfig(vocabSize: 50, hiddenSize: 16, numLayers: 4, numHeads: 2, numKVHeads: 1,
                                       maxSequenceLength: 32, intermediateSize: 24,
@@ -46,7 +46,7 @@ final class HuggingFaceExportTests: XCTestCase {
         qwen2.moe!.every = 1
         qwen2.moe!.firstDense = 1
         qwen2.moe!.denseLayers = [2]
-        out.append(("library-qwen2-moe", qwen2, .qwen2MoE))
+        out.append(("library-qwen2-moe", qwen2, Qwen2MoEConfig.self))
 
         var qwen3 = TransformerConfig(vocabSize: 50, hiddenSize: 16, numLayers: 2, numHeads: 2, numKVHeads: 1, headDim: 10,
                                       maxSequenceLength: 32, intermediateSize: 24,
@@ -54,14 +54,14 @@ final class HuggingFaceExportTests: XCTestCase {
         qwen3.qkNorm = .perHead
         qwen3.ropeTheta = 1_000_000
         qwen3.moe!.every = 2
-        out.append(("library-qwen3-moe", qwen3, .qwen3MoE))
+        out.append(("library-qwen3-moe", qwen3, Qwen3MoEConfig.self))
 
         var olmoe = TransformerConfig(vocabSize: 50, hiddenSize: 16, numLayers: 2, numHeads: 4, numKVHeads: 4,
                                       maxSequenceLength: 32, intermediateSize: 8,
                                       moe: MoEConfig(numExperts: 4, topK: 2, expertHidden: 8))
         olmoe.qkNorm = .full
         olmoe.moe!.normalizeTopK = false
-        out.append(("library-olmoe", olmoe, .olmoe))
+        out.append(("library-olmoe", olmoe, OLMoEConfig.self))
 
         var ds = TransformerConfig(vocabSize: 50, hiddenSize: 16, numLayers: 3, numHeads: 2, maxSequenceLength: 32,
                                    intermediateSize: 24, moe: MoEConfig(numExperts: 8, topK: 2, expertHidden: 6))
@@ -75,13 +75,13 @@ final class HuggingFaceExportTests: XCTestCase {
         ds.moe!.sharedExperts = 2
         ds.moe!.sharedExpertHidden = 12
         ds.moe!.firstDense = 1
-        out.append(("library-deepseek-v3", ds, .deepseekV3))
+        out.append(("library-deepseek-v3", ds, DeepSeekV3Config.self))
         return out
     }
 
     func testClosestArchitecture() {
-        for (name, config, type) in Self.libraryConfigs() {
-            XCTAssertEqual(HFConfigExport.closestArchitecture(config), type, name)
+        for (name, config, family) in Self.libraryConfigs() {
+            XCTAssertTrue(HFConfigExport.closestArchitecture(config) == family, name)
         }
     }
 
@@ -90,13 +90,14 @@ final class HuggingFaceExportTests: XCTestCase {
         let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("hf-export-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: tmp) }
         let tokens = try Tensor(indices: (0..<12).map { Int32(($0 * 7 + 3) % 50) }, shape: [1, 12])
-        for (i, (name, config, type)) in Self.libraryConfigs().enumerated() {
+        for (i, (name, config, family)) in Self.libraryConfigs().enumerated() {
             let model = try TransformerLM(config: config, seed: UInt64(i))
             try Self.randomise(model, seed: UInt64(i))
             let dir = tmp.appendingPathComponent(name)
             try HuggingFaceModel.save(model, to: dir)
             let back = try HuggingFaceModel.load(directory: dir)
-            XCTAssertEqual(back.hfConfig.modelType, type, name)
+            XCTAssertTrue(type(of: back.hfConfig) == family, name)
+            XCTAssertEqual(back.hfConfig.modelType, family.modelTypes[0], name)
             for (x, y) in zip(model.namedParameters(), back.model.namedParameters()) {
                 XCTAssertEqual(x.name, y.name)
                 XCTAssertEqual(x.tensor.scalars, y.tensor.scalars, "\(name): \(x.name)")
@@ -143,9 +144,9 @@ final class HuggingFaceExportTests: XCTestCase {
     }
 
     func testRefusesWhatHuggingFaceCannotRepresent() throws {
-        func refused(_ config: TransformerConfig, as type: HFConfig.ModelType? = nil, mentions: String,
+        func refused(_ config: TransformerConfig, as family: (any HuggingFaceFamily.Type)? = nil, mentions: String,
                      file: StaticString = #filePath, line: UInt = #line) {
-            XCTAssertThrowsError(try HFConfigExport.json(for: config, as: type), file: file, line: line) {
+            XCTAssertThrowsError(try HFConfigExport.json(for: config, as: family), file: file, line: line) {
                 XCTAssertTrue("\($0)".contains(mentions), "\($0)", file: file, line: line)
                 XCTAssertTrue("\($0)".contains("cannot represent"), "\($0)", file: file, line: line)
             }
@@ -166,9 +167,9 @@ final class HuggingFaceExportTests: XCTestCase {
         var expertChoice = base; expertChoice.moe!.router = .expertChoice
         refused(expertChoice, mentions: "expert_choice")
         var sparseStep = base; sparseStep.moe!.every = 2
-        refused(sparseStep, as: .mixtral, mentions: "dense layers")
-        refused(base, as: .qwen3MoE, mentions: "q/k norm")
-        refused(base, as: .deepseekV3, mentions: "router")
+        refused(sparseStep, as: MixtralConfig.self, mentions: "dense layers")
+        refused(base, as: Qwen3MoEConfig.self, mentions: "q/k norm")
+        refused(base, as: DeepSeekV3Config.self, mentions: "router")
         var interleaved = base; interleaved.ropeStyle = .interleaved
         refused(interleaved, mentions: "RoPE")
         var gated = Self.libraryConfigs()[4].1; gated.moe!.sharedGating = .sigmoid

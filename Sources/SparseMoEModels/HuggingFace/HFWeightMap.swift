@@ -8,31 +8,24 @@ import SparseMoECore
 ///
 /// | library                                   | checkpoint                                                        |
 /// |-------------------------------------------|-------------------------------------------------------------------|
-/// | `mlp.gate.weight` `[E, C]`                | Mixtral `block_sparse_moe.gate.weight`; others `mlp.gate.weight`   |
+/// | `mlp.gate.weight` `[E, C]`                | `{moeBlock}.gate.weight` (Mixtral `block_sparse_moe`, others `mlp`) |
 /// | `mlp.experts.gate_proj` `[E, F, C]`       | `experts.{e}.gate_proj.weight` `[F, C]` (Mixtral `experts.{e}.w1.weight`), or the first F rows of fused `mlp.experts.gate_up_proj` `[E, 2F, C]` |
 /// | `mlp.experts.up_proj` `[E, F, C]`         | `experts.{e}.up_proj.weight` (Mixtral `w3`), or the last F rows of `gate_up_proj` |
 /// | `mlp.experts.down_proj` `[E, C, F]`       | `experts.{e}.down_proj.weight` `[C, F]` (Mixtral `w2`), or fused `mlp.experts.down_proj` `[E, C, F]` |
-/// | `mlp.shared_expert.*`                     | DeepSeek-V3 `mlp.shared_experts.*`; Qwen2-MoE unchanged            |
+/// | `mlp.shared_expert.*`                     | `mlp.{sharedExpert}.*` (DeepSeek-V3 `shared_experts`; Qwen2-MoE unchanged) |
+///
+/// What differs per family is its `HFWeightNames`.
 ///
 /// The fused layout is transformers 5's in-memory one (`gate_up_proj` `[E, 2·F, C]`, gate rows
 /// first, then up; `down_proj` `[E, C, F]`); transformers 5 writes checkpoints per expert, as
 /// transformers 4 did, and so does `HuggingFaceModel.save`.
 public struct HFWeightMap: Sendable {
-    public let modelType: HFConfig.ModelType
+    public let names: HFWeightNames
     public let numExperts: Int
 
     /// Which stacked expert matrix.
     public enum ExpertMatrix: String, Sendable, CaseIterable {
         case gate = "gate_proj", up = "up_proj", down = "down_proj"
-
-        /// Mixtral's per-expert name.
-        var mixtralName: String {
-            switch self {
-            case .gate: return "w1"
-            case .up: return "w3"
-            case .down: return "w2"
-            }
-        }
     }
 
     /// Where one library parameter is stored in a checkpoint.
@@ -45,9 +38,14 @@ public struct HFWeightMap: Sendable {
         case experts(matrix: ExpertMatrix, perExpert: [String], fused: [String], stacked: String)
     }
 
-    public init(modelType: HFConfig.ModelType, numExperts: Int) {
-        self.modelType = modelType
+    public init(names: HFWeightNames, numExperts: Int) {
+        self.names = names
         self.numExperts = numExperts
+    }
+
+    /// The map of `family`'s checkpoints.
+    public init<F: HuggingFaceFamily>(family: F.Type, numExperts: Int) {
+        self.init(names: F.weightNames, numExperts: numExperts)
     }
 
     /// Splits `model.layers.{i}.rest` into (i, rest).
@@ -63,13 +61,13 @@ public struct HFWeightMap: Sendable {
     public func location(of name: String) -> Location {
         guard let (i, rest) = Self.layerParts(name) else { return .tensor(name) }
         let layer = "model.layers.\(i)."
-        let moeBlock = modelType == .mixtral ? "block_sparse_moe" : "mlp"
+        let moeBlock = names.moeBlock
         if rest == "mlp.gate.weight" || rest == "mlp.gate.e_score_correction_bias" {
             return .tensor(layer + moeBlock + rest.dropFirst(3))
         }
         if let m = ExpertMatrix.allCases.first(where: { rest == "mlp.experts.\($0.rawValue)" }) {
             let per = (0..<numExperts).map { e in
-                layer + moeBlock + ".experts.\(e)." + (modelType == .mixtral ? m.mixtralName : m.rawValue) + ".weight"
+                layer + moeBlock + ".experts.\(e)." + names.expertName(m) + ".weight"
             }
             // transformers 5 module path is `mlp.experts` for every architecture (Mixtral renamed).
             let fusedNames = Array(Set([layer + "mlp.experts.", layer + moeBlock + ".experts."]).sorted())
@@ -77,8 +75,8 @@ public struct HFWeightMap: Sendable {
             return .experts(matrix: m, perExpert: per, fused: m == .down ? [] : fusedNames,
                             stacked: layer + "mlp.experts." + m.rawValue)
         }
-        if modelType == .deepseekV3, rest.hasPrefix("mlp.shared_expert.") {
-            return .tensor(layer + "mlp.shared_experts." + rest.dropFirst("mlp.shared_expert.".count))
+        if names.sharedExpert != "shared_expert", rest.hasPrefix("mlp.shared_expert.") {
+            return .tensor(layer + "mlp.\(names.sharedExpert)." + rest.dropFirst("mlp.shared_expert.".count))
         }
         return .tensor(name)
     }
@@ -89,13 +87,14 @@ public struct HFWeightMap: Sendable {
         guard let (i, rest) = Self.layerParts(hfName) else { return (hfName, nil) }
         let layer = "model.layers.\(i)."
         var r = rest
-        if modelType == .mixtral, r.hasPrefix("block_sparse_moe.") { r = "mlp." + r.dropFirst("block_sparse_moe.".count) }
-        if modelType == .deepseekV3, r.hasPrefix("mlp.shared_experts.") { r = "mlp.shared_expert." + r.dropFirst("mlp.shared_experts.".count) }
+        if names.moeBlock != "mlp", r.hasPrefix(names.moeBlock + ".") { r = "mlp." + r.dropFirst(names.moeBlock.count + 1) }
+        let shared = "mlp.\(names.sharedExpert)."
+        if names.sharedExpert != "shared_expert", r.hasPrefix(shared) { r = "mlp.shared_expert." + r.dropFirst(shared.count) }
         if r.hasPrefix("mlp.experts."), r.hasSuffix(".weight") {
             let parts = r.split(separator: ".")  // mlp experts {e} {matrix} weight
             if parts.count == 5, let e = Int(parts[2]), e >= 0, e < numExperts {
                 let matrix = ExpertMatrix.allCases.first {
-                    parts[3] == $0.rawValue || (modelType == .mixtral && parts[3] == $0.mixtralName)
+                    parts[3] == $0.rawValue || parts[3] == names.expertName($0)
                 }
                 if let matrix { return (layer + "mlp.experts." + matrix.rawValue, e) }
             }
@@ -121,5 +120,35 @@ public struct HFWeightMap: Sendable {
             }
         }
         return out
+    }
+}
+
+/// A family's checkpoint names where they differ from the library's (layer i, MoE block).
+public struct HFWeightNames: Sendable, Equatable {
+    /// The MoE block's module: `mlp`, Mixtral `block_sparse_moe`.
+    public var moeBlock: String
+    /// Per-expert matrix names (gate, up, down): `gate_proj`/`up_proj`/`down_proj`, Mixtral `w1`/`w3`/`w2`.
+    public var expertGate: String
+    public var expertUp: String
+    public var expertDown: String
+    /// The shared-expert module under `mlp`: `shared_expert`, DeepSeek-V3 `shared_experts`.
+    public var sharedExpert: String
+
+    public init(moeBlock: String = "mlp", expertGate: String = "gate_proj", expertUp: String = "up_proj",
+                expertDown: String = "down_proj", sharedExpert: String = "shared_expert") {
+        self.moeBlock = moeBlock
+        self.expertGate = expertGate
+        self.expertUp = expertUp
+        self.expertDown = expertDown
+        self.sharedExpert = sharedExpert
+    }
+
+    /// The checkpoint's per-expert name of `matrix`.
+    public func expertName(_ matrix: HFWeightMap.ExpertMatrix) -> String {
+        switch matrix {
+        case .gate: return expertGate
+        case .up: return expertUp
+        case .down: return expertDown
+        }
     }
 }

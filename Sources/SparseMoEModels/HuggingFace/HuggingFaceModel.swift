@@ -4,7 +4,8 @@ import SparseMoECore
 /// A Hugging Face model folder loaded as an ordinary `TransformerLM`, and the writer of
 /// such folders.
 ///
-/// Reading: `config.json` (transformers 4 or 5 spelling, see `HFConfig`) and the tensors of
+/// Reading: `config.json` of a registered family (transformers 4 or 5 spelling, see
+/// `HuggingFaceFamilies`, `HFCommonConfig`) and the tensors of
 /// `model.safetensors` or of the shards listed in `model.safetensors.index.json`,
 /// memory-mapped; F16/BF16/F64 tensors are converted to float32. Every tensor the model
 /// needs must be present with its exact shape, and no other tensor may remain (apart from
@@ -18,8 +19,8 @@ import SparseMoECore
 public struct HuggingFaceModel {
     /// The folder it was read from.
     public let directory: URL
-    public let hfConfig: HFConfig
-    public let extras: HFConfigExtras
+    /// config.json decoded as its family (`MixtralConfig`, `Qwen2MoEConfig`, ...).
+    public let hfConfig: any HuggingFaceFamily
     /// config.json as read, every field.
     public let rawConfig: [String: JSONValue]
     public let model: TransformerLM
@@ -35,26 +36,24 @@ public struct HuggingFaceModel {
         guard FileManager.default.fileExists(atPath: configURL.path) else {
             throw SparseMoEError.file(path: configURL.path, message: "missing: a Hugging Face model folder needs config.json")
         }
-        let hf = try HFConfig.load(from: configURL)
+        let hf = try HuggingFaceFamilies.load(from: configURL)
         let raw: [String: JSONValue]
         do {
             raw = try JSONDecoder().decode([String: JSONValue].self, from: Data(contentsOf: configURL))
         } catch {
             throw SparseMoEError.file(path: configURL.path, message: "malformed JSON: expected one object of fields (\(error.localizedDescription))")
         }
-        let extras: HFConfigExtras
         let config: TransformerConfig
         do {
-            extras = try HFConfigExtras(json: raw)
-            config = try hf.transformerConfig(extras: extras)
+            config = try hf.transformerConfig()
         } catch let e as SparseMoEError {
             throw SparseMoEError.file(path: configURL.path, message: e.description)
         }
         let model = try TransformerLM(config: config, seed: 0)
         let checkpoint = try SafetensorsCheckpoint(directory: directory)
-        try loadWeights(into: model, from: checkpoint, map: HFWeightMap(modelType: hf.modelType, numExperts: hf.numExperts),
+        try loadWeights(into: model, from: checkpoint, map: HFWeightMap(names: type(of: hf).weightNames, numExperts: hf.common.numExperts),
                         hfConfig: hf)
-        return HuggingFaceModel(directory: directory, hfConfig: hf, extras: extras, rawConfig: raw, model: model)
+        return HuggingFaceModel(directory: directory, hfConfig: hf, rawConfig: raw, model: model)
     }
 
     /// The path named in errors about tensors the checkpoint lacks: the index when sharded.
@@ -66,12 +65,12 @@ public struct HuggingFaceModel {
 
     /// Copies every checkpoint tensor into `model`'s parameters; checks presence, shapes and leftovers.
     static func loadWeights(into model: TransformerLM, from ckpt: SafetensorsCheckpoint, map: HFWeightMap,
-                            hfConfig hf: HFConfig) throws {
+                            hfConfig hf: any HuggingFaceFamily) throws {
         let label = checkpointLabel(ckpt)
         var consumed = Set<String>()
         func info(_ name: String, shape: [Int], for parameter: String) throws -> SafetensorsTensorInfo {
             guard let info = ckpt.info(name) else {
-                throw SparseMoEError.file(path: label, message: "missing tensor '\(name)' (\(hf.modelType.rawValue) parameter '\(parameter)', shape \(shape))")
+                throw SparseMoEError.file(path: label, message: "missing tensor '\(name)' (\(hf.modelType) parameter '\(parameter)', shape \(shape))")
             }
             let path = ckpt.file(holding: name)?.path ?? label
             guard [.f32, .f16, .bf16, .f64].contains(info.dtype) else {
@@ -128,22 +127,22 @@ public struct HuggingFaceModel {
 
         for name in ckpt.names where !consumed.contains(name) {
             if name.hasSuffix("rotary_emb.inv_freq") { continue }
-            if name == "lm_head.weight" && hf.tieWordEmbeddings { continue }
-            if hf.modelType == .deepseekV3, hf.numNextNPredictLayers > 0, let (i, _) = HFWeightMap.layerParts(name),
-               i >= hf.numHiddenLayers, i < hf.numHiddenLayers + hf.numNextNPredictLayers { continue }
+            if name == "lm_head.weight" && hf.common.tieWordEmbeddings { continue }
+            if let (i, _) = HFWeightMap.layerParts(name), hf.skippedCheckpointLayers.contains(i) { continue }
             let path = ckpt.file(holding: name)?.path ?? label
             let hint = map.libraryName(of: name).map { " (would be '\($0.name)')" } ?? ""
-            throw SparseMoEError.file(path: path, message: "unexpected tensor '\(name)'\(hint): not part of the \(hf.modelType.rawValue) model that config.json describes")
+            throw SparseMoEError.file(path: path, message: "unexpected tensor '\(name)'\(hint): not part of the \(hf.modelType) model that config.json describes")
         }
     }
 
     // MARK: writing
 
     /// Writes `model` to `directory` (created if needed) as Hugging Face architecture
-    /// `architecture` (nil = `HFConfigExport.closestArchitecture`): `config.json` + `model.safetensors`.
+    /// family `architecture` (`MixtralConfig.self`, ...; nil = `HFConfigExport.closestArchitecture`):
+    /// `config.json` + `model.safetensors`.
     /// `extraConfig` entries are added to config.json where the model does not set them
     /// (token ids, ...). Throws `invalidConfig` naming what the architecture cannot represent.
-    public static func save(_ model: TransformerLM, to directory: URL, architecture: HFConfig.ModelType? = nil,
+    public static func save(_ model: TransformerLM, to directory: URL, architecture: (any HuggingFaceFamily.Type)? = nil,
                             extraConfig: [String: JSONValue] = [:]) throws {
         let type = architecture ?? HFConfigExport.closestArchitecture(model.config)
         var json = try HFConfigExport.json(for: model.config, as: type)
@@ -156,7 +155,7 @@ public struct HuggingFaceModel {
         guard !fm.fileExists(atPath: index.path) else {
             throw SparseMoEError.file(path: index.path, message: "the folder holds a sharded checkpoint, which would shadow the model.safetensors written here; save into another folder")
         }
-        let map = HFWeightMap(modelType: type, numExperts: model.config.moe?.numExperts ?? 0)
+        let map = HFWeightMap(names: type.weightNames, numExperts: model.config.moe?.numExperts ?? 0)
         let tensors = map.checkpointTensors(of: model.namedParameters())
         try SafetensorsWriter.write(tensors, metadata: ["format": "pt"],
                                     to: directory.appendingPathComponent(SafetensorsCheckpoint.singleFileName))
@@ -193,7 +192,7 @@ public struct HuggingFaceModel {
     public func save(to destination: URL) throws {
         var extra: [String: JSONValue] = [:]
         for key in ["bos_token_id", "eos_token_id", "pad_token_id", "transformers_version"] { extra[key] = rawConfig[key] }
-        try Self.save(model, to: destination, architecture: hfConfig.modelType, extraConfig: extra)
+        try Self.save(model, to: destination, architecture: type(of: hfConfig), extraConfig: extra)
         guard destination.standardizedFileURL.path != directory.standardizedFileURL.path else { return }
         for name in Self.companionFiles {
             let src = directory.appendingPathComponent(name)
