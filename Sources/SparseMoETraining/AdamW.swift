@@ -316,8 +316,6 @@ public final class AdamW {
     }
 
     private static func intTensor(_ v: Int) -> Tensor {
-        let t = Tensor(zeros: [1], dtype: .int32)
-        t.int32s[0] = Int32(clamping: v)
-        return t
+        Tensor(indices: [Int32(clamping: v)], shape: [1])
     }
 }

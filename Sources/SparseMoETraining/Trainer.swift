@@ -96,10 +96,10 @@ public final class Trainer {
             let (inputs, targets) = try microBatch(.train, rng: &dataRNG)
             let noise = RandomGenerator(seed: config.seed &+ 0x9E37_79B9 &* UInt64(step * accum + micro + 1))
             let out = try model.forward(inputs, options: ForwardOptions(training: true, rng: noise))
-            let ce = try crossEntropy(out.logits, targets: targets, ignoreIndex: MaskedLM.ignoreIndex)
+            let ce = crossEntropy(out.logits, targets: targets, ignoreIndex: MaskedLM.ignoreIndex)
             var total = ce
-            if let aux = out.auxLoss { total = try add(ce, aux); auxSum += Double(aux.item) }
-            try (accum == 1 ? total : scale(total, by: 1 / Float(accum))).backward()
+            if let aux = out.auxLoss { total = add(ce, aux); auxSum += Double(aux.item) }
+            (accum == 1 ? total : scale(total, by: 1 / Float(accum))).backward()
             ceSum += Double(ce.item)
             moeFLOPs += out.moeExecutedFLOPs
             routing = out.routing
@@ -132,7 +132,7 @@ public final class Trainer {
             for batch in try dataset.evaluationBatches(split, batchSize: config.batchSize, maxBatches: config.evalBatches) {
                 let (inputs, targets) = try masker.map { try $0.apply(to: batch.inputs, using: &rng) } ?? (batch.inputs, batch.targets)
                 let out = try model.forward(inputs)
-                let (loss, n) = try crossEntropyWithCount(out.logits, targets: targets, ignoreIndex: MaskedLM.ignoreIndex)
+                let (loss, n) = crossEntropyWithCount(out.logits, targets: targets, ignoreIndex: MaskedLM.ignoreIndex)
                 total += Double(loss.item) * Double(n)
                 count += n
             }

@@ -49,7 +49,7 @@ struct Logits: ParsableCommand {
         if let bad = ids.first(where: { Int($0) >= v }) {
             throw ModelCommandError("token \(bad) is outside the vocabulary 0..<\(v)")
         }
-        let out = try lm.forward(try Tensor(indices: ids, shape: [1, ids.count]))
+        let out = try lm.forward(Tensor(indices: ids, shape: [1, ids.count]))
         let values = out.logits.scalars
         if json {
             var text = "{\"logits\": ["

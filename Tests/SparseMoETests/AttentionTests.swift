@@ -62,7 +62,7 @@ final class AttentionTests: XCTestCase {
     func testForwardMatchesReferences() throws {
         for c in forwardConfigs {
             let (q, k, v) = inputs(c, seed: 21)
-            let out = try attention(q, k, v, causal: c.causal)
+            let out = attention(q, k, v, causal: c.causal)
             XCTAssertEqual(out.shape, [c.b, c.t, c.h, c.dv])
             let scale = 1 / Double(c.d).squareRoot()
             assertClose(out.scalars, referenceAttention(q, k, v, c, scale: scale), atol: 2e-5, rtol: 1e-4, "attention vs Swift reference \(c)")
@@ -74,10 +74,10 @@ final class AttentionTests: XCTestCase {
         // Explicit scale.
         let c = forwardConfigs[2]
         let (q, k, v) = inputs(c, seed: 22)
-        assertClose(try attention(q, k, v, causal: true, scale: 0.7).scalars, referenceAttention(q, k, v, c, scale: 0.7),
+        assertClose(attention(q, k, v, causal: true, scale: 0.7).scalars, referenceAttention(q, k, v, c, scale: 0.7),
                     atol: 2e-5, rtol: 1e-4, "attention scale 0.7")
         // Very peaked softmax: logit gaps beyond the exp clamp (e^-87) underflow to ~0.
-        assertClose(try attention(q, k, v, causal: false, scale: 60).scalars,
+        assertClose(attention(q, k, v, causal: false, scale: 60).scalars,
                     referenceAttention(q, k, v, Config(b: c.b, t: c.t, s: c.s, h: c.h, hkv: c.hkv, d: c.d, dv: c.dv, causal: false), scale: 60),
                     atol: 2e-5, rtol: 1e-4, "attention scale 60")
     }
@@ -95,14 +95,14 @@ final class AttentionTests: XCTestCase {
         ]
         for c in configs {
             let (q, k, v) = inputs(c, seed: 31)
-            _ = try checkGradients("attention \(c)", inputs: [q, k, v]) { try attention($0[0], $0[1], $0[2], causal: c.causal) }
+            _ = try checkGradients("attention \(c)", inputs: [q, k, v]) { attention($0[0], $0[1], $0[2], causal: c.causal) }
         }
     }
 
     /// One tensor as queries, keys and values: its gradient gathers all three paths.
     func testGradientWithAliasedInputs() throws {
         let x = randomTensor([2, 4, 2, 3], seed: 35)
-        _ = try checkGradients("self-attention q = k = v", inputs: [x]) { try attention($0[0], $0[0], $0[0], causal: true) }
+        _ = try checkGradients("self-attention q = k = v", inputs: [x]) { attention($0[0], $0[0], $0[0], causal: true) }
     }
 
     /// Large shapes (row blocks, key chunks, parallel paths): the gradient along a random
@@ -114,9 +114,9 @@ final class AttentionTests: XCTestCase {
             let (q, k, v) = inputs(c, seed: 41)
             let weights = randomTensor([c.b, c.t, c.h, c.dv], seed: 45)
             for x in [q, k, v] { x.requiresGrad = true }
-            try attention(q, k, v, causal: c.causal).backward(gradient: weights)
+            attention(q, k, v, causal: c.causal).backward(gradient: weights)
             func loss() throws -> Double {
-                let y = try withNoGrad { try attention(q, k, v, causal: c.causal) }
+                let y = withNoGrad { attention(q, k, v, causal: c.causal) }
                 return zip(y.scalars, weights.scalars).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
             }
             for (n, x) in [q, k, v].enumerated() {
@@ -138,13 +138,13 @@ final class AttentionTests: XCTestCase {
     func testCausalMaskIgnoresFutureKeys() throws {
         let c = Config(b: 2, t: 6, s: 9, h: 2, hkv: 1, d: 4, dv: 3, causal: true)
         let (q, k, v) = inputs(c, seed: 61)
-        let before = try attention(q, k, v, causal: true).scalars
+        let before = attention(q, k, v, causal: true).scalars
         // Key 7 is visible to queries i with 7 ≤ i + 3, i.e. i ≥ 4.
         for b in 0..<c.b {
             for e in 0..<c.d { k.floats[((b * c.s + 7) * c.hkv) * c.d + e] += 5 }
             for e in 0..<c.dv { v.floats[((b * c.s + 7) * c.hkv) * c.dv + e] -= 3 }
         }
-        let after = try attention(q, k, v, causal: true).scalars
+        let after = attention(q, k, v, causal: true).scalars
         let row = c.h * c.dv
         for b in 0..<c.b {
             for i in 0..<c.t {
@@ -162,10 +162,10 @@ final class AttentionTests: XCTestCase {
         let c = Config(b: 2, t: 70, s: 70, h: 4, hkv: 2, d: 16, dv: 16, causal: true)
         let (q, k, v) = inputs(c, seed: 71)
         func run(_ threads: Int) throws -> ([Float], [Float]) {
-            try Threads.with(threads) {
+            Threads.with(threads) {
                 for x in [q, k, v] { x.requiresGrad = true; x.zeroGrad() }
-                let y = try attention(q, k, v, causal: true)
-                try y.backward(gradient: Tensor(repeating: 1, shape: y.shape))
+                let y = attention(q, k, v, causal: true)
+                y.backward(gradient: Tensor(repeating: 1, shape: y.shape))
                 return (y.scalars, k.grad!.scalars)
             }
         }
@@ -178,7 +178,7 @@ final class AttentionTests: XCTestCase {
     func testValidationErrorsNameShapes() {
         func expectError(_ q: [Int], _ k: [Int], _ v: [Int], causal: Bool = false, contains: String,
                          line: UInt = #line) {
-            XCTAssertThrowsError(try attention(Tensor(zeros: q), Tensor(zeros: k), Tensor(zeros: v), causal: causal),
+            XCTAssertThrowsError(try Check.attention(Tensor(zeros: q), Tensor(zeros: k), Tensor(zeros: v), causal: causal, scale: nil),
                                  line: line) { error in
                 XCTAssertTrue("\(error)".contains(contains), "\(error)", line: line)
             }
@@ -191,7 +191,7 @@ final class AttentionTests: XCTestCase {
         expectError([2, 2, 4], [1, 2, 2, 4], [1, 2, 2, 4], contains: "[2, 2, 4]")         // rank
         expectError([1, 3, 2, 4], [1, 2, 2, 4], [1, 2, 2, 4], causal: true, contains: "S ≥ T")
         expectError([1, 3, 2, 4], [1, 0, 2, 4], [1, 0, 2, 4], contains: "S=0")
-        XCTAssertEqual(try attention(Tensor(zeros: [0, 3, 2, 4]), Tensor(zeros: [0, 3, 1, 4]),
+        XCTAssertEqual(attention(Tensor(zeros: [0, 3, 2, 4]), Tensor(zeros: [0, 3, 1, 4]),
                                      Tensor(zeros: [0, 3, 1, 5]), causal: true).shape, [0, 3, 2, 5])
     }
 }

@@ -211,7 +211,8 @@ final class MoELayerTests: XCTestCase {
         let a = try HashRouter(experts: 8), b = try HashRouter(experts: 8)
         let ids = (0..<Int32(200)).map { $0 }
         XCTAssertEqual(ids.map(a.expert(for:)), ids.map(b.expert(for:)))
-        XCTAssertEqual(a.expert(for: 17), a.expert(for: 17))
+        // expert(id) = splitmix64(UInt32(id) ⊕ seed) mod E; expected values from an independent Python SplitMix64.
+        XCTAssertEqual(([0, 1, 17, 199, -1] as [Int32]).map(a.expert(for:)), [7, 1, 3, 5, 0])
         let counts = Dictionary(grouping: ids.map(a.expert(for:)), by: { $0 }).mapValues(\.count)
         XCTAssertEqual(counts.count, 8, "all experts used")
         XCTAssertThrowsError(try a.route(Tensor(zeros: [3, 4]), context: &emptyContext)) { XCTAssertTrue("\($0)".contains("token ids")) }

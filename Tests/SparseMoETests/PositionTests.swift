@@ -45,7 +45,7 @@ final class PositionTests: XCTestCase {
                                              ([3, 1, 1, 6], 6, 41, 500000), ([1, 3, 2, 2], 2, 1, 10000),
                                              ([1, 33, 2, 64], 64, 1000, 10000), ([2, 40, 4, 64], 32, 17, 10000)] {
                 let x = randomTensor(shape, seed: 11)
-                let y = try rope(x, start: start, theta: theta, rotaryDim: r, style: style)
+                let y = rope(x, start: start, theta: theta, rotaryDim: r, style: style)
                 let expected = referenceRope(x, start: start, theta: theta, rotaryDim: r, style: style)
                 assertClose(y.scalars, expected, atol: 2e-5, rtol: 1e-4, "rope \(style) \(shape) R=\(r) start=\(start)")
                 let cRef = Tensor(zeros: shape)
@@ -65,26 +65,26 @@ final class PositionTests: XCTestCase {
     /// rotating the whole sequence (what a KV cache relies on).
     func testRopeStartMatchesFullSequence() throws {
         let x = randomTensor([1, 9, 2, 6], seed: 12)
-        let full = try rope(x, style: .interleaved).scalars
-        let tail = try x.reshaped([9, 2, 6]).slice(rows: 4..<9).reshaped([1, 5, 2, 6])
-        let part = try rope(tail, start: 4, style: .interleaved).scalars
+        let full = rope(x, style: .interleaved).scalars
+        let tail = x.reshaped([9, 2, 6]).slice(rows: 4..<9).reshaped([1, 5, 2, 6])
+        let part = rope(tail, start: 4, style: .interleaved).scalars
         XCTAssertEqual(part, Array(full[(4 * 12)...]))
     }
 
     func testRopePrecomputedTables() throws {
         let rotary = RotaryEmbedding(theta: 1e6, rotaryDim: 4, style: .halfSplit)
         let x = randomTensor([2, 3, 2, 6], seed: 18)
-        let (c, s) = try rotary.tables(start: 5, count: 3, headDim: 6)
+        let (c, s) = rotary.tables(start: 5, count: 3, headDim: 6)
         XCTAssertEqual(c.shape, [3, 2])
-        XCTAssertEqual(try rotary.apply(x, cos: c, sin: s).scalars, try rotary(x, start: 5).scalars)
-        XCTAssertThrowsError(try rotary.apply(x, cos: s, sin: Tensor(zeros: [3, 3]))) { XCTAssertTrue("\($0)".contains("[3, 3]")) }
+        XCTAssertEqual(rotary.apply(x, cos: c, sin: s).scalars, rotary(x, start: 5).scalars)
+        XCTAssertThrowsError(try Check.rotaryApply(rotary, x, cos: s, sin: Tensor(zeros: [3, 3]))) { XCTAssertTrue("\($0)".contains("[3, 3]")) }
     }
 
     /// ⟨rope(q, m), rope(k, n)⟩ depends only on m − n.
     func testRopeIsRelative() throws {
         let q = randomTensor([1, 1, 1, 16], seed: 13), k = randomTensor([1, 1, 1, 16], seed: 14)
         func score(_ m: Int, _ n: Int) throws -> Float {
-            let a = try rope(q, start: m).scalars, b = try rope(k, start: n).scalars
+            let a = rope(q, start: m).scalars, b = rope(k, start: n).scalars
             return zip(a, b).map(*).reduce(0, +)
         }
         XCTAssertEqual(try score(5, 2), try score(103, 100), accuracy: 1e-4)
@@ -94,25 +94,26 @@ final class PositionTests: XCTestCase {
     func testRopeGradients() throws {
         for style in RotaryStyle.allCases {
             let x = randomTensor([2, 3, 2, 6], seed: 15)
-            _ = try checkGradients("rope \(style)", inputs: [x]) { try rope($0[0], start: 2, style: style) }
+            _ = try checkGradients("rope \(style)", inputs: [x]) { rope($0[0], start: 2, style: style) }
             let y = randomTensor([1, 5, 1, 6], seed: 16)
-            _ = try checkGradients("partial rope \(style)", inputs: [y]) { try rope($0[0], start: 7, rotaryDim: 4, style: style) }
+            _ = try checkGradients("partial rope \(style)", inputs: [y]) { rope($0[0], start: 7, rotaryDim: 4, style: style) }
         }
     }
 
     func testRopeErrors() {
         let x = Tensor(zeros: [1, 2, 2, 6])
-        XCTAssertThrowsError(try rope(x, rotaryDim: 3)) { XCTAssertTrue("\($0)".contains("rotaryDim")) }
-        XCTAssertThrowsError(try rope(x, rotaryDim: 8))
-        XCTAssertThrowsError(try rope(Tensor(zeros: [1, 2, 5])))
-        XCTAssertThrowsError(try rope(Tensor(zeros: [1, 2, 2, 5])))  // odd head size, full rotary
-        XCTAssertThrowsError(try rope(x, start: -1))
-        XCTAssertEqual(try rope(Tensor(zeros: [0, 2, 2, 6])).shape, [0, 2, 2, 6])
+        XCTAssertThrowsError(try Check.rope(RotaryEmbedding(rotaryDim: 3), x, start: 0)) { XCTAssertTrue("\($0)".contains("rotaryDim")) }
+        XCTAssertThrowsError(try Check.rope(RotaryEmbedding(rotaryDim: 8), x, start: 0))
+        XCTAssertThrowsError(try Check.rope(RotaryEmbedding(), Tensor(zeros: [1, 2, 5]), start: 0))
+        XCTAssertThrowsError(try Check.rope(RotaryEmbedding(), Tensor(zeros: [1, 2, 2, 5]), start: 0))  // odd head size, full rotary
+        XCTAssertThrowsError(try Check.rope(RotaryEmbedding(), x, start: -1))
+        XCTAssertNoThrow(try Check.rope(RotaryEmbedding(rotaryDim: 4), x, start: 3))
+        XCTAssertEqual(rope(Tensor(zeros: [0, 2, 2, 6])).shape, [0, 2, 2, 6])
     }
 
     func testSinusoidalTable() throws {
         for (t, c, start) in [(5, 8, 0), (4, 7, 3), (1, 1, 0), (3, 2, 100)] {
-            let pe = try sinusoidalPositionTable(count: t, width: c, start: start)
+            let pe = sinusoidalPositionTable(count: t, width: c, start: start)
             XCTAssertEqual(pe.shape, [t, c])
             var expected = [Float]()
             for p in start..<(start + t) {
@@ -125,17 +126,17 @@ final class PositionTests: XCTestCase {
             assertClose(pe.scalars, expected, atol: 1e-6, rtol: 1e-6, "PE T=\(t) C=\(c) start=\(start)")
         }
         // Position 0: sin(0) = 0 in even columns, cos(0) = 1 in odd columns.
-        XCTAssertEqual(try sinusoidalPositionTable(count: 1, width: 4).scalars, [0, 1, 0, 1])
+        XCTAssertEqual(sinusoidalPositionTable(count: 1, width: 4).scalars, [0, 1, 0, 1])
     }
 
     func testAddSinusoidalPositions() throws {
         let x = randomTensor([2, 3, 5], seed: 17)
-        let y = try addSinusoidalPositions(x, start: 2)
-        let pe = try sinusoidalPositionTable(count: 3, width: 5, start: 2).scalars
+        let y = addSinusoidalPositions(x, start: 2)
+        let pe = sinusoidalPositionTable(count: 3, width: 5, start: 2).scalars
         let expected = x.scalars.enumerated().map { $0.element + pe[$0.offset % 15] }
         assertClose(y.scalars, expected, atol: 0, rtol: 0, "x + PE")
-        _ = try checkGradients("addSinusoidalPositions", inputs: [x]) { try addSinusoidalPositions($0[0], start: 1) }
-        XCTAssertThrowsError(try addSinusoidalPositions(Tensor(zeros: [3, 5]))) { XCTAssertTrue("\($0)".contains("[3, 5]")) }
-        XCTAssertThrowsError(try sinusoidalPositionTable(count: 2, width: 3, start: -1))
+        _ = try checkGradients("addSinusoidalPositions", inputs: [x]) { addSinusoidalPositions($0[0], start: 1) }
+        XCTAssertThrowsError(try Check.addSinusoidalPositions(Tensor(zeros: [3, 5]), start: 0, base: 10000)) { XCTAssertTrue("\($0)".contains("[3, 5]")) }
+        XCTAssertThrowsError(try Check.sinusoidalTable(count: 2, width: 3, start: -1, base: 10000))
     }
 }

@@ -114,7 +114,7 @@ final class SamplingTests: XCTestCase {
         XCTAssertEqual(seen, new)
         var seq = prompt
         for _ in 0..<10 {
-            let l = try model.forward(try Tensor(indices: seq, shape: [1, seq.count])).logits
+            let l = try model.forward(Tensor(indices: seq, shape: [1, seq.count])).logits
             let v = model.config.vocabSize
             seq.append(Int32(Sampler.argmax(Array(l.scalars[((seq.count - 1) * v)..<(seq.count * v)]))))
         }

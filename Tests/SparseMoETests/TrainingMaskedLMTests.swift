@@ -16,7 +16,7 @@ final class TrainingMaskedLMTests: XCTestCase {
             // Half the rounds use token 300 everywhere (outside the random range, so a
             // random replacement is always visible), half use random bytes.
             let values: [Int32] = (0..<b * t).map { _ in round % 2 == 0 ? 300 : Int32(data.int(below: 256)) }
-            let tokens = try Tensor(indices: values, shape: [b, t])
+            let tokens = Tensor(indices: values, shape: [b, t])
             let (inputs, targets) = try mlm.apply(to: tokens, using: &rng)
             XCTAssertEqual(inputs.shape, [b, t]); XCTAssertEqual(targets.shape, [b, t])
             XCTAssertEqual(tokens.indexScalars, values, "input tensor must not be modified")
@@ -57,7 +57,7 @@ final class TrainingMaskedLMTests: XCTestCase {
         let mlm = try MaskedLM(config: MaskingConfig(maskProbability: 0.01))
         var values = [Int32](repeating: 0, count: 1000)
         for i in 0..<1000 { values[i] = i % 5 == 0 ? ByteTokenizer.pad : Int32(i % 200) }
-        let tokens = try Tensor(indices: values, shape: [200, 5])
+        let tokens = Tensor(indices: values, shape: [200, 5])
         var rng = RandomGenerator(seed: 1)
         let (x, y) = try mlm.apply(to: tokens, using: &rng)
         let ys = y.indexScalars
@@ -73,11 +73,11 @@ final class TrainingMaskedLMTests: XCTestCase {
         let other = try MaskedLM().apply(to: tokens, using: &rng3)
         XCTAssertNotEqual(other.targets.indexScalars, ys)
         // A row made only of never-masked tokens has no target; rank-1 input works.
-        let pads = try Tensor(indices: [Int32](repeating: ByteTokenizer.pad, count: 6), shape: [6])
+        let pads = Tensor(indices: [Int32](repeating: ByteTokenizer.pad, count: 6), shape: [6])
         XCTAssertTrue(try mlm.apply(to: pads, using: &rng).targets.indexScalars.allSatisfy { $0 == MaskedLM.ignoreIndex })
         // Probability 1 chooses everything; 100% mask replaces everything.
         let all = try MaskedLM(config: MaskingConfig(maskProbability: 1, maskTokenFraction: 1, randomTokenFraction: 0))
-        let one = try Tensor(indices: [1, 2, 3], shape: [1, 3])
+        let one = Tensor(indices: [1, 2, 3], shape: [1, 3])
         let r = try all.apply(to: one, using: &rng)
         XCTAssertEqual(r.inputs.indexScalars, [259, 259, 259]); XCTAssertEqual(r.targets.indexScalars, [1, 2, 3])
     }

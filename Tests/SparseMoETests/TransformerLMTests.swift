@@ -38,34 +38,45 @@ final class TransformerLMTests: XCTestCase {
     func testWholeModelGradientsMatchFiniteDifferences() throws {
         for (latent, position) in [(false, PositionEncoding.rope), (true, .rope), (false, .learned)] {
             let model = try TransformerLM(config: Self.tinyConfig(latent: latent, position: position), seed: 2)
-            let tokens = try Tensor(indices: [1, 4, 7, 2, 9, 3, 0, 5], shape: [2, 4])
+            let tokens = Tensor(indices: [1, 4, 7, 2, 9, 3, 0, 5], shape: [2, 4])
             let params = model.parameters.filter { $0.requiresGrad }
             _ = try checkGradients("TransformerLM latent=\(latent) \(position)", inputs: params, eps: 1e-3, tolerance: 5e-2) { _ in
                 let out = try model.forward(tokens)
-                return try add(try out.logits.mean(), out.auxLoss!)
+                return add(out.logits.mean(), out.auxLoss!)
             }
         }
     }
 
     func testCausalModelIgnoresTheFuture() throws {
         let model = try TransformerLM(config: Self.tinyConfig(), seed: 3)
-        let a = try withNoGrad { try model.forward(try Tensor(indices: [1, 2, 3, 4, 5], shape: [1, 5])).logits.scalars }
-        let b = try withNoGrad { try model.forward(try Tensor(indices: [1, 2, 3, 9, 0], shape: [1, 5])).logits.scalars }
+        let a = try withNoGrad { try model.forward(Tensor(indices: [1, 2, 3, 4, 5], shape: [1, 5])).logits.scalars }
+        let b = try withNoGrad { try model.forward(Tensor(indices: [1, 2, 3, 9, 0], shape: [1, 5])).logits.scalars }
         XCTAssertEqual(Array(a[0..<(3 * 11)]), Array(b[0..<(3 * 11)]))
         XCTAssertNotEqual(Array(a[(3 * 11)...]), Array(b[(3 * 11)...]))
+    }
+
+    func testOutOfVocabularyTokenIdsThrow() throws {
+        // Token ids are user data: the model throws (the embedding op would trap).
+        let model = try TransformerLM(config: Self.tinyConfig(), seed: 3)
+        for bad: Int32 in [11, -1] {
+            XCTAssertThrowsError(try model.forward(Tensor(indices: [1, bad, 3], shape: [1, 3]))) { e in
+                XCTAssertTrue("\(e)".contains("id \(bad) at position 1") && "\(e)".contains("V = 11"), "\(e)")
+            }
+        }
+        XCTAssertNoThrow(try withNoGrad { try model.forward(Tensor(indices: [0, 10, 3], shape: [1, 3])) })
     }
 
     func testKVCacheDecodingEqualsFullRecomputation() throws {
         for latent in [false, true] {
             let model = try TransformerLM(config: Self.tinyConfig(latent: latent), seed: 4)
             let ids: [Int32] = [3, 1, 4, 1, 5, 9, 2]
-            let full = try withNoGrad { try model.forward(try Tensor(indices: ids, shape: [1, 7])).logits.scalars }
+            let full = try withNoGrad { try model.forward(Tensor(indices: ids, shape: [1, 7])).logits.scalars }
             let cache = KVCache(capacity: 16)
             var pieces: [Float] = []
             try withNoGrad {
-                pieces += try model.forward(try Tensor(indices: Array(ids[0..<3]), shape: [1, 3]), options: ForwardOptions(cache: cache)).logits.scalars
+                pieces += try model.forward(Tensor(indices: Array(ids[0..<3]), shape: [1, 3]), options: ForwardOptions(cache: cache)).logits.scalars
                 for i in 3..<7 {
-                    pieces += try model.forward(try Tensor(indices: [ids[i]], shape: [1, 1]), options: ForwardOptions(cache: cache)).logits.scalars
+                    pieces += try model.forward(Tensor(indices: [ids[i]], shape: [1, 1]), options: ForwardOptions(cache: cache)).logits.scalars
                 }
             }
             assertClose(pieces, full, atol: 2e-5, rtol: 1e-4, "KV cache latent=\(latent)")

@@ -16,13 +16,10 @@ extension Tensor {
     }
 
     /// Reverse-mode differentiation from this scalar: seeds d(self)/d(self) = 1.
-    /// Throws if this tensor is not a scalar or does not require a gradient.
-    public func backward() throws {
-        guard count == 1 else {
-            throw SparseMoEError.invalidArgument(
-                op: "backward", message: "backward() needs a scalar (one element), got shape \(shape); reduce it with sum() or mean(), or pass backward(gradient:)")
-        }
-        try backward(gradient: Tensor(repeating: 1, shape: shape))
+    /// The tensor must have one element and require a gradient (a programmer error otherwise).
+    public func backward() {
+        Check.trapping { try Check.backward(self, gradient: nil) }
+        backward(gradient: Tensor(repeating: 1, shape: shape))
     }
 
     /// Reverse-mode differentiation with an explicit output gradient (same shape
@@ -31,15 +28,8 @@ extension Tensor {
     /// Runs every recorded op's backward once, in reverse topological order,
     /// accumulating `grad` on each tensor that requires it. Gradients of
     /// intermediate tensors are released once propagated; leaves keep theirs.
-    public func backward(gradient: Tensor) throws {
-        guard gradient.shape == shape, gradient.dtype == .float32 else {
-            throw SparseMoEError.shapeMismatch(
-                op: "backward", message: "gradient \(gradient.shape) \(gradient.dtype) must match the tensor's shape \(shape), float32")
-        }
-        guard requiresGrad else {
-            throw SparseMoEError.invalidArgument(
-                op: "backward", message: "the tensor does not require a gradient: no input it depends on has requiresGrad, or it was computed under withNoGrad")
-        }
+    public func backward(gradient: Tensor) {
+        Check.trapping { try Check.backward(self, gradient: gradient) }
         // Iterative depth-first topological order over the recorded graph.
         var order: [Tensor] = []
         var visited = Set<ObjectIdentifier>()
@@ -63,6 +53,28 @@ extension Tensor {
             guard let node = t.gradNode, let outGrad = t.grad else { continue }
             node.backward(outGrad)
             t.grad = nil  // intermediate: its gradient has been propagated
+        }
+    }
+}
+
+extension Check {
+    /// `backward` from `t`: with no `gradient`, `t` has one element; a `gradient` has `t`'s
+    /// shape and is float32; `t` requires a gradient.
+    package static func backward(_ t: Tensor, gradient: Tensor?) throws {
+        if let gradient {
+            guard gradient.shape == t.shape, gradient.dtype == .float32 else {
+                throw SparseMoEError.shapeMismatch(
+                    op: "backward", message: "gradient \(gradient.shape) \(gradient.dtype) must match the tensor's shape \(t.shape), float32")
+            }
+        } else {
+            guard t.count == 1 else {
+                throw SparseMoEError.invalidArgument(
+                    op: "backward", message: "backward() needs a scalar (one element), got shape \(t.shape); reduce it with sum() or mean(), or pass backward(gradient:)")
+            }
+        }
+        guard t.requiresGrad else {
+            throw SparseMoEError.invalidArgument(
+                op: "backward", message: "the tensor does not require a gradient: no input it depends on has requiresGrad, or it was computed under withNoGrad")
         }
     }
 }

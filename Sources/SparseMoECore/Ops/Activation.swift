@@ -13,8 +13,8 @@ private typealias BackwardKernel = (UnsafeMutablePointer<Float>?, UnsafePointer<
 
 /// An elementwise activation: output of x's shape; backward dX += dOut ⊙ f′(x).
 private func activation(_ x: Tensor, _ op: String, _ forward: ForwardKernel,
-                        _ backward: @escaping BackwardKernel) throws -> Tensor {
-    try Check.float32(x, op, "x")
+                        _ backward: @escaping BackwardKernel) -> Tensor {
+    Check.trapping { try Check.float32(x, op, "x") }
     let n = x.count
     let out = Tensor(zeros: x.shape)
     forward(out.floats, x.floats, Int64(n))
@@ -24,30 +24,37 @@ private func activation(_ x: Tensor, _ op: String, _ forward: ForwardKernel,
 }
 
 /// SiLU (swish): x·σ(x), elementwise. f′(x) = σ(x)(1 + x(1 − σ(x))).
-public func silu(_ x: Tensor) throws -> Tensor {
-    try activation(x, "silu", moe_silu_forward, moe_silu_backward)
+public func silu(_ x: Tensor) -> Tensor {
+    activation(x, "silu", moe_silu_forward, moe_silu_backward)
 }
 
 /// GELU, elementwise: exact (erf, the default) or the tanh approximation.
-public func gelu(_ x: Tensor, approximation: GELUApproximation = .none) throws -> Tensor {
+public func gelu(_ x: Tensor, approximation: GELUApproximation = .none) -> Tensor {
     switch approximation {
-    case .none: return try activation(x, "gelu", moe_gelu_erf_forward, moe_gelu_erf_backward)
-    case .tanh: return try activation(x, "gelu(tanh)", moe_gelu_tanh_forward, moe_gelu_tanh_backward)
+    case .none: return activation(x, "gelu", moe_gelu_erf_forward, moe_gelu_erf_backward)
+    case .tanh: return activation(x, "gelu(tanh)", moe_gelu_tanh_forward, moe_gelu_tanh_backward)
     }
 }
 
 /// ReLU: max(x, 0), elementwise; gradient 0 where x ≤ 0.
-public func relu(_ x: Tensor) throws -> Tensor {
-    try activation(x, "relu", moe_relu_forward, moe_relu_backward)
+public func relu(_ x: Tensor) -> Tensor {
+    activation(x, "relu", moe_relu_forward, moe_relu_backward)
+}
+
+extension Check {
+    /// `gate` and `up` float32 of the same shape.
+    package static func swiglu(_ gate: Tensor, _ up: Tensor) throws {
+        try Check.float32(gate, "swiglu", "gate"); try Check.float32(up, "swiglu", "up")
+        try Check.sameShape(gate, up, "swiglu", ("gate", "up"))
+    }
 }
 
 /// SwiGLU gate: silu(gate) ⊙ up, for `gate` and `up` of the same shape (the two halves
 /// of a gated feed-forward block, e.g. `[N, F]` each).
 /// Backward: dGate = dOut ⊙ up ⊙ silu′(gate), dUp = dOut ⊙ silu(gate).
-public func swiglu(_ gate: Tensor, _ up: Tensor) throws -> Tensor {
+public func swiglu(_ gate: Tensor, _ up: Tensor) -> Tensor {
     let op = "swiglu"
-    try Check.float32(gate, op, "gate"); try Check.float32(up, op, "up")
-    try Check.sameShape(gate, up, op, ("gate", "up"))
+    Check.trapping { try Check.swiglu(gate, up) }
     let n = gate.count
     let out = Tensor(zeros: gate.shape)
     moe_swiglu_forward(out.floats, gate.floats, up.floats, Int64(n))

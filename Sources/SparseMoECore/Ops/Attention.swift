@@ -1,5 +1,42 @@
 internal import CMoEKernels
 
+extension Check {
+    /// The shapes of `attention` (see there); returns the scale, `1/√D` by default.
+    package static func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, causal: Bool, scale: Float?) throws -> Float {
+        let op = "attention"
+        try Check.float32(q, op, "q"); try Check.float32(k, op, "k"); try Check.float32(v, op, "v")
+        try Check.rank(q, 4, op, "q [B, T, H, D]")
+        try Check.rank(k, 4, op, "k [B, S, Hkv, D]")
+        try Check.rank(v, 4, op, "v [B, S, Hkv, Dv]")
+        let (b, t, h, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
+        let (s, hkv, dv) = (k.shape[1], k.shape[2], v.shape[3])
+        guard k.shape[0] == b, v.shape[0] == b else {
+            throw SparseMoEError.shapeMismatch(op: op, message: "batch sizes differ: q \(q.shape), k \(k.shape), v \(v.shape)")
+        }
+        guard k.shape[3] == d else {
+            throw SparseMoEError.shapeMismatch(op: op, message: "head size D differs: q \(q.shape) [B, T, H, D] and k \(k.shape) [B, S, Hkv, D]")
+        }
+        guard v.shape[1] == s, v.shape[2] == hkv else {
+            throw SparseMoEError.shapeMismatch(op: op, message: "k \(k.shape) [B, S, Hkv, D] and v \(v.shape) [B, S, Hkv, Dv] must agree on S and Hkv")
+        }
+        guard hkv > 0, h % hkv == 0 else {
+            throw SparseMoEError.shapeMismatch(op: op, message: "query heads H=\(h) (q \(q.shape)) must be a multiple of kv heads Hkv=\(hkv) (k \(k.shape))")
+        }
+        guard d > 0, dv > 0 else {
+            throw SparseMoEError.shapeMismatch(op: op, message: "head sizes must be ≥ 1: q \(q.shape), v \(v.shape)")
+        }
+        guard s > 0 || b * t * h == 0 else {
+            throw SparseMoEError.shapeMismatch(op: op, message: "no keys to attend to: k \(k.shape) has S=0 for q \(q.shape)")
+        }
+        guard !causal || s >= t else {
+            throw SparseMoEError.shapeMismatch(op: op, message: "causal attention needs S ≥ T (queries are the last T positions): q \(q.shape) has T=\(t), k \(k.shape) has S=\(s)")
+        }
+        let sc = scale ?? 1 / Float(d).squareRoot()
+        try Check.argument(sc.isFinite, op, "scale must be finite, got \(sc)")
+        return sc
+    }
+}
+
 /// Multi-head scaled-dot-product attention with grouped-query (GQA/MQA) heads.
 ///
 /// - q `[B, T, H, D]`, k `[B, S, Hkv, D]`, v `[B, S, Hkv, Dv]` → `[B, T, H, Dv]`.
@@ -13,37 +50,11 @@ internal import CMoEKernels
 /// a gradient is needed. FLOPs ≈ 2·B·H·T·S·(D + Dv) (about half when causal with
 /// S = T). Backward: dQ, dK, dV; dK/dV of a kv head sum its query heads in order
 /// (deterministic).
-public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, causal: Bool, scale: Float? = nil) throws -> Tensor {
+public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, causal: Bool, scale: Float? = nil) -> Tensor {
     let op = "attention"
-    try Check.float32(q, op, "q"); try Check.float32(k, op, "k"); try Check.float32(v, op, "v")
-    try Check.rank(q, 4, op, "q [B, T, H, D]")
-    try Check.rank(k, 4, op, "k [B, S, Hkv, D]")
-    try Check.rank(v, 4, op, "v [B, S, Hkv, Dv]")
+    let sc = Check.trapping { try Check.attention(q, k, v, causal: causal, scale: scale) }
     let (b, t, h, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
     let (s, hkv, dv) = (k.shape[1], k.shape[2], v.shape[3])
-    guard k.shape[0] == b, v.shape[0] == b else {
-        throw SparseMoEError.shapeMismatch(op: op, message: "batch sizes differ: q \(q.shape), k \(k.shape), v \(v.shape)")
-    }
-    guard k.shape[3] == d else {
-        throw SparseMoEError.shapeMismatch(op: op, message: "head size D differs: q \(q.shape) [B, T, H, D] and k \(k.shape) [B, S, Hkv, D]")
-    }
-    guard v.shape[1] == s, v.shape[2] == hkv else {
-        throw SparseMoEError.shapeMismatch(op: op, message: "k \(k.shape) [B, S, Hkv, D] and v \(v.shape) [B, S, Hkv, Dv] must agree on S and Hkv")
-    }
-    guard hkv > 0, h % hkv == 0 else {
-        throw SparseMoEError.shapeMismatch(op: op, message: "query heads H=\(h) (q \(q.shape)) must be a multiple of kv heads Hkv=\(hkv) (k \(k.shape))")
-    }
-    guard d > 0, dv > 0 else {
-        throw SparseMoEError.shapeMismatch(op: op, message: "head sizes must be ≥ 1: q \(q.shape), v \(v.shape)")
-    }
-    guard s > 0 || b * t * h == 0 else {
-        throw SparseMoEError.shapeMismatch(op: op, message: "no keys to attend to: k \(k.shape) has S=0 for q \(q.shape)")
-    }
-    guard !causal || s >= t else {
-        throw SparseMoEError.shapeMismatch(op: op, message: "causal attention needs S ≥ T (queries are the last T positions): q \(q.shape) has T=\(t), k \(k.shape) has S=\(s)")
-    }
-    let sc = scale ?? 1 / Float(d).squareRoot()
-    try Check.argument(sc.isFinite, op, "scale must be finite, got \(sc)")
 
     let out = Tensor(zeros: [b, t, h, dv])
     guard b * t * h > 0 else { return out.recording(op, inputs: [q, k, v]) { _ in } }

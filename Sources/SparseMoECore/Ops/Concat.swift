@@ -2,15 +2,18 @@ internal import CMoEKernels
 
 /// Concatenation along the last axis: parts `[..., D_i]` with equal leading dimensions
 /// → `[..., Σ D_i]`. Backward hands each part its slice of the gradient.
-public func concatLastAxis(_ parts: [Tensor]) throws -> Tensor {
+public func concatLastAxis(_ parts: [Tensor]) -> Tensor {
     let op = "concatLastAxis"
-    guard let first = parts.first else { throw SparseMoEError.invalidArgument(op: op, message: "needs at least one tensor") }
-    let lead = Array(first.shape.dropLast())
-    for (i, p) in parts.enumerated() {
-        try Check.float32(p, op, "part \(i)")
-        guard p.rank >= 1, Array(p.shape.dropLast()) == lead else {
-            throw SparseMoEError.shapeMismatch(op: op, message: "part \(i) \(p.shape) must share leading dimensions \(lead) with part 0 \(first.shape)")
+    let lead = Check.trapping {
+        guard let first = parts.first else { throw SparseMoEError.invalidArgument(op: op, message: "needs at least one tensor") }
+        let lead = Array(first.shape.dropLast())
+        for (i, p) in parts.enumerated() {
+            try Check.float32(p, op, "part \(i)")
+            guard p.rank >= 1, Array(p.shape.dropLast()) == lead else {
+                throw SparseMoEError.shapeMismatch(op: op, message: "part \(i) \(p.shape) must share leading dimensions \(lead) with part 0 \(first.shape)")
+            }
         }
+        return lead
     }
     let rows = lead.reduce(1, *)
     let widths = parts.map { $0.shape.last! }
@@ -33,13 +36,16 @@ public func concatLastAxis(_ parts: [Tensor]) throws -> Tensor {
 }
 
 /// Splits `x [..., D]` along the last axis into parts of the given widths (Σ = D).
-public func splitLastAxis(_ x: Tensor, _ widths: [Int]) throws -> [Tensor] {
+public func splitLastAxis(_ x: Tensor, _ widths: [Int]) -> [Tensor] {
     let op = "splitLastAxis"
-    try Check.float32(x, op, "x")
-    try Check.rank(x, atLeast: 1, op, "x")
-    let d = x.shape.last!
-    guard widths.allSatisfy({ $0 >= 0 }), widths.reduce(0, +) == d else {
-        throw SparseMoEError.shapeMismatch(op: op, message: "widths \(widths) must be ≥ 0 and sum to the last dimension \(d) of \(x.shape)")
+    let d = Check.trapping {
+        try Check.float32(x, op, "x")
+        try Check.rank(x, atLeast: 1, op, "x")
+        let d = x.shape.last!
+        guard widths.allSatisfy({ $0 >= 0 }), widths.reduce(0, +) == d else {
+            throw SparseMoEError.shapeMismatch(op: op, message: "widths \(widths) must be ≥ 0 and sum to the last dimension \(d) of \(x.shape)")
+        }
+        return d
     }
     let lead = Array(x.shape.dropLast())
     let rows = lead.reduce(1, *)
@@ -59,11 +65,13 @@ public func splitLastAxis(_ x: Tensor, _ widths: [Int]) throws -> [Tensor] {
 
 /// Repeats `x [B, T, 1, D]` over `heads` → `[B, T, heads, D]` (DeepSeek's shared rotary key).
 /// Backward sums the heads' gradients.
-public func broadcastHeads(_ x: Tensor, heads: Int) throws -> Tensor {
+public func broadcastHeads(_ x: Tensor, heads: Int) -> Tensor {
     let op = "broadcastHeads"
-    try Check.float32(x, op, "x")
-    guard x.rank == 4, x.shape[2] == 1, heads >= 1 else {
-        throw SparseMoEError.shapeMismatch(op: op, message: "x must be [B, T, 1, D] and heads ≥ 1, got \(x.shape), heads \(heads)")
+    Check.trapping {
+        try Check.float32(x, op, "x")
+        guard x.rank == 4, x.shape[2] == 1, heads >= 1 else {
+            throw SparseMoEError.shapeMismatch(op: op, message: "x must be [B, T, 1, D] and heads ≥ 1, got \(x.shape), heads \(heads)")
+        }
     }
     let (rows, d) = (x.shape[0] * x.shape[1], x.shape[3])
     let out = Tensor(zeros: [x.shape[0], x.shape[1], heads, d])

@@ -1,21 +1,32 @@
 internal import CMoEKernels
 
+extension Check {
+    /// `table [V, C]` float32, `ids` int32 with every id in `0..<V`. Code that takes ids from
+    /// users (a prompt, a token file) runs this check itself and throws instead of trapping.
+    package static func embedding(_ table: Tensor, _ ids: Tensor) throws {
+        let op = "embedding"
+        try Check.float32(table, op, "table")
+        try Check.rank(table, 2, op, "table")
+        try Check.int32(ids, op, "ids")
+        let v = table.shape[0]
+        let p = ids.int32s
+        for i in 0..<ids.count where p[i] < 0 || Int(p[i]) >= v {
+            throw SparseMoEError.invalidArgument(
+                op: op, message: "id \(p[i]) at position \(i) of ids \(ids.shape) is out of range for table \(table.shape) (V = \(v))")
+        }
+    }
+}
+
 /// Embedding lookup: `out[..., :] = table[ids[...], :]` for `table [V, C]` (float32)
 /// and integer `ids [...]` (int32, each in `0..<V`) → `[..., C]`.
 /// Backward: dTable[id] += dOut rows, summed in position order (no atomics; the
 /// threads split the C columns), so repeated ids accumulate deterministically.
-public func embedding(_ table: Tensor, _ ids: Tensor) throws -> Tensor {
+public func embedding(_ table: Tensor, _ ids: Tensor) -> Tensor {
     let op = "embedding"
-    try Check.float32(table, op, "table")
-    try Check.rank(table, 2, op, "table")
-    try Check.int32(ids, op, "ids")
-    let (v, c) = (table.shape[0], table.shape[1])
+    Check.trapping { try Check.embedding(table, ids) }
+    let c = table.shape[1]
     let n = ids.count
     let p = ids.int32s
-    for i in 0..<n where p[i] < 0 || Int(p[i]) >= v {
-        throw SparseMoEError.invalidArgument(
-            op: op, message: "id \(p[i]) at position \(i) of ids \(ids.shape) is out of range for table \(table.shape) (V = \(v))")
-    }
     let out = Tensor(zeros: ids.shape + [c])
     moe_embedding_forward(out.floats, table.floats, p, Int64(n), Int64(c))
     // Backward reads the ids later: keep a private copy so a reused id buffer cannot change it.

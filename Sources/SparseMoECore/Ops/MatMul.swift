@@ -1,5 +1,40 @@
 internal import CMoEKernels
 
+/// The sizes of one (batched) GEMM `[..., M, K] · [K, N]`, `bStride` 0 for a shared b.
+package struct MatMulLayout {
+    var batchShape: [Int]
+    var m: Int, n: Int, k: Int, bStride: Int
+}
+
+extension Check {
+    /// The shapes of `matmul` (see there).
+    package static func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool) throws -> MatMulLayout {
+        let op = "matmul"
+        try Check.float32(a, op, "a"); try Check.float32(b, op, "b")
+        try Check.rank(a, atLeast: 2, op, "a"); try Check.rank(b, atLeast: 2, op, "b")
+        let (aRows, aCols) = (a.shape[a.rank - 2], a.shape[a.rank - 1])
+        let (bRows, bCols) = (b.shape[b.rank - 2], b.shape[b.rank - 1])
+        let (m, kA) = transposeA ? (aCols, aRows) : (aRows, aCols)
+        let (kB, n) = transposeB ? (bCols, bRows) : (bRows, bCols)
+        guard kA == kB else {
+            throw SparseMoEError.shapeMismatch(
+                op: op, message: "inner dimensions differ: a \(a.shape)\(transposeA ? "ᵀ" : "") has K=\(kA), b \(b.shape)\(transposeB ? "ᵀ" : "") has K=\(kB)")
+        }
+        let batchA = Array(a.shape.dropLast(2)), batchB = Array(b.shape.dropLast(2))
+        let batchShape: [Int]
+        let bStride: Int
+        if batchB.isEmpty {
+            batchShape = batchA; bStride = 0
+        } else {
+            guard batchA == batchB else {
+                throw SparseMoEError.shapeMismatch(op: op, message: "batch dimensions differ: a \(a.shape), b \(b.shape)")
+            }
+            batchShape = batchA; bStride = kB * n
+        }
+        return MatMulLayout(batchShape: batchShape, m: m, n: n, k: kA, bStride: bStride)
+    }
+}
+
 /// Matrix product `op(a) · op(b)` (C kernel `moe_matmul_*`, OpenBLAS sgemm).
 ///
 /// - 2-D: a `[M, K]` (or `[K, M]` with `transposeA`), b `[K, N]` (or `[N, K]` with
@@ -9,38 +44,18 @@ internal import CMoEKernels
 ///   one large GEMM.
 /// FLOPs: 2·M·N·K per batch. Backward: dA = dC·op(B)ᵀ, dB = op(A)ᵀ·dC (mapped through
 /// the transposes), accumulated.
-public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) throws -> Tensor {
+public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
     let op = "matmul"
-    try Check.float32(a, op, "a"); try Check.float32(b, op, "b")
-    try Check.rank(a, atLeast: 2, op, "a"); try Check.rank(b, atLeast: 2, op, "b")
+    let l = Check.trapping { try Check.matmul(a, b, transposeA: transposeA, transposeB: transposeB) }
     // A shared 2-D right operand with an untransposed batched left operand is one GEMM.
     if b.rank == 2 && a.rank > 2 && !transposeA {
         let rows = a.shape.dropLast().reduce(1, *)
-        let flat = try a.reshaped([rows, a.shape[a.rank - 1]])
-        let out = try matmul(flat, b, transposeB: transposeB)
-        return try out.reshaped(Array(a.shape.dropLast()) + [out.shape[1]])
+        let flat = a.reshaped([rows, a.shape[a.rank - 1]])
+        let out = matmul(flat, b, transposeB: transposeB)
+        return out.reshaped(Array(a.shape.dropLast()) + [out.shape[1]])
     }
-    let (aRows, aCols) = (a.shape[a.rank - 2], a.shape[a.rank - 1])
-    let (bRows, bCols) = (b.shape[b.rank - 2], b.shape[b.rank - 1])
-    let (m, kA) = transposeA ? (aCols, aRows) : (aRows, aCols)
-    let (kB, n) = transposeB ? (bCols, bRows) : (bRows, bCols)
-    guard kA == kB else {
-        throw SparseMoEError.shapeMismatch(
-            op: op, message: "inner dimensions differ: a \(a.shape)\(transposeA ? "ᵀ" : "") has K=\(kA), b \(b.shape)\(transposeB ? "ᵀ" : "") has K=\(kB)")
-    }
-    let batchA = Array(a.shape.dropLast(2)), batchB = Array(b.shape.dropLast(2))
-    let batchShape: [Int]
-    let bStride: Int
-    if batchB.isEmpty {
-        batchShape = batchA; bStride = 0
-    } else {
-        guard batchA == batchB else {
-            throw SparseMoEError.shapeMismatch(op: op, message: "batch dimensions differ: a \(a.shape), b \(b.shape)")
-        }
-        batchShape = batchA; bStride = kB * n
-    }
+    let (batchShape, m, n, k, bStride) = (l.batchShape, l.m, l.n, l.k, l.bStride)
     let batch = batchShape.reduce(1, *)
-    let k = kA
     let out = Tensor(zeros: batchShape + [m, n])
     if m * n > 0 && batch > 0 {
         if k == 0 { /* product of empty inner dimension is zero */ } else {

@@ -16,8 +16,14 @@ package enum OptimizerKernels {
                      "adamwStep: element counts differ")
         precondition(step >= 1, "adamwStep: step numbers start at 1")
         guard param.count > 0 else { return }
-        moe_adamw_step(param.floats, expAvg.floats, expAvgSq.floats, grad.floats, Int64(param.count),
-                       lr, beta1, beta2, eps, weightDecay, Int64(step))
+        param.withUnsafeMutableFloats { p in
+            expAvg.withUnsafeMutableFloats { m in
+                expAvgSq.withUnsafeMutableFloats { v in
+                    moe_adamw_step(p.baseAddress, m.baseAddress, v.baseAddress, grad.floats, Int64(param.count),
+                                   lr, beta1, beta2, eps, weightDecay, Int64(step))
+                }
+            }
+        }
     }
 
     /// Σ x² over a float32 tensor, accumulated in double, deterministic for any thread count.
@@ -31,6 +37,6 @@ package enum OptimizerKernels {
     package static func scale(_ x: Tensor, by scale: Float) {
         precondition(x.dtype == .float32, "scale: float32 tensor expected")
         guard x.count > 0 else { return }
-        moe_grad_scale(x.floats, Int64(x.count), scale)
+        x.withUnsafeMutableFloats { moe_grad_scale($0.baseAddress, Int64(x.count), scale) }
     }
 }

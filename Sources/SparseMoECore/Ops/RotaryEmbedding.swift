@@ -33,27 +33,18 @@ public struct RotaryEmbedding: Sendable, Equatable {
         self.style = style
     }
 
-    /// The rotary width for a head of size `headDim`, validated.
-    func width(headDim: Int, _ op: String) throws -> Int {
-        let r = rotaryDim ?? headDim
-        try Check.argument(r > 0 && r % 2 == 0 && r <= headDim, op,
-                           "rotaryDim must be even and in 2...\(headDim) (head size), got \(r)")
-        try Check.argument(theta.isFinite && theta > 0, op, "theta must be positive and finite, got \(theta)")
-        return r
-    }
-
     /// Inverse frequencies `[R/2]`: `1 / theta^(2i/R)` in float32.
-    public func inverseFrequencies(headDim: Int) throws -> Tensor {
-        let r = try width(headDim: headDim, "rope")
+    public func inverseFrequencies(headDim: Int) -> Tensor {
+        let r = Check.trapping { try Check.rotaryWidth(self, headDim: headDim, "rope") }
         let inv = Tensor(zeros: [r / 2])
         moe_rope_inv_freq(inv.floats, Int64(r), theta)
         return inv
     }
 
     /// Cosine and sine tables `[count, R/2]` for positions `start ..< start + count`.
-    public func tables(start: Int, count: Int, headDim: Int) throws -> (cos: Tensor, sin: Tensor) {
-        try Check.argument(start >= 0 && count >= 0, "rope", "start and count must be ≥ 0, got start \(start), count \(count)")
-        let inv = try inverseFrequencies(headDim: headDim)
+    public func tables(start: Int, count: Int, headDim: Int) -> (cos: Tensor, sin: Tensor) {
+        Check.trapping { try Check.rotaryTables(self, start: start, count: count, headDim: headDim) }
+        let inv = inverseFrequencies(headDim: headDim)
         let half = inv.count
         let c = Tensor(zeros: [count, half]), s = Tensor(zeros: [count, half])
         if count * half > 0 {
@@ -63,24 +54,18 @@ public struct RotaryEmbedding: Sendable, Equatable {
     }
 
     /// Rotates `x` `[B, T, H, D]` whose token t sits at position `start + t`.
-    public func callAsFunction(_ x: Tensor, start: Int = 0) throws -> Tensor {
-        try Check.rank(x, 4, "rope", "x [B, T, H, D]")
-        let (cosT, sinT) = try tables(start: start, count: x.shape[1], headDim: x.shape[3])
-        return try apply(x, cos: cosT, sin: sinT)
+    public func callAsFunction(_ x: Tensor, start: Int = 0) -> Tensor {
+        Check.trapping { try Check.rope(self, x, start: start) }
+        let (cosT, sinT) = tables(start: start, count: x.shape[1], headDim: x.shape[3])
+        return apply(x, cos: cosT, sin: sinT)
     }
 
     /// Rotates `x` `[B, T, H, D]` with precomputed `tables(start:count:headDim:)`
     /// (`cos`, `sin` `[T, R/2]`), so that one table serves queries and keys of every layer.
-    public func apply(_ x: Tensor, cos cosT: Tensor, sin sinT: Tensor) throws -> Tensor {
+    public func apply(_ x: Tensor, cos cosT: Tensor, sin sinT: Tensor) -> Tensor {
         let op = "rope"
-        try Check.float32(x, op, "x"); try Check.float32(cosT, op, "cos"); try Check.float32(sinT, op, "sin")
-        try Check.rank(x, 4, op, "x [B, T, H, D]")
+        let r = Check.trapping { try Check.rotaryApply(self, x, cos: cosT, sin: sinT) }
         let (b, t, h, d) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        let r = try width(headDim: d, op)
-        guard cosT.shape == [t, r / 2], sinT.shape == [t, r / 2] else {
-            throw SparseMoEError.shapeMismatch(
-                op: op, message: "cos \(cosT.shape) and sin \(sinT.shape) must be [T, R/2] = [\(t), \(r / 2)] for x \(x.shape), rotaryDim \(r)")
-        }
         let out = Tensor(zeros: x.shape)
         let style = self.style.cValue
         if x.count > 0 {
@@ -98,6 +83,45 @@ public struct RotaryEmbedding: Sendable, Equatable {
 /// Rotary position embedding of `x` `[B, T, H, D]` (see `RotaryEmbedding`).
 /// `start` is the position of token 0 (the KV-cache length when decoding).
 public func rope(_ x: Tensor, start: Int = 0, theta: Float = 10000, rotaryDim: Int? = nil,
-                 style: RotaryStyle = .halfSplit) throws -> Tensor {
-    try RotaryEmbedding(theta: theta, rotaryDim: rotaryDim, style: style)(x, start: start)
+                 style: RotaryStyle = .halfSplit) -> Tensor {
+    RotaryEmbedding(theta: theta, rotaryDim: rotaryDim, style: style)(x, start: start)
+}
+
+extension Check {
+    /// The rotary width R for a head of size `headDim`: even, in 2...headDim; theta positive.
+    package static func rotaryWidth(_ rotary: RotaryEmbedding, headDim: Int, _ op: String) throws -> Int {
+        let r = rotary.rotaryDim ?? headDim
+        try Check.argument(r > 0 && r % 2 == 0 && r <= headDim, op,
+                           "rotaryDim must be even and in 2...\(headDim) (head size), got \(r)")
+        try Check.argument(rotary.theta.isFinite && rotary.theta > 0, op, "theta must be positive and finite, got \(rotary.theta)")
+        return r
+    }
+
+    /// The arguments of `RotaryEmbedding.tables`: start, count ≥ 0 and a valid width.
+    package static func rotaryTables(_ rotary: RotaryEmbedding, start: Int, count: Int, headDim: Int) throws {
+        try Check.argument(start >= 0 && count >= 0, "rope", "start and count must be ≥ 0, got start \(start), count \(count)")
+        _ = try rotaryWidth(rotary, headDim: headDim, "rope")
+    }
+
+    /// The arguments of `RotaryEmbedding.callAsFunction`: x `[B, T, H, D]` and valid tables.
+    package static func rope(_ rotary: RotaryEmbedding, _ x: Tensor, start: Int) throws {
+        try Check.rank(x, 4, "rope", "x [B, T, H, D]")
+        try rotaryTables(rotary, start: start, count: x.shape[1], headDim: x.shape[3])
+        try Check.float32(x, "rope", "x")
+    }
+
+    /// The arguments of `RotaryEmbedding.apply`: x `[B, T, H, D]` float32, cos and sin
+    /// `[T, R/2]`; returns R.
+    package static func rotaryApply(_ rotary: RotaryEmbedding, _ x: Tensor, cos cosT: Tensor, sin sinT: Tensor) throws -> Int {
+        let op = "rope"
+        try Check.float32(x, op, "x"); try Check.float32(cosT, op, "cos"); try Check.float32(sinT, op, "sin")
+        try Check.rank(x, 4, op, "x [B, T, H, D]")
+        let t = x.shape[1]
+        let r = try rotaryWidth(rotary, headDim: x.shape[3], op)
+        guard cosT.shape == [t, r / 2], sinT.shape == [t, r / 2] else {
+            throw SparseMoEError.shapeMismatch(
+                op: op, message: "cos \(cosT.shape) and sin \(sinT.shape) must be [T, R/2] = [\(t), \(r / 2)] for x \(x.shape), rotaryDim \(r)")
+        }
+        return r
+    }
 }

@@ -16,12 +16,10 @@ public struct ExpertSelection {
 /// probs = softmax(logits) over E; indices = top-k of probs (descending, ties to the
 /// lower index, as torch.topk); weights = probs[indices], divided by their sum when
 /// `renormalize`. logits `[T, E]`; `1 ≤ k ≤ E`.
-public func softmaxTopK(_ logits: Tensor, k: Int, renormalize: Bool) throws -> ExpertSelection {
+public func softmaxTopK(_ logits: Tensor, k: Int, renormalize: Bool) -> ExpertSelection {
     let op = "softmaxTopK"
-    try Check.float32(logits, op, "logits")
-    try Check.rank(logits, 2, op, "logits")
+    Check.trapping { try Check.softmaxTopK(logits, k: k) }
     let (t, e) = (logits.shape[0], logits.shape[1])
-    try Check.argument(k >= 1 && k <= e, op, "k must be in 1...E (E = \(e)), got \(k)")
     let probs = Tensor(zeros: [t, e]), indices = Tensor(zeros: [t, k], dtype: .int32), weights = Tensor(zeros: [t, k])
     moe_router_softmax_topk_forward(probs.floats, indices.int32s, weights.floats, logits.floats,
                                     Int64(t), Int64(e), Int64(k), renormalize ? 1 : 0)
@@ -46,19 +44,10 @@ public func softmaxTopK(_ logits: Tensor, k: Int, renormalize: Bool) throws -> E
 /// to sum 1 when `normalize`, times `scaling`. The bias steers selection only: no
 /// gradient reaches it. `probs` of the result holds the sigmoid scores.
 public func sigmoidTopK(_ logits: Tensor, bias: Tensor?, k: Int, nGroup: Int = 1, topkGroup: Int = 1,
-                        normalize: Bool, scaling: Float = 1) throws -> ExpertSelection {
+                        normalize: Bool, scaling: Float = 1) -> ExpertSelection {
     let op = "sigmoidTopK"
-    try Check.float32(logits, op, "logits")
-    try Check.rank(logits, 2, op, "logits")
+    Check.trapping { try Check.sigmoidTopK(logits, bias: bias, k: k, nGroup: nGroup, topkGroup: topkGroup) }
     let (t, e) = (logits.shape[0], logits.shape[1])
-    try Check.argument(nGroup >= 1 && e % nGroup == 0, op, "n_group (\(nGroup)) must divide the number of experts (\(e))")
-    try Check.argument(topkGroup >= 1 && topkGroup <= nGroup, op, "topk_group (\(topkGroup)) must be in 1...n_group (\(nGroup))")
-    try Check.argument(k >= 1 && k <= (nGroup > 1 ? topkGroup * (e / nGroup) : e), op,
-                       "k (\(k)) must be in 1...(experts in the kept groups = \(nGroup > 1 ? topkGroup * (e / nGroup) : e))")
-    if let b = bias {
-        try Check.float32(b, op, "bias")
-        guard b.shape == [e] else { throw SparseMoEError.shapeMismatch(op: op, message: "bias must be [\(e)], got \(b.shape)") }
-    }
     let scores = Tensor(zeros: [t, e]), indices = Tensor(zeros: [t, k], dtype: .int32), weights = Tensor(zeros: [t, k])
     moe_router_sigmoid_topk_forward(scores.floats, indices.int32s, weights.floats, logits.floats, bias?.floats,
                                     Int64(t), Int64(e), Int64(k), Int64(nGroup), Int64(topkGroup), normalize ? 1 : 0, scaling)
@@ -78,12 +67,10 @@ public func sigmoidTopK(_ logits: Tensor, bias: Tensor?, k: Int, nGroup: Int = 1
 /// Row-wise top-k of `scores [N, E]`: values `[N, K]` (differentiable) and int32
 /// indices `[N, K]`, descending, ties to the lower index. The building block for
 /// routers written in Swift.
-public func topK(_ scores: Tensor, k: Int) throws -> (values: Tensor, indices: Tensor) {
+public func topK(_ scores: Tensor, k: Int) -> (values: Tensor, indices: Tensor) {
     let op = "topK"
-    try Check.float32(scores, op, "scores")
-    try Check.rank(scores, 2, op, "scores")
+    Check.trapping { try Check.topK(scores, k: k) }
     let (n, e) = (scores.shape[0], scores.shape[1])
-    try Check.argument(k >= 1 && k <= e, op, "k must be in 1...\(e), got \(k)")
     let values = Tensor(zeros: [n, k]), indices = Tensor(zeros: [n, k], dtype: .int32)
     moe_topk_forward(values.floats, indices.int32s, scores.floats, Int64(n), Int64(e), Int64(k))
     values.recording(op, inputs: [scores]) { g in
@@ -97,12 +84,10 @@ public func topK(_ scores: Tensor, k: Int) throws -> (values: Tensor, indices: T
 /// Returns the `[T, E]` slot layout: indices[t, e] = e if chosen else -1, and
 /// weights[t, e] = scores[t, e] if chosen else 0 (differentiable). A token may be
 /// chosen by 0...E experts.
-public func expertChoice(_ scores: Tensor, capacity: Int) throws -> (indices: Tensor, weights: Tensor) {
+public func expertChoice(_ scores: Tensor, capacity: Int) -> (indices: Tensor, weights: Tensor) {
     let op = "expertChoice"
-    try Check.float32(scores, op, "scores")
-    try Check.rank(scores, 2, op, "scores")
+    Check.trapping { try Check.expertChoice(scores, capacity: capacity) }
     let (t, e) = (scores.shape[0], scores.shape[1])
-    try Check.argument(capacity >= 1 && capacity <= t, op, "capacity must be in 1...T (T = \(t)), got \(capacity)")
     let indices = Tensor(zeros: [t, e], dtype: .int32), weights = Tensor(zeros: [t, e])
     moe_expert_choice_forward(indices.int32s, weights.floats, scores.floats, Int64(t), Int64(e), Int64(capacity))
     weights.recording(op, inputs: [scores]) { g in
@@ -124,17 +109,10 @@ public enum DropPolicy: String, Codable, Sendable, CaseIterable {
 /// (int32 `[T, K]`) with dropped slots set to -1, and the number dropped. Not
 /// differentiable (selection); the gate weights of dropped slots then receive no gradient.
 public func applyCapacity(indices: Tensor, weights: Tensor, experts: Int, capacity: Int,
-                          policy: DropPolicy) throws -> (indices: Tensor, dropped: Int) {
-    let op = "applyCapacity"
-    try Check.int32(indices, op, "indices")
-    try Check.rank(indices, 2, op, "indices")
-    try Check.sameShape(indices, weights, op, ("indices", "weights"))
-    try Check.argument(capacity >= 0, op, "capacity must be ≥ 0, got \(capacity)")
+                          policy: DropPolicy) -> (indices: Tensor, dropped: Int) {
+    Check.trapping { try Check.applyCapacity(indices: indices, weights: weights, experts: experts, capacity: capacity) }
     let (t, k) = (indices.shape[0], indices.shape[1])
     let kept = indices.copy()
-    for i in 0..<(t * k) where kept.int32s[i] >= Int32(experts) {
-        throw SparseMoEError.invalidArgument(op: op, message: "expert index \(kept.int32s[i]) at row \(i / k), slot \(i % k) is ≥ E = \(experts)")
-    }
     let ws = Tensor(zeros: [Int(moe_capacity_workspace_size(Int64(t), Int64(k), Int64(experts)) + 3) / 4])
     let dropped = moe_apply_capacity(kept.int32s, weights.floats, Int64(t), Int64(k), Int64(experts),
                                      Int64(capacity), policy == .position ? 0 : 1, ws.storage.raw)
@@ -150,16 +128,10 @@ public func applyCapacity(indices: Tensor, weights: Tensor, experts: Int, capaci
 /// balanced router gives loss = K. With `groups = B` the loss is computed per
 /// sequence of T/B tokens and averaged (the sequence-level loss of DeepSeek-V2/V3).
 /// The gradient flows into `probs` only, not through the counts.
-public func loadBalancingLoss(probs: Tensor, selected: Tensor, groups: Int = 1) throws -> Tensor {
+public func loadBalancingLoss(probs: Tensor, selected: Tensor, groups: Int = 1) -> Tensor {
     let op = "loadBalancingLoss"
-    try Check.float32(probs, op, "probs"); try Check.int32(selected, op, "selected")
-    try Check.rank(probs, 2, op, "probs"); try Check.rank(selected, 2, op, "selected")
+    Check.trapping { try Check.loadBalancingLoss(probs: probs, selected: selected, groups: groups) }
     let (t, e, k) = (probs.shape[0], probs.shape[1], selected.shape[1])
-    guard selected.shape[0] == t else {
-        throw SparseMoEError.shapeMismatch(op: op, message: "probs \(probs.shape) and selected \(selected.shape) must have the same number of rows")
-    }
-    try Check.argument(t >= 1 && e >= 1, op, "probs must be non-empty, got \(probs.shape)")
-    try Check.argument(groups >= 1 && t % groups == 0, op, "groups (\(groups)) must divide the number of tokens (\(t))")
     let counts = Tensor(zeros: [groups, e])
     let value = moe_load_balance_loss_forward(counts.floats, probs.floats, selected.int32s, Int64(t), Int64(e), Int64(k), Int64(groups))
     let out = Tensor(scalar: value)
@@ -169,12 +141,10 @@ public func loadBalancingLoss(probs: Tensor, selected: Tensor, groups: Int = 1) 
 }
 
 /// Router z-loss (ST-MoE): (1/T) Σ_t logsumexp(logits[t])², logits `[T, E]`.
-public func routerZLoss(_ logits: Tensor) throws -> Tensor {
+public func routerZLoss(_ logits: Tensor) -> Tensor {
     let op = "routerZLoss"
-    try Check.float32(logits, op, "logits")
-    try Check.rank(logits, 2, op, "logits")
+    Check.trapping { try Check.routerZLoss(logits) }
     let (t, e) = (logits.shape[0], logits.shape[1])
-    try Check.argument(t >= 1 && e >= 1, op, "logits must be non-empty, got \(logits.shape)")
     let lse = Tensor(zeros: [t])
     let out = Tensor(scalar: moe_z_loss_forward(lse.floats, logits.floats, Int64(t), Int64(e)))
     return out.recording(op, inputs: [logits]) { g in
@@ -185,10 +155,9 @@ public func routerZLoss(_ logits: Tensor) throws -> Tensor {
 /// Noisy gating logits (Shazeer et al. 2017): clean + noise ⊙ softplus(rawStd),
 /// with `noise` a constant N(0, 1) sample of the same shape. Differentiable in
 /// `clean` and `rawStd`.
-public func noisyLogits(clean: Tensor, rawStd: Tensor, noise: Tensor) throws -> Tensor {
+public func noisyLogits(clean: Tensor, rawStd: Tensor, noise: Tensor) -> Tensor {
     let op = "noisyLogits"
-    try Check.float32(clean, op, "clean"); try Check.float32(rawStd, op, "rawStd"); try Check.float32(noise, op, "noise")
-    try Check.sameShape(clean, rawStd, op, ("clean", "rawStd")); try Check.sameShape(clean, noise, op, ("clean", "noise"))
+    Check.trapping { try Check.noisyLogits(clean: clean, rawStd: rawStd, noise: noise) }
     let out = Tensor(zeros: clean.shape)
     let n = Int64(clean.count)
     moe_noisy_logits_forward(out.floats, clean.floats, rawStd.floats, noise.floats, n)
@@ -200,15 +169,10 @@ public func noisyLogits(clean: Tensor, rawStd: Tensor, noise: Tensor) throws -> 
 
 /// Qwen2-MoE shared-expert combine: routed + σ(gate) · shared, routed/shared `[T, C]`,
 /// gate `[T, 1]` or `[T]` (one logit per token).
-public func gatedSharedCombine(routed: Tensor, shared: Tensor, gate: Tensor) throws -> Tensor {
+public func gatedSharedCombine(routed: Tensor, shared: Tensor, gate: Tensor) -> Tensor {
     let op = "gatedSharedCombine"
-    try Check.float32(routed, op, "routed"); try Check.float32(shared, op, "shared"); try Check.float32(gate, op, "gate")
-    try Check.rank(routed, 2, op, "routed")
-    try Check.sameShape(routed, shared, op, ("routed", "shared"))
+    Check.trapping { try Check.gatedSharedCombine(routed: routed, shared: shared, gate: gate) }
     let (t, c) = (routed.shape[0], routed.shape[1])
-    guard gate.count == t else {
-        throw SparseMoEError.shapeMismatch(op: op, message: "gate \(gate.shape) must hold one logit per token (\(t))")
-    }
     let out = Tensor(zeros: [t, c])
     moe_gated_shared_forward(out.floats, routed.floats, shared.floats, gate.floats, Int64(t), Int64(c))
     return out.recording(op, inputs: [routed, shared, gate]) { g in
@@ -216,5 +180,104 @@ public func gatedSharedCombine(routed: Tensor, shared: Tensor, gate: Tensor) thr
                                   shared.requiresGrad ? shared.gradBuffer().floats : nil,
                                   gate.requiresGrad ? gate.gradBuffer().floats : nil,
                                   g.floats, shared.floats, gate.floats, Int64(t), Int64(c))
+    }
+}
+
+extension Check {
+    /// The arguments of `softmaxTopK` (see there).
+    package static func softmaxTopK(_ logits: Tensor, k: Int) throws {
+        let op = "softmaxTopK"
+        try Check.float32(logits, op, "logits")
+        try Check.rank(logits, 2, op, "logits")
+        let e = logits.shape[1]
+        try Check.argument(k >= 1 && k <= e, op, "k must be in 1...E (E = \(e)), got \(k)")
+    }
+
+    /// The arguments of `sigmoidTopK` (see there).
+    package static func sigmoidTopK(_ logits: Tensor, bias: Tensor?, k: Int, nGroup: Int, topkGroup: Int) throws {
+        let op = "sigmoidTopK"
+        try Check.float32(logits, op, "logits")
+        try Check.rank(logits, 2, op, "logits")
+        let e = logits.shape[1]
+        try Check.argument(nGroup >= 1 && e % nGroup == 0, op, "n_group (\(nGroup)) must divide the number of experts (\(e))")
+        try Check.argument(topkGroup >= 1 && topkGroup <= nGroup, op, "topk_group (\(topkGroup)) must be in 1...n_group (\(nGroup))")
+        try Check.argument(k >= 1 && k <= (nGroup > 1 ? topkGroup * (e / nGroup) : e), op,
+                           "k (\(k)) must be in 1...(experts in the kept groups = \(nGroup > 1 ? topkGroup * (e / nGroup) : e))")
+        if let b = bias {
+            try Check.float32(b, op, "bias")
+            guard b.shape == [e] else { throw SparseMoEError.shapeMismatch(op: op, message: "bias must be [\(e)], got \(b.shape)") }
+        }
+    }
+
+    /// The arguments of `topK` (see there).
+    package static func topK(_ scores: Tensor, k: Int) throws {
+        let op = "topK"
+        try Check.float32(scores, op, "scores")
+        try Check.rank(scores, 2, op, "scores")
+        let e = scores.shape[1]
+        try Check.argument(k >= 1 && k <= e, op, "k must be in 1...\(e), got \(k)")
+    }
+
+    /// The arguments of `expertChoice` (see there).
+    package static func expertChoice(_ scores: Tensor, capacity: Int) throws {
+        let op = "expertChoice"
+        try Check.float32(scores, op, "scores")
+        try Check.rank(scores, 2, op, "scores")
+        let t = scores.shape[0]
+        try Check.argument(capacity >= 1 && capacity <= t, op, "capacity must be in 1...T (T = \(t)), got \(capacity)")
+    }
+
+    /// The arguments of `applyCapacity` (see there).
+    package static func applyCapacity(indices: Tensor, weights: Tensor, experts: Int, capacity: Int) throws {
+        let op = "applyCapacity"
+        try Check.int32(indices, op, "indices")
+        try Check.rank(indices, 2, op, "indices")
+        try Check.sameShape(indices, weights, op, ("indices", "weights"))
+        try Check.argument(capacity >= 0, op, "capacity must be ≥ 0, got \(capacity)")
+        let (t, k) = (indices.shape[0], indices.shape[1])
+        for i in 0..<(t * k) where indices.int32s[i] >= Int32(experts) {
+            throw SparseMoEError.invalidArgument(op: op, message: "expert index \(indices.int32s[i]) at row \(i / k), slot \(i % k) is ≥ E = \(experts)")
+        }
+    }
+
+    /// The arguments of `loadBalancingLoss` (see there).
+    package static func loadBalancingLoss(probs: Tensor, selected: Tensor, groups: Int) throws {
+        let op = "loadBalancingLoss"
+        try Check.float32(probs, op, "probs"); try Check.int32(selected, op, "selected")
+        try Check.rank(probs, 2, op, "probs"); try Check.rank(selected, 2, op, "selected")
+        let (t, e) = (probs.shape[0], probs.shape[1])
+        guard selected.shape[0] == t else {
+            throw SparseMoEError.shapeMismatch(op: op, message: "probs \(probs.shape) and selected \(selected.shape) must have the same number of rows")
+        }
+        try Check.argument(t >= 1 && e >= 1, op, "probs must be non-empty, got \(probs.shape)")
+        try Check.argument(groups >= 1 && t % groups == 0, op, "groups (\(groups)) must divide the number of tokens (\(t))")
+    }
+
+    /// The arguments of `routerZLoss` (see there).
+    package static func routerZLoss(_ logits: Tensor) throws {
+        let op = "routerZLoss"
+        try Check.float32(logits, op, "logits")
+        try Check.rank(logits, 2, op, "logits")
+        let (t, e) = (logits.shape[0], logits.shape[1])
+        try Check.argument(t >= 1 && e >= 1, op, "logits must be non-empty, got \(logits.shape)")
+    }
+
+    /// The arguments of `noisyLogits` (see there).
+    package static func noisyLogits(clean: Tensor, rawStd: Tensor, noise: Tensor) throws {
+        let op = "noisyLogits"
+        try Check.float32(clean, op, "clean"); try Check.float32(rawStd, op, "rawStd"); try Check.float32(noise, op, "noise")
+        try Check.sameShape(clean, rawStd, op, ("clean", "rawStd")); try Check.sameShape(clean, noise, op, ("clean", "noise"))
+    }
+
+    /// The arguments of `gatedSharedCombine` (see there).
+    package static func gatedSharedCombine(routed: Tensor, shared: Tensor, gate: Tensor) throws {
+        let op = "gatedSharedCombine"
+        try Check.float32(routed, op, "routed"); try Check.float32(shared, op, "shared"); try Check.float32(gate, op, "gate")
+        try Check.rank(routed, 2, op, "routed")
+        try Check.sameShape(routed, shared, op, ("routed", "shared"))
+        let t = routed.shape[0]
+        guard gate.count == t else {
+            throw SparseMoEError.shapeMismatch(op: op, message: "gate \(gate.shape) must hold one logit per token (\(t))")
+        }
     }
 }

@@ -1,17 +1,38 @@
 internal import CMoEKernels
 
-/// Rows N and width V of a last-axis op over `x [..., V]`.
-private func lastAxisLayout(_ x: Tensor, _ op: String, _ operand: String) throws -> (Int, Int) {
-    try Check.float32(x, op, operand)
-    try Check.rank(x, atLeast: 1, op, operand)
-    return (x.shape.dropLast().reduce(1, *), x.shape[x.rank - 1])
+extension Check {
+    /// Rows N and width V of a last-axis op over `x [..., V]` (float32, rank ≥ 1).
+    package static func lastAxis(_ x: Tensor, _ op: String, _ operand: String) throws -> (Int, Int) {
+        try Check.float32(x, op, operand)
+        try Check.rank(x, atLeast: 1, op, operand)
+        return (x.shape.dropLast().reduce(1, *), x.shape[x.rank - 1])
+    }
+
+    /// `logits [..., V]` float32 and `targets [...]` int32, each target in `0..<V` or
+    /// `ignoreIndex`; returns (N, V). Code that takes targets from users runs this check
+    /// itself and throws instead of trapping.
+    package static func crossEntropy(_ logits: Tensor, targets: Tensor, ignoreIndex: Int32) throws -> (Int, Int) {
+        let op = "crossEntropy"
+        let (n, v) = try lastAxis(logits, op, "logits")
+        try Check.int32(targets, op, "targets")
+        guard targets.shape == Array(logits.shape.dropLast()) else {
+            throw SparseMoEError.shapeMismatch(
+                op: op, message: "targets \(targets.shape) must have the shape of logits \(logits.shape) without its last axis, \(Array(logits.shape.dropLast()))")
+        }
+        let t = targets.int32s
+        for i in 0..<n where t[i] != ignoreIndex && (t[i] < 0 || Int(t[i]) >= v) {
+            throw SparseMoEError.invalidArgument(
+                op: op, message: "target \(t[i]) at row \(i) is out of range for V = \(v) classes (expected 0..<\(v) or ignoreIndex \(ignoreIndex))")
+        }
+        return (n, v)
+    }
 }
 
 /// Softmax over the last axis of `x [..., V]`: `y = exp(x − max) / Σ exp(x − max)`.
 /// A row that is entirely −∞ gives zeros. Backward: dX = y ⊙ (dY − Σ dY·y).
-public func softmax(_ x: Tensor) throws -> Tensor {
+public func softmax(_ x: Tensor) -> Tensor {
     let op = "softmax"
-    let (n, v) = try lastAxisLayout(x, op, "x")
+    let (n, v) = Check.trapping { try Check.lastAxis(x, op, "x") }
     let out = Tensor(zeros: x.shape)
     moe_softmax_forward(out.floats, x.floats, Int64(n), Int64(v))
     let y = out.detached()  // the saved output; a view, so the closure does not retain `out`
@@ -22,9 +43,9 @@ public func softmax(_ x: Tensor) throws -> Tensor {
 
 /// Log-softmax over the last axis of `x [..., V]`: `y = x − logsumexp(x)`.
 /// Backward: dX = dY − exp(y)·Σ dY.
-public func logSoftmax(_ x: Tensor) throws -> Tensor {
+public func logSoftmax(_ x: Tensor) -> Tensor {
     let op = "logSoftmax"
-    let (n, v) = try lastAxisLayout(x, op, "x")
+    let (n, v) = Check.trapping { try Check.lastAxis(x, op, "x") }
     let out = Tensor(zeros: x.shape)
     moe_log_softmax_forward(out.floats, x.floats, Int64(n), Int64(v))
     let y = out.detached()
@@ -40,19 +61,10 @@ public func logSoftmax(_ x: Tensor) throws -> Tensor {
 /// the gradients are zero. Fused: no probability tensor is stored; the per-row
 /// logsumexp is saved for the backward pass, dLogits = dLoss/count · (softmax − onehot).
 /// Returns the scalar loss `[]` and `count`.
-public func crossEntropyWithCount(_ logits: Tensor, targets: Tensor, ignoreIndex: Int32 = -100) throws -> (loss: Tensor, count: Int) {
+public func crossEntropyWithCount(_ logits: Tensor, targets: Tensor, ignoreIndex: Int32 = -100) -> (loss: Tensor, count: Int) {
     let op = "crossEntropy"
-    let (n, v) = try lastAxisLayout(logits, op, "logits")
-    try Check.int32(targets, op, "targets")
-    guard targets.shape == Array(logits.shape.dropLast()) else {
-        throw SparseMoEError.shapeMismatch(
-            op: op, message: "targets \(targets.shape) must have the shape of logits \(logits.shape) without its last axis, \(Array(logits.shape.dropLast()))")
-    }
+    let (n, v) = Check.trapping { try Check.crossEntropy(logits, targets: targets, ignoreIndex: ignoreIndex) }
     let t = targets.int32s
-    for i in 0..<n where t[i] != ignoreIndex && (t[i] < 0 || Int(t[i]) >= v) {
-        throw SparseMoEError.invalidArgument(
-            op: op, message: "target \(t[i]) at row \(i) is out of range for V = \(v) classes (expected 0..<\(v) or ignoreIndex \(ignoreIndex))")
-    }
     let loss = Tensor(zeros: [])
     let lse = Tensor(zeros: [n])
     let count = Int(moe_cross_entropy_forward(loss.floats, lse.floats, logits.floats, t, Int64(n), Int64(v), ignoreIndex))
@@ -66,6 +78,6 @@ public func crossEntropyWithCount(_ logits: Tensor, targets: Tensor, ignoreIndex
 
 /// Mean softmax cross-entropy over the rows whose target is not `ignoreIndex`; see
 /// `crossEntropyWithCount`. `logits [..., V]` float32, `targets [...]` int32 → scalar `[]`.
-public func crossEntropy(_ logits: Tensor, targets: Tensor, ignoreIndex: Int32 = -100) throws -> Tensor {
-    try crossEntropyWithCount(logits, targets: targets, ignoreIndex: ignoreIndex).loss
+public func crossEntropy(_ logits: Tensor, targets: Tensor, ignoreIndex: Int32 = -100) -> Tensor {
+    crossEntropyWithCount(logits, targets: targets, ignoreIndex: ignoreIndex).loss
 }

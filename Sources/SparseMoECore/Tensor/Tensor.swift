@@ -7,8 +7,12 @@
 /// Autograd: a tensor produced by a library op while gradients are enabled records
 /// that op (its `gradNode`). `backward()` on a scalar walks the recorded ops in
 /// reverse and accumulates `grad` of every tensor with `requiresGrad`.
+///
+/// Elements are read with `scalars`, `item` or `withUnsafeFloats`. Nothing public hands
+/// out a writable pointer: a tensor changes only through the named in-place calls
+/// `zero()` and `assign(_:)` (and, inside the library, optimiser steps and loading).
 public final class Tensor: @unchecked Sendable, CustomStringConvertible {
-    public let storage: TensorStorage
+    package let storage: TensorStorage
     /// Offset of the first element in `storage`, in elements.
     public let offset: Int
     public let shape: [Int]
@@ -21,7 +25,8 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     /// Optional name, used in error messages and parameter listings.
     public var name: String?
 
-    public init(storage: TensorStorage, shape: [Int], offset: Int = 0, requiresGrad: Bool = false) {
+    /// A view of `storage` (library use: reshapes, slices, checkpoint views, the KV cache).
+    package init(storage: TensorStorage, shape: [Int], offset: Int = 0, requiresGrad: Bool = false) {
         precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
         precondition(offset + shape.reduce(1, *) <= storage.count, "view exceeds storage")
         self.storage = storage
@@ -36,26 +41,23 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
                   requiresGrad: requiresGrad)
     }
 
-    /// A float32 tensor filled from `values` (row-major). Throws if the count differs.
-    public convenience init(_ values: [Float], shape: [Int], requiresGrad: Bool = false) throws {
+    /// A float32 tensor filled from `values` (row-major); `values.count` must equal the
+    /// shape's element count.
+    public convenience init(_ values: [Float], shape: [Int], requiresGrad: Bool = false) {
         let n = shape.reduce(1, *)
-        guard values.count == n, shape.allSatisfy({ $0 >= 0 }) else {
-            throw SparseMoEError.shapeMismatch(
-                op: "Tensor.init", message: "\(values.count) values do not fill shape \(shape) (\(n) elements)")
-        }
+        Check.require(values.count == n && shape.allSatisfy({ $0 >= 0 }), "Tensor.init",
+                      "\(values.count) values do not fill shape \(shape) (\(n) elements)")
         self.init(zeros: shape, requiresGrad: requiresGrad)
         values.withUnsafeBufferPointer { src in
             if n > 0 { floats.update(from: src.baseAddress!, count: n) }
         }
     }
 
-    /// An int32 tensor (token ids, expert indices).
-    public convenience init(indices values: [Int32], shape: [Int]) throws {
+    /// An int32 tensor (token ids, expert indices); `values.count` must equal the shape's
+    /// element count.
+    public convenience init(indices values: [Int32], shape: [Int]) {
         let n = shape.reduce(1, *)
-        guard values.count == n else {
-            throw SparseMoEError.shapeMismatch(
-                op: "Tensor.init", message: "\(values.count) indices do not fill shape \(shape) (\(n) elements)")
-        }
+        Check.require(values.count == n, "Tensor.init", "\(values.count) indices do not fill shape \(shape) (\(n) elements)")
         self.init(zeros: shape, dtype: .int32)
         values.withUnsafeBufferPointer { src in
             if n > 0 { int32s.update(from: src.baseAddress!, count: n) }
@@ -79,10 +81,34 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     /// Number of elements.
     public var count: Int { shape.reduce(1, *) }
 
-    /// Element pointer for float32 tensors (for kernels and fast loops).
-    public var floats: UnsafeMutablePointer<Float> { storage.floats + offset }
-    /// Element pointer for int32 tensors.
-    public var int32s: UnsafeMutablePointer<Int32> { storage.int32s + offset }
+    /// Element pointer for float32 tensors: the library's glue to the kernels. Write
+    /// through it only into a tensor being produced (an op's output, a gradient buffer)
+    /// or on an explicit in-place path (`withUnsafeMutableFloats`).
+    package var floats: UnsafeMutablePointer<Float> { storage.floats + offset }
+    /// Element pointer for int32 tensors; the rules of `floats` apply.
+    package var int32s: UnsafeMutablePointer<Int32> { storage.int32s + offset }
+
+    /// Calls `body` with the elements of a float32 tensor, read-only, valid only during the call.
+    public func withUnsafeFloats<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        try body(UnsafeBufferPointer(start: floats, count: count))
+    }
+
+    /// Calls `body` with the elements of an int32 tensor, read-only, valid only during the call.
+    public func withUnsafeIndices<R>(_ body: (UnsafeBufferPointer<Int32>) throws -> R) rethrows -> R {
+        try body(UnsafeBufferPointer(start: int32s, count: count))
+    }
+
+    /// Calls `body` with the elements of a float32 tensor to change them **in place**
+    /// (every view of the same storage sees the change; autograd does not record it).
+    /// For the optimiser and for loading weights.
+    package func withUnsafeMutableFloats<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
+        try body(UnsafeMutableBufferPointer(start: floats, count: count))
+    }
+
+    /// `withUnsafeMutableFloats` for int32 tensors: changes the elements in place.
+    package func withUnsafeMutableIndices<R>(_ body: (UnsafeMutableBufferPointer<Int32>) throws -> R) rethrows -> R {
+        try body(UnsafeMutableBufferPointer(start: int32s, count: count))
+    }
 
     /// A copy of the elements as an array (float32 tensors).
     public var scalars: [Float] { Array(UnsafeBufferPointer(start: floats, count: count)) }
@@ -107,17 +133,16 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         Tensor(storage: storage, shape: shape, offset: offset)
     }
 
-    /// Overwrites this tensor's elements with `other`'s (same shape). Not recorded.
-    public func assign(_ other: Tensor) throws {
-        guard other.shape == shape, other.dtype == dtype else {
-            throw SparseMoEError.shapeMismatch(
-                op: "assign", message: "source \(other.shape) \(other.dtype) vs destination \(shape) \(dtype)")
-        }
+    /// Overwrites this tensor's elements with `other`'s (same shape and dtype), in place.
+    /// Not recorded.
+    public func assign(_ other: Tensor) {
+        Check.require(other.shape == shape && other.dtype == dtype, "assign",
+                      "source \(other.shape) \(other.dtype) vs destination \(shape) \(dtype)")
         (storage.raw + offset * dtype.byteSize).copyMemory(
             from: other.storage.raw + other.offset * dtype.byteSize, byteCount: count * dtype.byteSize)
     }
 
-    /// Sets every element to zero. Not recorded.
+    /// Sets every element to zero, in place. Not recorded.
     public func zero() {
         memset(storage.raw + offset * dtype.byteSize, 0, count * dtype.byteSize)
     }

@@ -7,16 +7,17 @@
 /// (op outputs, gradient buffers) or through explicit in-place APIs on parameters
 /// (optimizer steps, loading). Reading concurrently is safe; writing while another
 /// thread reads the same storage is a data race the caller must avoid, exactly as
-/// with a mutable array passed to C.
-public final class TensorStorage: @unchecked Sendable {
-    public let dtype: DType
+/// with a mutable array passed to C. Only the library sees a storage (`package`):
+/// users read tensors through `Tensor`'s read-only accessors.
+package final class TensorStorage: @unchecked Sendable {
+    package let dtype: DType
     /// Number of elements.
-    public let count: Int
+    package let count: Int
     /// Base address, valid for `count * dtype.byteSize` bytes.
-    public let raw: UnsafeMutableRawPointer
+    package let raw: UnsafeMutableRawPointer
 
     /// Allocates `count` elements, zero-filled.
-    public init(dtype: DType, count: Int) {
+    package init(dtype: DType, count: Int) {
         precondition(count >= 0, "negative element count")
         self.dtype = dtype
         self.count = count

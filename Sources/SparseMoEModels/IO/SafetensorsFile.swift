@@ -125,35 +125,38 @@ public final class SafetensorsFile: @unchecked Sendable {
         switch info.dtype {
         case .f32:
             let t = Tensor(zeros: info.shape)
-            if n > 0 { UnsafeMutableRawPointer(t.floats).copyMemory(from: bytes.baseAddress!, byteCount: n * 4) }
+            if n > 0 { t.withUnsafeMutableFloats { UnsafeMutableRawBufferPointer($0).copyMemory(from: bytes) } }
             return t
         case .f16, .bf16:
             let t = Tensor(zeros: info.shape)
-            let dst = t.floats
-            if info.dtype == .f16 {
-                for i in 0..<n { dst[i] = HalfPrecision.float(fromFloat16Bits: bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
-            } else {
-                for i in 0..<n { dst[i] = HalfPrecision.float(fromBFloat16Bits: bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
+            t.withUnsafeMutableFloats { dst in
+                if info.dtype == .f16 {
+                    for i in 0..<n { dst[i] = HalfPrecision.float(fromFloat16Bits: bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
+                } else {
+                    for i in 0..<n { dst[i] = HalfPrecision.float(fromBFloat16Bits: bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
+                }
             }
             return t
         case .f64:
             let t = Tensor(zeros: info.shape)
-            let dst = t.floats
-            for i in 0..<n { dst[i] = Float(bytes.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
+            t.withUnsafeMutableFloats { dst in
+                for i in 0..<n { dst[i] = Float(bytes.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
+            }
             return t
         case .i32:
             let t = Tensor(zeros: info.shape, dtype: .int32)
-            if n > 0 { UnsafeMutableRawPointer(t.int32s).copyMemory(from: bytes.baseAddress!, byteCount: n * 4) }
+            if n > 0 { t.withUnsafeMutableIndices { UnsafeMutableRawBufferPointer($0).copyMemory(from: bytes) } }
             return t
         case .i64:
             let t = Tensor(zeros: info.shape, dtype: .int32)
-            let dst = t.int32s
-            for i in 0..<n {
-                let v = bytes.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)
-                guard let narrow = Int32(exactly: v) else {
-                    throw SparseMoEError.file(path: path, message: "tensor '\(info.name)': I64 value \(v) at element \(i) does not fit the library's int32 index tensors")
+            try t.withUnsafeMutableIndices { dst in
+                for i in 0..<n {
+                    let v = bytes.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)
+                    guard let narrow = Int32(exactly: v) else {
+                        throw SparseMoEError.file(path: path, message: "tensor '\(info.name)': I64 value \(v) at element \(i) does not fit the library's int32 index tensors")
+                    }
+                    dst[i] = narrow
                 }
-                dst[i] = narrow
             }
             return t
         default:

@@ -58,7 +58,7 @@ public enum ModelFiles {
             guard loaded.shape == t.shape else {
                 throw SparseMoEError.file(path: path, message: "tensor '\(name)' has shape \(loaded.shape), the model expects \(t.shape)")
             }
-            try t.assign(loaded)
+            t.assign(loaded)
         }
     }
 }

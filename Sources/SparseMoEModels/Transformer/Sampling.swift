@@ -123,7 +123,7 @@ extension TransformerLM {
         var input = prompt
         var out: [Int32] = []
         while out.count < maxNewTokens && cache.length + input.count <= config.maxSequenceLength {
-            let logits = try forward(try Tensor(indices: input, shape: [1, input.count]), options: ForwardOptions(cache: cache)).logits
+            let logits = try forward(Tensor(indices: input, shape: [1, input.count]), options: ForwardOptions(cache: cache)).logits
             let last = Array(UnsafeBufferPointer(start: logits.floats + (input.count - 1) * v, count: v))
             let next = Int32(sampler.sample(last))
             out.append(next)

@@ -39,14 +39,14 @@ public final class TransformerBlock: Module {
     /// x `[B, T, C]` → (y `[B, T, C]`, the MoE layer's output details if any).
     public func callAsFunction(_ x: Tensor, layer: Int, attentionContext: AttentionContext,
                                routingContext: inout RoutingContext) throws -> (Tensor, MoEOutput?) {
-        let h = try add(x, try attention(try inputNorm(x), layer: layer, context: attentionContext))
-        let n = try postAttentionNorm(h)
+        let h = add(x, try attention(inputNorm(x), layer: layer, context: attentionContext))
+        let n = postAttentionNorm(h)
         switch feedForward {
         case let .dense(f):
-            return (try add(h, try f(n)), nil)
+            return (add(h, f(n)), nil)
         case let .moe(m):
             let out = try m(n, context: &routingContext)
-            return (try add(h, out.output), out)
+            return (add(h, out.output), out)
         }
     }
 }

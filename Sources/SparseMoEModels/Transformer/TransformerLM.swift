@@ -138,22 +138,25 @@ public final class TransformerLM: Module {
         guard t >= 1, start + t <= config.maxSequenceLength else {
             throw SparseMoEError.invalidArgument(op: "TransformerLM", message: "sequence positions \(start)..<\(start + t) exceed max_position_embeddings = \(config.maxSequenceLength)")
         }
+        // Token ids are user data (a prompt, a token file): out-of-range ids throw here
+        // rather than trap in the embedding op.
+        try Check.embedding(embedTokens, tokens)
         let c = config.hiddenSize
-        var x = try embedding(embedTokens, tokens)
+        var x = embedding(embedTokens, tokens)
         switch config.positionEncoding {
         case .learned:
-            let ids = try Tensor(indices: (start..<(start + t)).map { Int32($0) }, shape: [t])
-            let pos = try embedding(positionTable!, ids)
-            x = try add(try x.reshaped([b, t * c]), try pos.reshaped([t * c])).reshaped([b, t, c])
+            let ids = Tensor(indices: (start..<(start + t)).map { Int32($0) }, shape: [t])
+            let pos = embedding(positionTable!, ids)
+            x = add(x.reshaped([b, t * c]), pos.reshaped([t * c])).reshaped([b, t, c])
         case .sinusoidal:
-            x = try addSinusoidalPositions(x, start: start)
+            x = addSinusoidalPositions(x, start: start)
         case .rope:
             break
         }
-        let tables = try rotary.map { try $0.tables(start: start, count: t, headDim: config.resolvedHeadDim) }
+        let tables = rotary.map { $0.tables(start: start, count: t, headDim: config.resolvedHeadDim) }
         let attentionContext = AttentionContext(start: start, rotary: config.latentAttention == nil ? tables : nil,
                                                 cache: options.cache, causal: config.causal)
-        var routingContext = RoutingContext(training: options.training, rng: options.rng, tokenIds: try tokens.reshaped([b * t]),
+        var routingContext = RoutingContext(training: options.training, rng: options.rng, tokenIds: tokens.reshaped([b * t]),
                                             sequenceLength: t)
         var aux: Tensor?
         var stats: [RoutingStatistics?] = []
@@ -164,11 +167,11 @@ public final class TransformerLM: Module {
             stats.append(moe?.statistics)
             if let m = moe {
                 flops += m.executedFLOPs
-                if let a = m.auxLoss { aux = try aux.map { try add($0, a) } ?? a }
+                if let a = m.auxLoss { aux = aux.map { add($0, a) } ?? a }
             }
         }
-        let h = try finalNorm(x)
-        let logits = try matmul(h, lmHead ?? embedTokens, transposeB: true)
+        let h = finalNorm(x)
+        let logits = matmul(h, lmHead ?? embedTokens, transposeB: true)
         return LMOutput(logits: logits, auxLoss: aux, routing: stats, moeExecutedFLOPs: flops)
     }
 }

@@ -56,12 +56,13 @@ public final class FeedForward: Module {
     /// Matmul FLOPs for `tokens` rows.
     public func flops(tokens: Int) -> Int { 2 * tokens * width * hidden * (kind == .swiglu ? 3 : 2) }
 
-    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+    /// x `[..., C]` → `[..., C]`.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
         switch kind {
-        case .swiglu: return try second(try swiglu(try first(x), try up!(x)))
-        case .gelu: return try second(try gelu(try first(x), approximation: .none))
-        case .geluTanh: return try second(try gelu(try first(x), approximation: .tanh))
-        case .relu: return try second(try relu(try first(x)))
+        case .swiglu: return second(swiglu(first(x), up!(x)))
+        case .gelu: return second(gelu(first(x), approximation: .none))
+        case .geluTanh: return second(gelu(first(x), approximation: .tanh))
+        case .relu: return second(relu(first(x)))
         }
     }
 }

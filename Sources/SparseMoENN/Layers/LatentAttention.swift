@@ -58,20 +58,20 @@ public final class LatentAttentionLayer: AttentionLayer {
     public func callAsFunction(_ x: Tensor, layer: Int, context: AttentionContext) throws -> Tensor {
         let (b, t) = (x.shape[0], x.shape[1])
         let (dn, dr, dv) = (config.qkNopeHeadDim, config.qkRopeHeadDim, config.vHeadDim)
-        let qFlat = try qA.map { try qB!(try qANorm!(try $0(x))) } ?? q!(x)
-        let qParts = try splitLastAxis(try qFlat.reshaped([b, t, heads, dn + dr]), [dn, dr])
-        let kv = try splitLastAxis(try kvA(x), [config.kvLoraRank, dr])
-        let kvUp = try kvB(try kvANorm(kv[0])).reshaped([b, t, heads, dn + dv])
-        let kvParts = try splitLastAxis(kvUp, [dn, dv])
-        let tables = try rotary.tables(start: context.start, count: t, headDim: dr)
-        let qRot = try rotary.apply(qParts[1], cos: tables.cos, sin: tables.sin)
-        let kRot = try rotary.apply(try kv[1].reshaped([b, t, 1, dr]), cos: tables.cos, sin: tables.sin)
-        let query = try concatLastAxis([qParts[0], qRot])
-        let key = try concatLastAxis([kvParts[0], try broadcastHeads(kRot, heads: heads)])
+        let qFlat = qA.map { qB!(qANorm!($0(x))) } ?? q!(x)
+        let qParts = splitLastAxis(qFlat.reshaped([b, t, heads, dn + dr]), [dn, dr])
+        let kv = splitLastAxis(kvA(x), [config.kvLoraRank, dr])
+        let kvUp = kvB(kvANorm(kv[0])).reshaped([b, t, heads, dn + dv])
+        let kvParts = splitLastAxis(kvUp, [dn, dv])
+        let tables = rotary.tables(start: context.start, count: t, headDim: dr)
+        let qRot = rotary.apply(qParts[1], cos: tables.cos, sin: tables.sin)
+        let kRot = rotary.apply(kv[1].reshaped([b, t, 1, dr]), cos: tables.cos, sin: tables.sin)
+        let query = concatLastAxis([qParts[0], qRot])
+        let key = concatLastAxis([kvParts[0], broadcastHeads(kRot, heads: heads)])
         var keys = key, values = kvParts[1]
         if let cache = context.cache { (keys, values) = try cache.append(layer: layer, keys: key, values: kvParts[1]) }
-        let a = try attention(query, keys, values, causal: context.causal, scale: 1 / Float(dn + dr).squareRoot())
-        return try o(try a.reshaped([b, t, heads * dv]))
+        let a = attention(query, keys, values, causal: context.causal, scale: 1 / Float(dn + dr).squareRoot())
+        return o(a.reshaped([b, t, heads * dv]))
     }
 }
 

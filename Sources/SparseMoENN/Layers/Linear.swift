@@ -34,12 +34,12 @@ public final class Linear: Module {
         return p
     }
 
-    public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        guard x.rank >= 1, x.shape[x.rank - 1] == inFeatures else {
-            throw SparseMoEError.shapeMismatch(op: "Linear", message: "input \(x.shape) must end in in_features = \(inFeatures)")
-        }
-        let y = try matmul(x.rank == 1 ? x.reshaped([1, inFeatures]) : x, weight, transposeB: true)
-        let out = try bias.map { try add(y, $0) } ?? y
-        return x.rank == 1 ? try out.reshaped([outFeatures]) : out
+    /// x `[..., in]` → `[..., out]`; the last axis of x must be `inFeatures`.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        Check.require(x.rank >= 1 && x.shape[x.rank - 1] == inFeatures, "Linear",
+                      "input \(x.shape) must end in in_features = \(inFeatures)")
+        let y = matmul(x.rank == 1 ? x.reshaped([1, inFeatures]) : x, weight, transposeB: true)
+        let out = bias.map { add(y, $0) } ?? y
+        return x.rank == 1 ? out.reshaped([outFeatures]) : out
     }
 }

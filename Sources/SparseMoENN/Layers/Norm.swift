@@ -21,10 +21,11 @@ public final class Norm: Module {
         return p
     }
 
-    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+    /// x `[..., width]` → normalised, same shape.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
         switch kind {
-        case .rms: return try rmsNorm(x, weight: weight, eps: eps)
-        case .layer: return try layerNorm(x, weight: weight, bias: bias, eps: eps)
+        case .rms: return rmsNorm(x, weight: weight, eps: eps)
+        case .layer: return layerNorm(x, weight: weight, bias: bias, eps: eps)
         }
     }
 }

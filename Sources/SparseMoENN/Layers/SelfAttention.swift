@@ -65,21 +65,21 @@ public final class GroupedQueryAttentionLayer: AttentionLayer {
 
     public func callAsFunction(_ x: Tensor, layer: Int, context: AttentionContext) throws -> Tensor {
         let (b, t) = (x.shape[0], x.shape[1])
-        var q = try qProj(x), k = try kProj(x)
-        let v = try vProj(x).reshaped([b, t, kvHeads, headDim])
-        if qkNorm == .full { q = try qNorm!(q); k = try kNorm!(k) }
-        q = try q.reshaped([b, t, heads, headDim])
-        k = try k.reshaped([b, t, kvHeads, headDim])
-        if qkNorm == .perHead { q = try qNorm!(q); k = try kNorm!(k) }
+        var q = qProj(x), k = kProj(x)
+        let v = vProj(x).reshaped([b, t, kvHeads, headDim])
+        if qkNorm == .full { q = qNorm!(q); k = kNorm!(k) }
+        q = q.reshaped([b, t, heads, headDim])
+        k = k.reshaped([b, t, kvHeads, headDim])
+        if qkNorm == .perHead { q = qNorm!(q); k = kNorm!(k) }
         if useRotary {
-            let tables = try context.rotary ?? rotary.tables(start: context.start, count: t, headDim: headDim)
-            q = try rotary.apply(q, cos: tables.cos, sin: tables.sin)
-            k = try rotary.apply(k, cos: tables.cos, sin: tables.sin)
+            let tables = context.rotary ?? rotary.tables(start: context.start, count: t, headDim: headDim)
+            q = rotary.apply(q, cos: tables.cos, sin: tables.sin)
+            k = rotary.apply(k, cos: tables.cos, sin: tables.sin)
         }
         var keys = k, values = v
         if let cache = context.cache { (keys, values) = try cache.append(layer: layer, keys: k, values: v) }
-        let a = try attention(q, keys, values, causal: context.causal)
-        return try oProj(try a.reshaped([b, t, heads * headDim]))
+        let a = attention(q, keys, values, causal: context.causal)
+        return oProj(a.reshaped([b, t, heads * headDim]))
     }
 }
 
