@@ -10,7 +10,7 @@ func hfLogitsMaxDiff(_ dir: URL) throws -> (maxDiff: Float, model: HuggingFaceMo
     struct Expected: Decodable { let logits: [[Float]] }
     let tokens = try JSONDecoder().decode(Tokens.self, from: Data(contentsOf: dir.appendingPathComponent("tokens.json"))).tokens
     let expected = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: dir.appendingPathComponent("expected.json"))).logits
-    let out = try loaded.model.forward(try Tensor(indices: tokens, shape: [1, tokens.count]))
+    let out = try loaded.model.forward(Tensor(indices: tokens, shape: [1, tokens.count]))
     let v = loaded.model.config.vocabSize
     XCTAssertEqual(out.logits.shape, [1, tokens.count, v])
     XCTAssertEqual(expected.count, tokens.count)
@@ -152,7 +152,7 @@ final class HFWeightMapTests: XCTestCase {
 
     /// Export views: expert e's slice of the stacked tensor, no copy.
     func testCheckpointTensorsAreExpertSlices() throws {
-        let stacked = try Tensor((0..<24).map(Float.init), shape: [3, 2, 4])
+        let stacked = Tensor((0..<24).map(Float.init), shape: [3, 2, 4])
         let m = HFWeightMap(family: Qwen3MoEConfig.self, numExperts: 3)
         let out = m.checkpointTensors(of: [("model.layers.0.mlp.experts.gate_proj", stacked)])
         XCTAssertEqual(out.count, 3)
@@ -166,9 +166,9 @@ final class HFWeightMapTests: XCTestCase {
 final class GroupMaskingTests: XCTestCase {
     func testExcludedGroupNeverWinsWithNegativeScores() throws {
         // 2 groups of 2. Biased scores: group 0 = (−0.3, −0.35), group 1 = (−0.9, −0.95): group 0 kept.
-        let logits = try Tensor([0, 0, 0, 0], shape: [1, 4])  // σ = 0.5 everywhere
-        let bias = try Tensor([-0.8, -0.85, -1.4, -1.45], shape: [4])
-        let sel = try sigmoidTopK(logits, bias: bias, k: 2, nGroup: 2, topkGroup: 1, normalize: true)
+        let logits = Tensor([0, 0, 0, 0], shape: [1, 4])  // σ = 0.5 everywhere
+        let bias = Tensor([-0.8, -0.85, -1.4, -1.45], shape: [4])
+        let sel = sigmoidTopK(logits, bias: bias, k: 2, nGroup: 2, topkGroup: 1, normalize: true)
         XCTAssertEqual(Set(sel.indices.indexScalars), [0, 1])
     }
 }
