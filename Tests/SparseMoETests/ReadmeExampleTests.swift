@@ -16,9 +16,10 @@ final class ReadmeExampleTests: XCTestCase {
         let result = try moe(x, context: &context)
         let loss = try add(try result.output.mean(), result.auxLoss!)
         try loss.backward()                                                          // gradients in moe.parameters
-        print(result.statistics.tokensPerExpert, result.statistics.coefficientOfVariation)
+        let stats = RoutingStatistics(routing: result.routing, router: router)         // expert load, from the decision
+        print(stats.tokensPerExpert, stats.coefficientOfVariation)
 
-        XCTAssertEqual(result.statistics.tokensPerExpert.reduce(0, +), 64 * 2)
+        XCTAssertEqual(stats.tokensPerExpert.reduce(0, +), 64 * 2)
         XCTAssertNotNil(experts.w1.grad)
         XCTAssertNotNil(router.weight.grad)
     }
