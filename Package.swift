@@ -14,7 +14,7 @@ let kernelLinks: [LinkerSetting] = [
 
 // Layers (data flows down only; the compiler holds it):
 //   moe (CLI) → SparseMoERuns → SparseMoEBench → SparseMoE (re-exports ↓)
-//   SparseMoETraining, SparseMoEAnalysis → SparseMoEModels → SparseMoENN → SparseMoECore → CMoEKernels
+//   SparseMoETraining → SparseMoEAnalysis → SparseMoEModels → SparseMoENN → SparseMoECore → CMoEKernels
 let package = Package(
     name: "SparseMoE",
     products: [
@@ -38,10 +38,10 @@ let package = Package(
         .target(name: "SparseMoENN", dependencies: ["SparseMoECore"]),
         // TransformerLM, its configs and presets, Hugging Face families, safetensors IO.
         .target(name: "SparseMoEModels", dependencies: ["SparseMoECore", "SparseMoENN"]),
-        // Parameter and FLOP accounting of configs and checkpoints.
+        // Parameter and FLOP accounting of configs and checkpoints, FLOPs of executed forwards.
         .target(name: "SparseMoEAnalysis", dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels"]),
-        // Optimizer, schedules, trainer, data, checkpoints.
-        .target(name: "SparseMoETraining", dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels"]),
+        // Optimizer, schedules, trainer, data, checkpoints (step reports count executed FLOPs).
+        .target(name: "SparseMoETraining", dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels", "SparseMoEAnalysis"]),
         // What users import: re-exports the five library layers above.
         .target(
             name: "SparseMoE",

@@ -1,6 +1,7 @@
 import SparseMoECore
 import SparseMoENN
 import SparseMoEModels
+import SparseMoEAnalysis
 
 /// What one optimiser step did.
 public struct StepReport: Sendable {
@@ -101,8 +102,8 @@ public final class Trainer {
             if let aux = out.auxLoss { total = add(ce, aux); auxSum += Double(aux.item) }
             (accum == 1 ? total : scale(total, by: 1 / Float(accum))).backward()
             ceSum += Double(ce.item)
-            moeFLOPs += out.moeExecutedFLOPs
-            routing = out.routing
+            moeFLOPs += ExecutedFLOPs.moeLayers(model, out)
+            routing = model.routingStatistics(out)
         }
         let clip = config.gradClip > 0 ? optimizer.clipGradients(maxNorm: config.gradClip)
             : GradientClipResult(norm: optimizer.gradientNorm(), scale: 1)
@@ -111,11 +112,11 @@ public final class Trainer {
         let skipped = !clip.isFinite
         if skipped {
             model.zeroGrad()
-            for m in model.moeLayers { (m.router as? SigmoidBiasRouter)?.discardPendingLoad() }
+            for m in model.moeLayers { m.router.discardPendingLoad() }
         } else {
             optimizer.step(lr: lr)
             if let rate = model.config.moe?.biasUpdateRate {
-                for m in model.moeLayers { (m.router as? SigmoidBiasRouter)?.updateBias(rate: rate) }
+                for m in model.moeLayers { m.router.updateBias(rate: rate) }
             }
         }
         return StepReport(step: step, loss: ceSum / Double(accum), auxLoss: auxSum / Double(accum), learningRate: lr,

@@ -3,6 +3,7 @@
 #include "moe_naive.h"
 #include "moe_kernels.h"
 #include <math.h>
+#include <stdlib.h>
 
 /* from moe_attention.c */
 void moe_attention_forward_naive(float *out,
@@ -86,6 +87,125 @@ void moe_routed_experts_forward_naive(float *y, const float *x, const int32_t *e
         }
         for (int64_t c = 0; c < C; c++) y[t * C + c] = (float)acc[c];
     }
+}
+
+/* from moe_dispatch.c: the activation of h (SwiGLU: silu(h)·u) and its derivatives in
+ * double; d_h = ∂act/∂h, d_u = ∂act/∂u (SwiGLU only). */
+static double expert_act(double h, double u, int activation, double *d_h, double *d_u) {
+    switch (activation) {
+    case MOE_EXPERT_SWIGLU: {
+        double s = 1.0 / (1.0 + exp(-h));
+        *d_h = u * s * (1.0 + h * (1.0 - s));
+        *d_u = h * s;
+        return h * s * u;
+    }
+    case MOE_EXPERT_GELU: {
+        double cdf = 0.5 * (1.0 + erf(h / sqrt(2.0)));
+        *d_h = cdf + h * exp(-0.5 * h * h) / sqrt(2.0 * 3.141592653589793);
+        return h * cdf;
+    }
+    case MOE_EXPERT_GELU_TANH: {
+        const double k = sqrt(2.0 / 3.141592653589793), c = 0.044715;
+        double t = tanh(k * (h + c * h * h * h));
+        *d_h = 0.5 * (1.0 + t) + 0.5 * h * (1.0 - t * t) * k * (1.0 + 3.0 * c * h * h);
+        return 0.5 * h * (1.0 + t);
+    }
+    default:
+        *d_h = h > 0 ? 1.0 : 0.0;
+        return h > 0 ? h : 0.0;
+    }
+}
+
+/* from moe_dispatch.c */
+void moe_routed_experts_backward_naive(float *dx, float *dgates, float *dw1, float *dw3, float *dw2,
+                                       float *db1, float *db2, float *workspace,
+                                       const float *dy, const float *xs, const float *h1, const float *h3,
+                                       const float *act, const float *eo, const float *gates,
+                                       const int64_t *offsets, const int32_t *sorted, const int32_t *position,
+                                       const float *w1, const float *w3, const float *w2,
+                                       int64_t T, int64_t C, int64_t F, int64_t E, int64_t K,
+                                       int activation, int schedule) {
+    (void)workspace; (void)sorted; (void)act; (void)schedule;
+    const int swiglu = activation == MOE_EXPERT_SWIGLU;
+    const int64_t A = offsets[E];
+    /* Per sorted row r: dEo = gate·dy[token], a = act(h1, h3), dH1, dH3 (all double). */
+    double *deo = calloc((size_t)(A * C + 1), sizeof(double));
+    double *a = calloc((size_t)(A * F + 1), sizeof(double));
+    double *dh1 = calloc((size_t)(A * F + 1), sizeof(double));
+    double *dh3 = calloc((size_t)(A * F + 1), sizeof(double));
+    int64_t *expert = calloc((size_t)(A + 1), sizeof(int64_t));
+    for (int64_t e = 0; e < E; e++)
+        for (int64_t r = offsets[e]; r < offsets[e + 1]; r++) expert[r] = e;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t s = 0; s < K; s++) {
+            const int64_t r = position[t * K + s];
+            if (r < 0) continue;
+            const int64_t e = expert[r];
+            const double g = gates[t * K + s];
+            double dot = 0;
+            for (int64_t c = 0; c < C; c++) {
+                deo[r * C + c] = g * dy[t * C + c];
+                dot += (double)dy[t * C + c] * eo[r * C + c];
+            }
+            if (dgates) dgates[t * K + s] += (float)dot;
+            for (int64_t f = 0; f < F; f++) {
+                double dact = 0, d_h = 0, d_u = 0;
+                for (int64_t c = 0; c < C; c++) dact += deo[r * C + c] * w2[(e * C + c) * F + f];
+                a[r * F + f] = expert_act(h1[r * F + f], swiglu ? h3[r * F + f] : 0.0, activation, &d_h, &d_u);
+                dh1[r * F + f] = dact * d_h;
+                dh3[r * F + f] = dact * d_u;
+            }
+        }
+    /* Weight and bias gradients: per expert, sums over its rows. */
+    for (int64_t e = 0; e < E; e++) {
+        const int64_t r0 = offsets[e], r1 = offsets[e + 1];
+        for (int64_t c = 0; c < C; c++) {
+            if (db2) {
+                double s = 0;
+                for (int64_t r = r0; r < r1; r++) s += deo[r * C + c];
+                db2[e * C + c] += (float)s;
+            }
+            if (dw2)
+                for (int64_t f = 0; f < F; f++) {
+                    double s = 0;
+                    for (int64_t r = r0; r < r1; r++) s += deo[r * C + c] * a[r * F + f];
+                    dw2[(e * C + c) * F + f] += (float)s;
+                }
+        }
+        for (int64_t f = 0; f < F; f++) {
+            if (db1) {
+                double s = 0;
+                for (int64_t r = r0; r < r1; r++) s += dh1[r * F + f];
+                db1[e * F + f] += (float)s;
+            }
+            for (int64_t c = 0; c < C; c++) {
+                double s1 = 0, s3 = 0;
+                for (int64_t r = r0; r < r1; r++) {
+                    s1 += dh1[r * F + f] * xs[r * C + c];
+                    s3 += dh3[r * F + f] * xs[r * C + c];
+                }
+                if (dw1) dw1[(e * F + f) * C + c] += (float)s1;
+                if (swiglu && dw3) dw3[(e * F + f) * C + c] += (float)s3;
+            }
+        }
+    }
+    /* dx[t] = Σ_s dH1·w1[e] (+ dH3·w3[e]). */
+    if (dx)
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t c = 0; c < C; c++) {
+                double s = 0;
+                for (int64_t k = 0; k < K; k++) {
+                    const int64_t r = position[t * K + k];
+                    if (r < 0) continue;
+                    const int64_t e = expert[r];
+                    for (int64_t f = 0; f < F; f++) {
+                        s += dh1[r * F + f] * w1[(e * F + f) * C + c];
+                        if (swiglu) s += dh3[r * F + f] * w3[(e * F + f) * C + c];
+                    }
+                }
+                dx[t * C + c] += (float)s;
+            }
+    free(deo); free(a); free(dh1); free(dh3); free(expert);
 }
 
 /* from moe_embedding.c */

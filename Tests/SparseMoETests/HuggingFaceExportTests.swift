@@ -120,7 +120,7 @@ final class HuggingFaceExportTests: XCTestCase {
         }
         let tokens: [Int32] = (0..<16).map { Int32(($0 * 11 + 5) % 50) }
         func writeExpected(_ model: TransformerLM, _ tokens: [Int32], _ dir: URL) throws {
-            let logits = model.forward(Tensor(indices: tokens, shape: [1, tokens.count])).logits
+            let logits = try model.forward(Tensor(indices: tokens, shape: [1, tokens.count])).logits
             let v = model.config.vocabSize
             let rows = (0..<tokens.count).map { t in (0..<v).map { Double(logits.scalars[t * v + $0]) } }
             try JSONSerialization.data(withJSONObject: ["tokens": tokens.map(Int.init)]).write(to: dir.appendingPathComponent("tokens.json"))

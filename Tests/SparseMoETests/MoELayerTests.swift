@@ -103,11 +103,15 @@ final class MoELayerTests: XCTestCase {
         let x = randomTensor([16, 6], seed: 4)
         var ctx = RoutingContext()
         let out = try layer(x, context: &ctx)
+        let stats = RoutingStatistics(routing: out.routing, router: layer.router)
         // capacity = ceil(0.5 · 16 · 1 / 4) = 2 per expert: at most 8 of 16 tokens survive.
-        XCTAssertLessThanOrEqual(out.statistics.tokensPerExpert.max()!, 2)
-        XCTAssertEqual(out.statistics.dropped, 16 - out.statistics.tokensPerExpert.reduce(0, +))
-        XCTAssertGreaterThanOrEqual(out.statistics.dropped, 8)
-        XCTAssertEqual(out.statistics.dropRate, Double(out.statistics.dropped) / 16, accuracy: 1e-12)
+        XCTAssertLessThanOrEqual(stats.tokensPerExpert.max()!, 2)
+        XCTAssertEqual(stats.dropped, 16 - stats.tokensPerExpert.reduce(0, +))
+        XCTAssertGreaterThanOrEqual(stats.dropped, 8)
+        XCTAssertEqual(stats.dropRate, Double(stats.dropped) / 16, accuracy: 1e-12)
+        // The expert op ran exactly the surviving assignments.
+        XCTAssertEqual(out.dispatch.tokensPerExpert, stats.tokensPerExpert)
+        XCTAssertEqual(out.dispatch.assignments, 16 - stats.dropped)
         // A dropped token's output is exactly zero (it passes through the residual outside the layer).
         var ctx2 = RoutingContext()
         let routing = try router.route(x, context: &ctx2)
@@ -205,6 +209,35 @@ final class MoELayerTests: XCTestCase {
         var eval = RoutingContext(training: false)
         _ = try router.route(x, context: &eval)
         XCTAssertEqual(router.pendingLoad, [0, 0, 0, 0])
+    }
+
+    /// Router capabilities are protocol requirements: the trainer calls them on `any Router`.
+    /// The sigmoid-bias router implements them; the others keep the no-op defaults.
+    func testRouterCapabilitiesThroughTheProtocol() throws {
+        var rng = RandomGenerator(seed: 15)
+        let sigmoid = try SigmoidBiasRouter(width: 4, experts: 4, k: 1, rng: &rng)
+        let topK = try TopKRouter(width: 4, experts: 4, k: 1, rng: &rng)
+        let x = Tensor.uniform([16, 4], low: 0.1, high: 1, using: &rng)
+        for router in [sigmoid, topK] as [any Router] {
+            var ctx = RoutingContext(training: true)
+            _ = try router.route(x, context: &ctx)
+            router.updateBias(rate: 0.5)
+        }
+        // Loads counted in training forwards moved the sigmoid router's bias: ±0.5 each (or 0 at the mean).
+        XCTAssertTrue(sigmoid.bias.scalars.allSatisfy { [-0.5, 0, 0.5].contains($0) })
+        XCTAssertNotEqual(sigmoid.bias.scalars, [0, 0, 0, 0])
+        XCTAssertEqual(sigmoid.pendingLoad, [0, 0, 0, 0])
+        var ctx = RoutingContext(training: true)
+        _ = try sigmoid.route(x, context: &ctx)
+        XCTAssertEqual(sigmoid.pendingLoad.reduce(0, +), 16)
+        (sigmoid as any Router).discardPendingLoad()
+        XCTAssertEqual(sigmoid.pendingLoad, [0, 0, 0, 0])
+        // σ scores are not a distribution: no entropy; softmax probabilities have one.
+        XCTAssertFalse((sigmoid as any Router).probabilitiesAreDistribution)
+        XCTAssertTrue((topK as any Router).probabilitiesAreDistribution)
+        var eval = RoutingContext()
+        XCTAssertNil(RoutingStatistics(routing: try sigmoid.route(x, context: &eval), router: sigmoid).routerEntropy)
+        XCTAssertNotNil(RoutingStatistics(routing: try topK.route(x, context: &eval), router: topK).routerEntropy)
     }
 
     func testHashRoutingIsDeterministic() throws {

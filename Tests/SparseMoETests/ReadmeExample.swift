@@ -19,7 +19,8 @@ func readmeExample() throws -> (result: MoEOutput, router: TopKRouter, experts: 
     let result = try moe(x, context: &context)
     let loss = result.output.mean() + result.auxLoss!
     loss.backward()                                                              // gradients in moe.parameters
-    print(result.statistics.tokensPerExpert, result.statistics.coefficientOfVariation)
+    let stats = RoutingStatistics(routing: result.routing, router: router)       // expert load, from the decision
+    print(stats.tokensPerExpert, stats.coefficientOfVariation)
     // README example ends
     return (result, router, experts, loss)
 }

@@ -44,8 +44,9 @@ final class ReadmeExampleTests: XCTestCase {
     func testReadmeExampleRuns() throws {
         let (result, router, experts, loss) = try readmeExample()
         // Every one of the 64 tokens fills its k = 2 slots (dropless routing).
-        XCTAssertEqual(result.statistics.tokensPerExpert.count, 8)
-        XCTAssertEqual(result.statistics.tokensPerExpert.reduce(0, +), 64 * 2)
+        let stats = RoutingStatistics(routing: result.routing, router: router)
+        XCTAssertEqual(stats.tokensPerExpert.count, 8)
+        XCTAssertEqual(stats.tokensPerExpert.reduce(0, +), 64 * 2)
         XCTAssertEqual(loss.shape, [])
         XCTAssertTrue(loss.item.isFinite)
         // loss = mean(output) + aux, so the aux term alone is loss − mean(output).

@@ -43,4 +43,37 @@ final class StoragePoolTests: XCTestCase {
         XCTAssertLessThanOrEqual(pool.idleBytes, 8 * mb)
         pool.drain()
     }
+
+    /// Size classes: at least the request, at most 12.5 % (plus the granule) more, monotone,
+    /// idempotent, and requests a few percent apart share a class.
+    func testSizeClassesBoundTheWasteAndGroupNearbySizes() {
+        var previous = 0
+        for bytes in stride(from: 1, through: 64 * mb, by: 4099) {
+            let n = StoragePool.sizeClass(bytes)
+            XCTAssertGreaterThanOrEqual(n, bytes)
+            XCTAssertLessThanOrEqual(Double(n), Double(bytes) * 1.125 + Double(StoragePool.granule), "\(bytes)")
+            XCTAssertGreaterThanOrEqual(n, previous, "monotone at \(bytes)")
+            XCTAssertEqual(StoragePool.sizeClass(n), n, "idempotent at \(bytes)")
+            previous = n
+        }
+        XCTAssertEqual(StoragePool.sizeClass(9 * mb + 1), StoragePool.sizeClass(10 * mb), "one class for 9–10 MiB")
+        XCTAssertEqual(StoragePool.sizeClass(10 * mb), 10 * mb)
+    }
+
+    /// A `Workspace` takes its block from the shared pool and hands it back when released;
+    /// the next workspace of a nearby size gets the same block.
+    func testWorkspaceRecyclesThroughTheSharedPool() {
+        let pool = StoragePool.shared
+        pool.drain()
+        var first: Workspace? = Workspace(floats: 1_000_000)
+        let block = first!.floats
+        XCTAssertGreaterThanOrEqual(first!.capacity, 1_000_000)
+        first = nil
+        XCTAssertEqual(pool.idleBytes, StoragePool.sizeClass(4_000_000))
+        let second = Workspace(floats: 1_020_000)  // 2 % more assignments: same class
+        XCTAssertEqual(second.floats, block)
+        XCTAssertEqual(pool.idleBytes, 0)
+        withExtendedLifetime(second) {}
+        pool.drain()
+    }
 }

@@ -45,15 +45,12 @@ public enum ExpertSchedule: Sendable, Equatable, CaseIterable {
     }
 }
 
-/// What one `routedExperts` call executed.
+/// What one `routedExperts` call executed (FLOPs: `ExecutedFLOPs` in SparseMoEAnalysis).
 public struct RoutedExpertsStats: Sendable, Equatable {
     /// Rows routed to each expert `[E]`.
     public var tokensPerExpert: [Int]
     /// A: (token, slot) pairs with an expert (dropped slots excluded).
     public var assignments: Int
-    /// Matmul FLOPs the forward executed: 2·A·C·F per weight matrix (3 matrices for SwiGLU,
-    /// 2 otherwise). A full backward executes twice this again.
-    public var executedFLOPs: Int
     /// The schedule that ran (`.sequential` or `.parallel`, never `.auto`).
     public var schedule: ExpertSchedule
 }
@@ -68,12 +65,13 @@ public struct RoutedExpertsStats: Sendable, Equatable {
 ///   b1 `[E, F]` (not with SwiGLU), b2 `[E, C]`.
 /// - Output `[T, C]`; tokens whose slots are all dropped get 0.
 ///
-/// Tokens are counting-sorted by expert, gathered into one contiguous matrix, and each expert
-/// runs one GEMM per weight matrix on its block of rows (no per-token BLAS calls); the weighted
-/// combine sums each token's slots in slot order, so results are deterministic for a fixed
-/// thread count. Differentiable in x, gates, w1, w3, w2, b1, b2. Memory saved for backward:
-/// A·(2C + 2F) floats (+ A·F for SwiGLU), plus A·(C + F) (+ A·F) while backward runs, both
-/// recycled through `RoutedExpertsScratch.shared`. FLOPs: `stats.executedFLOPs`.
+/// Validates, builds the `DispatchPlan`, runs `routedExpertsForward` and records
+/// `routedExpertsBackward` (the pair in RoutedExpertsPair.swift). Tokens are counting-sorted by
+/// expert, gathered into one contiguous matrix, and each expert runs one GEMM per weight matrix
+/// on its block of rows (no per-token BLAS calls); the weighted combine sums each token's slots
+/// in slot order, so results are deterministic for a fixed thread count. Differentiable in x,
+/// gates, w1, w3, w2, b1, b2. Memory saved for backward: A·(2C + 2F) floats (+ A·F for SwiGLU),
+/// plus A·(C + F) (+ A·F) while backward runs, both `Workspace`s from `StoragePool`.
 public func routedExperts(
     _ x: Tensor, experts: Tensor, gates: Tensor,
     w1: Tensor, w3: Tensor?, w2: Tensor, b1: Tensor? = nil, b2: Tensor? = nil,
@@ -84,7 +82,6 @@ public func routedExperts(
     try Check.int32(experts, op, "experts"); try Check.rank(experts, 2, op, "experts")
     try Check.float32(gates, op, "gates")
     let (t, c) = (x.shape[0], x.shape[1])
-    let k = experts.shape[1]
     guard experts.shape[0] == t else {
         throw SparseMoEError.shapeMismatch(op: op, message: "experts \(experts.shape) must be [T, K] with T = \(t) rows of x \(x.shape)")
     }
@@ -114,99 +111,15 @@ public func routedExperts(
     if let b1 { try expect(b1, "b1", [e, f], "[E, F]") }
     if let b2 { try expect(b2, "b2", [e, c], "[E, C]") }
 
-    let plan = try DispatchPlan(expertIndices: experts, numExperts: e, op: op)
-    let a = plan.assignments
-    let swiglu = activation == .swiglu
-    let out = Tensor(zeros: [t, c])
-    let matrices = swiglu ? 3 : 2
-    var stats = RoutedExpertsStats(tokensPerExpert: plan.tokensPerExpert, assignments: a,
-                                   executedFLOPs: 2 * a * c * f * matrices, schedule: .sequential)
-    guard a > 0 && c > 0 && f > 0 else {
-        // Nothing routed (or empty widths): y = b2 contributions only.
-        if a > 0, let b2 {
-            for ti in 0..<t {
-                for s in 0..<k where plan.position[ti * k + s] >= 0 {
-                    let ex = Int(experts.int32s[ti * k + s]), g = gates.floats[ti * k + s]
-                    for ci in 0..<c { out.floats[ti * c + ci] += g * b2.floats[ex * c + ci] }
-                }
-            }
-        }
-        let inputs = [x, gates, w1, w2] + [w3, b1, b2].compactMap { $0 }
-        return (out.recording(op, inputs: inputs) { g in
-            guard a > 0, let b2 else { return }
-            // d gates = <dy, b2[e]>, d b2[e] += gate · dy.
-            for ti in 0..<t {
-                for s in 0..<k where plan.position[ti * k + s] >= 0 {
-                    let ex = Int(experts.int32s[ti * k + s]), gate = gates.floats[ti * k + s]
-                    var dot: Float = 0
-                    for ci in 0..<c { dot += g.floats[ti * c + ci] * b2.floats[ex * c + ci] }
-                    if gates.requiresGrad { gates.gradBuffer().floats[ti * k + s] += dot }
-                    if b2.requiresGrad {
-                        for ci in 0..<c { b2.gradBuffer().floats[ex * c + ci] += gate * g.floats[ti * c + ci] }
-                    }
-                }
-            }
-        }, stats)
-    }
-
-    // Saved activations (see moe_routed_experts_forward) and the forward's scratch, in one
-    // recycled buffer: xs [A, C], h1 [A, F], h3 [A, F] (SwiGLU), act [A, F], eo [A, C], tables.
-    let kind = activation.kernelValue
-    var layout = ScratchLayout()
-    let xsAt = layout.take(a * c), h1At = layout.take(a * f), h3At = layout.take(swiglu ? a * f : 0)
-    let actAt = layout.take(a * f), eoAt = layout.take(a * c)
-    let tablesAt = layout.take(Int(moe_routed_experts_workspace_size(Int64(a), Int64(c), Int64(f), Int64(e), kind, 0)))
-    let saved = RoutedExpertsScratch.shared.acquire(layout.count)
-    let base = saved.floats
-    let xs = base + xsAt, h1 = base + h1At, act = base + actAt, eo = base + eoAt
-    let h3: UnsafeMutablePointer<Float>? = swiglu ? base + h3At : nil
-    let ran = plan.offsets.withUnsafeBufferPointer { off in
-        plan.sorted.withUnsafeBufferPointer { srt in
-            plan.position.withUnsafeBufferPointer { pos in
-                moe_routed_experts_forward(
-                    out.floats, xs, h1, h3, act, eo, base + tablesAt,
-                    x.floats, gates.floats, off.baseAddress, srt.baseAddress, pos.baseAddress,
-                    w1.floats, w3?.floats, w2.floats, b1?.floats, b2?.floats,
-                    Int64(t), Int64(c), Int64(f), Int64(e), Int64(k), kind, schedule.kernelValue)
-            }
-        }
-    }
-    stats.schedule = ExpertSchedule(kernelValue: ran)
-
-    let inputs = [x, gates, w1, w2] + [w3, b1, b2].compactMap { $0 }
-    let output = out.recording(op, inputs: inputs) { g in
+    let call = RoutedExpertsCall(x: x, expertIndices: experts, gates: gates, w1: w1, w3: w3, w2: w2, b1: b1, b2: b2,
+                                 plan: try DispatchPlan(expertIndices: experts, numExperts: e, op: op),
+                                 activation: activation, schedule: schedule)
+    let (y, saved, ran) = routedExpertsForward(call)
+    let output = y.recording(op, inputs: [x, gates, w1, w2] + [w3, b1, b2].compactMap { $0 }) { dy in
         // `saved` lives as long as this closure (the recorded graph), then returns to the pool.
-        let workspace = RoutedExpertsScratch.shared.acquire(
-            Int(moe_routed_experts_workspace_size(Int64(a), Int64(c), Int64(f), Int64(e), kind, 1)))
-        func grad(_ w: Tensor?) -> UnsafeMutablePointer<Float>? {
-            guard let w, w.requiresGrad else { return nil }
-            return w.gradBuffer().floats
-        }
-        withExtendedLifetime((saved, workspace)) {
-            plan.offsets.withUnsafeBufferPointer { off in
-                plan.sorted.withUnsafeBufferPointer { srt in
-                    plan.position.withUnsafeBufferPointer { pos in
-                        moe_routed_experts_backward(
-                            grad(x), grad(gates), grad(w1), grad(w3), grad(w2), grad(b1), grad(b2), workspace.floats,
-                            g.floats, xs, h1, h3, act, eo, gates.floats,
-                            off.baseAddress, srt.baseAddress, pos.baseAddress,
-                            w1.floats, w3?.floats, w2.floats,
-                            Int64(t), Int64(c), Int64(f), Int64(e), Int64(k), kind, schedule.kernelValue)
-                    }
-                }
-            }
-        }
+        routedExpertsBackward(call, dy: dy, saved: saved)
     }
-    withExtendedLifetime(saved) {}
+    let stats = RoutedExpertsStats(tokensPerExpert: call.plan.tokensPerExpert, assignments: call.plan.assignments,
+                                   schedule: ran)
     return (output, stats)
-}
-
-/// Offsets of the sub-buffers inside one scratch buffer, each 64-byte aligned.
-private struct ScratchLayout {
-    private(set) var count = 0
-    mutating func take(_ n: Int) -> Int {
-        let at = count
-        count += (n + 15) / 16 * 16
-        return at
-    }
 }

@@ -29,6 +29,17 @@ package final class StoragePool: @unchecked Sendable {
         bytes < minimumBytes ? (bytes + 63) & ~63 : (bytes + granule - 1) / granule * granule
     }
 
+    /// `bytes` rounded up to the next size class m·2ˢ with 8 ≤ m ≤ 16 (at most 12.5 % more),
+    /// then to `roundedSize`. For scratch whose size follows the data (routed experts: the
+    /// assignments A change with the routing): nearby sizes share one class, so an idle
+    /// block is found under the exact-size rule of `acquire`.
+    static func sizeClass(_ bytes: Int) -> Int {
+        let n = max(bytes, 1)
+        let shift = max(0, Int.bitWidth - n.leadingZeroBitCount - 4)
+        let mantissa = (n + (1 << shift) - 1) >> shift
+        return roundedSize(mantissa << shift)
+    }
+
     /// A 64-byte aligned block of `roundedSize(bytes)` bytes, contents unspecified: the most
     /// recently released idle block of that size, or fresh memory.
     func acquire(_ bytes: Int) -> UnsafeMutableRawPointer {
@@ -64,6 +75,12 @@ package final class StoragePool: @unchecked Sendable {
             return old
         }
         for q in evicted { free(q) }
+    }
+
+    /// Writes `byte` over every idle block (tests: 0xFF makes every float a NaN, so a
+    /// kernel that reads recycled memory before writing it shows).
+    func fillIdleBlocks(byte: UInt8) {
+        lock.withLock { for b in idle { memset(b.pointer, Int32(byte), b.size) } }
     }
 
     /// Frees every idle block.

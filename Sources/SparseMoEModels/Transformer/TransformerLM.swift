@@ -7,10 +7,9 @@ public struct LMOutput {
     public var logits: Tensor
     /// Sum of all MoE layers' weighted auxiliary losses (differentiable scalar); nil if none.
     public var auxLoss: Tensor?
-    /// Routing statistics per layer (nil for dense layers).
-    public var routing: [RoutingStatistics?]
-    /// Matmul FLOPs executed by the MoE layers (router, experts, shared experts).
-    public var moeExecutedFLOPs: Int
+    /// What each MoE layer returned (routing decision, dispatch), nil for dense layers.
+    /// Statistics: `TransformerLM.routingStatistics(_:)`; FLOPs: `ExecutedFLOPs` (SparseMoEAnalysis).
+    public var moe: [MoEOutput?]
 }
 
 /// Per-call options of `TransformerLM.forward`.
@@ -128,7 +127,7 @@ public final class TransformerLM: Module {
         blocks.compactMap { if case let .moe(m) = $0.feedForward { return m } else { return nil } }
     }
 
-    /// tokens int32 `[B, T]` → logits `[B, T, V]`, auxiliary loss, routing statistics.
+    /// tokens int32 `[B, T]` → logits `[B, T, V]`, auxiliary loss, each MoE layer's decision.
     public func forward(_ tokens: Tensor, options: ForwardOptions = ForwardOptions()) throws -> LMOutput {
         guard tokens.dtype == .int32, tokens.rank == 2 else {
             throw SparseMoEError.shapeMismatch(op: "TransformerLM", message: "tokens must be int32 [B, T], got \(tokens.dtype) \(tokens.shape)")
@@ -159,19 +158,23 @@ public final class TransformerLM: Module {
         var routingContext = RoutingContext(training: options.training, rng: options.rng, tokenIds: tokens.reshaped([b * t]),
                                             sequenceLength: t)
         var aux: Tensor?
-        var stats: [RoutingStatistics?] = []
-        var flops = 0
+        var outputs: [MoEOutput?] = []
         for (i, block) in blocks.enumerated() {
             let (y, moe) = try block(x, layer: i, attentionContext: attentionContext, routingContext: &routingContext)
             x = y
-            stats.append(moe?.statistics)
-            if let m = moe {
-                flops += m.executedFLOPs
-                if let a = m.auxLoss { aux = aux.map { add($0, a) } ?? a }
-            }
+            outputs.append(moe)
+            if let a = moe?.auxLoss { aux = aux.map { add($0, a) } ?? a }
         }
         let h = finalNorm(x)
         let logits = matmul(h, lmHead ?? embedTokens, transposeB: true)
-        return LMOutput(logits: logits, auxLoss: aux, routing: stats, moeExecutedFLOPs: flops)
+        return LMOutput(logits: logits, auxLoss: aux, moe: outputs)
+    }
+
+    /// Routing statistics per layer of one `forward` output (nil for dense layers).
+    public func routingStatistics(_ output: LMOutput) -> [RoutingStatistics?] {
+        zip(blocks, output.moe).map { block, moe in
+            guard case let .moe(layer) = block.feedForward, let moe else { return nil }
+            return RoutingStatistics(routing: moe.routing, router: layer.router)
+        }
     }
 }

@@ -30,15 +30,18 @@ public struct MoELossConfig: Codable, Sendable, Equatable {
     }
 }
 
-/// What one MoE layer forward returns.
+/// What one MoE layer forward returns: the output and the decision behind it. Statistics
+/// and FLOP counts are computed from it afterwards: `RoutingStatistics(routing:router:)`,
+/// `ExecutedFLOPs` (SparseMoEAnalysis).
 public struct MoEOutput {
     /// Combined expert output, the shape of the input.
     public var output: Tensor
     /// Weighted auxiliary losses (balance + z), a differentiable scalar; nil when all are off.
     public var auxLoss: Tensor?
-    public var statistics: RoutingStatistics
-    /// Matmul FLOPs executed: router + routed experts (dropped slots excluded) + shared experts.
-    public var executedFLOPs: Int
+    /// The router's decision for the T flattened tokens (experts, gates, probabilities, drops).
+    public var routing: Routing
+    /// What the routed experts executed: rows per expert, assignments A, schedule.
+    public var dispatch: RoutedExpertsStats
 }
 
 /// A sparse mixture-of-experts feed-forward layer.
@@ -88,14 +91,11 @@ public final class MoELayer: Module {
         let t = flat.shape[0]
         let routing = try router.route(flat, context: &context)
         lastExperts = routing.experts
-        var (y, stats) = try experts(flat, routing: routing)
-        var flops = stats.executedFLOPs + (routing.logits != nil ? 2 * t * c * router.numExperts : 0)
+        var (y, dispatch) = try experts(flat, routing: routing)
         if let s = shared {
             let sy = try s(flat)
-            flops += s.flops(tokens: t)
             if let g = sharedGate {
                 y = try gatedSharedCombine(routed: y, shared: sy, gate: try g(flat))
-                flops += 2 * t * c
             } else {
                 y = try add(y, sy)
             }
@@ -111,8 +111,6 @@ public final class MoELayer: Module {
             let z = try scale(try routerZLoss(logits), by: losses.zLossCoefficient)
             aux = try aux.map { try add($0, z) } ?? z
         }
-        let statistics = RoutingStatistics(routing: routing, numExperts: router.numExperts,
-                                           probsAreDistribution: !(router is SigmoidBiasRouter))
-        return MoEOutput(output: try y.reshaped(x.shape), auxLoss: aux, statistics: statistics, executedFLOPs: flops)
+        return MoEOutput(output: try y.reshaped(x.shape), auxLoss: aux, routing: routing, dispatch: dispatch)
     }
 }

@@ -55,12 +55,31 @@ public struct RoutingContext {
 /// Write your own by conforming a class: compute logits with library ops
 /// (`matmul`), pick experts with `topK` / `softmaxTopK` / `sigmoidTopK`, and return
 /// a `Routing`. Gradients flow through whatever ops you used into your parameters.
+///
+/// Capabilities beyond `route` are requirements with default implementations, so callers
+/// never ask for a concrete router type: override the ones your router has.
 public protocol Router: Module {
     /// Number of experts E.
     var numExperts: Int { get }
     /// Slots per token K in the returned `Routing`.
     var slotsPerToken: Int { get }
     func route(_ x: Tensor, context: inout RoutingContext) throws -> Routing
+    /// Whether `Routing.probs` rows are distributions over the experts (softmax), so that
+    /// their entropy means something; false for independent σ scores. Default true.
+    var probabilitiesAreDistribution: Bool { get }
+    /// Aux-loss-free balancing, once per optimiser step outside the gradient: adjust the
+    /// selection bias from the loads counted since the last call, then forget them.
+    /// Default: nothing (the router has no such bias).
+    func updateBias(rate: Float)
+    /// Forgets the loads counted since the last `updateBias` (a skipped optimiser step).
+    /// Default: nothing.
+    func discardPendingLoad()
+}
+
+extension Router {
+    public var probabilitiesAreDistribution: Bool { true }
+    public func updateBias(rate: Float) {}
+    public func discardPendingLoad() {}
 }
 
 /// Expert capacity for token-choice routers:

@@ -1,6 +1,7 @@
 import SparseMoECore
 
-/// Load statistics of one MoE layer for one forward pass. Cheap (O(T·K + T·E)).
+/// Load statistics of one MoE layer for one forward pass, computed from the routing decision
+/// the layer returns (`MoEOutput.routing`), outside the forward. Cheap (O(T·K + T·E)).
 public struct RoutingStatistics: Codable, Sendable, Equatable {
     /// Assignments each expert computed (after dropping).
     public var tokensPerExpert: [Int]
@@ -18,6 +19,12 @@ public struct RoutingStatistics: Codable, Sendable, Equatable {
     public var dropRate: Double
     /// Experts that received no token.
     public var idleExperts: Int
+
+    /// The statistics of `routing` as decided by `router` (E and whether its probabilities
+    /// are a distribution come from the router).
+    public init(routing: Routing, router: any Router) {
+        self.init(routing: routing, numExperts: router.numExperts, probsAreDistribution: router.probabilitiesAreDistribution)
+    }
 
     public init(routing: Routing, numExperts e: Int, probsAreDistribution: Bool = true) {
         var load = [Int](repeating: 0, count: e)

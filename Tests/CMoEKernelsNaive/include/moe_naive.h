@@ -28,6 +28,21 @@ void moe_routed_experts_forward_naive(float *y, const float *x, const int32_t *e
                                       int64_t T, int64_t C, int64_t F, int64_t E, int64_t K,
                                       int activation);
 
+/*
+ * Naive reference of moe_routed_experts_backward (tests only), same arguments: per (token,
+ * slot), plain loops in double from the saved xs, h1, h3, eo (act and its derivative are
+ * recomputed from h1, h3; the saved act, sorted, workspace and schedule are unused), then
+ * per expert double sums over its rows. Accumulates (+=) into every non-NULL gradient.
+ */
+void moe_routed_experts_backward_naive(float *dx, float *dgates, float *dw1, float *dw3, float *dw2,
+                                       float *db1, float *db2, float *workspace,
+                                       const float *dy, const float *xs, const float *h1, const float *h3,
+                                       const float *act, const float *eo, const float *gates,
+                                       const int64_t *offsets, const int32_t *sorted, const int32_t *position,
+                                       const float *w1, const float *w3, const float *w2,
+                                       int64_t T, int64_t C, int64_t F, int64_t E, int64_t K,
+                                       int activation, int schedule);
+
 /* Serial reference of moe_embedding_backward (tests only). */
 void moe_embedding_backward_naive(float *d_table, const float *d_out, const int32_t *ids, int64_t n, int64_t c);
 

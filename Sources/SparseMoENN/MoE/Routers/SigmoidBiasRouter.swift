@@ -25,6 +25,8 @@ public final class SigmoidBiasRouter: Router {
     public private(set) var pendingLoad: [Int]
 
     public var slotsPerToken: Int { k }
+    /// σ scores are independent per expert, not a distribution.
+    public var probabilitiesAreDistribution: Bool { false }
 
     public init(width: Int, experts: Int, k: Int, nGroup: Int = 1, topkGroup: Int = 1, normalize: Bool = true,
                 routedScalingFactor: Float = 1, rng: inout RandomGenerator) throws {
