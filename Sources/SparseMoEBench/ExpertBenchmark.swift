@@ -302,7 +302,7 @@ final class ExpertHarness {
                                     capacity: try w.capacityFactor.map { try CapacityLimit(factor: $0) }, rng: &rng)
         var context = RoutingContext()
         let routing = try withNoGrad { try router.route(x, context: &context) }
-        routed = (routing.experts, try Tensor(routing.gates.scalars, shape: [t, k], requiresGrad: true))
+        routed = (routing.experts, Tensor(routing.gates.scalars, shape: [t, k], requiresGrad: true))
         // Balanced: token perm[i] takes experts (i·K + s) mod E — E divides T·K in every fixed workload.
         var perm = Array(0..<t)
         perm.shuffle(using: &rng)
@@ -310,7 +310,7 @@ final class ExpertHarness {
         for i in 0..<t {
             for s in 0..<k { ex[perm[i] * k + s] = Int32((i * k + s) % e) }
         }
-        balanced = (try Tensor(indices: ex, shape: [t, k]),
+        balanced = (Tensor(indices: ex, shape: [t, k]),
                     Tensor(repeating: 1 / Float(k), shape: [t, k], requiresGrad: true))
         layer = withLayer ? try MoELayer(router: router, experts: bank, losses: try MoELossConfig(balanceCoefficient: 0), rng: &rng) : nil
         let r = routed
@@ -366,9 +366,9 @@ final class DenseFFNHarness {
     }
 
     func measure(warmup: Int, runs: Int) throws -> (Double, Double) {
-        let f = try TimingSummary.measure(warmup: warmup, runs: runs) { _ = try ffn(x) }
+        let f = try TimingSummary.measure(warmup: warmup, runs: runs) { _ = ffn(x) }
         let zero = { [self] in for p in ffn.parameters + [x] { p.grad?.zero() } }
-        let b = try TimingSummary.measure(warmup: warmup, runs: runs, setup: zero) { try ffn(x).backward(gradient: dy) }
+        let b = TimingSummary.measure(warmup: warmup, runs: runs, setup: zero) { ffn(x).backward(gradient: dy) }
         return (f.medianMS, b.medianMS)
     }
 }

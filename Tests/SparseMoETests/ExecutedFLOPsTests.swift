@@ -14,17 +14,17 @@ final class ExecutedFLOPsTests: XCTestCase {
         let swiglu = try Experts(kind: .swiglu, count: 3, width: 4, hidden: 6, rng: &rng)
         // pairs: t0:(0,-) t1:(1,2) t2:(2,0) t3:(0,1) t4:(1,2) → A = 9
         let idx: [Int32] = [0, -1, 1, 2, 2, 0, 0, 1, 1, 2]
-        let routing = Routing(experts: try Tensor(indices: idx, shape: [5, 2]), gates: randomTensor([5, 2], seed: 2))
+        let routing = Routing(experts: Tensor(indices: idx, shape: [5, 2]), gates: randomTensor([5, 2], seed: 2))
         let (_, stats) = try swiglu(randomTensor([5, 4], seed: 3), routing: routing)
         XCTAssertEqual(stats.assignments, 9)
         XCTAssertEqual(ExecutedFLOPs.routedExperts(swiglu, assignments: stats.assignments), 2 * 9 * 4 * 6 * 3)
         let relu = try Experts(kind: .relu, count: 3, width: 4, hidden: 6, rng: &rng)
-        let all = Routing(experts: try Tensor(indices: (0..<10).map { Int32($0 % 3) }, shape: [5, 2]),
+        let all = Routing(experts: Tensor(indices: (0..<10).map { Int32($0 % 3) }, shape: [5, 2]),
                           gates: randomTensor([5, 2], seed: 4))
         let (_, reluStats) = try relu(randomTensor([5, 4], seed: 5), routing: all)
         XCTAssertEqual(ExecutedFLOPs.routedExperts(relu, assignments: reluStats.assignments), 2 * 10 * 4 * 6 * 2)
         // Every slot dropped: nothing executed.
-        let none = Routing(experts: try Tensor(indices: [Int32](repeating: -1, count: 10), shape: [5, 2]),
+        let none = Routing(experts: Tensor(indices: [Int32](repeating: -1, count: 10), shape: [5, 2]),
                            gates: randomTensor([5, 2], seed: 6))
         let (_, noneStats) = try relu(randomTensor([5, 4], seed: 7), routing: none)
         XCTAssertEqual(ExecutedFLOPs.routedExperts(relu, assignments: noneStats.assignments), 0)
@@ -48,7 +48,7 @@ final class ExecutedFLOPsTests: XCTestCase {
 
         let hash = try MoELayer(router: try HashRouter(experts: e), experts: try Experts(kind: .gelu, count: e, width: c, hidden: f, rng: &rng),
                                 losses: try MoELossConfig(), rng: &rng)
-        var ids = RoutingContext(tokenIds: try Tensor(indices: (0..<Int32(t)).map { $0 }, shape: [t]))
+        var ids = RoutingContext(tokenIds: Tensor(indices: (0..<Int32(t)).map { $0 }, shape: [t]))
         let hashOut = try hash(randomTensor([t, c], seed: 5), context: &ids)
         XCTAssertEqual(ExecutedFLOPs.moeLayer(hash, hashOut), 2 * t * c * f * 2)
     }
@@ -61,7 +61,7 @@ final class ExecutedFLOPsTests: XCTestCase {
         let config = TransformerConfig(vocabSize: ByteTokenizer.vocabularySize, hiddenSize: 32, numLayers: 3, numHeads: 4,
                                        maxSequenceLength: 32, intermediateSize: 64, moe: m)
         let model = try TransformerLM(config: config, seed: 1)
-        let tokens = try Tensor(indices: (0..<Int32(32)).map { $0 % 200 }, shape: [2, 16])
+        let tokens = Tensor(indices: (0..<Int32(32)).map { $0 % 200 }, shape: [2, 16])
         let out = try withNoGrad { try model.forward(tokens) }
         XCTAssertEqual(out.moe.map { $0 != nil }, [false, true, true])
         let t = 32, perLayer = 2 * t * 32 * 4 + 2 * (t * 2) * 32 * 32 * 3

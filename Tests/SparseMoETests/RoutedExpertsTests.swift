@@ -65,7 +65,7 @@ final class RoutedExpertsTests: XCTestCase {
             w3: swiglu ? randomTensor([e, f, c], seed: seed + 4, scale: 0.7) : nil,
             b1: biases && !swiglu ? randomTensor([e, f], seed: seed + 5, scale: 0.3) : nil,
             b2: biases ? randomTensor([e, c], seed: seed + 6, scale: 0.3) : nil,
-            experts: try Tensor(indices: idx, shape: [t, k]), activation: activation, t: t, c: c, f: f, e: e, k: k)
+            experts: Tensor(indices: idx, shape: [t, k]), activation: activation, t: t, c: c, f: f, e: e, k: k)
     }
 
     /// Odd sizes, dropped slots, an expert that receives no tokens, every activation, every schedule.
@@ -134,7 +134,7 @@ final class RoutedExpertsTests: XCTestCase {
                 p.x.requiresGrad = true; p.w1.requiresGrad = true
                 p.x.zeroGrad(); p.w1.zeroGrad()
                 let y = try p.run(schedule).output
-                try y.backward(gradient: randomTensor(y.shape, seed: 3))
+                y.backward(gradient: randomTensor(y.shape, seed: 3))
                 return (y.scalars, p.x.grad!.scalars, p.w1.grad!.scalars)
             }
             let (a, b) = try Threads.with(2) { (try once(), try once()) }
@@ -175,7 +175,7 @@ final class RoutedExpertsTests: XCTestCase {
             let params = [p.x, p.gates, p.w1, p.w2, p.b1!, p.b2!]
             for q in params { q.requiresGrad = true; q.zeroGrad() }
             let y = try Threads.with(2) { try p.run(schedule).output }
-            try y.backward(gradient: randomTensor(y.shape, seed: 5))
+            y.backward(gradient: randomTensor(y.shape, seed: 5))
             grads.append(params.map { $0.grad!.scalars })
         }
         for i in grads[0].indices { assertClose(grads[1][i], grads[0][i], atol: 1e-5, rtol: 1e-4, "gradient \(i)") }
@@ -194,7 +194,7 @@ final class RoutedExpertsTests: XCTestCase {
             let params = [p.x, p.gates, p.w1, p.w3!, p.w2, p.b2!]
             for q in params { q.requiresGrad = true; q.zeroGrad() }
             let y = try Threads.with(threads) { try p.run(.parallel).output }
-            try Threads.with(threads) { try y.backward(gradient: randomTensor(y.shape, seed: 9)) }
+            Threads.with(threads) { y.backward(gradient: randomTensor(y.shape, seed: 9)) }
             return [y.scalars] + params.map { $0.grad!.scalars }
         }
         let one = try run(1)
@@ -210,10 +210,10 @@ final class RoutedExpertsTests: XCTestCase {
         func message(_ body: () throws -> Any) -> String {
             do { _ = try body(); return "" } catch { return "\(error)" }
         }
-        let bad = try Tensor(indices: [0, 1, 1, 2, 0, 0], shape: [3, 2])
+        let bad = Tensor(indices: [0, 1, 1, 2, 0, 0], shape: [3, 2])
         var m = message { try routedExperts(p.x, experts: bad, gates: p.gates, w1: p.w1, w3: p.w3, w2: p.w2, activation: .swiglu) }
         XCTAssertTrue(m.contains("token 1") && m.contains("slot 1") && m.contains("E = 2"), m)
-        let neg = try Tensor(indices: [0, -2, 1, 1, 0, 0], shape: [3, 2])
+        let neg = Tensor(indices: [0, -2, 1, 1, 0, 0], shape: [3, 2])
         m = message { try routedExperts(p.x, experts: neg, gates: p.gates, w1: p.w1, w3: p.w3, w2: p.w2, activation: .swiglu) }
         XCTAssertTrue(m.contains("token 0") && m.contains("-2"), m)
         m = message { try routedExperts(p.x, experts: p.experts, gates: Tensor(zeros: [3, 1]), w1: p.w1, w3: p.w3, w2: p.w2, activation: .swiglu) }
@@ -249,7 +249,7 @@ final class RoutedExpertsTests: XCTestCase {
             func run() throws -> ([Float], [Float], [Float], [Float]) {
                 for q in [p.x, p.gates, p.w1, p.w2, p.w3!, p.b2!] { q.requiresGrad = true; q.zeroGrad() }
                 let y = try Threads.with(2) { try p.run(schedule).output }
-                try Threads.with(2) { try y.backward(gradient: randomTensor(y.shape, seed: 8)) }
+                Threads.with(2) { y.backward(gradient: randomTensor(y.shape, seed: 8)) }
                 return (y.scalars, p.x.grad!.scalars, p.w3!.grad!.scalars, p.gates.grad!.scalars)
             }
             pool.drain()
@@ -328,7 +328,7 @@ final class RoutedExpertsTests: XCTestCase {
                 let inputs = [p.x, p.gates, p.w1, p.w3, p.w2, p.b1, p.b2]
                 for q in inputs.compactMap({ $0 }) { q.requiresGrad = true; q.zeroGrad() }
                 let out = try Threads.with(2) { try p.run(.parallel).output }
-                try out.backward(gradient: dy)
+                out.backward(gradient: dy)
                 let zeros = shapes.enumerated().map { i, shape in present[i] ? Tensor(zeros: shape) : nil }
                 backward(naive: true, zeros, schedule: 1)
                 for (i, q) in inputs.enumerated() {

@@ -87,30 +87,30 @@ public final class MoELayer: Module {
         guard x.rank >= 1, x.shape[x.rank - 1] == c else {
             throw SparseMoEError.shapeMismatch(op: "MoELayer", message: "input \(x.shape) must end in hidden_size = \(c)")
         }
-        let flat = try x.reshaped([-1, c])
+        let flat = x.reshaped([-1, c])
         let t = flat.shape[0]
         let routing = try router.route(flat, context: &context)
         lastExperts = routing.experts
         var (y, dispatch) = try experts(flat, routing: routing)
         if let s = shared {
-            let sy = try s(flat)
+            let sy = s(flat)
             if let g = sharedGate {
-                y = try gatedSharedCombine(routed: y, shared: sy, gate: try g(flat))
+                y = gatedSharedCombine(routed: y, shared: sy, gate: g(flat))
             } else {
-                y = try add(y, sy)
+                y = add(y, sy)
             }
         }
         var aux: Tensor?
         if losses.balanceCoefficient > 0, let probs = routing.probs {
             let seq = context.sequenceLength ?? t
             let groups = losses.sequenceLevel && seq > 0 && t % seq == 0 ? t / seq : 1
-            aux = try scale(try loadBalancingLoss(probs: probs, selected: routing.selected, groups: groups),
+            aux = scale(loadBalancingLoss(probs: probs, selected: routing.selected, groups: groups),
                             by: losses.balanceCoefficient)
         }
         if losses.zLossCoefficient > 0, let logits = routing.logits {
-            let z = try scale(try routerZLoss(logits), by: losses.zLossCoefficient)
-            aux = try aux.map { try add($0, z) } ?? z
+            let z = scale(routerZLoss(logits), by: losses.zLossCoefficient)
+            aux = aux.map { add($0, z) } ?? z
         }
-        return MoEOutput(output: try y.reshaped(x.shape), auxLoss: aux, routing: routing, dispatch: dispatch)
+        return MoEOutput(output: y.reshaped(x.shape), auxLoss: aux, routing: routing, dispatch: dispatch)
     }
 }

@@ -35,9 +35,9 @@ public final class ExpertChoiceRouter: Router {
 
     public func route(_ x: Tensor, context: inout RoutingContext) throws -> Routing {
         try RouterConfigCheck.input(x, width: weight.shape[1], router: "ExpertChoiceRouter")
-        let logits = try matmul(x, weight, transposeB: true)
-        let probs = try softmax(logits)
-        let (indices, weights) = try expertChoice(probs, capacity: capacity(tokens: x.shape[0]))
+        let logits = matmul(x, weight, transposeB: true)
+        let probs = softmax(logits)
+        let (indices, weights) = expertChoice(probs, capacity: capacity(tokens: x.shape[0]))
         return Routing(experts: indices, gates: weights, probs: probs, logits: logits)
     }
 }

@@ -4,5 +4,5 @@ import SparseMoECore
 /// per element. Differentiable in x (the noise is a constant).
 func applyJitter(_ x: Tensor, epsilon: Float, rng: inout RandomGenerator) throws -> Tensor {
     let noise = Tensor.uniform(x.shape, low: 1 - epsilon, high: 1 + epsilon, using: &rng)
-    return try multiply(x, noise)
+    return multiply(x, noise)
 }

@@ -30,14 +30,14 @@ public final class NoisyTopKRouter: Router {
 
     public func route(_ x: Tensor, context: inout RoutingContext) throws -> Routing {
         try RouterConfigCheck.input(x, width: weight.shape[1], router: "NoisyTopKRouter")
-        let clean = try matmul(x, weight, transposeB: true)
+        let clean = matmul(x, weight, transposeB: true)
         var logits = clean
         if context.training {
-            let rawStd = try matmul(x, noiseWeight, transposeB: true)
+            let rawStd = matmul(x, noiseWeight, transposeB: true)
             let noise = Tensor.normal(clean.shape, using: &context.rng)
-            logits = try noisyLogits(clean: clean, rawStd: rawStd, noise: noise)
+            logits = noisyLogits(clean: clean, rawStd: rawStd, noise: noise)
         }
-        let sel = try softmaxTopK(logits, k: k, renormalize: true)
+        let sel = softmaxTopK(logits, k: k, renormalize: true)
         return Routing(experts: sel.indices, gates: sel.weights, probs: sel.probs, logits: logits)
     }
 }

@@ -62,8 +62,8 @@ public final class SigmoidBiasRouter: Router {
 
     public func route(_ x: Tensor, context: inout RoutingContext) throws -> Routing {
         try RouterConfigCheck.input(x, width: weight.shape[1], router: "SigmoidBiasRouter")
-        let logits = try matmul(x, weight, transposeB: true)
-        let sel = try sigmoidTopK(logits, bias: bias, k: k, nGroup: nGroup, topkGroup: topkGroup,
+        let logits = matmul(x, weight, transposeB: true)
+        let sel = sigmoidTopK(logits, bias: bias, k: k, nGroup: nGroup, topkGroup: topkGroup,
                                   normalize: normalize, scaling: routedScalingFactor)
         if context.training {
             let idx = sel.indices.int32s

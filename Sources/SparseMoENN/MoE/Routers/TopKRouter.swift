@@ -51,12 +51,12 @@ public final class TopKRouter: Router {
         if context.training && jitter > 0 {
             input = try applyJitter(x, epsilon: jitter, rng: &context.rng)
         }
-        let logits = try matmul(input, weight, transposeB: true)
-        let sel = try softmaxTopK(logits, k: k, renormalize: renormalize)
+        let logits = matmul(input, weight, transposeB: true)
+        let sel = softmaxTopK(logits, k: k, renormalize: renormalize)
         var experts = sel.indices, dropped = 0
         if let cap = capacity {
             let t = x.shape[0]
-            (experts, dropped) = try applyCapacity(indices: sel.indices, weights: sel.weights, experts: numExperts,
+            (experts, dropped) = applyCapacity(indices: sel.indices, weights: sel.weights, experts: numExperts,
                                                    capacity: cap.capacity(tokens: t, k: k, experts: numExperts),
                                                    policy: cap.policy)
         }
