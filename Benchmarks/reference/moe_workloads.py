@@ -124,7 +124,7 @@ def run(name, t, c, f, e, k, cf, runs, warmup):
     fb_fresh, _ = timed(lambda: block(x).backward(dy), runs, warmup, drop)
     return {
         "workload": name, "implementation": "pytorch-eager-mixtral-loop", "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "tokens": t, "width": c, "hidden": f, "experts": e, "top_k": k,
+        "threads": torch.get_num_threads(), "tokens": t, "hidden_size": c, "intermediate_size": f, "num_experts": e, "top_k": k,
         "capacity_factor": cf, "runs": runs,
         "forward_ms": fwd, "forward_nograd_ms": fwd_ng, "forward_backward_ms": fb,
         "forward_backward_fresh_grad_ms": fb_fresh,

@@ -185,14 +185,14 @@ public struct LayerAccounting: Sendable, Equatable, Codable {
 
 /// A dense model compared against a sparse one: the same architecture with every
 /// mixture-of-experts block replaced by one dense MLP (same gating, bias and
-/// activation as the experts) of hidden width `ffnHidden`, chosen so the dense model's
+/// activation as the experts) of intermediate size `intermediateSize`, chosen so the dense model's
 /// parameter count comes as close as an integer width allows to a target (the sparse
 /// model's active or total parameters).
 public struct DenseEquivalent: Sendable, Equatable, Codable {
     /// The parameter count aimed at.
     public var targetParams: Int
-    /// Hidden width of the MLP that replaces each MoE block.
-    public var ffnHidden: Int
+    /// Intermediate size F of the MLP that replaces each MoE block.
+    public var intermediateSize: Int
     public var totalParams: Int
     public var forwardFlopsPerToken: Double
     public var trainingFlopsPerToken: Double

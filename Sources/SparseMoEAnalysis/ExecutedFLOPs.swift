@@ -10,13 +10,13 @@ public enum ExecutedFLOPs {
     /// Routed experts: 2·A·C·F per weight matrix (3 for SwiGLU, 2 otherwise), A the
     /// assignments that ran (dropped slots excluded).
     public static func routedExperts(_ experts: Experts, assignments: Int) -> Int {
-        2 * assignments * experts.width * experts.hidden * (experts.kind == .swiglu ? 3 : 2)
+        2 * assignments * experts.hiddenSize * experts.intermediateSize * (experts.kind == .swiglu ? 3 : 2)
     }
 
     /// One MoE layer on T tokens: router logits 2·T·C·E (when the router computed logits),
     /// routed experts, shared experts 2·T·C·F per matrix, shared gate 2·T·C.
     public static func moeLayer(_ layer: MoELayer, _ output: MoEOutput) -> Int {
-        let t = output.routing.experts.shape[0], c = layer.experts.width
+        let t = output.routing.experts.shape[0], c = layer.experts.hiddenSize
         var flops = routedExperts(layer.experts, assignments: output.dispatch.assignments)
         if output.routing.logits != nil { flops += 2 * t * c * layer.router.numExperts }
         if let shared = layer.shared { flops += shared.flops(tokens: t) }

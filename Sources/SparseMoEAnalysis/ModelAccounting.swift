@@ -102,11 +102,11 @@ public struct ModelAccounting: Sendable, Equatable, Codable {
             }
             switch l.feedForward {
             case let .dense(d):
-                try check(d.hidden > 0, "layers[\(i)].feed_forward.hidden", "must be positive, found \(d.hidden)")
+                try check(d.intermediateSize > 0, "layers[\(i)].feed_forward.intermediate_size", "must be positive, found \(d.intermediateSize)")
             case let .mixture(m):
-                try check(m.experts > 0 && m.topK > 0 && m.topK <= m.experts, "layers[\(i)].feed_forward",
-                          "experts \(m.experts), top-k \(m.topK): need 1 ≤ k ≤ E")
-                try check(m.expert.hidden > 0 && (m.shared?.hidden ?? 1) > 0, "layers[\(i)].feed_forward.hidden", "expert widths must be positive")
+                try check(m.numExperts > 0 && m.topK > 0 && m.topK <= m.numExperts, "layers[\(i)].feed_forward",
+                          "num_experts \(m.numExperts), top_k \(m.topK): need 1 ≤ K ≤ E")
+                try check(m.expert.intermediateSize > 0 && (m.shared?.intermediateSize ?? 1) > 0, "layers[\(i)].feed_forward.intermediate_size", "expert widths must be positive")
                 try check((0...2).contains(m.routerProjections), "layers[\(i)].feed_forward.router_projections",
                           "must be 0, 1 or 2, found \(m.routerProjections)")
             }
@@ -136,11 +136,11 @@ public struct ModelAccounting: Sendable, Equatable, Codable {
         let width = max(1, Int(raw.rounded()))
         var dense = a
         for i in moeIndices {
-            dense.layers[i].feedForward = .dense(DenseFeedForward(hidden: width, gated: style.gated, bias: style.bias, activation: style.activation))
+            dense.layers[i].feedForward = .dense(DenseFeedForward(intermediateSize: width, gated: style.gated, bias: style.bias, activation: style.activation))
         }
         dense.name = a.name + "-dense"
         let acc = try ModelAccounting(dense, sequenceLength: sparse.sequenceLength, costs: costs, withDenseEquivalents: false)
-        return DenseEquivalent(targetParams: target, ffnHidden: width, totalParams: acc.totalParams,
+        return DenseEquivalent(targetParams: target, intermediateSize: width, totalParams: acc.totalParams,
                                forwardFlopsPerToken: acc.forwardFlopsPerToken, trainingFlopsPerToken: acc.trainingFlopsPerToken,
                                sparseToDenseFlopRatio: sparse.forwardFlopsPerToken / acc.forwardFlopsPerToken,
                                sparseToDenseParamRatio: Double(sparse.totalParams) / Double(acc.totalParams))
@@ -181,10 +181,10 @@ private struct Counter {
             active = params
         case let .mixture(m):
             kind = "moe"
-            let e = Double(m.experts), k = Double(m.topK), cc = Double(c)
+            let e = Double(m.numExperts), k = Double(m.topK), cc = Double(c)
             let routed = m.routerProjections > 0  // a parameter-free (hash) router has no logits to compute or score
-            params.router = m.routerProjections * c * m.experts + (m.routerBias ? m.experts : 0) + (m.routerCorrectionBias ? m.experts : 0)
-            params.routedExperts = m.experts * mlpParams(m.expert)
+            params.router = m.routerProjections * c * m.numExperts + (m.routerBias ? m.numExperts : 0) + (m.routerCorrectionBias ? m.numExperts : 0)
+            params.routedExperts = m.numExperts * mlpParams(m.expert)
             params.sharedExperts = (m.shared.map(mlpParams) ?? 0) + (m.sharedGate ? c : 0)
             flops.router = routed ? 2 * cc * e : 0
             flops.routedExperts = k * mlpMatmul(m.expert)
@@ -259,16 +259,16 @@ private struct Counter {
     }
 
     func mlpParams(_ d: DenseFeedForward) -> Int {
-        d.matrices * c * d.hidden + (d.bias ? (d.matrices - 1) * d.hidden + c : 0)
+        d.matrices * c * d.intermediateSize + (d.bias ? (d.matrices - 1) * d.intermediateSize + c : 0)
     }
 
     func mlpMatmul(_ d: DenseFeedForward) -> Double {
-        2 * Double(c) * Double(d.hidden) * Double(d.matrices)
+        2 * Double(c) * Double(d.intermediateSize) * Double(d.matrices)
     }
 
     func mlpElementwise(_ d: DenseFeedForward) -> Double {
-        Double(d.hidden) * (costs.activation(d.activation) + (d.gated ? 1 : 0))
-            + (d.bias ? Double((d.matrices - 1) * d.hidden + c) : 0)
+        Double(d.intermediateSize) * (costs.activation(d.activation) + (d.gated ? 1 : 0))
+            + (d.bias ? Double((d.matrices - 1) * d.intermediateSize + c) : 0)
     }
 }
 

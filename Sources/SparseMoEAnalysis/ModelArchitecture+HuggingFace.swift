@@ -22,16 +22,16 @@ extension ModelArchitecture {
                                                 qkNopeHeadDim: l.qkNopeHeadDim, qkRopeHeadDim: l.qkRopeHeadDim, vHeadDim: l.vHeadDim,
                                                 bias: bias))
         }
-        let expert = DenseFeedForward(hidden: config.expertIntermediateSize, activation: activation)
+        let expert = DenseFeedForward(intermediateSize: config.expertIntermediateSize, activation: activation)
         let sharedWidth = layout.sharedExpertWidth
         let moe = MixtureOfExperts(
-            experts: c.numExperts, topK: c.numExpertsPerToken, expert: expert,
+            numExperts: c.numExperts, topK: c.numExpertsPerToken, expert: expert,
             routerCorrectionBias: layout.routerCorrectionBias,
             scoring: layout.sigmoidScoring ? .sigmoid : .softmax,
-            shared: sharedWidth > 0 ? DenseFeedForward(hidden: sharedWidth, activation: activation) : nil,
+            shared: sharedWidth > 0 ? DenseFeedForward(intermediateSize: sharedWidth, activation: activation) : nil,
             sharedExpertCount: sharedWidth > 0 ? layout.sharedExperts : 0,
             sharedGate: layout.sharedExpertGate && sharedWidth > 0)
-        let dense = DenseFeedForward(hidden: c.intermediateSize, activation: activation)
+        let dense = DenseFeedForward(intermediateSize: c.intermediateSize, activation: activation)
         let layers = (0..<c.numHiddenLayers).map { i in
             LayerArchitecture(attention: attention, feedForward: config.isSparseLayer(i) ? .mixture(moe) : .dense(dense))
         }

@@ -39,7 +39,7 @@ extension ModelArchitecture {
                                                        qkvBias: config.attentionBias, outputBias: false, qkNorm: config.qkNorm,
                                                        ropeDims: config.positionEncoding == .rope ? d : 0))
         }
-        let dense = DenseFeedForward(kind: config.ffnKind, hidden: config.intermediateSize)
+        let dense = DenseFeedForward(kind: config.ffnKind, intermediateSize: config.intermediateSize)
         let moe = config.moe.map { MixtureOfExperts(moe: $0) }
         let layers = (0..<config.numLayers).map { i in
             LayerArchitecture(attention: attention,
@@ -52,13 +52,13 @@ extension ModelArchitecture {
 }
 
 extension DenseFeedForward {
-    /// The block `FeedForward(kind:width:hidden:)` builds: SwiGLU gated without bias, the
+    /// The block `FeedForward(kind:hiddenSize:intermediateSize:)` builds: SwiGLU gated without bias, the
     /// MLP kinds ungated with biases (GELU-tanh costed as GELU).
-    init(kind: FeedForwardKind, hidden: Int) {
+    init(kind: FeedForwardKind, intermediateSize: Int) {
         switch kind {
-        case .swiglu: self.init(hidden: hidden, gated: true, bias: false, activation: .silu)
-        case .gelu, .geluTanh: self.init(hidden: hidden, gated: false, bias: true, activation: .gelu)
-        case .relu: self.init(hidden: hidden, gated: false, bias: true, activation: .relu)
+        case .swiglu: self.init(intermediateSize: intermediateSize, gated: true, bias: false, activation: .silu)
+        case .gelu, .geluTanh: self.init(intermediateSize: intermediateSize, gated: false, bias: true, activation: .gelu)
+        case .relu: self.init(intermediateSize: intermediateSize, gated: false, bias: true, activation: .relu)
         }
     }
 }
@@ -80,10 +80,10 @@ extension MixtureOfExperts {
         case .softmaxTopK, .switchTop1, .expertChoice, .sigmoidBias: projections = 1
         }
         let hasShared = m.sharedExperts > 0
-        self.init(experts: m.numExperts, topK: topK, expert: DenseFeedForward(kind: m.expertKind, hidden: m.expertHidden),
+        self.init(numExperts: m.numExperts, topK: topK, expert: DenseFeedForward(kind: m.expertKind, intermediateSize: m.expertIntermediateSize),
                   routerBias: false, routerCorrectionBias: m.router == .sigmoidBias,
                   scoring: m.router == .sigmoidBias ? .sigmoid : .softmax,
-                  shared: hasShared ? DenseFeedForward(kind: .swiglu, hidden: m.sharedExpertHidden) : nil,
+                  shared: hasShared ? DenseFeedForward(kind: .swiglu, intermediateSize: m.sharedExpertIntermediateSize) : nil,
                   sharedExpertCount: m.sharedExperts, sharedGate: hasShared && m.sharedGating == .sigmoid,
                   routerProjections: projections)
     }

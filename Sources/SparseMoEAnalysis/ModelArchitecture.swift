@@ -127,17 +127,17 @@ public enum Activation: String, Sendable, Equatable, Codable {
     case silu, gelu, relu
 }
 
-/// A dense MLP of hidden width F: gated (SwiGLU-style: gate, up [F, C], down [C, F]) or
+/// A dense MLP of intermediate size F: gated (SwiGLU-style: gate, up [F, C], down [C, F]) or
 /// plain (up [F, C], down [C, F]).
 public struct DenseFeedForward: Sendable, Equatable, Codable {
     /// F
-    public var hidden: Int
+    public var intermediateSize: Int
     public var gated: Bool
     public var bias: Bool
     public var activation: Activation
 
-    public init(hidden: Int, gated: Bool = true, bias: Bool = false, activation: Activation = .silu) {
-        self.hidden = hidden
+    public init(intermediateSize: Int, gated: Bool = true, bias: Bool = false, activation: Activation = .silu) {
+        self.intermediateSize = intermediateSize
         self.gated = gated
         self.bias = bias
         self.activation = activation
@@ -152,7 +152,7 @@ public enum RouterScoring: String, Sendable, Equatable, Codable {
     case softmax, sigmoid
 }
 
-/// A mixture-of-experts block: router [E, C], E routed experts of width F of which each
+/// A mixture-of-experts block: router [E, C], E routed experts of intermediate size F of which each
 /// token uses K, and optionally a shared MLP every token uses (with an optional scalar
 /// sigmoid gate [1, C], as in Qwen2-MoE).
 ///
@@ -162,10 +162,10 @@ public enum RouterScoring: String, Sendable, Equatable, Codable {
 /// no scoring).
 public struct MixtureOfExperts: Sendable, Equatable, Codable {
     /// E
-    public var experts: Int
+    public var numExperts: Int
     /// K
     public var topK: Int
-    /// One routed expert (F = `expert.hidden`).
+    /// One routed expert (F = `expert.intermediateSize`).
     public var expert: DenseFeedForward
     /// Bias on the router projection.
     public var routerBias: Bool
@@ -181,10 +181,10 @@ public struct MixtureOfExperts: Sendable, Equatable, Codable {
     /// Router weight matrices [E, C] stored (see the type's note): 0, 1 or 2.
     public var routerProjections: Int
 
-    public init(experts: Int, topK: Int, expert: DenseFeedForward, routerBias: Bool = false, routerCorrectionBias: Bool = false,
+    public init(numExperts: Int, topK: Int, expert: DenseFeedForward, routerBias: Bool = false, routerCorrectionBias: Bool = false,
                 scoring: RouterScoring = .softmax, shared: DenseFeedForward? = nil, sharedExpertCount: Int? = nil, sharedGate: Bool = false,
                 routerProjections: Int = 1) {
-        self.experts = experts
+        self.numExperts = numExperts
         self.topK = topK
         self.expert = expert
         self.routerBias = routerBias

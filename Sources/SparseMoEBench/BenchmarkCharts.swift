@@ -61,7 +61,7 @@ public enum BenchmarkCharts {
         let x: (SweepPoint) -> Double
         let xLabel: String
         switch sweep {
-        case .experts: x = { Double($0.experts) }; xLabel = "experts E (K·F = 1024 fixed: E = 1 is a dense FFN of 1024)"
+        case .experts: x = { Double($0.numExperts) }; xLabel = "experts E (K·F = 1024 fixed: E = 1 is a dense FFN of 1024)"
         case .topk: x = { Double($0.topK) }; xLabel = "top-k K (mixtral-like, E = 8, F = 1024)"
         case .tokens: x = { Double($0.tokens) }; xLabel = "tokens T (mixtral-like)"
         case .threads: x = { Double($0.threads) }; xLabel = "threads"

@@ -7,16 +7,16 @@ import SparseMoE
 /// activation or combine. Forward: 3 GEMMs per expert (6·E·N·C·F FLOPs); forward + backward:
 /// 9 GEMMs (18·E·N·C·F FLOPs). All buffers are allocated and touched once, here.
 public final class GroupedGEMMReference {
-    public let experts: Int, rowsPerExpert: Int, width: Int, hidden: Int
+    public let numExperts: Int, rowsPerExpert: Int, hiddenSize: Int, intermediateSize: Int
     private let xs: Tensor, w1: Tensor, w3: Tensor, w2: Tensor, dw1: Tensor, dw3: Tensor, dw2: Tensor
     private let workspace: Tensor
 
     /// E experts of width C and hidden F with N rows each.
-    public init(experts e: Int, rowsPerExpert n: Int, width c: Int, hidden f: Int, seed: UInt64 = 7) throws {
+    public init(numExperts e: Int, rowsPerExpert n: Int, hiddenSize c: Int, intermediateSize f: Int, seed: UInt64 = 7) throws {
         let op = "GroupedGEMMReference"
         try Check.argument(e >= 1 && n >= 0 && c >= 1 && f >= 1, op,
                            "needs E ≥ 1, N ≥ 0, C ≥ 1, F ≥ 1; got E = \(e), N = \(n), C = \(c), F = \(f)")
-        (experts, rowsPerExpert, width, hidden) = (e, n, c, f)
+        (numExperts, rowsPerExpert, hiddenSize, intermediateSize) = (e, n, c, f)
         var rng = RandomGenerator(seed: seed)
         xs = Tensor.uniform([e * n, c], low: -1, high: 1, using: &rng)
         w1 = Tensor.uniform([e, f, c], low: -0.05, high: 0.05, using: &rng)
@@ -30,7 +30,7 @@ public final class GroupedGEMMReference {
 
     /// Useful FLOPs of one run: 6·E·N·C·F forward, three times that with backward.
     public func flops(backward: Bool) -> Double {
-        6 * Double(experts) * Double(rowsPerExpert) * Double(width) * Double(hidden) * (backward ? 3 : 1)
+        6 * Double(numExperts) * Double(rowsPerExpert) * Double(hiddenSize) * Double(intermediateSize) * (backward ? 3 : 1)
     }
 
     /// Runs the GEMMs once on `Threads.count` threads. `schedule`: `.sequential` (experts one
@@ -38,10 +38,10 @@ public final class GroupedGEMMReference {
     /// `.auto` runs `.parallel` when E ≥ threads, else `.sequential`.
     public func run(backward: Bool, schedule: ExpertSchedule) {
         var s = schedule
-        if s == .auto { s = experts >= Threads.count ? .parallel : .sequential }
+        if s == .auto { s = numExperts >= Threads.count ? .parallel : .sequential }
         moe_bench_grouped_swiglu(workspace.floats, dw1.floats, dw3.floats, dw2.floats,
                                  xs.floats, w1.floats, w3.floats, w2.floats,
-                                 Int64(experts), Int64(rowsPerExpert), Int64(width), Int64(hidden),
+                                 Int64(numExperts), Int64(rowsPerExpert), Int64(hiddenSize), Int64(intermediateSize),
                                  backward ? 1 : 0, s.kernelValue)
     }
 }

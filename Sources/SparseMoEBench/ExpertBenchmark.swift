@@ -39,7 +39,7 @@ public struct ExpertBenchmarkOptions: Sendable {
 /// dropped tokens (capacity factor) do not count as done work.
 public struct ExpertBenchmarkResult: Codable, Sendable {
     public var workload: String
-    public var tokens: Int, width: Int, hidden: Int, experts: Int, topK: Int
+    public var tokens: Int, hiddenSize: Int, intermediateSize: Int, numExperts: Int, topK: Int
     public var capacityFactor: Double?
     public var threads: Int
     public var runs: Int
@@ -98,7 +98,7 @@ public struct ExpertBenchmarkResult: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case workload, tokens, width, hidden, experts, threads, runs, schedule
+        case workload, tokens, hiddenSize = "hidden_size", intermediateSize = "intermediate_size", numExperts = "num_experts", threads, runs, schedule
         case topK = "top_k", capacityFactor = "capacity_factor", usefulForwardGFLOP = "useful_forward_gflop"
         case forwardMS = "forward_ms", forwardBackwardMS = "forward_backward_ms"
         case forwardGFLOPS = "forward_gflops", forwardBackwardGFLOPS = "forward_backward_gflops"
@@ -134,10 +134,10 @@ public enum ExpertBenchmark {
     public static func run(_ w: ExpertWorkload, options o: ExpertBenchmarkOptions = ExpertBenchmarkOptions(),
                            progress: (String) -> Void = { _ in }) throws -> ExpertBenchmarkResult {
         var rng = RandomGenerator(seed: o.seed)
-        let (t, c, f, e, k) = (w.tokens, w.width, w.hidden, w.experts, w.topK)
+        let (t, c, f, e, k) = (w.tokens, w.hiddenSize, w.intermediateSize, w.numExperts, w.topK)
         progress("\(w.name): setting up (T=\(t) C=\(c) F=\(f) E=\(e) K=\(k)\(w.capacityFactor.map { " capacity \($0)" } ?? ""))")
         let harness = try ExpertHarness(w, rng: &rng)
-        let roof = try GroupedGEMMReference(experts: e, rowsPerExpert: w.balancedRowsPerExpert, width: c, hidden: f)
+        let roof = try GroupedGEMMReference(numExperts: e, rowsPerExpert: w.balancedRowsPerExpert, hiddenSize: c, intermediateSize: f)
         let dense = try DenseGEMMReference(m: t * k, n: 3 * f, k: c)
 
         // Forward: op (router routing), op (balanced), roofline both schedules, dense sgemm, layer.
@@ -177,7 +177,7 @@ public enum ExpertBenchmark {
         }
         let stats = harness.routerStats
         var result = ExpertBenchmarkResult(
-            workload: w.name, tokens: t, width: c, hidden: f, experts: e, topK: k, capacityFactor: w.capacityFactor,
+            workload: w.name, tokens: t, hiddenSize: c, intermediateSize: f, numExperts: e, topK: k, capacityFactor: w.capacityFactor,
             threads: Threads.count, runs: o.runs, usefulForwardGFLOP: useful / 1e9,
             forwardMS: f0[0].medianMS, forwardBackwardMS: b0[0].medianMS, forwardGFLOPS: opF, forwardBackwardGFLOPS: opFB,
             forwardSpread: f0[0].spread, forwardBackwardSpread: b0[0].spread,
@@ -198,12 +198,12 @@ public enum ExpertBenchmark {
 
         if o.denseActive {
             progress("\(w.name): dense FFN, same active parameters (hidden \(k * f))")
-            let d = try DenseFFNHarness(width: c, hidden: k * f, tokens: t, rng: &rng)
+            let d = try DenseFFNHarness(hiddenSize: c, intermediateSize: k * f, tokens: t, rng: &rng)
             (result.denseActiveForwardMS, result.denseActiveForwardBackwardMS) = try d.measure(warmup: o.warmup, runs: o.runs)
         }
         if o.denseTotal {
             progress("\(w.name): dense FFN, same total parameters (hidden \(e * f))")
-            let d = try DenseFFNHarness(width: c, hidden: e * f, tokens: t, rng: &rng)
+            let d = try DenseFFNHarness(hiddenSize: c, intermediateSize: e * f, tokens: t, rng: &rng)
             (result.denseTotalForwardMS, result.denseTotalForwardBackwardMS) = try d.measure(warmup: 1, runs: max(1, o.denseTotalRuns))
         }
         return result
@@ -222,7 +222,7 @@ public enum ExpertBenchmark {
                            threadCounts: [Int]? = nil) throws -> (points: [SweepPoint], forward: [TimingSummary], forwardBackward: [TimingSummary]) {
         var rng = RandomGenerator(seed: seed)
         let harness = try ExpertHarness(w, rng: &rng, layer: false)
-        let roof = try GroupedGEMMReference(experts: w.experts, rowsPerExpert: w.balancedRowsPerExpert, width: w.width, hidden: w.hidden)
+        let roof = try GroupedGEMMReference(numExperts: w.numExperts, rowsPerExpert: w.balancedRowsPerExpert, hiddenSize: w.hiddenSize, intermediateSize: w.intermediateSize)
         let counts = threadCounts ?? [Threads.count]
         func on(_ n: Int, _ body: @escaping () throws -> Void) -> () throws -> Void { { try Threads.with(n, body) } }
         var fwd: [Probe] = [], fb: [Probe] = []
@@ -239,7 +239,7 @@ public enum ExpertBenchmark {
         let points = counts.enumerated().map { i, n in
             let (o, r1, r2) = (3 * i, 3 * i + 1, 3 * i + 2)
             return SweepPoint(
-                workload: w.name, tokens: w.tokens, width: w.width, hidden: w.hidden, experts: w.experts, topK: w.topK,
+                workload: w.name, tokens: w.tokens, hiddenSize: w.hiddenSize, intermediateSize: w.intermediateSize, numExperts: w.numExperts, topK: w.topK,
                 threads: n, forwardMS: f0[o].medianMS, forwardBackwardMS: b0[o].medianMS,
                 forwardGFLOPS: gflops(w.usefulForwardFLOPs, ms: f0[o].medianMS),
                 forwardBackwardGFLOPS: gflops(w.usefulForwardBackwardFLOPs, ms: b0[o].medianMS),
@@ -292,13 +292,13 @@ final class ExpertHarness {
 
     init(_ w: ExpertWorkload, rng: inout RandomGenerator, layer withLayer: Bool = true) throws {
         workload = w
-        let (t, c, e, k) = (w.tokens, w.width, w.experts, w.topK)
+        let (t, c, e, k) = (w.tokens, w.hiddenSize, w.numExperts, w.topK)
         let x = Tensor.normal([t, c], using: &rng, requiresGrad: true)
         self.x = x
         dy = Tensor.normal([t, c], std: 0.01, using: &rng)
-        let bank = try Experts(kind: .swiglu, count: e, width: c, hidden: w.hidden, rng: &rng)
+        let bank = try Experts(kind: .swiglu, numExperts: e, hiddenSize: c, intermediateSize: w.intermediateSize, rng: &rng)
         self.bank = bank
-        let router = try TopKRouter(width: c, experts: e, k: k, renormalize: true,
+        let router = try TopKRouter(hiddenSize: c, numExperts: e, topK: k, renormalize: true,
                                     capacity: try w.capacityFactor.map { try CapacityLimit(factor: $0) }, rng: &rng)
         var context = RoutingContext()
         let routing = try withNoGrad { try router.route(x, context: &context) }
@@ -359,10 +359,10 @@ final class DenseFFNHarness {
     let ffn: FeedForward
     let x: Tensor, dy: Tensor
 
-    init(width: Int, hidden: Int, tokens: Int, rng: inout RandomGenerator) throws {
-        ffn = try FeedForward(kind: .swiglu, width: width, hidden: hidden, rng: &rng)
-        x = Tensor.normal([tokens, width], using: &rng, requiresGrad: true)
-        dy = Tensor.normal([tokens, width], std: 0.01, using: &rng)
+    init(hiddenSize: Int, intermediateSize: Int, tokens: Int, rng: inout RandomGenerator) throws {
+        ffn = try FeedForward(kind: .swiglu, hiddenSize: hiddenSize, intermediateSize: intermediateSize, rng: &rng)
+        x = Tensor.normal([tokens, hiddenSize], using: &rng, requiresGrad: true)
+        dy = Tensor.normal([tokens, hiddenSize], std: 0.01, using: &rng)
     }
 
     func measure(warmup: Int, runs: Int) throws -> (Double, Double) {

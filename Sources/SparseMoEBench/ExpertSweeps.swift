@@ -4,7 +4,7 @@ import SparseMoE
 /// grouped-sgemm roofline, forward and forward + backward (snake_case JSON).
 public struct SweepPoint: Codable, Sendable {
     public var workload: String
-    public var tokens: Int, width: Int, hidden: Int, experts: Int, topK: Int
+    public var tokens: Int, hiddenSize: Int, intermediateSize: Int, numExperts: Int, topK: Int
     public var threads: Int
     public var forwardMS: Double, forwardBackwardMS: Double
     public var forwardGFLOPS: Double, forwardBackwardGFLOPS: Double
@@ -30,7 +30,7 @@ public struct SweepPoint: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case workload, tokens, width, hidden, experts, threads
+        case workload, tokens, hiddenSize = "hidden_size", intermediateSize = "intermediate_size", numExperts = "num_experts", threads
         case topK = "top_k", forwardMS = "forward_ms", forwardBackwardMS = "forward_backward_ms"
         case forwardGFLOPS = "forward_gflops", forwardBackwardGFLOPS = "forward_backward_gflops"
         case rooflineGroupedGFLOPS = "roofline_grouped_gflops"
@@ -77,8 +77,8 @@ public enum ExpertSweep: String, CaseIterable, Sendable {
             switch self {
             case .experts:
                 return try [1, 2, 4, 8, 16, 32, 64, 128].map { e in
-                    try ExpertWorkload(name: "E=\(e)", tokens: 2048, width: 512, hidden: e == 1 ? 1024 : 512,
-                                       experts: e, topK: e == 1 ? 1 : 2)
+                    try ExpertWorkload(name: "E=\(e)", tokens: 2048, hiddenSize: 512, intermediateSize: e == 1 ? 1024 : 512,
+                                       numExperts: e, topK: e == 1 ? 1 : 2)
                 }
             case .topk: return try [1, 2, 4, 8].map { (kk: Int) in try base.with(name: "K=\(kk)", topK: kk) }
             case .tokens: return try [256, 512, 1024, 2048, 4096, 8192].map { (tt: Int) in try base.with(name: "T=\(tt)", tokens: tt) }

@@ -87,7 +87,7 @@ extension TransformerConfig {
         var c = self
         c.moe = nil
         c.ffnKind = m.expertKind
-        c.intermediateSize = m.topK * m.expertHidden + (m.sharedExperts > 0 ? m.sharedExpertHidden : 0)
+        c.intermediateSize = m.topK * m.expertIntermediateSize + (m.sharedExperts > 0 ? m.sharedExpertIntermediateSize : 0)
         return c
     }
 }
@@ -156,9 +156,9 @@ public final class TrainingRun {
         if let folder = checkpoint { try TrainingCheckpoint.restore(trainer, from: folder) }
         accounting = try ModelAccounting(ModelArchitecture(transformer: model.config), sequenceLength: t.sequenceLength)
         let layers = model.moeLayers
-        loadTotals = layers.map { [Int](repeating: 0, count: $0.experts.count) }
+        loadTotals = layers.map { [Int](repeating: 0, count: $0.experts.numExperts) }
         loadBuckets = layers.map { _ in [] }
-        bucketAccumulator = layers.map { [Double](repeating: 0, count: $0.experts.count) }
+        bucketAccumulator = layers.map { [Double](repeating: 0, count: $0.experts.numExperts) }
         bucketSize = max(1, t.steps / 60)
     }
 
@@ -235,7 +235,7 @@ public final class TrainingRun {
     /// (assignments) sent to each expert, measured on validation batches.
     public func expertLoadByTask() throws -> [String: [Double]]? {
         guard let corpus, let layer = trainer.model.moeLayers.last, config.objective == .causal else { return nil }
-        var counts = [[Int]](repeating: [Int](repeating: 0, count: layer.experts.count), count: SyntheticTask.allCases.count)
+        var counts = [[Int]](repeating: [Int](repeating: 0, count: layer.experts.numExperts), count: SyntheticTask.allCases.count)
         try withNoGrad {
             for batch in try trainer.dataset.evaluationBatches(.validation, batchSize: config.batchSize, maxBatches: config.evalBatches) {
                 _ = try trainer.model.forward(batch.inputs)
@@ -301,7 +301,7 @@ public final class TrainingRun {
             }
             try SVGChart.write(SVGChart.heatmaps(title: "Expert load over training (\(summary.model))", panels: panels,
                                                  rowLabel: "experts", columnLabel: "training time, \(bucketSize) steps each",
-                                                 center: 1 / Double(trainer.model.moeLayers[0].experts.count)),
+                                                 center: 1 / Double(trainer.model.moeLayers[0].experts.numExperts)),
                                to: output.appendingPathComponent("expert_load.svg"))
         }
     }

@@ -192,7 +192,7 @@ struct Bench: ParsableCommand {
         print(pad("point", -9) + pad("T", 6) + pad("F", 6) + pad("E", 5) + pad("K", 3) + pad("fwd ms", 9) + pad("GFLOP/s", 9) + pad("roof", 8)
               + pad("×roof", 7) + pad("f+b ms", 9) + pad("GFLOP/s", 9) + pad("roof", 8) + pad("×roof", 7))
         for p in ps {
-            print(pad(p.workload, -9) + pad("\(p.tokens)", 6) + pad("\(p.hidden)", 6) + pad("\(p.experts)", 5) + pad("\(p.topK)", 3)
+            print(pad(p.workload, -9) + pad("\(p.tokens)", 6) + pad("\(p.intermediateSize)", 6) + pad("\(p.numExperts)", 5) + pad("\(p.topK)", 3)
                   + pad(String(format: "%.1f", p.forwardMS), 9) + pad(String(format: "%.1f", p.forwardGFLOPS), 9)
                   + pad(String(format: "%.1f", p.rooflineGroupedGFLOPS), 8) + pad(String(format: "%.2f", p.forwardVsRoofline), 7)
                   + pad(String(format: "%.1f", p.forwardBackwardMS), 9) + pad(String(format: "%.1f", p.forwardBackwardGFLOPS), 9)

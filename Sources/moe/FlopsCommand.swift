@@ -122,7 +122,7 @@ enum FlopsReport {
         lines.append("training FLOPs per token  \(count(a.trainingFlopsPerToken)) causal, \(count(a.trainingFlopsPerTokenFullAttention)) full attention (3 × forward)")
         for (label, d) in [("dense, same active params", a.denseSameActive), ("dense, same total params", a.denseSameTotal)] {
             guard let d else { continue }
-            lines.append("\(label): ffn width \(d.ffnHidden), params \(count(d.totalParams)), forward \(count(d.forwardFlopsPerToken))/tok, training \(count(d.trainingFlopsPerToken))/tok; sparse/dense FLOPs \(String(format: "%.3f", d.sparseToDenseFlopRatio)), params \(String(format: "%.3f", d.sparseToDenseParamRatio))")
+            lines.append("\(label): ffn width \(d.intermediateSize), params \(count(d.totalParams)), forward \(count(d.forwardFlopsPerToken))/tok, training \(count(d.trainingFlopsPerToken))/tok; sparse/dense FLOPs \(String(format: "%.3f", d.sparseToDenseFlopRatio)), params \(String(format: "%.3f", d.sparseToDenseParamRatio))")
         }
         return lines.joined(separator: "\n")
     }

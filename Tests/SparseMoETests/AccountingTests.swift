@@ -126,9 +126,9 @@ final class AccountingTests: XCTestCase {
         // Layer 1: MLA without q compression, MoE with biased router, correction bias, gated shared MLP with gate.
         let gqa = GroupedQueryAttention(heads: 4, kvHeads: 2, headDim: 3, qkvBias: true, outputBias: true, qkNorm: .full, ropeDims: 2)
         let mla = LatentAttention(heads: 2, qLoraRank: nil, kvLoraRank: 5, qkNopeHeadDim: 3, qkRopeHeadDim: 2, vHeadDim: 4, bias: true)
-        let mlp = DenseFeedForward(hidden: 9, gated: false, bias: true, activation: .gelu)
-        let moe = MixtureOfExperts(experts: 5, topK: 2, expert: DenseFeedForward(hidden: 6), routerBias: true, routerCorrectionBias: true,
-                                   scoring: .sigmoid, shared: DenseFeedForward(hidden: 7), sharedGate: true)
+        let mlp = DenseFeedForward(intermediateSize: 9, gated: false, bias: true, activation: .gelu)
+        let moe = MixtureOfExperts(numExperts: 5, topK: 2, expert: DenseFeedForward(intermediateSize: 6), routerBias: true, routerCorrectionBias: true,
+                                   scoring: .sigmoid, shared: DenseFeedForward(intermediateSize: 7), sharedGate: true)
         let arch = ModelArchitecture(name: "hand", vocabSize: v, hiddenSize: c, tiedEmbeddings: true, norm: .layer, learnedPositions: 16,
                                      layers: [LayerArchitecture(attention: .grouped(gqa), feedForward: .dense(mlp)),
                                               LayerArchitecture(attention: .latent(mla), feedForward: .mixture(moe))])
@@ -179,11 +179,11 @@ final class AccountingTests: XCTestCase {
         XCTAssertEqual(total.trainingFlopsPerToken, 3 * total.forwardFlopsPerToken)
         // Width by hand: (target − non-FFN params) / (32 · 3 · 4096).
         let nonFFN = a.totalParams - a.params.routedExperts - a.params.router
-        XCTAssertEqual(active.ffnHidden, Int((Double(a.activeParams - nonFFN) / Double(step)).rounded()))
+        XCTAssertEqual(active.intermediateSize, Int((Double(a.activeParams - nonFFN) / Double(step)).rounded()))
 
         // A dense model has no MoE block to replace.
         let dense = ModelArchitecture(name: "d", vocabSize: 10, hiddenSize: 8, tiedEmbeddings: false, layers: [
-            LayerArchitecture(attention: .grouped(GroupedQueryAttention(heads: 2, kvHeads: 2, headDim: 4)), feedForward: .dense(DenseFeedForward(hidden: 16))),
+            LayerArchitecture(attention: .grouped(GroupedQueryAttention(heads: 2, kvHeads: 2, headDim: 4)), feedForward: .dense(DenseFeedForward(intermediateSize: 16))),
         ])
         let d = try ModelAccounting(dense, sequenceLength: 5)
         XCTAssertNil(d.denseSameActive)
@@ -209,11 +209,11 @@ final class AccountingTests: XCTestCase {
 
     func testInvalidArchitecturesThrow() throws {
         let good = LayerArchitecture(attention: .grouped(GroupedQueryAttention(heads: 2, kvHeads: 2, headDim: 4)),
-                                     feedForward: .mixture(MixtureOfExperts(experts: 2, topK: 1, expert: DenseFeedForward(hidden: 4))))
+                                     feedForward: .mixture(MixtureOfExperts(numExperts: 2, topK: 1, expert: DenseFeedForward(intermediateSize: 4))))
         let arch = ModelArchitecture(name: "x", vocabSize: 10, hiddenSize: 8, tiedEmbeddings: false, layers: [good])
         XCTAssertThrowsError(try ModelAccounting(arch, sequenceLength: 0)) { XCTAssertTrue("\($0)".contains("sequence_length")) }
         var bad = arch
-        bad.layers[0].feedForward = .mixture(MixtureOfExperts(experts: 2, topK: 3, expert: DenseFeedForward(hidden: 4)))
+        bad.layers[0].feedForward = .mixture(MixtureOfExperts(numExperts: 2, topK: 3, expert: DenseFeedForward(intermediateSize: 4)))
         XCTAssertThrowsError(try ModelAccounting(bad, sequenceLength: 4)) { XCTAssertTrue("\($0)".contains("layers[0].feed_forward")) }
         bad = arch
         bad.layers[0].attention = .grouped(GroupedQueryAttention(heads: 3, kvHeads: 2, headDim: 4))

@@ -83,18 +83,18 @@ final class BenchmarkingTests: XCTestCase {
     func testWorkloadsAndFLOPs() throws {
         XCTAssertEqual(ExpertWorkload.all.map(\.name), ["mixtral-like", "fine-grained", "switch-top1", "switch-top1-cf1.25", "wide"])
         let m = try ExpertWorkload.named("fine-grained")
-        XCTAssertEqual([m.tokens, m.width, m.hidden, m.experts, m.topK], [2048, 512, 256, 64, 8])
+        XCTAssertEqual([m.tokens, m.hiddenSize, m.intermediateSize, m.numExperts, m.topK], [2048, 512, 256, 64, 8])
         XCTAssertEqual(m.usefulForwardFLOPs, 6 * 512 * 256 * 8 * 2048)
         XCTAssertEqual(m.usefulForwardBackwardFLOPs, 3 * m.usefulForwardFLOPs)
         XCTAssertEqual(m.balancedRowsPerExpert, 256)
         XCTAssertEqual(ExpertWorkload.switchTop1Capacity.capacityFactor, 1.25)
         XCTAssertThrowsError(try ExpertWorkload.named("nope")) { XCTAssertTrue("\($0)".contains("mixtral-like")) }
-        XCTAssertThrowsError(try ExpertWorkload(name: "bad", tokens: 8, width: 4, hidden: 4, experts: 2, topK: 3))
-        XCTAssertThrowsError(try ExpertWorkload(name: "bad", tokens: 8, width: 4, hidden: 4, experts: 2, topK: 1, capacityFactor: 0))
+        XCTAssertThrowsError(try ExpertWorkload(name: "bad", tokens: 8, hiddenSize: 4, intermediateSize: 4, numExperts: 2, topK: 3))
+        XCTAssertThrowsError(try ExpertWorkload(name: "bad", tokens: 8, hiddenSize: 4, intermediateSize: 4, numExperts: 2, topK: 1, capacityFactor: 0))
         // The E sweep keeps K·F fixed and starts at a dense FFN.
         let sweep = try ExpertSweep.experts.workloads
-        XCTAssertEqual(sweep.map(\.experts), [1, 2, 4, 8, 16, 32, 64, 128])
-        XCTAssertEqual(Set(sweep.map { $0.topK * $0.hidden }), [1024])
+        XCTAssertEqual(sweep.map(\.numExperts), [1, 2, 4, 8, 16, 32, 64, 128])
+        XCTAssertEqual(Set(sweep.map { $0.topK * $0.intermediateSize }), [1024])
         XCTAssertEqual(sweep[0].topK, 1)
     }
 
@@ -114,7 +114,7 @@ final class BenchmarkingTests: XCTestCase {
     /// Repeated thread sweeps are reported as field-by-field medians of the per-sweep points.
     func testSweepPointMedian() {
         func point(_ v: Double) -> SweepPoint {
-            SweepPoint(workload: "w", tokens: 8, width: 4, hidden: 3, experts: 2, topK: 1, threads: 2,
+            SweepPoint(workload: "w", tokens: 8, hiddenSize: 4, intermediateSize: 3, numExperts: 2, topK: 1, threads: 2,
                        forwardMS: v, forwardBackwardMS: 10 * v, forwardGFLOPS: 100 / v, forwardBackwardGFLOPS: 300 / v,
                        rooflineGroupedGFLOPS: v + 1, rooflineGroupedForwardBackwardGFLOPS: v + 2,
                        rooflineGroupedForwardMS: v + 3, rooflineGroupedForwardBackwardMS: v + 4)
@@ -138,7 +138,7 @@ final class BenchmarkingTests: XCTestCase {
     /// A whole benchmark of a tiny workload: every field is measured, and the JSON carries the
     /// keys the issue asks for.
     func testBenchmarkRunSmallWorkload() throws {
-        let w = try ExpertWorkload(name: "tiny", tokens: 24, width: 8, hidden: 5, experts: 4, topK: 2)
+        let w = try ExpertWorkload(name: "tiny", tokens: 24, hiddenSize: 8, intermediateSize: 5, numExperts: 4, topK: 2)
         var o = ExpertBenchmarkOptions()
         o.runs = 1; o.warmup = 0; o.denseTotalRuns = 1
         var phases: [String] = []

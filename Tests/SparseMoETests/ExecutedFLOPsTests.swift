@@ -11,14 +11,14 @@ final class ExecutedFLOPsTests: XCTestCase {
     /// Routed experts: 2·A·C·F per weight matrix, A from the op's dispatch (dropped slots excluded).
     func testRoutedExpertsCountAssignmentsThatRan() throws {
         var rng = RandomGenerator(seed: 1)
-        let swiglu = try Experts(kind: .swiglu, count: 3, width: 4, hidden: 6, rng: &rng)
+        let swiglu = try Experts(kind: .swiglu, numExperts: 3, hiddenSize: 4, intermediateSize: 6, rng: &rng)
         // pairs: t0:(0,-) t1:(1,2) t2:(2,0) t3:(0,1) t4:(1,2) → A = 9
         let idx: [Int32] = [0, -1, 1, 2, 2, 0, 0, 1, 1, 2]
         let routing = Routing(experts: Tensor(indices: idx, shape: [5, 2]), gates: randomTensor([5, 2], seed: 2))
         let (_, stats) = try swiglu(randomTensor([5, 4], seed: 3), routing: routing)
         XCTAssertEqual(stats.assignments, 9)
         XCTAssertEqual(ExecutedFLOPs.routedExperts(swiglu, assignments: stats.assignments), 2 * 9 * 4 * 6 * 3)
-        let relu = try Experts(kind: .relu, count: 3, width: 4, hidden: 6, rng: &rng)
+        let relu = try Experts(kind: .relu, numExperts: 3, hiddenSize: 4, intermediateSize: 6, rng: &rng)
         let all = Routing(experts: Tensor(indices: (0..<10).map { Int32($0 % 3) }, shape: [5, 2]),
                           gates: randomTensor([5, 2], seed: 4))
         let (_, reluStats) = try relu(randomTensor([5, 4], seed: 5), routing: all)
@@ -35,9 +35,9 @@ final class ExecutedFLOPsTests: XCTestCase {
     func testMoELayerCountsRouterExpertsAndSharedParts() throws {
         let (t, c, e, f, fs) = (16, 6, 4, 5, 7)
         var rng = RandomGenerator(seed: 2)
-        let router = try TopKRouter.switchTop1(width: c, experts: e, capacityFactor: 0.5, rng: &rng)
-        let layer = try MoELayer(router: router, experts: try Experts(kind: .swiglu, count: e, width: c, hidden: f, rng: &rng),
-                                 shared: try FeedForward(kind: .swiglu, width: c, hidden: fs, rng: &rng), sharedGating: .sigmoid,
+        let router = try TopKRouter.switchTop1(hiddenSize: c, numExperts: e, capacityFactor: 0.5, rng: &rng)
+        let layer = try MoELayer(router: router, experts: try Experts(kind: .swiglu, numExperts: e, hiddenSize: c, intermediateSize: f, rng: &rng),
+                                 shared: try FeedForward(kind: .swiglu, hiddenSize: c, intermediateSize: fs, rng: &rng), sharedGating: .sigmoid,
                                  losses: try MoELossConfig(), rng: &rng)
         var ctx = RoutingContext()
         let out = try layer(randomTensor([t, c], seed: 4), context: &ctx)
@@ -46,7 +46,7 @@ final class ExecutedFLOPsTests: XCTestCase {
         XCTAssertEqual(ExecutedFLOPs.moeLayer(layer, out),
                        2 * t * c * e + 2 * a * c * f * 3 + 2 * t * c * fs * 3 + 2 * t * c)
 
-        let hash = try MoELayer(router: try HashRouter(experts: e), experts: try Experts(kind: .gelu, count: e, width: c, hidden: f, rng: &rng),
+        let hash = try MoELayer(router: try HashRouter(numExperts: e), experts: try Experts(kind: .gelu, numExperts: e, hiddenSize: c, intermediateSize: f, rng: &rng),
                                 losses: try MoELossConfig(), rng: &rng)
         var ids = RoutingContext(tokenIds: Tensor(indices: (0..<Int32(t)).map { $0 }, shape: [t]))
         let hashOut = try hash(randomTensor([t, c], seed: 5), context: &ids)
@@ -56,7 +56,7 @@ final class ExecutedFLOPsTests: XCTestCase {
     /// A model forward: the sum over its MoE layers; dropless top-K gives T·K assignments per
     /// layer. The trainer reports the same count per step.
     func testModelForwardAndTrainerStepCountEveryMoELayer() throws {
-        var m = MoEConfig(numExperts: 4, topK: 2, expertHidden: 32)
+        var m = MoEConfig(numExperts: 4, topK: 2, expertIntermediateSize: 32)
         m.firstDense = 1
         let config = TransformerConfig(vocabSize: ByteTokenizer.vocabularySize, hiddenSize: 32, numLayers: 3, numHeads: 4,
                                        maxSequenceLength: 32, intermediateSize: 64, moe: m)

@@ -30,18 +30,18 @@ final class HuggingFaceExportTests: XCTestCase {
         var out: [(String, TransformerConfig, any HuggingFaceFamily.Type)] = []
         var mixtral = TransformerConfig(vocabSize: 50, hiddenSize: 16, numLayers: 2, numHeads: 4, numKVHeads: 2,
                                         maxSequenceLength: 32, intermediateSize: 20,
-                                        moe: MoEConfig(numExperts: 4, topK: 2, expertHidden: 20))
+                                        moe: MoEConfig(numExperts: 4, topK: 2, expertIntermediateSize: 20))
         mixtral.tiedEmbeddings = true
         out.append(("library-mixtral-tied", mixtral, MixtralConfig.self))
 
         var qwen2 = TransformerConfig(vocabSize: 50, hiddenSize: 16, numLayers: 4, numHeads: 2, numKVHeads: 1,
                                       maxSequenceLength: 32, intermediateSize: 24,
-                                      moe: MoEConfig(numExperts: 5, topK: 2, expertHidden: 8))
+                                      moe: MoEConfig(numExperts: 5, topK: 2, expertIntermediateSize: 8))
         qwen2.attentionBias = true
         qwen2.normEps = 1e-6
         qwen2.moe!.normalizeTopK = false
         qwen2.moe!.sharedExperts = 1
-        qwen2.moe!.sharedExpertHidden = 12
+        qwen2.moe!.sharedExpertIntermediateSize = 12
         qwen2.moe!.sharedGating = .sigmoid
         qwen2.moe!.every = 1
         qwen2.moe!.firstDense = 1
@@ -50,7 +50,7 @@ final class HuggingFaceExportTests: XCTestCase {
 
         var qwen3 = TransformerConfig(vocabSize: 50, hiddenSize: 16, numLayers: 2, numHeads: 2, numKVHeads: 1, headDim: 10,
                                       maxSequenceLength: 32, intermediateSize: 24,
-                                      moe: MoEConfig(numExperts: 6, topK: 3, expertHidden: 6))
+                                      moe: MoEConfig(numExperts: 6, topK: 3, expertIntermediateSize: 6))
         qwen3.qkNorm = .perHead
         qwen3.ropeTheta = 1_000_000
         qwen3.moe!.every = 2
@@ -58,13 +58,13 @@ final class HuggingFaceExportTests: XCTestCase {
 
         var olmoe = TransformerConfig(vocabSize: 50, hiddenSize: 16, numLayers: 2, numHeads: 4, numKVHeads: 4,
                                       maxSequenceLength: 32, intermediateSize: 8,
-                                      moe: MoEConfig(numExperts: 4, topK: 2, expertHidden: 8))
+                                      moe: MoEConfig(numExperts: 4, topK: 2, expertIntermediateSize: 8))
         olmoe.qkNorm = .full
         olmoe.moe!.normalizeTopK = false
         out.append(("library-olmoe", olmoe, OLMoEConfig.self))
 
         var ds = TransformerConfig(vocabSize: 50, hiddenSize: 16, numLayers: 3, numHeads: 2, maxSequenceLength: 32,
-                                   intermediateSize: 24, moe: MoEConfig(numExperts: 8, topK: 2, expertHidden: 6))
+                                   intermediateSize: 24, moe: MoEConfig(numExperts: 8, topK: 2, expertIntermediateSize: 6))
         ds.latentAttention = LatentAttentionConfig(qLoraRank: 10, kvLoraRank: 8, qkNopeHeadDim: 4, qkRopeHeadDim: 4, vHeadDim: 6)
         ds.ropeStyle = .interleaved
         ds.normEps = 1e-6
@@ -73,7 +73,7 @@ final class HuggingFaceExportTests: XCTestCase {
         ds.moe!.topkGroup = 2
         ds.moe!.routedScalingFactor = 2.5
         ds.moe!.sharedExperts = 2
-        ds.moe!.sharedExpertHidden = 12
+        ds.moe!.sharedExpertIntermediateSize = 12
         ds.moe!.firstDense = 1
         out.append(("library-deepseek-v3", ds, DeepSeekV3Config.self))
         return out

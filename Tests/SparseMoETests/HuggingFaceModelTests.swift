@@ -168,7 +168,7 @@ final class GroupMaskingTests: XCTestCase {
         // 2 groups of 2. Biased scores: group 0 = (−0.3, −0.35), group 1 = (−0.9, −0.95): group 0 kept.
         let logits = Tensor([0, 0, 0, 0], shape: [1, 4])  // σ = 0.5 everywhere
         let bias = Tensor([-0.8, -0.85, -1.4, -1.45], shape: [4])
-        let sel = sigmoidTopK(logits, bias: bias, k: 2, nGroup: 2, topkGroup: 1, normalize: true)
+        let sel = sigmoidTopK(logits, bias: bias, topK: 2, nGroup: 2, topkGroup: 1, normalize: true)
         XCTAssertEqual(Set(sel.indices.indexScalars), [0, 1])
     }
 }

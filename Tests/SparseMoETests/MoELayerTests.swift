@@ -20,7 +20,7 @@ final class MoELayerTests: XCTestCase {
 
     /// FFN_e(x) for one token row, plain loops.
     private func naiveExpert(_ ex: Experts, _ e: Int, _ x: [Float]) -> [Float] {
-        let (c, f) = (ex.width, ex.hidden)
+        let (c, f) = (ex.hiddenSize, ex.intermediateSize)
         let w1 = ex.w1.scalars, w2 = ex.w2.scalars, w3 = ex.w3?.scalars, b1 = ex.b1?.scalars, b2 = ex.b2?.scalars
         var h = [Float](repeating: 0, count: f)
         for j in 0..<f {
@@ -58,10 +58,10 @@ final class MoELayerTests: XCTestCase {
     private func makeLayer(router: any Router, kind: FeedForwardKind = .swiglu, e: Int, c: Int = 6, f: Int = 5,
                            shared: Bool = false, gating: SharedExpertGating = .none, seed: UInt64 = 1) throws -> MoELayer {
         var rng = RandomGenerator(seed: seed)
-        let experts = try Experts(kind: kind, count: e, width: c, hidden: f, rng: &rng)
+        let experts = try Experts(kind: kind, numExperts: e, hiddenSize: c, intermediateSize: f, rng: &rng)
         if let b1 = experts.b1 { for i in 0..<b1.count { b1.floats[i] = rng.uniform(-0.5, 0.5) } }
         if let b2 = experts.b2 { for i in 0..<b2.count { b2.floats[i] = rng.uniform(-0.5, 0.5) } }
-        let sharedFFN = shared ? try FeedForward(kind: .swiglu, width: c, hidden: 7, rng: &rng) : nil
+        let sharedFFN = shared ? try FeedForward(kind: .swiglu, hiddenSize: c, intermediateSize: 7, rng: &rng) : nil
         return try MoELayer(router: router, experts: experts, shared: sharedFFN, sharedGating: gating,
                             losses: try MoELossConfig(balanceCoefficient: 0.1, zLossCoefficient: 0.01), rng: &rng)
     }
@@ -72,14 +72,14 @@ final class MoELayerTests: XCTestCase {
         let (t, c, e) = (11, 6, 4)
         var rng = RandomGenerator(seed: 5)
         let routers: [(String, any Router)] = [
-            ("topk", try TopKRouter(width: c, experts: e, k: 2, rng: &rng)),
-            ("topk-norenorm", try TopKRouter(width: c, experts: e, k: 3, renormalize: false, rng: &rng)),
-            ("switch-capacity", try TopKRouter.switchTop1(width: c, experts: e, capacityFactor: 1.0, rng: &rng)),
-            ("topk-capacity-prob", try TopKRouter(width: c, experts: e, k: 2, capacity: try CapacityLimit(factor: 0.75, policy: .probability), rng: &rng)),
-            ("noisy", try NoisyTopKRouter(width: c, experts: e, k: 2, rng: &rng)),
-            ("expert-choice", try ExpertChoiceRouter(width: c, experts: e, capacityFactor: 1.5, rng: &rng)),
-            ("sigmoid-groups", try SigmoidBiasRouter(width: c, experts: e, k: 2, nGroup: 2, topkGroup: 1, routedScalingFactor: 2, rng: &rng)),
-            ("hash", try HashRouter(experts: e)),
+            ("topk", try TopKRouter(hiddenSize: c, numExperts: e, topK: 2, rng: &rng)),
+            ("topk-norenorm", try TopKRouter(hiddenSize: c, numExperts: e, topK: 3, renormalize: false, rng: &rng)),
+            ("switch-capacity", try TopKRouter.switchTop1(hiddenSize: c, numExperts: e, capacityFactor: 1.0, rng: &rng)),
+            ("topk-capacity-prob", try TopKRouter(hiddenSize: c, numExperts: e, topK: 2, capacity: try CapacityLimit(factor: 0.75, policy: .probability), rng: &rng)),
+            ("noisy", try NoisyTopKRouter(hiddenSize: c, numExperts: e, topK: 2, rng: &rng)),
+            ("expert-choice", try ExpertChoiceRouter(hiddenSize: c, numExperts: e, capacityFactor: 1.5, rng: &rng)),
+            ("sigmoid-groups", try SigmoidBiasRouter(hiddenSize: c, numExperts: e, topK: 2, nGroup: 2, topkGroup: 1, routedScalingFactor: 2, rng: &rng)),
+            ("hash", try HashRouter(numExperts: e)),
         ]
         let ids = Tensor(indices: (0..<Int32(t)).map { $0 * 7 + 3 }, shape: [t])
         for (name, router) in routers {
@@ -98,7 +98,7 @@ final class MoELayerTests: XCTestCase {
 
     func testCapacityDropsAndReportsTheRate() throws {
         var rng = RandomGenerator(seed: 2)
-        let router = try TopKRouter.switchTop1(width: 6, experts: 4, capacityFactor: 0.5, rng: &rng)
+        let router = try TopKRouter.switchTop1(hiddenSize: 6, numExperts: 4, capacityFactor: 0.5, rng: &rng)
         let layer = try makeLayer(router: router, e: 4)
         let x = randomTensor([16, 6], seed: 4)
         var ctx = RoutingContext()
@@ -124,7 +124,7 @@ final class MoELayerTests: XCTestCase {
         // Router weight rows are scaled unit vectors: token i (= basis vector i) goes to expert i
         // with probability ≈ 1; with k = 1 and no renormalisation the gate is that probability.
         var rng = RandomGenerator(seed: 3)
-        let router = try TopKRouter(width: 4, experts: 4, k: 1, renormalize: false, rng: &rng)
+        let router = try TopKRouter(hiddenSize: 4, numExperts: 4, topK: 1, renormalize: false, rng: &rng)
         router.weight.zero()
         for i in 0..<4 { router.weight.floats[i * 4 + i] = 30 }
         let layer = try makeLayer(router: router, e: 4, c: 4)
@@ -145,7 +145,7 @@ final class MoELayerTests: XCTestCase {
     func testSharedExpertsAddedAndGated() throws {
         var rng = RandomGenerator(seed: 4)
         for gating in [SharedExpertGating.none, .sigmoid] {
-            let router = try TopKRouter(width: 6, experts: 3, k: 2, rng: &rng)
+            let router = try TopKRouter(hiddenSize: 6, numExperts: 3, topK: 2, rng: &rng)
             let layer = try makeLayer(router: router, e: 3, shared: true, gating: gating)
             let x = randomTensor([5, 6], seed: 6)
             var ctx = RoutingContext()
@@ -166,7 +166,7 @@ final class MoELayerTests: XCTestCase {
 
     func testWholeLayerBackwardMatchesFiniteDifferences() throws {
         var rng = RandomGenerator(seed: 8)
-        let router = try TopKRouter(width: 5, experts: 4, k: 2, rng: &rng)
+        let router = try TopKRouter(hiddenSize: 5, numExperts: 4, topK: 2, rng: &rng)
         let layer = try makeLayer(router: router, e: 4, c: 5, f: 3, shared: true, gating: .sigmoid)
         let x = randomTensor([7, 5], seed: 10)
         let params = [x] + layer.parameters
@@ -182,7 +182,7 @@ final class MoELayerTests: XCTestCase {
 
     func testMLPExpertsAndSigmoidRouterBackward() throws {
         var rng = RandomGenerator(seed: 12)
-        let router = try SigmoidBiasRouter(width: 5, experts: 4, k: 2, nGroup: 2, topkGroup: 2, routedScalingFactor: 1.5, rng: &rng)
+        let router = try SigmoidBiasRouter(hiddenSize: 5, numExperts: 4, topK: 2, nGroup: 2, topkGroup: 2, routedScalingFactor: 1.5, rng: &rng)
         let layer = try makeLayer(router: router, kind: .gelu, e: 4, c: 5, f: 3, shared: true)
         let x = randomTensor([6, 5], seed: 13)
         _ = try checkGradients("MoE gelu/sigmoid", inputs: [x] + layer.parameters.filter { $0 !== router.bias }, eps: 1e-3, tolerance: 3e-2) { _ in
@@ -195,7 +195,7 @@ final class MoELayerTests: XCTestCase {
 
     func testAuxFreeBiasUpdateMovesTowardsBalance() throws {
         var rng = RandomGenerator(seed: 14)
-        let router = try SigmoidBiasRouter(width: 4, experts: 4, k: 1, rng: &rng)
+        let router = try SigmoidBiasRouter(hiddenSize: 4, numExperts: 4, topK: 1, rng: &rng)
         router.weight.zero()
         for i in 0..<4 { router.weight.floats[0 * 4 + i] = 2 }  // expert 0 wins for positive inputs
         let x = Tensor.uniform([32, 4], low: 0.1, high: 1, using: &rng)
@@ -215,8 +215,8 @@ final class MoELayerTests: XCTestCase {
     /// The sigmoid-bias router implements them; the others keep the no-op defaults.
     func testRouterCapabilitiesThroughTheProtocol() throws {
         var rng = RandomGenerator(seed: 15)
-        let sigmoid = try SigmoidBiasRouter(width: 4, experts: 4, k: 1, rng: &rng)
-        let topK = try TopKRouter(width: 4, experts: 4, k: 1, rng: &rng)
+        let sigmoid = try SigmoidBiasRouter(hiddenSize: 4, numExperts: 4, topK: 1, rng: &rng)
+        let topK = try TopKRouter(hiddenSize: 4, numExperts: 4, topK: 1, rng: &rng)
         let x = Tensor.uniform([16, 4], low: 0.1, high: 1, using: &rng)
         for router in [sigmoid, topK] as [any Router] {
             var ctx = RoutingContext(training: true)
@@ -241,7 +241,7 @@ final class MoELayerTests: XCTestCase {
     }
 
     func testHashRoutingIsDeterministic() throws {
-        let a = try HashRouter(experts: 8), b = try HashRouter(experts: 8)
+        let a = try HashRouter(numExperts: 8), b = try HashRouter(numExperts: 8)
         let ids = (0..<Int32(200)).map { $0 }
         XCTAssertEqual(ids.map(a.expert(for:)), ids.map(b.expert(for:)))
         // expert(id) = splitmix64(UInt32(id) ⊕ seed) mod E; expected values from an independent Python SplitMix64.
@@ -273,22 +273,22 @@ final class MoELayerTests: XCTestCase {
                 return "\(e)"
             } catch { return "\(error)" }
         }
-        XCTAssertEqual(field { _ = try TopKRouter(width: 4, experts: 4, k: 5, rng: &rng) }, "top_k")
-        XCTAssertEqual(field { _ = try TopKRouter(width: 4, experts: 4, k: 0, rng: &rng) }, "top_k")
+        XCTAssertEqual(field { _ = try TopKRouter(hiddenSize: 4, numExperts: 4, topK: 5, rng: &rng) }, "top_k")
+        XCTAssertEqual(field { _ = try TopKRouter(hiddenSize: 4, numExperts: 4, topK: 0, rng: &rng) }, "top_k")
         XCTAssertEqual(field { _ = try CapacityLimit(factor: 0) }, "capacity_factor")
         XCTAssertEqual(field { _ = try CapacityLimit(factor: -1) }, "capacity_factor")
-        XCTAssertEqual(field { _ = try SigmoidBiasRouter(width: 4, experts: 6, k: 2, nGroup: 4, topkGroup: 1, rng: &rng) }, "n_group")
-        XCTAssertEqual(field { _ = try SigmoidBiasRouter(width: 4, experts: 8, k: 2, nGroup: 4, topkGroup: 5, rng: &rng) }, "topk_group")
-        XCTAssertEqual(field { _ = try ExpertChoiceRouter(width: 4, experts: 4, capacityFactor: 0, rng: &rng) }, "capacity_factor")
+        XCTAssertEqual(field { _ = try SigmoidBiasRouter(hiddenSize: 4, numExperts: 6, topK: 2, nGroup: 4, topkGroup: 1, rng: &rng) }, "n_group")
+        XCTAssertEqual(field { _ = try SigmoidBiasRouter(hiddenSize: 4, numExperts: 8, topK: 2, nGroup: 4, topkGroup: 5, rng: &rng) }, "topk_group")
+        XCTAssertEqual(field { _ = try ExpertChoiceRouter(hiddenSize: 4, numExperts: 4, capacityFactor: 0, rng: &rng) }, "capacity_factor")
         XCTAssertEqual(field {
-            let r = try TopKRouter(width: 4, experts: 4, k: 2, rng: &rng)
-            _ = try MoELayer(router: r, experts: try Experts(kind: .swiglu, count: 3, width: 4, hidden: 4, rng: &rng),
+            let r = try TopKRouter(hiddenSize: 4, numExperts: 4, topK: 2, rng: &rng)
+            _ = try MoELayer(router: r, experts: try Experts(kind: .swiglu, numExperts: 3, hiddenSize: 4, intermediateSize: 4, rng: &rng),
                              losses: try MoELossConfig(), rng: &rng)
         }, "num_experts")
         // Mismatched width at call time: a shape error naming hidden_size.
         XCTAssertThrowsError(try {
-            let r = try TopKRouter(width: 4, experts: 2, k: 1, rng: &rng)
-            let l = try MoELayer(router: r, experts: try Experts(kind: .swiglu, count: 2, width: 4, hidden: 4, rng: &rng),
+            let r = try TopKRouter(hiddenSize: 4, numExperts: 2, topK: 1, rng: &rng)
+            let l = try MoELayer(router: r, experts: try Experts(kind: .swiglu, numExperts: 2, hiddenSize: 4, intermediateSize: 4, rng: &rng),
                                  losses: try MoELossConfig(), rng: &rng)
             var ctx = RoutingContext()
             _ = try l(Tensor(zeros: [3, 5]), context: &ctx)

@@ -9,8 +9,8 @@ import SparseMoE
 func readmeExample() throws -> (result: MoEOutput, router: TopKRouter, experts: Experts, loss: Tensor) {
     // README example begins
     var rng = RandomGenerator(seed: 42)
-    let router = try TopKRouter(width: 128, experts: 8, k: 2, rng: &rng)        // Mixtral-style softmax top-2
-    let experts = try Experts(kind: .swiglu, count: 8, width: 128, hidden: 256, rng: &rng)
+    let router = try TopKRouter(hiddenSize: 128, numExperts: 8, topK: 2, rng: &rng)        // Mixtral-style softmax top-2
+    let experts = try Experts(kind: .swiglu, numExperts: 8, hiddenSize: 128, intermediateSize: 256, rng: &rng)
     let moe = try MoELayer(router: router, experts: experts,
                            losses: MoELossConfig(balanceCoefficient: 0.01, zLossCoefficient: 0.001), rng: &rng)
 

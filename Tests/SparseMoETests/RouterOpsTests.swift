@@ -19,7 +19,7 @@ final class RouterOpsTests: XCTestCase {
         for (t, e, k) in [(1, 1, 1), (5, 8, 2), (9, 7, 3), (3, 64, 8)] {
             for renorm in [false, true] {
                 let logits = randomTensor([t, e], seed: UInt64(t * 100 + e), scale: 3)
-                let sel = softmaxTopK(logits, k: k, renormalize: renorm)
+                let sel = softmaxTopK(logits, topK: k, renormalize: renorm)
                 for i in 0..<t {
                     let p = naiveSoftmax(Array(logits.scalars[(i * e)..<((i + 1) * e)]))
                     let idx = naiveTopK(p, k)
@@ -35,9 +35,9 @@ final class RouterOpsTests: XCTestCase {
 
     func testTiesGoToLowerIndex() throws {
         let logits = Tensor([0, 1, 1, 0, 1], shape: [1, 5])
-        let sel = softmaxTopK(logits, k: 3, renormalize: true)
+        let sel = softmaxTopK(logits, topK: 3, renormalize: true)
         XCTAssertEqual(sel.indices.indexScalars, [1, 2, 4])
-        let hand = softmaxTopK(Tensor([5, -5, 0, 0, 10, -10], shape: [2, 3]), k: 1, renormalize: false)
+        let hand = softmaxTopK(Tensor([5, -5, 0, 0, 10, -10], shape: [2, 3]), topK: 1, renormalize: false)
         XCTAssertEqual(hand.indices.indexScalars, [0, 1])
     }
 
@@ -45,10 +45,10 @@ final class RouterOpsTests: XCTestCase {
         for renorm in [false, true] {
             let logits = randomTensor([4, 6], seed: 3, scale: 2)
             _ = try checkGradients("softmaxTopK weights renorm=\(renorm)", inputs: [logits], eps: 1e-3) {
-                softmaxTopK($0[0], k: 2, renormalize: renorm).weights
+                softmaxTopK($0[0], topK: 2, renormalize: renorm).weights
             }
             _ = try checkGradients("softmaxTopK probs", inputs: [logits], eps: 1e-3) {
-                softmaxTopK($0[0], k: 2, renormalize: renorm).probs
+                softmaxTopK($0[0], topK: 2, renormalize: renorm).probs
             }
         }
     }
@@ -79,7 +79,7 @@ final class RouterOpsTests: XCTestCase {
         let bias = randomTensor([e], seed: 12, scale: 0.5)
         for (ng, tg) in [(1, 1), (4, 2), (2, 1)] {
             for norm in [false, true] {
-                let sel = sigmoidTopK(logits, bias: bias, k: k, nGroup: ng, topkGroup: tg, normalize: norm, scaling: 2.5)
+                let sel = sigmoidTopK(logits, bias: bias, topK: k, nGroup: ng, topkGroup: tg, normalize: norm, scaling: 2.5)
                 for i in 0..<t {
                     let (idx, w) = naiveDeepSeek(Array(logits.scalars[(i * e)..<((i + 1) * e)]), bias: bias.scalars, e: e, k: k,
                                                  nGroup: ng, topkGroup: tg, normalize: norm, scaling: 2.5)
@@ -93,11 +93,11 @@ final class RouterOpsTests: XCTestCase {
     func testGroupLimitedSelectionExcludesGroups() throws {
         // 4 groups of 2; group 3 has the single highest expert but group sums favour groups 0 and 1.
         let logits = Tensor([2, 2, 1.9, 1.9, -5, -5, 3, -9], shape: [1, 8])
-        let sel = sigmoidTopK(logits, bias: nil, k: 2, nGroup: 4, topkGroup: 2, normalize: true)
+        let sel = sigmoidTopK(logits, bias: nil, topK: 2, nGroup: 4, topkGroup: 2, normalize: true)
         XCTAssertEqual(Set(sel.indices.indexScalars), [0, 1])
         // The bias only steers selection: a large bias on expert 5 selects it, its weight uses the unbiased score.
         let bias = Tensor([0, 0, 0, 0, 0, 10, 0, 0], shape: [8])
-        let sel2 = sigmoidTopK(logits, bias: bias, k: 1, normalize: false)
+        let sel2 = sigmoidTopK(logits, bias: bias, topK: 1, normalize: false)
         XCTAssertEqual(sel2.indices.indexScalars, [5])
         XCTAssertEqual(sel2.weights.item, 1 / (1 + Foundation.exp(5)), accuracy: 1e-6)
     }
@@ -107,23 +107,23 @@ final class RouterOpsTests: XCTestCase {
         let bias = randomTensor([8], seed: 22, scale: 0.3)
         for norm in [false, true] {
             _ = try checkGradients("sigmoidTopK weights norm=\(norm)", inputs: [logits], eps: 1e-3) {
-                sigmoidTopK($0[0], bias: bias, k: 3, nGroup: 2, topkGroup: 1, normalize: norm, scaling: 1.5).weights
+                sigmoidTopK($0[0], bias: bias, topK: 3, nGroup: 2, topkGroup: 1, normalize: norm, scaling: 1.5).weights
             }
         }
         _ = try checkGradients("sigmoid scores", inputs: [logits], eps: 1e-3) {
-            sigmoidTopK($0[0], bias: nil, k: 2, normalize: true).probs
+            sigmoidTopK($0[0], bias: nil, topK: 2, normalize: true).probs
         }
     }
 
     func testTopKOpGradient() throws {
         let x = randomTensor([3, 9], seed: 31)
-        let (v, i) = topK(x, k: 4)
+        let (v, i) = topK(x, topK: 4)
         for r in 0..<3 {
             let row = Array(x.scalars[(r * 9)..<((r + 1) * 9)])
             XCTAssertEqual(i.indexScalars[(r * 4)..<((r + 1) * 4)].map(Int.init), naiveTopK(row, 4))
             XCTAssertEqual(Array(v.scalars[(r * 4)..<((r + 1) * 4)]), naiveTopK(row, 4).map { row[$0] })
         }
-        _ = try checkGradients("topK", inputs: [x], eps: 1e-3) { topK($0[0], k: 4).values }
+        _ = try checkGradients("topK", inputs: [x], eps: 1e-3) { topK($0[0], topK: 4).values }
     }
 
     func testExpertChoicePicksTopTokensPerExpert() throws {
@@ -145,10 +145,10 @@ final class RouterOpsTests: XCTestCase {
         // 4 tokens, k = 2, 3 experts, capacity 2. Expert 0 is everyone's first choice.
         let idx = Tensor(indices: [0, 1, 0, 2, 0, 1, 0, 1], shape: [4, 2])
         let w = Tensor([0.6, 0.4, 0.5, 0.5, 0.9, 0.1, 0.7, 0.3], shape: [4, 2])
-        let (byPos, d1) = applyCapacity(indices: idx, weights: w, experts: 3, capacity: 2, policy: .position)
+        let (byPos, d1) = applyCapacity(indices: idx, weights: w, numExperts: 3, capacity: 2, policy: .position)
         XCTAssertEqual(d1, 3)  // expert 0: tokens 2,3 dropped; expert 1: token 3's slot dropped (tokens 0, 2 first)
         XCTAssertEqual(byPos.indexScalars, [0, 1, 0, 2, -1, 1, -1, -1])
-        let (byProb, d2) = applyCapacity(indices: idx, weights: w, experts: 3, capacity: 2, policy: .probability)
+        let (byProb, d2) = applyCapacity(indices: idx, weights: w, numExperts: 3, capacity: 2, policy: .probability)
         XCTAssertEqual(d2, 3)  // expert 0 keeps 0.9 (t2) and 0.7 (t3); expert 1 keeps 0.4 (t0), 0.3 (t3)
         XCTAssertEqual(byProb.indexScalars, [-1, 1, -1, 2, 0, -1, 0, 1])
     }
@@ -168,7 +168,7 @@ final class RouterOpsTests: XCTestCase {
     func testLoadBalancingLossMatchesTransformersFormula() throws {
         let (t, e, k) = (12, 6, 2)
         let logits = randomTensor([t, e], seed: 51, scale: 2)
-        let sel = softmaxTopK(logits, k: k, renormalize: true)
+        let sel = softmaxTopK(logits, topK: k, renormalize: true)
         let loss = loadBalancingLoss(probs: sel.probs, selected: sel.indices)
         XCTAssertEqual(Double(loss.item), hfLoadBalancing(sel.probs.scalars, sel.indices.indexScalars, t: t, e: e, k: k), accuracy: 1e-5)
         // Hand value: perfectly balanced probs and counts give loss = K.
@@ -203,17 +203,17 @@ final class RouterOpsTests: XCTestCase {
 
     func testInvalidArgumentsNameTheField() {
         let logits = Tensor(zeros: [4, 8])
-        XCTAssertThrowsError(try Check.softmaxTopK(logits, k: 9)) { XCTAssertTrue("\($0)".contains("k must be")) }
-        XCTAssertThrowsError(try Check.softmaxTopK(logits, k: 0))
-        XCTAssertThrowsError(try Check.sigmoidTopK(logits, bias: nil, k: 2, nGroup: 3, topkGroup: 1)) {
+        XCTAssertThrowsError(try Check.softmaxTopK(logits, topK: 9)) { XCTAssertTrue("\($0)".contains("k must be")) }
+        XCTAssertThrowsError(try Check.softmaxTopK(logits, topK: 0))
+        XCTAssertThrowsError(try Check.sigmoidTopK(logits, bias: nil, topK: 2, nGroup: 3, topkGroup: 1)) {
             XCTAssertTrue("\($0)".contains("n_group"), "\($0)")
         }
-        XCTAssertThrowsError(try Check.sigmoidTopK(logits, bias: nil, k: 2, nGroup: 4, topkGroup: 5)) {
+        XCTAssertThrowsError(try Check.sigmoidTopK(logits, bias: nil, topK: 2, nGroup: 4, topkGroup: 5)) {
             XCTAssertTrue("\($0)".contains("topk_group"), "\($0)")
         }
         XCTAssertThrowsError(try Check.expertChoice(logits, capacity: 0))
         XCTAssertThrowsError(try Check.loadBalancingLoss(probs: logits, selected: Tensor(zeros: [3, 2], dtype: .int32), groups: 1))
-        XCTAssertNoThrow(try Check.softmaxTopK(logits, k: 8))
+        XCTAssertNoThrow(try Check.softmaxTopK(logits, topK: 8))
     }
 }
 

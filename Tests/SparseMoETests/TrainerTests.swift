@@ -7,7 +7,7 @@ import XCTest
 
 final class TrainerTests: XCTestCase {
     func tinyModelConfig(causal: Bool = true, router: RouterKind = .softmaxTopK) -> TransformerConfig {
-        var m = MoEConfig(numExperts: 4, topK: 2, expertHidden: 32)
+        var m = MoEConfig(numExperts: 4, topK: 2, expertIntermediateSize: 32)
         m.router = router
         var c = TransformerConfig(vocabSize: ByteTokenizer.vocabularySize, hiddenSize: 32, numLayers: 2, numHeads: 4,
                                   maxSequenceLength: 32, intermediateSize: 64, moe: m)

@@ -5,9 +5,9 @@ import XCTest
 
 final class TransformerLMTests: XCTestCase {
     static func tinyConfig(moe: Bool = true, latent: Bool = false, position: PositionEncoding = .rope) -> TransformerConfig {
-        var m = MoEConfig(numExperts: 3, topK: 2, expertHidden: 5)
+        var m = MoEConfig(numExperts: 3, topK: 2, expertIntermediateSize: 5)
         m.sharedExperts = 1
-        m.sharedExpertHidden = 4
+        m.sharedExpertIntermediateSize = 4
         m.sharedGating = .sigmoid
         m.firstDense = 1
         var c = TransformerConfig(vocabSize: 11, hiddenSize: 8, numLayers: 2, numHeads: 2, numKVHeads: 1,

@@ -25,18 +25,18 @@ final class Fixture {
     let bank: Experts
     let router: TopKRouter
     /// The balanced grouped-sgemm roofline, built on first use.
-    lazy var roofline = try! GroupedGEMMReference(experts: workload.experts, rowsPerExpert: workload.balancedRowsPerExpert,
-                                                  width: workload.width, hidden: workload.hidden)
+    lazy var roofline = try! GroupedGEMMReference(numExperts: workload.numExperts, rowsPerExpert: workload.balancedRowsPerExpert,
+                                                  hiddenSize: workload.hiddenSize, intermediateSize: workload.intermediateSize)
 
     init(_ w: ExpertWorkload) {
         workload = w
         var rng = RandomGenerator(seed: 1)
-        let x = Tensor.normal([w.tokens, w.width], using: &rng, requiresGrad: true)
+        let x = Tensor.normal([w.tokens, w.hiddenSize], using: &rng, requiresGrad: true)
         self.x = x
-        dy = Tensor.normal([w.tokens, w.width], std: 0.01, using: &rng)
-        logits = Tensor.normal([w.tokens, w.experts], using: &rng)
-        bank = try! Experts(kind: .swiglu, count: w.experts, width: w.width, hidden: w.hidden, rng: &rng)
-        let router = try! TopKRouter(width: w.width, experts: w.experts, k: w.topK, rng: &rng)
+        dy = Tensor.normal([w.tokens, w.hiddenSize], std: 0.01, using: &rng)
+        logits = Tensor.normal([w.tokens, w.numExperts], using: &rng)
+        bank = try! Experts(kind: .swiglu, numExperts: w.numExperts, hiddenSize: w.hiddenSize, intermediateSize: w.intermediateSize, rng: &rng)
+        let router = try! TopKRouter(hiddenSize: w.hiddenSize, numExperts: w.numExperts, topK: w.topK, rng: &rng)
         self.router = router
         var context = RoutingContext()
         let r = try! withNoGrad { try router.route(x, context: &context) }
@@ -65,7 +65,7 @@ let benchmarks: @Sendable () -> Void = {
 
         Benchmark("router/softmaxTopK \(name)") { benchmark in
             for _ in benchmark.scaledIterations {
-                blackHole(try softmaxTopK(f.logits, k: f.workload.topK, renormalize: true))
+                blackHole(try softmaxTopK(f.logits, topK: f.workload.topK, renormalize: true))
             }
         }
         Benchmark("router/TopKRouter.route \(name)") { benchmark in
@@ -76,7 +76,7 @@ let benchmarks: @Sendable () -> Void = {
         }
         Benchmark("permute/DispatchPlan \(name)") { benchmark in
             for _ in benchmark.scaledIterations {
-                blackHole(try DispatchPlan(expertIndices: f.experts, numExperts: f.workload.experts))
+                blackHole(try DispatchPlan(expertIndices: f.experts, numExperts: f.workload.numExperts))
             }
         }
         Benchmark("grouped-gemm/roofline forward \(name)") { benchmark in
@@ -91,7 +91,7 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
-    let thin = Fixture(try! ExpertWorkload(name: "F=1", tokens: 2048, width: 512, hidden: 1, experts: 8, topK: 2))
+    let thin = Fixture(try! ExpertWorkload(name: "F=1", tokens: 2048, hiddenSize: 512, intermediateSize: 1, numExperts: 8, topK: 2))
     Benchmark("gather+combine/routedExperts F=1 T=2048 C=512 E=8 K=2") { benchmark in
         for _ in benchmark.scaledIterations { blackHole(try withNoGrad { try thin.forward() }) }
     }

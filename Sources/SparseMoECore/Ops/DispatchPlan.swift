@@ -10,8 +10,8 @@ internal import CMoEKernels
 /// Cost O(T·K + E).
 public struct DispatchPlan: Sendable {
     public let tokens: Int
-    public let slots: Int
-    public let experts: Int
+    public let topK: Int
+    public let numExperts: Int
     /// `[E + 1]` row offsets per expert; `offsets[E]` = number of assignments.
     public let offsets: [Int64]
     /// `[A]` flat pair index of each sorted row.
@@ -20,10 +20,10 @@ public struct DispatchPlan: Sendable {
     public let position: [Int32]
 
     /// Number of (token, slot) pairs with an expert (slots that are not -1).
-    public var assignments: Int { Int(offsets[experts]) }
+    public var assignments: Int { Int(offsets[numExperts]) }
 
     /// Rows (tokens) routed to each expert.
-    public var tokensPerExpert: [Int] { (0..<experts).map { Int(offsets[$0 + 1] - offsets[$0]) } }
+    public var tokensPerExpert: [Int] { (0..<numExperts).map { Int(offsets[$0 + 1] - offsets[$0]) } }
 
     /// Builds the plan from `expertIndices` int32 `[T, K]` (values in `0..<numExperts`, or
     /// -1 for a dropped slot). Throws naming the token and slot of the first bad index.
@@ -52,8 +52,8 @@ public struct DispatchPlan: Sendable {
         sorted.removeLast(sorted.count - Int(result))
         if t * k == 0 { position = [] }
         self.tokens = t
-        self.slots = k
-        self.experts = numExperts
+        self.topK = k
+        self.numExperts = numExperts
         self.offsets = offsets
         self.sorted = sorted
         self.position = position

@@ -13,13 +13,13 @@ struct RoutedExpertsCall {
     let schedule: ExpertSchedule
 
     var tokens: Int { x.shape[0] }
-    var width: Int { x.shape[1] }
-    var hidden: Int { w1.shape[1] }
-    var experts: Int { w1.shape[0] }
-    var slots: Int { plan.slots }
+    var hiddenSize: Int { x.shape[1] }
+    var intermediateSize: Int { w1.shape[1] }
+    var numExperts: Int { w1.shape[0] }
+    var topK: Int { plan.topK }
     /// The C kernels run when something is routed and the widths are not empty; otherwise
     /// the Swift path below computes the only terms left, the b2 contributions.
-    var runsKernels: Bool { plan.assignments > 0 && width > 0 && hidden > 0 }
+    var runsKernels: Bool { plan.assignments > 0 && hiddenSize > 0 && intermediateSize > 0 }
 }
 
 /// What `routedExpertsForward` saves for `routedExpertsBackward` (the C forward's saved
@@ -31,13 +31,13 @@ final class RoutedExpertsSaved: @unchecked Sendable {
     let h3: UnsafeMutablePointer<Float>?
 
     init(_ call: RoutedExpertsCall) {
-        let (a, c, f) = (call.plan.assignments, call.width, call.hidden)
+        let (a, c, f) = (call.plan.assignments, call.hiddenSize, call.intermediateSize)
         let swiglu = call.activation == .swiglu
         var layout = WorkspaceLayout()
         let xsAt = layout.take(a * c), h1At = layout.take(a * f), h3At = layout.take(swiglu ? a * f : 0)
         let actAt = layout.take(a * f), eoAt = layout.take(a * c)
         let tablesAt = layout.take(Int(moe_routed_experts_workspace_size(
-            Int64(a), Int64(c), Int64(f), Int64(call.experts), call.activation.kernelValue, 0)))
+            Int64(a), Int64(c), Int64(f), Int64(call.numExperts), call.activation.kernelValue, 0)))
         workspace = Workspace(floats: layout.count)
         let base = workspace.floats
         xs = base + xsAt; h1 = base + h1At; act = base + actAt; eo = base + eoAt; tables = base + tablesAt
@@ -49,7 +49,7 @@ final class RoutedExpertsSaved: @unchecked Sendable {
 /// y[t] = Σ_{s: experts[t,s] ≥ 0} gates[t,s] · FFN_{experts[t,s]}(x[t]), y `[T, C]`.
 /// Returns y (no graph), the saved activations (nil on the Swift path) and the schedule run.
 func routedExpertsForward(_ call: RoutedExpertsCall) -> (y: Tensor, saved: RoutedExpertsSaved?, schedule: ExpertSchedule) {
-    let (t, c, f, e, k) = (call.tokens, call.width, call.hidden, call.experts, call.slots)
+    let (t, c, f, e, k) = (call.tokens, call.hiddenSize, call.intermediateSize, call.numExperts, call.topK)
     let y = Tensor(zeros: [t, c])
     let plan = call.plan
     guard call.runsKernels else {
@@ -82,7 +82,7 @@ func routedExpertsForward(_ call: RoutedExpertsCall) -> (y: Tensor, saved: Route
 /// dw1, dw3 `[E, F, C]`, dw2 `[E, C, F]`, db1 `[E, F]`, db2 `[E, C]` — from dy `[T, C]` and
 /// the forward's `saved` (nil on the Swift path: only dgates = <dy, b2[e]> and db2 += gate·dy).
 func routedExpertsBackward(_ call: RoutedExpertsCall, dy: Tensor, saved: RoutedExpertsSaved?) {
-    let (t, c, f, e, k) = (call.tokens, call.width, call.hidden, call.experts, call.slots)
+    let (t, c, f, e, k) = (call.tokens, call.hiddenSize, call.intermediateSize, call.numExperts, call.topK)
     let plan = call.plan
     guard let saved else {
         guard plan.assignments > 0, let b2 = call.b2 else { return }
@@ -124,7 +124,7 @@ func routedExpertsBackward(_ call: RoutedExpertsCall, dy: Tensor, saved: RoutedE
 
 /// Calls `body(token, slot, expert)` for every routed (token, slot) pair, in token then slot order.
 private func forEachAssignment(_ call: RoutedExpertsCall, _ body: (Int, Int, Int) -> Void) {
-    let k = call.slots
+    let k = call.topK
     for (pair, row) in call.plan.position.enumerated() where row >= 0 {
         body(pair / k, pair % k, Int(call.expertIndices.int32s[pair]))
     }

@@ -16,9 +16,9 @@ public struct ExpertSelection {
 /// probs = softmax(logits) over E; indices = top-k of probs (descending, ties to the
 /// lower index, as torch.topk); weights = probs[indices], divided by their sum when
 /// `renormalize`. logits `[T, E]`; `1 ≤ k ≤ E`.
-public func softmaxTopK(_ logits: Tensor, k: Int, renormalize: Bool) -> ExpertSelection {
+public func softmaxTopK(_ logits: Tensor, topK k: Int, renormalize: Bool) -> ExpertSelection {
     let op = "softmaxTopK"
-    Check.trapping { try Check.softmaxTopK(logits, k: k) }
+    Check.trapping { try Check.softmaxTopK(logits, topK: k) }
     let (t, e) = (logits.shape[0], logits.shape[1])
     let probs = Tensor(zeros: [t, e]), indices = Tensor(zeros: [t, k], dtype: .int32), weights = Tensor(zeros: [t, k])
     moe_router_softmax_topk_forward(probs.floats, indices.int32s, weights.floats, logits.floats,
@@ -43,10 +43,10 @@ public func softmaxTopK(_ logits: Tensor, k: Int, renormalize: Bool) -> ExpertSe
 /// indices = top-k of eligible choice scores; weights = scores[indices], normalised
 /// to sum 1 when `normalize`, times `scaling`. The bias steers selection only: no
 /// gradient reaches it. `probs` of the result holds the sigmoid scores.
-public func sigmoidTopK(_ logits: Tensor, bias: Tensor?, k: Int, nGroup: Int = 1, topkGroup: Int = 1,
+public func sigmoidTopK(_ logits: Tensor, bias: Tensor?, topK k: Int, nGroup: Int = 1, topkGroup: Int = 1,
                         normalize: Bool, scaling: Float = 1) -> ExpertSelection {
     let op = "sigmoidTopK"
-    Check.trapping { try Check.sigmoidTopK(logits, bias: bias, k: k, nGroup: nGroup, topkGroup: topkGroup) }
+    Check.trapping { try Check.sigmoidTopK(logits, bias: bias, topK: k, nGroup: nGroup, topkGroup: topkGroup) }
     let (t, e) = (logits.shape[0], logits.shape[1])
     let scores = Tensor(zeros: [t, e]), indices = Tensor(zeros: [t, k], dtype: .int32), weights = Tensor(zeros: [t, k])
     moe_router_sigmoid_topk_forward(scores.floats, indices.int32s, weights.floats, logits.floats, bias?.floats,
@@ -67,9 +67,9 @@ public func sigmoidTopK(_ logits: Tensor, bias: Tensor?, k: Int, nGroup: Int = 1
 /// Row-wise top-k of `scores [N, E]`: values `[N, K]` (differentiable) and int32
 /// indices `[N, K]`, descending, ties to the lower index. The building block for
 /// routers written in Swift.
-public func topK(_ scores: Tensor, k: Int) -> (values: Tensor, indices: Tensor) {
+public func topK(_ scores: Tensor, topK k: Int) -> (values: Tensor, indices: Tensor) {
     let op = "topK"
-    Check.trapping { try Check.topK(scores, k: k) }
+    Check.trapping { try Check.topK(scores, topK: k) }
     let (n, e) = (scores.shape[0], scores.shape[1])
     let values = Tensor(zeros: [n, k]), indices = Tensor(zeros: [n, k], dtype: .int32)
     moe_topk_forward(values.floats, indices.int32s, scores.floats, Int64(n), Int64(e), Int64(k))
@@ -108,13 +108,13 @@ public enum DropPolicy: String, Codable, Sendable, CaseIterable {
 /// Keeps at most `capacity` assignments per expert. Returns a copy of `indices`
 /// (int32 `[T, K]`) with dropped slots set to -1, and the number dropped. Not
 /// differentiable (selection); the gate weights of dropped slots then receive no gradient.
-public func applyCapacity(indices: Tensor, weights: Tensor, experts: Int, capacity: Int,
+public func applyCapacity(indices: Tensor, weights: Tensor, numExperts: Int, capacity: Int,
                           policy: DropPolicy) -> (indices: Tensor, dropped: Int) {
-    Check.trapping { try Check.applyCapacity(indices: indices, weights: weights, experts: experts, capacity: capacity) }
+    Check.trapping { try Check.applyCapacity(indices: indices, weights: weights, numExperts: numExperts, capacity: capacity) }
     let (t, k) = (indices.shape[0], indices.shape[1])
     let kept = indices.copy()
-    let ws = Tensor(zeros: [Int(moe_capacity_workspace_size(Int64(t), Int64(k), Int64(experts)) + 3) / 4])
-    let dropped = moe_apply_capacity(kept.int32s, weights.floats, Int64(t), Int64(k), Int64(experts),
+    let ws = Tensor(zeros: [Int(moe_capacity_workspace_size(Int64(t), Int64(k), Int64(numExperts)) + 3) / 4])
+    let dropped = moe_apply_capacity(kept.int32s, weights.floats, Int64(t), Int64(k), Int64(numExperts),
                                      Int64(capacity), policy == .position ? 0 : 1, ws.storage.raw)
     return (kept, Int(dropped))
 }
@@ -185,7 +185,7 @@ public func gatedSharedCombine(routed: Tensor, shared: Tensor, gate: Tensor) -> 
 
 extension Check {
     /// The arguments of `softmaxTopK` (see there).
-    package static func softmaxTopK(_ logits: Tensor, k: Int) throws {
+    package static func softmaxTopK(_ logits: Tensor, topK k: Int) throws {
         let op = "softmaxTopK"
         try Check.float32(logits, op, "logits")
         try Check.rank(logits, 2, op, "logits")
@@ -194,7 +194,7 @@ extension Check {
     }
 
     /// The arguments of `sigmoidTopK` (see there).
-    package static func sigmoidTopK(_ logits: Tensor, bias: Tensor?, k: Int, nGroup: Int, topkGroup: Int) throws {
+    package static func sigmoidTopK(_ logits: Tensor, bias: Tensor?, topK k: Int, nGroup: Int, topkGroup: Int) throws {
         let op = "sigmoidTopK"
         try Check.float32(logits, op, "logits")
         try Check.rank(logits, 2, op, "logits")
@@ -210,7 +210,7 @@ extension Check {
     }
 
     /// The arguments of `topK` (see there).
-    package static func topK(_ scores: Tensor, k: Int) throws {
+    package static func topK(_ scores: Tensor, topK k: Int) throws {
         let op = "topK"
         try Check.float32(scores, op, "scores")
         try Check.rank(scores, 2, op, "scores")
@@ -228,15 +228,15 @@ extension Check {
     }
 
     /// The arguments of `applyCapacity` (see there).
-    package static func applyCapacity(indices: Tensor, weights: Tensor, experts: Int, capacity: Int) throws {
+    package static func applyCapacity(indices: Tensor, weights: Tensor, numExperts: Int, capacity: Int) throws {
         let op = "applyCapacity"
         try Check.int32(indices, op, "indices")
         try Check.rank(indices, 2, op, "indices")
         try Check.sameShape(indices, weights, op, ("indices", "weights"))
         try Check.argument(capacity >= 0, op, "capacity must be ≥ 0, got \(capacity)")
         let (t, k) = (indices.shape[0], indices.shape[1])
-        for i in 0..<(t * k) where indices.int32s[i] >= Int32(experts) {
-            throw SparseMoEError.invalidArgument(op: op, message: "expert index \(indices.int32s[i]) at row \(i / k), slot \(i % k) is ≥ E = \(experts)")
+        for i in 0..<(t * k) where indices.int32s[i] >= Int32(numExperts) {
+            throw SparseMoEError.invalidArgument(op: op, message: "expert index \(indices.int32s[i]) at row \(i / k), slot \(i % k) is ≥ E = \(numExperts)")
         }
     }
 

@@ -234,7 +234,7 @@ public struct HFCommonConfig: Sendable, Equatable {
         c.tiedEmbeddings = tieWordEmbeddings
         c.initStd = Float(initializerRange)
         c.causal = true
-        var m = MoEConfig(numExperts: numExperts, topK: numExpertsPerToken, expertHidden: expertWidth)
+        var m = MoEConfig(numExperts: numExperts, topK: numExpertsPerToken, expertIntermediateSize: expertWidth)
         m.expertKind = .swiglu
         m.normalizeTopK = normTopK
         m.auxLossCoefficient = Float(routerAuxLossCoef)

@@ -53,12 +53,12 @@ public enum HFConfigExport {
             check("tie_word_embeddings", a.tiedEmbeddings, b.tiedEmbeddings),
             check("moe layers", layersA, layersB),
             check("moe.num_experts", a.moe?.numExperts, b.moe?.numExperts), check("moe.top_k", a.moe?.topK, b.moe?.topK),
-            check("moe.expert_intermediate_size", a.moe?.expertHidden, b.moe?.expertHidden),
+            check("moe.expert_intermediate_size", a.moe?.expertIntermediateSize, b.moe?.expertIntermediateSize),
             check("moe.router", a.moe?.router, b.moe?.router), check("moe.norm_topk_prob", a.moe?.normalizeTopK, b.moe?.normalizeTopK),
             check("moe.n_group", a.moe?.nGroup, b.moe?.nGroup), check("moe.topk_group", a.moe?.topkGroup, b.moe?.topkGroup),
             check("moe.routed_scaling_factor", a.moe?.routedScalingFactor, b.moe?.routedScalingFactor),
             check("moe.shared_experts", (a.moe?.sharedExperts ?? 0) > 0, (b.moe?.sharedExperts ?? 0) > 0),
-            check("moe.shared_expert_intermediate_size", a.moe?.sharedExpertHidden, b.moe?.sharedExpertHidden),
+            check("moe.shared_expert_intermediate_size", a.moe?.sharedExpertIntermediateSize, b.moe?.sharedExpertIntermediateSize),
             check("moe.shared_expert_gating", a.moe?.sharedGating, b.moe?.sharedGating),
         ]
         return checks.compactMap { $0 }.first

@@ -26,10 +26,10 @@ extension TransformerConfig {
     /// The preset called `name`; throws `invalidConfig(field: "preset")` listing the known names.
     public static func preset(named name: String) throws -> TransformerConfig {
         switch name {
-        case "tiny-moe": return makePreset(layers: 4, width: 128, heads: 4, maxSequence: 128, experts: 8, topK: 2, expertHidden: 256)
-        case "tiny-dense": return makePreset(layers: 4, width: 128, heads: 4, maxSequence: 128, denseHidden: 2 * 256)
-        case "small-moe": return makePreset(layers: 8, width: 256, heads: 8, maxSequence: 256, experts: 16, topK: 2, expertHidden: 512)
-        case "small-dense": return makePreset(layers: 8, width: 256, heads: 8, maxSequence: 256, denseHidden: 2 * 512)
+        case "tiny-moe": return makePreset(layers: 4, hiddenSize: 128, heads: 4, maxSequence: 128, numExperts: 8, topK: 2, expertIntermediateSize: 256)
+        case "tiny-dense": return makePreset(layers: 4, hiddenSize: 128, heads: 4, maxSequence: 128, intermediateSize: 2 * 256)
+        case "small-moe": return makePreset(layers: 8, hiddenSize: 256, heads: 8, maxSequence: 256, numExperts: 16, topK: 2, expertIntermediateSize: 512)
+        case "small-dense": return makePreset(layers: 8, hiddenSize: 256, heads: 8, maxSequence: 256, intermediateSize: 2 * 512)
         default:
             throw SparseMoEError.invalidConfig(field: "preset",
                                                message: "unknown preset '\(name)'; known presets: \(presetNames.joined(separator: ", "))")
@@ -67,10 +67,10 @@ extension TransformerConfig {
         return config
     }
 
-    private static func makePreset(layers: Int, width: Int, heads: Int, maxSequence: Int, experts: Int = 0, topK: Int = 0,
-                                   expertHidden: Int = 0, denseHidden: Int? = nil) -> TransformerConfig {
-        let moe = experts > 0 ? MoEConfig(numExperts: experts, topK: topK, expertHidden: expertHidden) : nil
-        return TransformerConfig(vocabSize: presetVocabSize, hiddenSize: width, numLayers: layers, numHeads: heads,
-                                 maxSequenceLength: maxSequence, intermediateSize: denseHidden ?? topK * expertHidden, moe: moe)
+    private static func makePreset(layers: Int, hiddenSize: Int, heads: Int, maxSequence: Int, numExperts: Int = 0, topK: Int = 0,
+                                   expertIntermediateSize: Int = 0, intermediateSize: Int? = nil) -> TransformerConfig {
+        let moe = numExperts > 0 ? MoEConfig(numExperts: numExperts, topK: topK, expertIntermediateSize: expertIntermediateSize) : nil
+        return TransformerConfig(vocabSize: presetVocabSize, hiddenSize: hiddenSize, numLayers: layers, numHeads: heads,
+                                 maxSequenceLength: maxSequence, intermediateSize: intermediateSize ?? topK * expertIntermediateSize, moe: moe)
     }
 }

@@ -34,7 +34,7 @@ public struct MoEConfig: Codable, Sendable, Equatable {
     /// K
     public var topK: Int
     /// F of one routed expert.
-    public var expertHidden: Int
+    public var expertIntermediateSize: Int
     public var expertKind: FeedForwardKind = .swiglu
     public var router: RouterKind = .softmaxTopK
     /// Renormalise the top-k softmax weights (Mixtral: true; Qwen/OLMoE: norm_topk_prob).
@@ -53,7 +53,7 @@ public struct MoEConfig: Codable, Sendable, Equatable {
     public var biasUpdateRate: Float = 0.001
     /// Shared experts every token passes through (0 = none) and their total hidden width.
     public var sharedExperts: Int = 0
-    public var sharedExpertHidden: Int = 0
+    public var sharedExpertIntermediateSize: Int = 0
     public var sharedGating: SharedExpertGating = .none
     public var auxLossCoefficient: Float = 0.01
     public var sequenceLevelAuxLoss: Bool = false
@@ -64,19 +64,19 @@ public struct MoEConfig: Codable, Sendable, Equatable {
     /// Layers forced dense (Qwen `mlp_only_layers`).
     public var denseLayers: [Int] = []
 
-    public init(numExperts: Int, topK: Int, expertHidden: Int) {
+    public init(numExperts: Int, topK: Int, expertIntermediateSize: Int) {
         self.numExperts = numExperts
         self.topK = topK
-        self.expertHidden = expertHidden
+        self.expertIntermediateSize = expertIntermediateSize
     }
 
     enum CodingKeys: String, CodingKey {
-        case numExperts = "num_experts", topK = "top_k", expertHidden = "expert_intermediate_size"
+        case numExperts = "num_experts", topK = "top_k", expertIntermediateSize = "expert_intermediate_size"
         case expertKind = "expert_kind", router, normalizeTopK = "norm_topk_prob"
         case capacityFactor = "capacity_factor", minCapacity = "min_capacity", dropPolicy = "drop_policy"
         case jitter = "router_jitter_noise", nGroup = "n_group", topkGroup = "topk_group"
         case routedScalingFactor = "routed_scaling_factor", biasUpdateRate = "bias_update_rate"
-        case sharedExperts = "shared_experts", sharedExpertHidden = "shared_expert_intermediate_size"
+        case sharedExperts = "shared_experts", sharedExpertIntermediateSize = "shared_expert_intermediate_size"
         case sharedGating = "shared_expert_gating", auxLossCoefficient = "router_aux_loss_coef"
         case sequenceLevelAuxLoss = "sequence_level_aux_loss", zLossCoefficient = "router_z_loss_coef"
         case every = "moe_every", firstDense = "first_k_dense", denseLayers = "dense_layers"
@@ -86,7 +86,7 @@ public struct MoEConfig: Codable, Sendable, Equatable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         numExperts = try c.decode(Int.self, forKey: .numExperts)
         topK = try c.decode(Int.self, forKey: .topK)
-        expertHidden = try c.decode(Int.self, forKey: .expertHidden)
+        expertIntermediateSize = try c.decode(Int.self, forKey: .expertIntermediateSize)
         expertKind = try c.decodeIfPresent(FeedForwardKind.self, forKey: .expertKind) ?? .swiglu
         router = try c.decodeIfPresent(RouterKind.self, forKey: .router) ?? .softmaxTopK
         normalizeTopK = try c.decodeIfPresent(Bool.self, forKey: .normalizeTopK) ?? true
@@ -99,7 +99,7 @@ public struct MoEConfig: Codable, Sendable, Equatable {
         routedScalingFactor = try c.decodeIfPresent(Float.self, forKey: .routedScalingFactor) ?? 1
         biasUpdateRate = try c.decodeIfPresent(Float.self, forKey: .biasUpdateRate) ?? 0.001
         sharedExperts = try c.decodeIfPresent(Int.self, forKey: .sharedExperts) ?? 0
-        sharedExpertHidden = try c.decodeIfPresent(Int.self, forKey: .sharedExpertHidden) ?? 0
+        sharedExpertIntermediateSize = try c.decodeIfPresent(Int.self, forKey: .sharedExpertIntermediateSize) ?? 0
         sharedGating = try c.decodeIfPresent(SharedExpertGating.self, forKey: .sharedGating) ?? .none
         auxLossCoefficient = try c.decodeIfPresent(Float.self, forKey: .auxLossCoefficient) ?? 0.01
         sequenceLevelAuxLoss = try c.decodeIfPresent(Bool.self, forKey: .sequenceLevelAuxLoss) ?? false
@@ -201,7 +201,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         if let m = moe {
             try requireConfig(m.numExperts >= 1, "moe.num_experts", "must be ≥ 1, got \(m.numExperts)")
             try requireConfig(m.topK >= 1 && m.topK <= m.numExperts, "moe.top_k", "must be in 1...num_experts (\(m.numExperts)), got \(m.topK)")
-            try requireConfig(m.expertHidden >= 1, "moe.expert_intermediate_size", "must be ≥ 1, got \(m.expertHidden)")
+            try requireConfig(m.expertIntermediateSize >= 1, "moe.expert_intermediate_size", "must be ≥ 1, got \(m.expertIntermediateSize)")
             if let cf = m.capacityFactor { try requireConfig(cf > 0 && cf.isFinite, "moe.capacity_factor", "must be > 0, got \(cf)") }
             if m.router == .switchTop1 { try requireConfig(m.topK == 1, "moe.top_k", "switch_top1 routing needs top_k = 1, got \(m.topK)") }
             try requireConfig(m.minCapacity >= 0, "moe.min_capacity", "must be ≥ 0, got \(m.minCapacity)")
@@ -211,7 +211,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
             try requireConfig(m.firstDense >= 0, "moe.first_k_dense", "must be ≥ 0, got \(m.firstDense)")
             try requireConfig(m.sharedExperts >= 0, "moe.shared_experts", "must be ≥ 0, got \(m.sharedExperts)")
             if m.sharedExperts > 0 {
-                try requireConfig(m.sharedExpertHidden >= 1, "moe.shared_expert_intermediate_size", "must be ≥ 1 with shared experts, got \(m.sharedExpertHidden)")
+                try requireConfig(m.sharedExpertIntermediateSize >= 1, "moe.shared_expert_intermediate_size", "must be ≥ 1 with shared experts, got \(m.sharedExpertIntermediateSize)")
             }
             try requireConfig(m.auxLossCoefficient >= 0, "moe.router_aux_loss_coef", "must be ≥ 0, got \(m.auxLossCoefficient)")
             try requireConfig(m.zLossCoefficient >= 0, "moe.router_z_loss_coef", "must be ≥ 0, got \(m.zLossCoefficient)")

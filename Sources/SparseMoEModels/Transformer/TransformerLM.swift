@@ -72,9 +72,9 @@ public final class TransformerLM: Module {
             }
             let ffn: FeedForwardBlock
             if config.isMoELayer(i), let m = config.moe {
-                ffn = .moe(try TransformerLM.makeMoE(m, width: c, rng: &rng))
+                ffn = .moe(try TransformerLM.makeMoE(m, hiddenSize: c, rng: &rng))
             } else {
-                ffn = .dense(try FeedForward(kind: config.ffnKind, width: c, hidden: config.intermediateSize, rng: &rng))
+                ffn = .dense(try FeedForward(kind: config.ffnKind, hiddenSize: c, intermediateSize: config.intermediateSize, rng: &rng))
             }
             blocks.append(TransformerBlock(inputNorm: Norm(kind: config.norm, width: c, eps: config.normEps), attention: attention,
                                            postAttentionNorm: Norm(kind: config.norm, width: c, eps: config.normEps),
@@ -86,28 +86,28 @@ public final class TransformerLM: Module {
             : Tensor.truncatedNormal([config.vocabSize, c], std: std, using: &rng, requiresGrad: true)
     }
 
-    static func makeMoE(_ m: MoEConfig, width c: Int, rng: inout RandomGenerator) throws -> MoELayer {
+    static func makeMoE(_ m: MoEConfig, hiddenSize c: Int, rng: inout RandomGenerator) throws -> MoELayer {
         let router: any Router
         let capacity = try m.capacityFactor.map { try CapacityLimit(factor: $0, minimum: m.minCapacity, policy: m.dropPolicy) }
         switch m.router {
         case .softmaxTopK:
-            router = try TopKRouter(width: c, experts: m.numExperts, k: m.topK, renormalize: m.normalizeTopK,
+            router = try TopKRouter(hiddenSize: c, numExperts: m.numExperts, topK: m.topK, renormalize: m.normalizeTopK,
                                     capacity: capacity, jitter: m.jitter, rng: &rng)
         case .switchTop1:
-            router = try TopKRouter.switchTop1(width: c, experts: m.numExperts, capacityFactor: m.capacityFactor ?? 1.25,
+            router = try TopKRouter.switchTop1(hiddenSize: c, numExperts: m.numExperts, capacityFactor: m.capacityFactor ?? 1.25,
                                                minimumCapacity: m.minCapacity, policy: m.dropPolicy, jitter: m.jitter, rng: &rng)
         case .noisyTopK:
-            router = try NoisyTopKRouter(width: c, experts: m.numExperts, k: m.topK, rng: &rng)
+            router = try NoisyTopKRouter(hiddenSize: c, numExperts: m.numExperts, topK: m.topK, rng: &rng)
         case .expertChoice:
-            router = try ExpertChoiceRouter(width: c, experts: m.numExperts, capacityFactor: m.capacityFactor ?? Double(m.topK), rng: &rng)
+            router = try ExpertChoiceRouter(hiddenSize: c, numExperts: m.numExperts, capacityFactor: m.capacityFactor ?? Double(m.topK), rng: &rng)
         case .sigmoidBias:
-            router = try SigmoidBiasRouter(width: c, experts: m.numExperts, k: m.topK, nGroup: m.nGroup, topkGroup: m.topkGroup,
+            router = try SigmoidBiasRouter(hiddenSize: c, numExperts: m.numExperts, topK: m.topK, nGroup: m.nGroup, topkGroup: m.topkGroup,
                                            normalize: m.normalizeTopK, routedScalingFactor: m.routedScalingFactor, rng: &rng)
         case .hash:
-            router = try HashRouter(experts: m.numExperts)
+            router = try HashRouter(numExperts: m.numExperts)
         }
-        let experts = try Experts(kind: m.expertKind, count: m.numExperts, width: c, hidden: m.expertHidden, rng: &rng)
-        let shared = m.sharedExperts > 0 ? try FeedForward(kind: .swiglu, width: c, hidden: m.sharedExpertHidden, rng: &rng) : nil
+        let experts = try Experts(kind: m.expertKind, numExperts: m.numExperts, hiddenSize: c, intermediateSize: m.expertIntermediateSize, rng: &rng)
+        let shared = m.sharedExperts > 0 ? try FeedForward(kind: .swiglu, hiddenSize: c, intermediateSize: m.sharedExpertIntermediateSize, rng: &rng) : nil
         let losses = try MoELossConfig(balanceCoefficient: m.auxLossCoefficient, sequenceLevel: m.sequenceLevelAuxLoss,
                                        zLossCoefficient: m.zLossCoefficient)
         return try MoELayer(router: router, experts: experts, shared: shared, sharedGating: m.sharedGating, losses: losses, rng: &rng)

@@ -21,28 +21,28 @@ public enum FeedForwardKind: String, Codable, Sendable, CaseIterable {
     }
 }
 
-/// A dense feed-forward block on x `[..., C]` with hidden width F.
+/// A dense feed-forward block on x `[..., C]` (C = `hiddenSize`) with intermediate size F (`intermediateSize`).
 /// SwiGLU: parameters `gate_proj` `[F, C]`, `up_proj` `[F, C]`, `down_proj` `[C, F]` (no biases).
 /// MLP kinds: `fc1` `[F, C]` + bias, `fc2` `[C, F]` + bias.
 /// FLOPs per token: 2·C·F per matrix (3 matrices for SwiGLU, 2 otherwise).
 public final class FeedForward: Module {
     public let kind: FeedForwardKind
-    public let width: Int
-    public let hidden: Int
+    public let hiddenSize: Int
+    public let intermediateSize: Int
     let first: Linear   // gate_proj or fc1
     let up: Linear?     // up_proj (SwiGLU only)
     let second: Linear  // down_proj or fc2
 
-    public init(kind: FeedForwardKind, width: Int, hidden: Int, rng: inout RandomGenerator) throws {
-        guard width > 0 else { throw SparseMoEError.invalidConfig(field: "hidden_size", message: "must be ≥ 1, got \(width)") }
-        guard hidden > 0 else { throw SparseMoEError.invalidConfig(field: "intermediate_size", message: "must be ≥ 1, got \(hidden)") }
+    public init(kind: FeedForwardKind, hiddenSize: Int, intermediateSize: Int, rng: inout RandomGenerator) throws {
+        guard hiddenSize > 0 else { throw SparseMoEError.invalidConfig(field: "hidden_size", message: "must be ≥ 1, got \(hiddenSize)") }
+        guard intermediateSize > 0 else { throw SparseMoEError.invalidConfig(field: "intermediate_size", message: "must be ≥ 1, got \(intermediateSize)") }
         self.kind = kind
-        self.width = width
-        self.hidden = hidden
+        self.hiddenSize = hiddenSize
+        self.intermediateSize = intermediateSize
         let bias = kind != .swiglu
-        first = Linear(inFeatures: width, outFeatures: hidden, bias: bias, rng: &rng)
-        up = kind == .swiglu ? Linear(inFeatures: width, outFeatures: hidden, rng: &rng) : nil
-        second = Linear(inFeatures: hidden, outFeatures: width, bias: bias, rng: &rng)
+        first = Linear(inFeatures: hiddenSize, outFeatures: intermediateSize, bias: bias, rng: &rng)
+        up = kind == .swiglu ? Linear(inFeatures: hiddenSize, outFeatures: intermediateSize, rng: &rng) : nil
+        second = Linear(inFeatures: intermediateSize, outFeatures: hiddenSize, bias: bias, rng: &rng)
     }
 
     public func namedParameters() -> [(name: String, tensor: Tensor)] {
@@ -54,7 +54,7 @@ public final class FeedForward: Module {
     }
 
     /// Matmul FLOPs for `tokens` rows.
-    public func flops(tokens: Int) -> Int { 2 * tokens * width * hidden * (kind == .swiglu ? 3 : 2) }
+    public func flops(tokens: Int) -> Int { 2 * tokens * hiddenSize * intermediateSize * (kind == .swiglu ? 3 : 2) }
 
     /// x `[..., C]` → `[..., C]`.
     public func callAsFunction(_ x: Tensor) -> Tensor {

@@ -8,9 +8,9 @@ import SparseMoECore
 /// expert and matrix, weighted combine.
 public final class Experts: Module {
     public let kind: FeedForwardKind
-    public let count: Int
-    public let width: Int
-    public let hidden: Int
+    public let numExperts: Int
+    public let hiddenSize: Int
+    public let intermediateSize: Int
     public let w1: Tensor
     public let w3: Tensor?
     public let w2: Tensor
@@ -19,20 +19,20 @@ public final class Experts: Module {
     /// Schedule of the expert GEMMs (benchmarks override it).
     public var schedule: ExpertSchedule = .auto
 
-    public init(kind: FeedForwardKind, count: Int, width: Int, hidden: Int, rng: inout RandomGenerator) throws {
-        guard count >= 1 else { throw SparseMoEError.invalidConfig(field: "num_experts", message: "must be ≥ 1, got \(count)") }
-        guard width >= 1 else { throw SparseMoEError.invalidConfig(field: "hidden_size", message: "must be ≥ 1, got \(width)") }
-        guard hidden >= 1 else { throw SparseMoEError.invalidConfig(field: "moe_intermediate_size", message: "must be ≥ 1, got \(hidden)") }
+    public init(kind: FeedForwardKind, numExperts: Int, hiddenSize: Int, intermediateSize: Int, rng: inout RandomGenerator) throws {
+        guard numExperts >= 1 else { throw SparseMoEError.invalidConfig(field: "num_experts", message: "must be ≥ 1, got \(numExperts)") }
+        guard hiddenSize >= 1 else { throw SparseMoEError.invalidConfig(field: "hidden_size", message: "must be ≥ 1, got \(hiddenSize)") }
+        guard intermediateSize >= 1 else { throw SparseMoEError.invalidConfig(field: "moe_intermediate_size", message: "must be ≥ 1, got \(intermediateSize)") }
         self.kind = kind
-        self.count = count
-        self.width = width
-        self.hidden = hidden
-        let s1 = 1 / Float(width).squareRoot(), s2 = 1 / Float(hidden).squareRoot()
-        w1 = Tensor.truncatedNormal([count, hidden, width], std: s1, using: &rng, requiresGrad: true)
-        w3 = kind == .swiglu ? Tensor.truncatedNormal([count, hidden, width], std: s1, using: &rng, requiresGrad: true) : nil
-        w2 = Tensor.truncatedNormal([count, width, hidden], std: s2, using: &rng, requiresGrad: true)
-        b1 = kind == .swiglu ? nil : Tensor(zeros: [count, hidden], requiresGrad: true)
-        b2 = kind == .swiglu ? nil : Tensor(zeros: [count, width], requiresGrad: true)
+        self.numExperts = numExperts
+        self.hiddenSize = hiddenSize
+        self.intermediateSize = intermediateSize
+        let s1 = 1 / Float(hiddenSize).squareRoot(), s2 = 1 / Float(intermediateSize).squareRoot()
+        w1 = Tensor.truncatedNormal([numExperts, intermediateSize, hiddenSize], std: s1, using: &rng, requiresGrad: true)
+        w3 = kind == .swiglu ? Tensor.truncatedNormal([numExperts, intermediateSize, hiddenSize], std: s1, using: &rng, requiresGrad: true) : nil
+        w2 = Tensor.truncatedNormal([numExperts, hiddenSize, intermediateSize], std: s2, using: &rng, requiresGrad: true)
+        b1 = kind == .swiglu ? nil : Tensor(zeros: [numExperts, intermediateSize], requiresGrad: true)
+        b2 = kind == .swiglu ? nil : Tensor(zeros: [numExperts, hiddenSize], requiresGrad: true)
     }
 
     public func namedParameters() -> [(name: String, tensor: Tensor)] {
@@ -41,7 +41,7 @@ public final class Experts: Module {
     }
 
     /// Parameters of one expert.
-    public var parametersPerExpert: Int { width * hidden * (kind == .swiglu ? 3 : 2) + (kind == .swiglu ? 0 : hidden + width) }
+    public var parametersPerExpert: Int { hiddenSize * intermediateSize * (kind == .swiglu ? 3 : 2) + (kind == .swiglu ? 0 : intermediateSize + hiddenSize) }
 
     /// y[t] = Σ_s gates[t,s] · FFN_{experts[t,s]}(x[t]); x `[T, C]`.
     public func callAsFunction(_ x: Tensor, routing: Routing) throws -> (output: Tensor, stats: RoutedExpertsStats) {

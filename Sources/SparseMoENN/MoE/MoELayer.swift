@@ -61,17 +61,17 @@ public final class MoELayer: Module {
 
     public init(router: any Router, experts: Experts, shared: FeedForward? = nil,
                 sharedGating: SharedExpertGating = .none, losses: MoELossConfig, rng: inout RandomGenerator) throws {
-        guard router.numExperts == experts.count else {
-            throw SparseMoEError.invalidConfig(field: "num_experts", message: "router has \(router.numExperts) experts but the expert bank has \(experts.count)")
+        guard router.numExperts == experts.numExperts else {
+            throw SparseMoEError.invalidConfig(field: "num_experts", message: "router has \(router.numExperts) experts but the expert bank has \(experts.numExperts)")
         }
-        if let s = shared, s.width != experts.width {
-            throw SparseMoEError.invalidConfig(field: "hidden_size", message: "shared expert width \(s.width) differs from expert width \(experts.width)")
+        if let s = shared, s.hiddenSize != experts.hiddenSize {
+            throw SparseMoEError.invalidConfig(field: "hidden_size", message: "shared expert hidden_size \(s.hiddenSize) differs from the experts' hidden_size \(experts.hiddenSize)")
         }
         self.router = router
         self.experts = experts
         self.shared = shared
         self.sharedGate = shared != nil && sharedGating == .sigmoid
-            ? Linear(inFeatures: experts.width, outFeatures: 1, rng: &rng) : nil
+            ? Linear(inFeatures: experts.hiddenSize, outFeatures: 1, rng: &rng) : nil
         self.losses = losses
     }
 
@@ -83,7 +83,7 @@ public final class MoELayer: Module {
     }
 
     public func callAsFunction(_ x: Tensor, context: inout RoutingContext) throws -> MoEOutput {
-        let c = experts.width
+        let c = experts.hiddenSize
         guard x.rank >= 1, x.shape[x.rank - 1] == c else {
             throw SparseMoEError.shapeMismatch(op: "MoELayer", message: "input \(x.shape) must end in hidden_size = \(c)")
         }

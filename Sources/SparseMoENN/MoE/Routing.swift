@@ -61,8 +61,8 @@ public struct RoutingContext {
 public protocol Router: Module {
     /// Number of experts E.
     var numExperts: Int { get }
-    /// Slots per token K in the returned `Routing`.
-    var slotsPerToken: Int { get }
+    /// Slots per token K in the returned `Routing` (E for expert-choice routing).
+    var topK: Int { get }
     func route(_ x: Tensor, context: inout RoutingContext) throws -> Routing
     /// Whether `Routing.probs` rows are distributions over the experts (softmax), so that
     /// their entropy means something; false for independent σ scores. Default true.
@@ -101,8 +101,8 @@ public struct CapacityLimit: Codable, Sendable, Equatable {
         self.policy = policy
     }
 
-    /// Assignments each expert may take for `tokens` tokens with `k` slots and `experts` experts.
-    public func capacity(tokens: Int, k: Int, experts: Int) -> Int {
-        max(minimum, Int((factor * Double(tokens * k) / Double(experts)).rounded(.up)))
+    /// Assignments each expert may take for `tokens` tokens with `topK` slots and `numExperts` experts.
+    public func capacity(tokens: Int, topK: Int, numExperts: Int) -> Int {
+        max(minimum, Int((factor * Double(tokens * topK) / Double(numExperts)).rounded(.up)))
     }
 }

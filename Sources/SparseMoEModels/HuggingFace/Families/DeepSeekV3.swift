@@ -157,7 +157,7 @@ public struct DeepSeekV3Config: HuggingFaceFamily {
         c.moe!.topkGroup = topKGroup
         c.moe!.routedScalingFactor = Float(routedScalingFactor)
         c.moe!.sharedExperts = numSharedExperts
-        c.moe!.sharedExpertHidden = numSharedExperts * moeIntermediateSize
+        c.moe!.sharedExpertIntermediateSize = numSharedExperts * moeIntermediateSize
         c.moe!.sharedGating = .none
         c.moe!.firstDense = firstKDenseReplace
         c.moe!.sequenceLevelAuxLoss = true
@@ -178,8 +178,8 @@ public struct DeepSeekV3Config: HuggingFaceFamily {
         guard let l = config.latentAttention else { throw x.refuse("latent_attention", "grouped-query attention (DeepSeek-V3 uses MLA)") }
         guard m.sharedGating == .none else { throw x.refuse("moe.shared_expert_gating", "gated shared experts") }
         if m.sharedExperts > 0 {
-            guard m.sharedExpertHidden == m.sharedExperts * m.expertHidden else {
-                throw x.refuse("moe.shared_expert_intermediate_size", "\(m.sharedExpertHidden) ≠ shared_experts × expert width = \(m.sharedExperts * m.expertHidden)")
+            guard m.sharedExpertIntermediateSize == m.sharedExperts * m.expertIntermediateSize else {
+                throw x.refuse("moe.shared_expert_intermediate_size", "\(m.sharedExpertIntermediateSize) ≠ shared_experts × expert width = \(m.sharedExperts * m.expertIntermediateSize)")
             }
         }
         let sparse = x.sparseLayers
@@ -191,7 +191,7 @@ public struct DeepSeekV3Config: HuggingFaceFamily {
         common = HFCommonConfig(exporting: config, moe: m, as: Self.self)
         common.numKeyValueHeads = config.numHeads
         common.headDim = l.qkRopeHeadDim
-        moeIntermediateSize = m.expertHidden
+        moeIntermediateSize = m.expertIntermediateSize
         numSharedExperts = m.sharedExperts
         normTopKProb = m.normalizeTopK
         firstKDenseReplace = firstK

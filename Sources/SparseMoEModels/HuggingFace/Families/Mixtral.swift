@@ -66,7 +66,7 @@ public struct MixtralConfig: HuggingFaceFamily {
         guard x.moe.normalizeTopK else { throw x.refuse("moe.norm_topk_prob", "false (Mixtral always renormalises)") }
         try x.requireEveryLayerSparse()
         common = HFCommonConfig(exporting: config, moe: x.moe, as: Self.self)
-        common.intermediateSize = x.moe.expertHidden
+        common.intermediateSize = x.moe.expertIntermediateSize
         slidingWindow = nil
         routerJitterNoise = HFCommonConfig.decimal(x.moe.jitter)
     }

@@ -68,7 +68,7 @@ public struct OLMoEConfig: HuggingFaceFamily {
         try x.requireNoSharedExperts()
         try x.requireEveryLayerSparse()
         common = HFCommonConfig(exporting: config, moe: x.moe, as: Self.self)
-        common.intermediateSize = x.moe.expertHidden
+        common.intermediateSize = x.moe.expertIntermediateSize
         normTopKProb = x.moe.normalizeTopK
         attentionBias = false
         clipQKV = nil

@@ -52,7 +52,7 @@ public struct Qwen2MoEConfig: HuggingFaceFamily {
         c.attentionBias = qkvBias
         qwen.apply(to: &c.moe!, numLayers: common.numHiddenLayers)
         c.moe!.sharedExperts = 1
-        c.moe!.sharedExpertHidden = sharedExpertIntermediateSize
+        c.moe!.sharedExpertIntermediateSize = sharedExpertIntermediateSize
         c.moe!.sharedGating = .sigmoid
         return try finishing(c)
     }
@@ -74,7 +74,7 @@ public struct Qwen2MoEConfig: HuggingFaceFamily {
         }
         common = HFCommonConfig(exporting: config, moe: x.moe, as: Self.self)
         qwen = QwenMoEFields(exporting: x)
-        sharedExpertIntermediateSize = x.moe.sharedExpertHidden
+        sharedExpertIntermediateSize = x.moe.sharedExpertIntermediateSize
         qkvBias = config.attentionBias
     }
 }
@@ -119,7 +119,7 @@ public struct QwenMoEFields: Sendable, Equatable {
     /// other dense layers on the step as `mlp_only_layers`.
     init(exporting x: HFExportCheck) {
         let sparse = x.sparseLayers
-        moeIntermediateSize = x.moe.expertHidden
+        moeIntermediateSize = x.moe.expertIntermediateSize
         normTopKProb = x.moe.normalizeTopK
         decoderSparseStep = x.moe.every
         mlpOnlyLayers = (0..<x.config.numLayers).filter { !sparse[$0] && ($0 + 1) % x.moe.every == 0 }

@@ -13,17 +13,17 @@ public final class ExpertChoiceRouter: Router {
     /// `[E, C]`, checkpoint name `weight`.
     public let weight: Tensor
 
-    public var slotsPerToken: Int { numExperts }
+    public var topK: Int { numExperts }
 
-    public init(width: Int, experts: Int, capacityFactor: Double = 1, rng: inout RandomGenerator) throws {
-        try RouterConfigCheck.experts(experts)
-        try RouterConfigCheck.width(width)
+    public init(hiddenSize: Int, numExperts: Int, capacityFactor: Double = 1, rng: inout RandomGenerator) throws {
+        try RouterConfigCheck.numExperts(numExperts)
+        try RouterConfigCheck.hiddenSize(hiddenSize)
         guard capacityFactor > 0, capacityFactor.isFinite else {
             throw SparseMoEError.invalidConfig(field: "capacity_factor", message: "must be > 0, got \(capacityFactor)")
         }
-        self.numExperts = experts
+        self.numExperts = numExperts
         self.capacityFactor = capacityFactor
-        self.weight = initRouterWeight(experts: experts, width: width, std: nil, rng: &rng)
+        self.weight = initRouterWeight(numExperts: numExperts, hiddenSize: hiddenSize, std: nil, rng: &rng)
     }
 
     public func namedParameters() -> [(name: String, tensor: Tensor)] { [("weight", weight)] }
@@ -34,7 +34,7 @@ public final class ExpertChoiceRouter: Router {
     }
 
     public func route(_ x: Tensor, context: inout RoutingContext) throws -> Routing {
-        try RouterConfigCheck.input(x, width: weight.shape[1], router: "ExpertChoiceRouter")
+        try RouterConfigCheck.input(x, hiddenSize: weight.shape[1], router: "ExpertChoiceRouter")
         let logits = matmul(x, weight, transposeB: true)
         let probs = softmax(logits)
         let (indices, weights) = expertChoice(probs, capacity: capacity(tokens: x.shape[0]))

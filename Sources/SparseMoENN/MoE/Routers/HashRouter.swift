@@ -9,11 +9,11 @@ public final class HashRouter: Router {
     public let numExperts: Int
     public let seed: UInt64
 
-    public var slotsPerToken: Int { 1 }
+    public var topK: Int { 1 }
 
-    public init(experts: Int, seed: UInt64 = 0) throws {
-        try RouterConfigCheck.experts(experts)
-        self.numExperts = experts
+    public init(numExperts: Int, seed: UInt64 = 0) throws {
+        try RouterConfigCheck.numExperts(numExperts)
+        self.numExperts = numExperts
         self.seed = seed
     }
 

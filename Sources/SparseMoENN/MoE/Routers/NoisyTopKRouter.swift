@@ -8,28 +8,27 @@ import SparseMoECore
 /// learned: gradients reach W_noise through the softplus.
 public final class NoisyTopKRouter: Router {
     public let numExperts: Int
-    public let k: Int
+    public let topK: Int
     /// `[E, C]`, checkpoint names `weight` and `noise_weight`.
     public let weight: Tensor
     public let noiseWeight: Tensor
 
-    public var slotsPerToken: Int { k }
 
-    public init(width: Int, experts: Int, k: Int, rng: inout RandomGenerator) throws {
-        try RouterConfigCheck.experts(experts)
-        try RouterConfigCheck.topK(k, experts: experts)
-        try RouterConfigCheck.width(width)
-        self.numExperts = experts
-        self.k = k
-        self.weight = initRouterWeight(experts: experts, width: width, std: nil, rng: &rng)
+    public init(hiddenSize: Int, numExperts: Int, topK: Int, rng: inout RandomGenerator) throws {
+        try RouterConfigCheck.numExperts(numExperts)
+        try RouterConfigCheck.topK(topK, numExperts: numExperts)
+        try RouterConfigCheck.hiddenSize(hiddenSize)
+        self.numExperts = numExperts
+        self.topK = topK
+        self.weight = initRouterWeight(numExperts: numExperts, hiddenSize: hiddenSize, std: nil, rng: &rng)
         // Zero noise weights: softplus(0) = log 2, a moderate initial noise scale.
-        self.noiseWeight = Tensor(zeros: [experts, width], requiresGrad: true)
+        self.noiseWeight = Tensor(zeros: [numExperts, hiddenSize], requiresGrad: true)
     }
 
     public func namedParameters() -> [(name: String, tensor: Tensor)] { [("weight", weight), ("noise_weight", noiseWeight)] }
 
     public func route(_ x: Tensor, context: inout RoutingContext) throws -> Routing {
-        try RouterConfigCheck.input(x, width: weight.shape[1], router: "NoisyTopKRouter")
+        try RouterConfigCheck.input(x, hiddenSize: weight.shape[1], router: "NoisyTopKRouter")
         let clean = matmul(x, weight, transposeB: true)
         var logits = clean
         if context.training {
@@ -37,7 +36,7 @@ public final class NoisyTopKRouter: Router {
             let noise = Tensor.normal(clean.shape, using: &context.rng)
             logits = noisyLogits(clean: clean, rawStd: rawStd, noise: noise)
         }
-        let sel = softmaxTopK(logits, k: k, renormalize: true)
+        let sel = softmaxTopK(logits, topK: topK, renormalize: true)
         return Routing(experts: sel.indices, gates: sel.weights, probs: sel.probs, logits: logits)
     }
 }

@@ -12,7 +12,7 @@ import SparseMoECore
 /// the previous update. Overloaded experts become less likely to be chosen.
 public final class SigmoidBiasRouter: Router {
     public let numExperts: Int
-    public let k: Int
+    public let topK: Int
     public let nGroup: Int
     public let topkGroup: Int
     public let normalize: Bool
@@ -24,36 +24,35 @@ public final class SigmoidBiasRouter: Router {
     /// Assignments per expert since the last bias update.
     public private(set) var pendingLoad: [Int]
 
-    public var slotsPerToken: Int { k }
     /// σ scores are independent per expert, not a distribution.
     public var probabilitiesAreDistribution: Bool { false }
 
-    public init(width: Int, experts: Int, k: Int, nGroup: Int = 1, topkGroup: Int = 1, normalize: Bool = true,
+    public init(hiddenSize: Int, numExperts: Int, topK: Int, nGroup: Int = 1, topkGroup: Int = 1, normalize: Bool = true,
                 routedScalingFactor: Float = 1, rng: inout RandomGenerator) throws {
-        try RouterConfigCheck.experts(experts)
-        try RouterConfigCheck.topK(k, experts: experts)
-        try RouterConfigCheck.width(width)
-        guard nGroup >= 1, experts % nGroup == 0 else {
-            throw SparseMoEError.invalidConfig(field: "n_group", message: "must divide num_experts (\(experts)), got \(nGroup)")
+        try RouterConfigCheck.numExperts(numExperts)
+        try RouterConfigCheck.topK(topK, numExperts: numExperts)
+        try RouterConfigCheck.hiddenSize(hiddenSize)
+        guard nGroup >= 1, numExperts % nGroup == 0 else {
+            throw SparseMoEError.invalidConfig(field: "n_group", message: "must divide num_experts (\(numExperts)), got \(nGroup)")
         }
         guard topkGroup >= 1, topkGroup <= nGroup else {
             throw SparseMoEError.invalidConfig(field: "topk_group", message: "must be in 1...n_group (\(nGroup)), got \(topkGroup)")
         }
-        guard k <= topkGroup * (experts / nGroup) else {
-            throw SparseMoEError.invalidConfig(field: "top_k", message: "must be ≤ topk_group × experts per group (\(topkGroup * (experts / nGroup))), got \(k)")
+        guard topK <= topkGroup * (numExperts / nGroup) else {
+            throw SparseMoEError.invalidConfig(field: "top_k", message: "must be ≤ topk_group × experts per group (\(topkGroup * (numExperts / nGroup))), got \(topK)")
         }
         guard routedScalingFactor > 0 else {
             throw SparseMoEError.invalidConfig(field: "routed_scaling_factor", message: "must be > 0, got \(routedScalingFactor)")
         }
-        self.numExperts = experts
-        self.k = k
+        self.numExperts = numExperts
+        self.topK = topK
         self.nGroup = nGroup
         self.topkGroup = topkGroup
         self.normalize = normalize
         self.routedScalingFactor = routedScalingFactor
-        self.weight = initRouterWeight(experts: experts, width: width, std: nil, rng: &rng)
-        self.bias = Tensor(zeros: [experts])
-        self.pendingLoad = [Int](repeating: 0, count: experts)
+        self.weight = initRouterWeight(numExperts: numExperts, hiddenSize: hiddenSize, std: nil, rng: &rng)
+        self.bias = Tensor(zeros: [numExperts])
+        self.pendingLoad = [Int](repeating: 0, count: numExperts)
     }
 
     public func namedParameters() -> [(name: String, tensor: Tensor)] {
@@ -61,9 +60,9 @@ public final class SigmoidBiasRouter: Router {
     }
 
     public func route(_ x: Tensor, context: inout RoutingContext) throws -> Routing {
-        try RouterConfigCheck.input(x, width: weight.shape[1], router: "SigmoidBiasRouter")
+        try RouterConfigCheck.input(x, hiddenSize: weight.shape[1], router: "SigmoidBiasRouter")
         let logits = matmul(x, weight, transposeB: true)
-        let sel = sigmoidTopK(logits, bias: bias, k: k, nGroup: nGroup, topkGroup: topkGroup,
+        let sel = sigmoidTopK(logits, bias: bias, topK: topK, nGroup: nGroup, topkGroup: topkGroup,
                                   normalize: normalize, scaling: routedScalingFactor)
         if context.training {
             let idx = sel.indices.int32s

@@ -8,7 +8,7 @@ import SparseMoECore
 /// jitter x ⊙ U(1−ε, 1+ε) on the router input during training.
 public final class TopKRouter: Router {
     public let numExperts: Int
-    public let k: Int
+    public let topK: Int
     public let renormalize: Bool
     public var capacity: CapacityLimit?
     /// Switch jitter ε (0 = off); applied in training only.
@@ -16,29 +16,28 @@ public final class TopKRouter: Router {
     /// `[E, C]`, checkpoint name `weight`.
     public let weight: Tensor
 
-    public var slotsPerToken: Int { k }
 
-    public init(width: Int, experts: Int, k: Int, renormalize: Bool = true, capacity: CapacityLimit? = nil,
+    public init(hiddenSize: Int, numExperts: Int, topK: Int, renormalize: Bool = true, capacity: CapacityLimit? = nil,
                 jitter: Float = 0, initStd: Float? = nil, rng: inout RandomGenerator) throws {
-        try RouterConfigCheck.experts(experts)
-        try RouterConfigCheck.topK(k, experts: experts)
-        try RouterConfigCheck.width(width)
+        try RouterConfigCheck.numExperts(numExperts)
+        try RouterConfigCheck.topK(topK, numExperts: numExperts)
+        try RouterConfigCheck.hiddenSize(hiddenSize)
         guard jitter >= 0 && jitter < 1 else {
             throw SparseMoEError.invalidConfig(field: "router_jitter_noise", message: "must be in [0, 1), got \(jitter)")
         }
-        self.numExperts = experts
-        self.k = k
+        self.numExperts = numExperts
+        self.topK = topK
         self.renormalize = renormalize
         self.capacity = capacity
         self.jitter = jitter
-        self.weight = initRouterWeight(experts: experts, width: width, std: initStd, rng: &rng)
+        self.weight = initRouterWeight(numExperts: numExperts, hiddenSize: hiddenSize, std: initStd, rng: &rng)
     }
 
     /// Switch Transformer router: top-1 with a capacity factor and token dropping.
-    public static func switchTop1(width: Int, experts: Int, capacityFactor: Double = 1.25, minimumCapacity: Int = 1,
+    public static func switchTop1(hiddenSize: Int, numExperts: Int, capacityFactor: Double = 1.25, minimumCapacity: Int = 1,
                                   policy: DropPolicy = .position, jitter: Float = 0,
                                   rng: inout RandomGenerator) throws -> TopKRouter {
-        try TopKRouter(width: width, experts: experts, k: 1, renormalize: false,
+        try TopKRouter(hiddenSize: hiddenSize, numExperts: numExperts, topK: 1, renormalize: false,
                        capacity: CapacityLimit(factor: capacityFactor, minimum: minimumCapacity, policy: policy),
                        jitter: jitter, rng: &rng)
     }
@@ -46,18 +45,18 @@ public final class TopKRouter: Router {
     public func namedParameters() -> [(name: String, tensor: Tensor)] { [("weight", weight)] }
 
     public func route(_ x: Tensor, context: inout RoutingContext) throws -> Routing {
-        try RouterConfigCheck.input(x, width: weight.shape[1], router: "TopKRouter")
+        try RouterConfigCheck.input(x, hiddenSize: weight.shape[1], router: "TopKRouter")
         var input = x
         if context.training && jitter > 0 {
             input = try applyJitter(x, epsilon: jitter, rng: &context.rng)
         }
         let logits = matmul(input, weight, transposeB: true)
-        let sel = softmaxTopK(logits, k: k, renormalize: renormalize)
+        let sel = softmaxTopK(logits, topK: topK, renormalize: renormalize)
         var experts = sel.indices, dropped = 0
         if let cap = capacity {
             let t = x.shape[0]
-            (experts, dropped) = applyCapacity(indices: sel.indices, weights: sel.weights, experts: numExperts,
-                                                   capacity: cap.capacity(tokens: t, k: k, experts: numExperts),
+            (experts, dropped) = applyCapacity(indices: sel.indices, weights: sel.weights, numExperts: numExperts,
+                                                   capacity: cap.capacity(tokens: t, topK: topK, numExperts: numExperts),
                                                    policy: cap.policy)
         }
         return Routing(experts: experts, gates: sel.weights, selected: sel.indices, probs: sel.probs,

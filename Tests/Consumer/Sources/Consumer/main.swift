@@ -2,8 +2,8 @@
 import SparseMoE
 
 var rng = RandomGenerator(seed: 7)
-let router = try TopKRouter(width: 16, experts: 4, k: 2, rng: &rng)
-let experts = try Experts(kind: .swiglu, count: 4, width: 16, hidden: 32, rng: &rng)
+let router = try TopKRouter(hiddenSize: 16, numExperts: 4, topK: 2, rng: &rng)
+let experts = try Experts(kind: .swiglu, numExperts: 4, hiddenSize: 16, intermediateSize: 32, rng: &rng)
 let moe = try MoELayer(router: router, experts: experts, losses: try MoELossConfig(balanceCoefficient: 0.01), rng: &rng)
 let x = Tensor.normal([8, 16], using: &rng)
 var context = RoutingContext(training: false, rng: rng)
