@@ -22,3 +22,18 @@ int moe_threads_current(void) {
 int moe_get_num_threads(void) { return moe_threads_current(); }
 
 int moe_available_threads(void) { return omp_get_num_procs(); }
+
+void moe_threads_park(void) {
+    if (omp_in_parallel()) return;
+    /* OpenMP: one empty region with a block time of 0, so that every worker goes to sleep
+     * as soon as it is done; the block time is restored for the regions that follow. */
+    const int blocktime = kmp_get_blocktime();
+    kmp_set_blocktime(0);
+#pragma omp parallel num_threads(moe_threads_current())
+    {
+    }
+    kmp_set_blocktime(blocktime);
+    /* OpenBLAS: its workers spin (sched_yield) for 2^28 cycles after each threaded call and
+     * cannot be told to sleep; end them instead. */
+    if (blas_thread_shutdown_) blas_thread_shutdown_();
+}

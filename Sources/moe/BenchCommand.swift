@@ -65,6 +65,9 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("thread-sweeps"),
             help: "Run the threads sweep this many times, spread over time, and report medians over all of them.")
     var threadSweeps: Int = 1
+    @Flag(name: .customLong("no-park"),
+          help: "Do not park worker threads before each timed run (to see what their spinning does).")
+    var noPark = false
     @Flag(help: "Also time training steps of the tiny-moe model (tokens/s, MFU).") var train = false
     @Option(name: .customLong("train-steps"), help: "Timed training steps with --train.") var trainSteps: Int = 20
     @Flag(name: .customLong("skip-dense-total"), help: "Skip the dense FFN with the same total parameters (the slowest part).")
@@ -109,12 +112,16 @@ struct Bench: ParsableCommand {
         var results: [ExpertBenchmarkResult] = []
         var options = ExpertBenchmarkOptions()
         options.runs = runs; options.warmup = warmup; options.denseTotal = !skipDenseTotal
+        options.parkThreads = !noPark
         for w in selected {
             let r = try ExpertBenchmark.run(w, options: options, progress: progress)
             results.append(r)
             try emit(r)
         }
-        if !json && !results.isEmpty { printWorkloadTables(results) }
+        if !json && !results.isEmpty {
+            printWorkloadTables(results)
+            printWarnings(results)
+        }
         if let d = outDir, !results.isEmpty {
             try BenchmarkCharts.writeWorkloads(results, reference: reference, to: d)
         }
@@ -183,6 +190,14 @@ struct Bench: ParsableCommand {
                   + pad(pair(r.denseTotalForwardMS, r.denseTotalForwardBackwardMS), 19)
                   + f(r.denseTotalForwardBackwardMS.map { $0 / moe.1 }, 14, 1))
         }
+    }
+
+    func printWarnings(_ rs: [ExpertBenchmarkResult]) {
+        let lines = rs.flatMap { r in (r.warnings ?? []).map { "  \(r.workload): \($0)" } }
+        guard !lines.isEmpty else { return }
+        print(String(format: "\nwarning: spread ((max − min) / median of the runs) above %.0f%%; the machine was not quiet or "
+                     + "the run count is too low, read these with care:", 100 * ExpertBenchmark.spreadWarningThreshold))
+        lines.forEach { print($0) }
     }
 
     func printSweepTable(_ s: ExpertSweep, _ ps: [SweepPoint]) {
