@@ -25,13 +25,13 @@ int moe_available_threads(void) { return omp_get_num_procs(); }
 
 void moe_threads_park(void) {
     if (omp_in_parallel()) return;
-    /* OpenMP: one empty region with a block time of 0, so that every worker goes to sleep
-     * as soon as it is done; the block time is restored for the regions that follow. */
+    /* OpenMP: one region in which every thread sets its own block time to 0, so that each
+     * worker goes to sleep as soon as the region ends (the block time is a per-thread setting:
+     * set on the calling thread alone it did not stop the spinning worker here, libomp 14).
+     * The next region copies the caller's block time, restored here, to the workers again. */
     const int blocktime = kmp_get_blocktime();
-    kmp_set_blocktime(0);
 #pragma omp parallel num_threads(moe_threads_current())
-    {
-    }
+    kmp_set_blocktime(0);
     kmp_set_blocktime(blocktime);
     /* OpenBLAS: its workers spin (sched_yield) for 2^28 cycles after each threaded call and
      * cannot be told to sleep; end them instead. */

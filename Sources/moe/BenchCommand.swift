@@ -39,6 +39,17 @@ struct Bench: ParsableCommand {
         forward+backward ≥ 0.8); ×dense = op ÷ dense sgemm; paired = median
         of the per-round ratios of times measured back to back.
 
+        Stable numbers: before every timed run the worker threads are parked
+        (put to sleep, untimed). OpenMP's workers spin 200 ms after each
+        parallel region and OpenBLAS's own threads (used by the roofline and
+        dense references) about 0.1 s after each call; on a machine with as
+        many cores as threads, a worker still spinning takes a core from the
+        next run. --no-park skips this, to see the difference. --json lists
+        every run of every measurement ("measurements": runs_ms, context
+        switches, minor page faults, other threads busy at the start); a
+        measurement whose spread (max − min) / median exceeds 10 % gets a
+        warning.
+
         Sweeps (--sweep): experts (E = 1…128 at fixed active FLOPs,
         K·F = 1024), topk (1…8), tokens (256…8192), threads (1 vs --threads:
         speedup and efficiency; --thread-sweeps N repeats it and reports
