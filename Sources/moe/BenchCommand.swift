@@ -67,7 +67,7 @@ struct Bench: ParsableCommand {
 
     @Option(help: "Workload name or 'all'.") var workload: String = "all"
     @Option(help: "Threads for kernels and BLAS (default: SPARSEMOE_NUM_THREADS or all cores).") var threads: Int?
-    @Option(help: "Timed runs per measurement (median reported).") var runs: Int = 5
+    @Option(help: "Timed runs per measurement (median reported).") var runs: Int = 9
     @Option(help: "Untimed warm-up runs.") var warmup: Int = 1
     @Flag(help: "One JSON object per workload (and sweep point) per line on stdout.") var json = false
     @Option(help: "Sweep: experts, topk, tokens, threads or all (after the workloads; --workload none skips those).")

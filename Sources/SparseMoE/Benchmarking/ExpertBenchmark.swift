@@ -3,7 +3,7 @@ import Foundation
 /// How `ExpertBenchmark.run` measures.
 public struct ExpertBenchmarkOptions: Sendable {
     /// Timed runs per measurement (the median is reported).
-    public var runs = 5
+    public var runs = 9
     /// Untimed runs before timing (page faults, BLAS buffers, scratch pool).
     public var warmup = 1
     /// Also time the whole MoE layer (router + experts).
