@@ -6,23 +6,31 @@
 #   N        invocations (default 5)
 #   OUT_DIR  where the raw JSON lines go, one file per invocation (default: a new temp folder)
 # Example: scripts/bench-stability.sh 5 /tmp/stability --skip-dense-total
+#          scripts/bench-stability.sh --report /tmp/stability   # the tables again, from OUT_DIR/run*.jsonl
 # Run it on a quiet machine: anything else running (a build, another benchmark) shows up
 # as spread and as ratios that move.
 set -e
 n=5
 out=""
-case "${1:-}" in [0-9]*) n="$1"; shift ;; esac
-case "${1:-}" in "" | -*) ;; *) out="$1"; shift ;; esac
-[ -n "$out" ] || out="$(mktemp -d)"
-mkdir -p "$out"
-swift build -c release --product moe >/dev/null
-i=1
-while [ "$i" -le "$n" ]; do
-  echo "[bench-stability] invocation $i/$n at $(date -u +%H:%M:%S) UTC, load average $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)" >&2
-  .build/release/moe bench --workload all --json "$@" >"$out/run$i.jsonl" 2>"$out/run$i.log"
-  i=$((i + 1))
-done
-python3 - "$out" "$n" "$*" <<'PY'
+if [ "${1:-}" = "--report" ]; then
+  out="${2:?usage: scripts/bench-stability.sh --report OUT_DIR}"
+  n=$(ls "$out"/run*.jsonl | wc -l)
+  report="--report"
+  shift 2
+else
+  case "${1:-}" in [0-9]*) n="$1"; shift ;; esac
+  case "${1:-}" in "" | -*) ;; *) out="$1"; shift ;; esac
+  [ -n "$out" ] || out="$(mktemp -d)"
+  mkdir -p "$out"
+  swift build -c release --product moe >/dev/null
+  i=1
+  while [ "$i" -le "$n" ]; do
+    echo "[bench-stability] invocation $i/$n at $(date -u +%H:%M:%S) UTC, load average $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)" >&2
+    .build/release/moe bench --workload all --json "$@" >"$out/run$i.jsonl" 2>"$out/run$i.log"
+    i=$((i + 1))
+  done
+fi
+python3 - "$out" "$n" "${report:-}$*" <<'PY'
 import json, sys
 out, n, extra = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 rows = {}
@@ -34,8 +42,11 @@ for i in range(1, n + 1):
         r = json.loads(line)
         if "forward_vs_roofline" in r and "sweep" not in r:
             rows.setdefault(r["workload"], []).append(r)
-cmd = "moe bench --workload all --json" + (" " + extra if extra else "")
-print(f"{n} × `{cmd}`; raw lines: {out}/run*.jsonl")
+if extra == "--report":
+    print(f"{n} invocations of `moe bench --workload all --json` read from {out}/run*.jsonl")
+else:
+    cmd = "moe bench --workload all --json" + (" " + extra if extra else "")
+    print(f"{n} × `{cmd}`; raw lines: {out}/run*.jsonl")
 def table(title, key, fmt, note=""):
     print(f"\n{title}{note}")
     print(f"{'workload':<20}" + "".join(f"{'#' + str(i):>7}" for i in range(1, n + 1)) + f"{'min':>8}{'max':>7}{'max−min':>9}")
@@ -48,9 +59,8 @@ table("forward ×roofline (op GFLOP/s ÷ grouped-sgemm roofline GFLOP/s, medians
 table("forward + backward ×roofline", "forward_backward_vs_roofline", ratio)
 table("forward_spread ((max − min) / median of the op's timed runs)", "forward_spread", pct)
 table("forward_backward_spread", "forward_backward_spread", pct)
-warned = [(w, i + 1, x) for w, rs in rows.items() for i, r in enumerate(rs) for x in (r.get("warnings") or [])]
-if warned:
-    print(f"\n{len(warned)} spread warnings (> 10 %):")
-    for w, i, x in warned:
-        print(f"  #{i} {w}: {x}")
+print("\nspread warnings (> 10 %) per invocation, all measurements (op, references, variants)")
+print(f"{'workload':<20}" + "".join(f"{'#' + str(i):>7}" for i in range(1, n + 1)))
+for w, rs in rows.items():
+    print(f"{w:<20}" + "".join(f"{len(r.get('warnings') or []):>7}" for r in rs))
 PY

@@ -147,7 +147,7 @@ final class BenchmarkingTests: XCTestCase {
         let noisy = TimingSummary(runsMS: [100, 104, 101, 111, 100])     // 11 %
         let warnings = ExpertBenchmark.spreadWarnings([("forward", quiet), ("roofline_forward_parallel", noisy)])
         XCTAssertEqual(warnings.count, 1)
-        XCTAssertTrue(warnings[0].hasPrefix("roofline_forward_parallel spread 11%"), warnings[0])
+        XCTAssertTrue(warnings[0].hasPrefix("roofline_forward_parallel spread 11.0% > 10%"), warnings[0])
     }
 
     /// The per-run counters see what they claim to: page faults on first touch of fresh

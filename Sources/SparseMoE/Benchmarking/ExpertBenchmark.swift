@@ -321,7 +321,7 @@ public enum ExpertBenchmark {
     static func spreadWarnings(_ measured: [(String, TimingSummary)]) -> [String] {
         measured.compactMap { name, t in
             guard t.spread > spreadWarningThreshold else { return nil }
-            return String(format: "%@ spread %.0f%% > %.0f%% (runs %.1f–%.1f ms, median %.1f)", name, 100 * t.spread,
+            return String(format: "%@ spread %.1f%% > %.0f%% (runs %.1f–%.1f ms, median %.1f)", name, 100 * t.spread,
                           100 * spreadWarningThreshold, t.minMS, t.runsMS.max() ?? .nan, t.medianMS)
         }
     }
