@@ -206,8 +206,8 @@ struct Bench: ParsableCommand {
     func printWarnings(_ rs: [ExpertBenchmarkResult]) {
         let lines = rs.flatMap { r in (r.warnings ?? []).map { "  \(r.workload): \($0)" } }
         guard !lines.isEmpty else { return }
-        print(String(format: "\nwarning: spread ((max − min) / median of the runs) above %.0f%%; the machine was not quiet or "
-                     + "the run count is too low, read these with care:", 100 * ExpertBenchmark.spreadWarningThreshold))
+        print(String(format: "\nwarning: spread ((max − min) / median of the runs) above %.0f%%: the machine\n"
+                     + "was not quiet or there were too few runs; read these with care:", 100 * ExpertBenchmark.spreadWarningThreshold))
         lines.forEach { print($0) }
     }
 
