@@ -13,10 +13,16 @@ int omp_get_num_threads(void);
 void omp_set_num_threads(int);
 int omp_get_num_procs(void);
 int omp_in_parallel(void);
+/* libomp extensions: how long (ms) a worker spins after a parallel region before it sleeps. */
+int kmp_get_blocktime(void);
+void kmp_set_blocktime(int);
 
 /* OpenBLAS thread control (pthread build). */
 void openblas_set_num_threads(int);
 int openblas_get_num_threads(void);
+/* Ends OpenBLAS's worker threads (pthread build; the next threaded call restarts them).
+ * Weak: absent from other OpenBLAS builds. */
+int blas_thread_shutdown_(void) __attribute__((weak));
 
 /* Current kernel thread count (moe_threads.c). */
 int moe_threads_current(void);

@@ -4,7 +4,7 @@ import SparseMoE
 /// How `ExpertBenchmark.run` measures.
 public struct ExpertBenchmarkOptions: Sendable {
     /// Timed runs per measurement (the median is reported).
-    public var runs = 5
+    public var runs = 9
     /// Untimed runs before timing (page faults, BLAS buffers, scratch pool).
     public var warmup = 1
     /// Also time the whole MoE layer (router + experts).
@@ -19,6 +19,10 @@ public struct ExpertBenchmarkOptions: Sendable {
     /// Timed runs of the same-total dense FFN (it costs E/K times the MoE).
     public var denseTotalRuns = 2
     public var seed: UInt64 = 1
+    /// Park the worker threads (`Threads.park()`) before every timed run, untimed, so that no
+    /// runtime's workers still spin from the previous run (see docs/benchmarks.md, "Stable
+    /// numbers"). Off only to show what that interference does.
+    public var parkThreads = true
 
     public init() {}
 }
@@ -93,6 +97,13 @@ public struct ExpertBenchmarkResult: Codable, Sendable {
     public var denseTotalForwardMS: Double?
     public var denseTotalForwardBackwardMS: Double?
 
+    /// Every interleaved measurement by name (`forward`, `forward_backward`,
+    /// `roofline_forward_sequential`, …): its runs in order with their context switches and
+    /// page faults.
+    public var measurements: [String: MeasurementRecord]?
+    /// Measurements whose spread exceeds `ExpertBenchmark.spreadWarningThreshold` (10 %).
+    public var warnings: [String]?
+
     public var forwardBackwardGFLOPSFresh: Double? {
         forwardBackwardFreshGradMS.map { usefulForwardGFLOP * 3e3 / $0 }
     }
@@ -122,6 +133,37 @@ public struct ExpertBenchmarkResult: Codable, Sendable {
         case forwardVsDense = "forward_vs_dense", forwardBackwardVsDense = "forward_backward_vs_dense"
         case denseActiveForwardMS = "dense_active_forward_ms", denseActiveForwardBackwardMS = "dense_active_forward_backward_ms"
         case denseTotalForwardMS = "dense_total_forward_ms", denseTotalForwardBackwardMS = "dense_total_forward_backward_ms"
+        case measurements, warnings
+    }
+}
+
+/// One measurement's timed runs, in order, with what the process did during each
+/// (`RunCounters`, getrusage of the whole process).
+public struct MeasurementRecord: Codable, Sendable, Equatable {
+    public var runsMS: [Double]
+    public var medianMS: Double
+    /// (max − min) / median.
+    public var spread: Double
+    public var voluntaryContextSwitches: [Int]
+    public var involuntaryContextSwitches: [Int]
+    public var minorFaults: [Int]
+    /// Other threads of the process already running when each run started.
+    public var busyThreadsAtStart: [Int]
+
+    public init(_ t: TimingSummary) {
+        runsMS = t.runsMS
+        medianMS = t.medianMS
+        spread = t.spread
+        voluntaryContextSwitches = t.counters.map(\.voluntaryContextSwitches)
+        involuntaryContextSwitches = t.counters.map(\.involuntaryContextSwitches)
+        minorFaults = t.counters.map(\.minorFaults)
+        busyThreadsAtStart = t.counters.map(\.busyThreadsAtStart)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case runsMS = "runs_ms", medianMS = "median_ms", spread
+        case voluntaryContextSwitches = "voluntary_ctxt", involuntaryContextSwitches = "involuntary_ctxt"
+        case minorFaults = "minor_faults", busyThreadsAtStart = "busy_threads_at_start"
     }
 }
 
@@ -150,7 +192,7 @@ public enum ExpertBenchmark {
             Probe { dense.run() },
         ]
         if o.layer { fwd.append(Probe { try harness.layerForward() }) }
-        let f0 = try interleaved(fwd, warmup: o.warmup, runs: o.runs)
+        let f0 = try interleaved(fwd, warmup: o.warmup, runs: o.runs, park: o.parkThreads)
 
         progress("\(w.name): forward + backward")
         var fb: [Probe] = [
@@ -161,7 +203,7 @@ public enum ExpertBenchmark {
         ]
         if o.layer { fb.append(Probe(setup: harness.zeroGradsInPlace) { try harness.layerForwardBackward() }) }
         if o.freshGradients { fb.append(Probe(setup: harness.dropGrads) { try harness.opForwardBackward(balanced: false) }) }
-        let b0 = try interleaved(fb, warmup: o.warmup, runs: o.runs)
+        let b0 = try interleaved(fb, warmup: o.warmup, runs: o.runs, park: o.parkThreads)
 
         let useful = w.usefulForwardFLOPs, usefulFB = w.usefulForwardBackwardFLOPs
         let roofF = roof.flops(backward: false), roofFB = roof.flops(backward: true)
@@ -195,6 +237,17 @@ public enum ExpertBenchmark {
             balancedForwardVsRoofline: gflops(useful, ms: f0[1].medianMS) / roofFwd,
             balancedForwardBackwardVsRoofline: gflops(usefulFB, ms: b0[1].medianMS) / roofFb,
             forwardVsDense: opF / denseG, forwardBackwardVsDense: opFB / denseG)
+
+        var names = ["forward", "balanced_forward", "roofline_forward_sequential", "roofline_forward_parallel", "dense_sgemm"]
+        if o.layer { names.append("layer_forward") }
+        var measured = Array(zip(names, f0))
+        names = ["forward_backward", "balanced_forward_backward", "roofline_forward_backward_sequential",
+                 "roofline_forward_backward_parallel"]
+        if o.layer { names.append("layer_forward_backward") }
+        if o.freshGradients { names.append("forward_backward_fresh_grad") }
+        measured += zip(names, b0)
+        result.measurements = Dictionary(uniqueKeysWithValues: measured.map { ($0, MeasurementRecord($1)) })
+        result.warnings = spreadWarnings(measured)
 
         if o.denseActive {
             progress("\(w.name): dense FFN, same active parameters (hidden \(k * f))")
@@ -262,20 +315,30 @@ public enum ExpertBenchmark {
         }
     }
 
-    /// Runs the probes round-robin: warm-up rounds, then `runs` timed rounds.
-    static func interleaved(_ probes: [Probe], warmup: Int, runs: Int) throws -> [TimingSummary] {
-        var times = Array(repeating: [Double](), count: probes.count)
-        let clock = ContinuousClock()
+    /// Above this spread ((max − min) / median of the runs) a measurement gets a warning.
+    public static let spreadWarningThreshold = 0.10
+
+    /// One line per measurement whose spread exceeds `spreadWarningThreshold`, in order.
+    static func spreadWarnings(_ measured: [(String, TimingSummary)]) -> [String] {
+        measured.compactMap { name, t in
+            guard t.spread > spreadWarningThreshold else { return nil }
+            return String(format: "%@ spread %.1f%% > %.0f%% (runs %.1f–%.1f ms, median %.1f)", name, 100 * t.spread,
+                          100 * spreadWarningThreshold, t.minMS, t.runsMS.max() ?? .nan, t.medianMS)
+        }
+    }
+
+    /// Runs the probes round-robin: warm-up rounds, then `runs` timed rounds. `park`: park the
+    /// worker threads (`Threads.park()`) before every run, untimed.
+    static func interleaved(_ probes: [Probe], warmup: Int, runs: Int, park: Bool = true) throws -> [TimingSummary] {
+        var timers = Array(repeating: RunTimer(), count: probes.count)
         for round in 0..<(max(0, warmup) + max(1, runs)) {
             for (i, p) in probes.enumerated() {
                 try p.setup()
-                let start = clock.now
-                try p.body()
-                let ms = MachinePeak.seconds(clock.now - start) * 1e3
-                if round >= warmup { times[i].append(ms) }
+                if park { Threads.park() }
+                if round >= warmup { try timers[i].time(p.body) } else { try p.body() }
             }
         }
-        return times.map(TimingSummary.init(runsMS:))
+        return timers.map(\.summary)
     }
 }
 

@@ -58,7 +58,7 @@ public enum MachinePeak {
         return try achievedGFLOPS(flops: modelFLOPs, seconds: seconds) / peakGFLOPS
     }
 
-    static func seconds(_ d: Duration) -> Double {
+    package static func seconds(_ d: Duration) -> Double {
         let c = d.components
         return Double(c.seconds) + Double(c.attoseconds) * 1e-18
     }

@@ -49,6 +49,11 @@ public struct TrainingSummary: Codable, Sendable {
     public var valLoss: Double
     public var tokensPerSecond: Double
     public var seconds: Double
+    /// Median and 95th percentile of the time of one `Trainer.trainStep()` over the steps of
+    /// this run (linear interpolation, `percentileOf`), milliseconds; evaluations and
+    /// checkpoints not included. p95 / p50 says how evenly the steps ran.
+    public var stepMSP50: Double?
+    public var stepMSP95: Double?
     public var threads: Int
     public var totalParams: Int
     public var activeParams: Int
@@ -69,6 +74,7 @@ public struct TrainingSummary: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case model, ffn, data, objective, steps, threads, seconds, history
         case skippedSteps = "skipped_steps", trainLoss = "train_loss", valLoss = "val_loss"
+        case stepMSP50 = "step_ms_p50", stepMSP95 = "step_ms_p95"
         case tokensPerSecond = "tokens_per_second", totalParams = "total_params", activeParams = "active_params"
         case trainableParams = "trainable_params", forwardFlopsPerToken = "forward_flops_per_token"
         case trainingFlopsPerToken = "training_flops_per_token"
@@ -110,6 +116,8 @@ public final class TrainingRun {
     var bucketCount = 0
     let bucketSize: Int
     var skipped = 0
+    /// Wall time of every `trainStep()` of this run, milliseconds.
+    public private(set) var stepMS: [Double] = []
 
     /// Builds the run. Fails before any training on bad options, configs or data.
     /// `resume`: continue the checkpoint in `options.outputDirectory/checkpoints`.
@@ -180,7 +188,9 @@ public final class TrainingRun {
         var lastTrain = Double.nan, lastVal = Double.nan
         let c = config
         while trainer.step < c.steps {
+            let stepStart = clock.now
             let report = try trainer.trainStep()
+            stepMS.append(MachinePeak.seconds(clock.now - stepStart) * 1e3)
             tokens += report.tokens
             if report.skipped { skipped += 1 }
             record(report.routing)
@@ -274,7 +284,9 @@ public final class TrainingRun {
         return TrainingSummary(
             model: source, ffn: trainer.model.config.moe == nil ? "dense" : "moe",
             data: options.dataPath ?? "synthetic", objective: config.objective, steps: trainer.step, skippedSteps: skipped,
-            trainLoss: trainLoss, valLoss: valLoss, tokensPerSecond: tps, seconds: seconds, threads: Threads.count,
+            trainLoss: trainLoss, valLoss: valLoss, tokensPerSecond: tps, seconds: seconds,
+            stepMSP50: stepMS.isEmpty ? nil : percentileOf(stepMS, 0.5),
+            stepMSP95: stepMS.isEmpty ? nil : percentileOf(stepMS, 0.95), threads: Threads.count,
             totalParams: a.totalParams, activeParams: a.activeParams, trainableParams: trainer.trainableParameterCount,
             forwardFlopsPerToken: a.forwardFlopsPerToken, trainingFlopsPerToken: a.trainingFlopsPerToken,
             denseSameActiveForwardFlopsPerToken: a.denseSameActive?.forwardFlopsPerToken,

@@ -41,6 +41,17 @@ struct Bench: ParsableCommand {
         forward+backward ≥ 0.8); ×dense = op ÷ dense sgemm; paired = median
         of the per-round ratios of times measured back to back.
 
+        Stable numbers: before every timed run the worker threads are parked
+        (put to sleep, untimed). OpenMP's workers spin 200 ms after each
+        parallel region and OpenBLAS's own threads (used by the roofline and
+        dense references) about 0.1 s after each call; on a machine with as
+        many cores as threads, a worker still spinning takes a core from the
+        next run. --no-park skips this, to see the difference. --json lists
+        every run of every measurement ("measurements": runs_ms, context
+        switches, minor page faults, other threads busy at the start); a
+        measurement whose spread (max − min) / median exceeds 10 % gets a
+        warning.
+
         Sweeps (--sweep): experts (E = 1…128 at fixed active FLOPs,
         K·F = 1024), topk (1…8), tokens (256…8192), threads (1 vs --threads:
         speedup and efficiency; --thread-sweeps N repeats it and reports
@@ -58,7 +69,7 @@ struct Bench: ParsableCommand {
 
     @Option(help: "Workload name or 'all'.") var workload: String = "all"
     @Option(help: "Threads for kernels and BLAS (default: SPARSEMOE_NUM_THREADS or all cores).") var threads: Int?
-    @Option(help: "Timed runs per measurement (median reported).") var runs: Int = 5
+    @Option(help: "Timed runs per measurement (median reported).") var runs: Int = 9
     @Option(help: "Untimed warm-up runs.") var warmup: Int = 1
     @Flag(help: "One JSON object per workload (and sweep point) per line on stdout.") var json = false
     @Option(help: "Sweep: experts, topk, tokens, threads or all (after the workloads; --workload none skips those).")
@@ -67,6 +78,9 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("thread-sweeps"),
             help: "Run the threads sweep this many times, spread over time, and report medians over all of them.")
     var threadSweeps: Int = 1
+    @Flag(name: .customLong("no-park"),
+          help: "Do not park worker threads before each timed run (to see what their spinning does).")
+    var noPark = false
     @Flag(help: "Also time training steps of the tiny-moe model (tokens/s, MFU).") var train = false
     @Option(name: .customLong("train-steps"), help: "Timed training steps with --train.") var trainSteps: Int = 20
     @Flag(name: .customLong("skip-dense-total"), help: "Skip the dense FFN with the same total parameters (the slowest part).")
@@ -111,12 +125,16 @@ struct Bench: ParsableCommand {
         var results: [ExpertBenchmarkResult] = []
         var options = ExpertBenchmarkOptions()
         options.runs = runs; options.warmup = warmup; options.denseTotal = !skipDenseTotal
+        options.parkThreads = !noPark
         for w in selected {
             let r = try ExpertBenchmark.run(w, options: options, progress: progress)
             results.append(r)
             try emit(r)
         }
-        if !json && !results.isEmpty { printWorkloadTables(results) }
+        if !json && !results.isEmpty {
+            printWorkloadTables(results)
+            printWarnings(results)
+        }
         if let d = outDir, !results.isEmpty {
             try BenchmarkCharts.writeWorkloads(results, reference: reference, to: d)
         }
@@ -185,6 +203,14 @@ struct Bench: ParsableCommand {
                   + pad(pair(r.denseTotalForwardMS, r.denseTotalForwardBackwardMS), 19)
                   + f(r.denseTotalForwardBackwardMS.map { $0 / moe.1 }, 14, 1))
         }
+    }
+
+    func printWarnings(_ rs: [ExpertBenchmarkResult]) {
+        let lines = rs.flatMap { r in (r.warnings ?? []).map { "  \(r.workload): \($0)" } }
+        guard !lines.isEmpty else { return }
+        print(String(format: "\nwarning: spread ((max − min) / median of the runs) above %.0f%%: the machine\n"
+                     + "was not quiet or there were too few runs; read these with care:", 100 * ExpertBenchmark.spreadWarningThreshold))
+        lines.forEach { print($0) }
     }
 
     func printSweepTable(_ s: ExpertSweep, _ ps: [SweepPoint]) {

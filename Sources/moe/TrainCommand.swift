@@ -130,6 +130,9 @@ struct Train: ParsableCommand {
         print(String(format: "train loss %.4f   validation loss %.4f   (%@ steps, %d skipped)", s.trainLoss, s.valLoss, grouped(s.steps), s.skippedSteps))
         print(String(format: "speed %@ tokens/s   time %@   %.1f GFLOP/s model FLOPs", grouped(Int(s.tokensPerSecond)), clock(s.seconds), s.achievedGFLOPS)
               + (s.peakGFLOPS.map { String(format: " = %.0f%% of the %.0f GFLOP/s sgemm peak", 100 * s.achievedGFLOPS / $0, $0) } ?? ""))
+        if let p50 = s.stepMSP50, let p95 = s.stepMSP95 {
+            print(String(format: "step time: median %.1f ms, p95 %.1f ms (p95 / median %.3f)", p50, p95, p95 / p50))
+        }
         print("parameters: \(grouped(s.totalParams)) total, \(grouped(s.activeParams)) active per token, \(grouped(s.trainableParams)) trained")
         var line = "forward FLOPs/token (seq \(run.config.sequenceLength)): \(humanCount(s.forwardFlopsPerToken))"
         if let d = s.denseSameActiveForwardFlopsPerToken {

@@ -111,6 +111,109 @@ final class BenchmarkingTests: XCTestCase {
         XCTAssertEqual(setups, 5)
     }
 
+    /// `percentileOf` against a naive reference that finds the two ranks around p·(n − 1) by
+    /// counting (no sort), on random samples with ties, and its fixed points.
+    func testPercentileMatchesNaiveReference() {
+        func naive(_ v: [Double], _ p: Double) -> Double {
+            // The value of 0-based rank r: the smallest x with more than r values ≤ x.
+            func rank(_ r: Int) -> Double { v.filter { x in v.filter { $0 <= x }.count > r }.min()! }
+            let pos = p * Double(v.count - 1), lo = Int(pos.rounded(.down))
+            let a = rank(lo), b = rank(min(lo + 1, v.count - 1))
+            return a + (pos - Double(lo)) * (b - a)
+        }
+        var rng = RandomGenerator(seed: 5)
+        for n in [1, 2, 3, 4, 7, 20, 100] {
+            let v = (0..<n).map { _ in Double(Int(rng.uniform() * 10)) + Double(rng.uniform()) * (n > 10 ? 0 : 1) }
+            for p in [0, 0.05, 0.25, 0.5, 0.9, 0.95, 0.99, 1] {
+                XCTAssertEqual(percentileOf(v, p), naive(v, p), accuracy: 1e-12, "n = \(n), p = \(p)")
+            }
+            XCTAssertEqual(percentileOf(v, 0.5), medianOf(v), accuracy: 1e-12)
+            XCTAssertEqual(percentileOf(v, 0), v.min()!)
+            XCTAssertEqual(percentileOf(v, 1), v.max()!)
+        }
+        // Hand-worked: ranks 0…4 of [10, 20, 30, 40, 50]; p95 sits at rank 3.8.
+        XCTAssertEqual(percentileOf([50, 10, 40, 20, 30], 0.95), 48, accuracy: 1e-12)
+        XCTAssertEqual(TimingSummary(runsMS: [50, 10, 40, 20, 30]).percentileMS(0.25), 20)
+        XCTAssertTrue(percentileOf([], 0.5).isNaN)
+    }
+
+    /// Spread = (max − min) / median, and a warning exactly for the measurements above 10 %.
+    func testSpreadAndWarnings() {
+        var rng = RandomGenerator(seed: 9)
+        for n in [1, 2, 5, 9] {
+            let v = (0..<n).map { _ in 50 + 10 * Double(rng.uniform()) }
+            let sorted = v.sorted()
+            let median = n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2
+            XCTAssertEqual(TimingSummary(runsMS: v).spread, (sorted.last! - sorted.first!) / median, accuracy: 1e-12)
+        }
+        let quiet = TimingSummary(runsMS: [100, 104, 101, 109.9, 100])   // 9.9 / 101 = 9.8 %
+        let noisy = TimingSummary(runsMS: [100, 104, 101, 111, 100])     // 11 / 101 = 10.9 %
+        let warnings = ExpertBenchmark.spreadWarnings([("forward", quiet), ("roofline_forward_parallel", noisy)])
+        XCTAssertEqual(warnings.count, 1)
+        XCTAssertTrue(warnings[0].hasPrefix("roofline_forward_parallel spread 10.9% > 10%"), warnings[0])
+    }
+
+    /// The per-run counters see what they claim to: page faults on first touch of fresh
+    /// memory, and a spinning thread of this process as busy.
+    func testRunCountersSeeFaultsAndBusyThreads() throws {
+        let bytes = 64 << 20
+        let before = RunCounters.now()
+        let p = try XCTUnwrap(mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+        defer { munmap(p, bytes) }
+        let pages = bytes / Int(sysconf(Int32(_SC_PAGESIZE)))
+        for i in stride(from: 0, to: bytes, by: 4096) { p.storeBytes(of: 1, toByteOffset: i, as: UInt8.self) }
+        let faults = RunCounters.delta(from: before, to: RunCounters.now(), busy: 0).minorFaults
+        // Transparent huge pages can serve 512 pages with one fault; at least one fault per 2 MiB.
+        XCTAssertGreaterThanOrEqual(faults, bytes >> 21, "first touch of \(pages) pages")
+
+        #if os(Linux)
+        // A thread that spins for 300 ms of wall-clock time.
+        var thread = pthread_t()
+        pthread_create(&thread, nil, { _ in
+            var start = timespec(), now = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &start)
+            repeat { clock_gettime(CLOCK_MONOTONIC, &now) } while (now.tv_sec - start.tv_sec) * 1_000_000_000 + (now.tv_nsec - start.tv_nsec) < 300_000_000
+            return nil
+        }, nil)
+        var seen = 0
+        for _ in 0..<100 where seen == 0 {
+            seen = RunCounters.busyOtherThreads()
+            usleep(1000)
+        }
+        pthread_join(thread, nil)
+        XCTAssertGreaterThanOrEqual(seen, 1, "a spinning thread is running")
+        #endif
+    }
+
+    /// `Threads.park()` puts the OpenMP workers to sleep well before libomp's 200 ms block
+    /// time would, and the OpenBLAS reference still computes the right product after its
+    /// threads were ended by it.
+    func testParkSleepsWorkersAndReferencesStillWork() throws {
+        try Threads.with(2) {
+            let n = 192
+            let a = randomTensor([n, n], seed: 1), b = randomTensor([n, n], seed: 2)
+            let ref = Tensor(zeros: [n, n])
+            moe_matmul_forward_naive(ref.floats, a.floats, b.floats, 1, Int64(n), Int64(n), Int64(n), 0, 0, 0, 0)
+            for _ in 0..<2 {
+                let out = Tensor(zeros: [n, n])
+                moe_bench_dense_sgemm(out.floats, a.floats, b.floats, Int64(n), Int64(n), Int64(n))
+                Threads.park()
+                assertClose(out.scalars, ref.scalars, atol: 1e-3, rtol: 1e-4, "dense sgemm around a park")
+            }
+            _ = try matmul(a, b) // an OpenMP region: its worker spins for the block time after it
+            Threads.park()
+            let clock = ContinuousClock(), start = clock.now
+            var busy = RunCounters.busyOtherThreads()
+            while busy > 0 && clock.now - start < .milliseconds(100) {
+                usleep(500)
+                busy = RunCounters.busyOtherThreads()
+            }
+            #if os(Linux)
+            XCTAssertEqual(busy, 0, "no worker still running 100 ms after park (libomp alone would spin 200 ms)")
+            #endif
+        }
+    }
+
     /// Repeated thread sweeps are reported as field-by-field medians of the per-sweep points.
     func testSweepPointMedian() {
         func point(_ v: Double) -> SweepPoint {

@@ -208,9 +208,13 @@ final class TrainingRunTests: XCTestCase {
             XCTAssertTrue(FileManager.default.fileExists(atPath: o.outputDirectory + "/" + file), file)
         }
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: o.outputDirectory + "/summary.json"))) as! [String: Any]
-        for key in ["val_loss", "train_loss", "tokens_per_second", "total_params", "active_params", "steps"] {
+        for key in ["val_loss", "train_loss", "tokens_per_second", "total_params", "active_params", "steps",
+                    "step_ms_p50", "step_ms_p95"] {
             XCTAssertNotNil(json[key], key)
         }
+        let p50 = try XCTUnwrap(json["step_ms_p50"] as? Double), p95 = try XCTUnwrap(json["step_ms_p95"] as? Double)
+        XCTAssertGreaterThan(p50, 0)
+        XCTAssertGreaterThanOrEqual(p95, p50)
         XCTAssertEqual(json["total_params"] as? Int, 3_479_680)
     }
 }

@@ -15,6 +15,16 @@ int moe_get_num_threads(void);
 /// Number of hardware threads the OpenMP runtime sees.
 int moe_available_threads(void);
 
+/// Puts to sleep the worker threads that keep spinning after parallel work, so that they do
+/// not take a core from whatever runs next: OpenMP's workers (libomp spins for
+/// KMP_BLOCKTIME, 200 ms by default, after every parallel region) and OpenBLAS's own
+/// threads (the pthread build spins about 0.1 s after every multi-threaded call; only the
+/// benchmark references make such calls, the kernels keep OpenBLAS on one thread).
+/// The next parallel region wakes the OpenMP workers; the next multi-threaded OpenBLAS call
+/// starts OpenBLAS's threads again. Costs a few microseconds; call it between unrelated
+/// pieces of work (benchmark runs), not inside a loop of kernels.
+void moe_threads_park(void);
+
 #ifdef __cplusplus
 }
 #endif

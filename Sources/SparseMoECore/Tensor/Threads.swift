@@ -20,6 +20,15 @@ public enum Threads {
     /// Hardware threads available.
     public static var available: Int { Int(moe_available_threads()) }
 
+    /// Puts to sleep the worker threads that keep spinning after parallel work (C
+    /// `moe_threads_park`): OpenMP's workers spin for `KMP_BLOCKTIME` (200 ms by default)
+    /// after every parallel region, and OpenBLAS's own threads, which only the benchmark
+    /// references use, spin about 0.1 s after each call. On a machine with as many cores as
+    /// threads, a spinning worker of one runtime takes a core from the next piece of work of
+    /// the other. Benchmarks call this before every timed run; the next parallel region wakes
+    /// the workers again (microseconds).
+    public static func park() { moe_threads_park() }
+
     /// Runs `body` with the thread count set to `n`, restoring the previous count after.
     public static func with<R>(_ n: Int, _ body: () throws -> R) rethrows -> R {
         let old = count
