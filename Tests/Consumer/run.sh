@@ -17,3 +17,4 @@ sed "s|SPARSEMOE_URL|file://$work/SparseMoE|" "$root/Tests/Consumer/Package.swif
 echo "consumer: building a package that depends on SparseMoE from: \"0.1.0\" ..."
 swift build --package-path "$work/Consumer" 2>&1 | tail -n 3
 "$work/Consumer/.build/debug/Consumer"
+echo "consumer: 1 passed, 0 failed"
