@@ -13,7 +13,6 @@ public final class NoisyTopKRouter: Router {
     public let weight: Tensor
     public let noiseWeight: Tensor
 
-
     public init(hiddenSize: Int, numExperts: Int, topK: Int, rng: inout RandomGenerator) throws {
         try RouterConfigCheck.numExperts(numExperts)
         try RouterConfigCheck.topK(topK, numExperts: numExperts)

@@ -16,7 +16,6 @@ public final class TopKRouter: Router {
     /// `[E, C]`, checkpoint name `weight`.
     public let weight: Tensor
 
-
     public init(hiddenSize: Int, numExperts: Int, topK: Int, renormalize: Bool = true, capacity: CapacityLimit? = nil,
                 jitter: Float = 0, initStd: Float? = nil, rng: inout RandomGenerator) throws {
         try RouterConfigCheck.numExperts(numExperts)
