@@ -93,7 +93,6 @@ struct Bench: ParsableCommand {
         guard runs >= 1, sweepRuns >= 1, threadSweeps >= 1, warmup >= 0, trainSteps >= 1 else {
             throw ValidationError("--runs, --sweep-runs, --thread-sweeps and --train-steps must be ≥ 1, --warmup ≥ 0")
         }
-        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
         if let s = sweep, s != "all", ExpertSweep(rawValue: s) == nil {
             throw ValidationError("--sweep must be one of \(ExpertSweep.allCases.map(\.rawValue).joined(separator: ", ")), all; got '\(s)'")
         }
@@ -103,7 +102,7 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        applyThreads(threads)
+        try applyThreads(threads)
         let outDir = out.map { URL(fileURLWithPath: $0) }
         if let d = outDir { try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true) }
         let reference = try self.reference.map { try ReferenceThroughput.load(jsonLines: $0) } ?? []

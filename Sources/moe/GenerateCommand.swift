@@ -58,7 +58,7 @@ struct Generate: ParsableCommand {
     }
 
     func run() throws {
-        applyThreads(threads)
+        try applyThreads(threads)
         let dir = URL(fileURLWithPath: model)
         let native = ModelFiles.isNative(dir)
         let loaded = native ? nil : try HuggingFaceModel.load(directory: dir)

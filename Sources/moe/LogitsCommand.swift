@@ -42,7 +42,7 @@ struct Logits: ParsableCommand {
     var threads: Int?
 
     func run() throws {
-        applyThreads(threads)
+        try applyThreads(threads)
         let ids = try parseTokenList(tokens)
         let lm = try ModelLoader.load(directory: URL(fileURLWithPath: model))
         let v = lm.config.vocabSize

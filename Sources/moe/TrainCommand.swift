@@ -70,7 +70,6 @@ struct Train: ParsableCommand {
         guard FreezeMode(rawValue: freeze) != nil else {
             throw ValidationError("--freeze must be one of \(FreezeMode.allCases.map(\.rawValue).joined(separator: ", ")), got '\(freeze)'")
         }
-        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
         if resume && out == nil { throw ValidationError("--resume needs --out DIR (the run folder to continue)") }
     }
 
@@ -92,7 +91,7 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        applyThreads(threads)
+        try applyThreads(threads)
         var opts = options()
         if resume {
             let saved = URL(fileURLWithPath: opts.outputDirectory).appendingPathComponent("run.json")

@@ -25,16 +25,19 @@ struct Info: ParsableCommand {
     var threads: Int?
 
     func run() throws {
-        applyThreads(threads)
+        try applyThreads(threads)
         print("SparseMoE \(SparseMoE.version)")
         print("threads: \(Threads.count) of \(Threads.available) available")
     }
 }
 
-/// Applies --threads, else SPARSEMOE_NUM_THREADS, else leaves the default.
-func applyThreads(_ flag: Int?) {
-    if let n = flag { Threads.count = n; return }
-    if let s = ProcessInfo.processInfo.environment["SPARSEMOE_NUM_THREADS"], let n = Int(s) { Threads.count = n }
+/// Applies --threads, else SPARSEMOE_NUM_THREADS, else leaves the default (`ThreadSetting`:
+/// anything but a whole number ≥ 1 is an error; more threads than cores, a warning).
+func applyThreads(_ flag: Int?) throws {
+    let setting = try ThreadSetting(flag: flag, environment: ProcessInfo.processInfo.environment,
+                                    available: Threads.available)
+    if let warning = setting.warning { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+    if let n = setting.count { Threads.count = n }
 }
 
 MoE.main()
