@@ -13,6 +13,11 @@ struct Flops: ParsableCommand {
         activations, softmax, RoPE) is counted separately as "non-matmul".
         Dense equivalents replace every MoE block by one dense MLP sized to match the
         sparse model's active (or total) parameters.
+
+        Examples:
+          moe flops --config tiny-moe
+          moe flops --config my-config.json --seq 512 --json
+          moe flops --hf-config Mixtral-8x7B/config.json
         """)
 
     @Option(name: .customLong("hf-config"), help: "A Hugging Face config.json (or the model folder holding it).")

@@ -16,8 +16,10 @@ struct Generate: ParsableCommand {
         max_position_embeddings.
 
         Examples:
-          moe generate --model runs/tiny-moe/model --prompt "math: 12+7=" --max-new-tokens 8
-          moe generate --model runs/tiny-moe/model --prompt "rev: abc|" --temperature 0.8 --top-p 0.9 --seed 1
+          moe generate --model runs/tiny-moe/model --prompt "math: 12+7=" \\
+              --max-new-tokens 8
+          moe generate --model runs/tiny-moe/model --prompt "rev: abc|" \\
+              --temperature 0.8 --top-p 0.9 --seed 1
           moe generate --model path/to/hf-folder --tokens 1,2,3
         """)
 

@@ -27,6 +27,10 @@ struct Logits: ParsableCommand {
         Qwen2-MoE, Qwen3-MoE, OLMoE or DeepSeek-V3 checkpoint, or one written by the library. \
         Human output: per position, the input token and the top-5 next-token ids with their \
         logits. --json prints one object {"logits": [[...], ...]} (positions × vocabulary).
+
+        Examples:
+          moe logits --model runs/tiny-moe/model --tokens 1,2,3
+          moe logits --model Qwen3-MoE-tiny --tokens 151643,872 --json > logits.json
         """)
 
     @Option(help: "Model folder (config.json + model.safetensors).")

@@ -17,9 +17,15 @@ struct MoE: ParsableCommand {
     )
 }
 
-/// Prints the library version, thread configuration and build facts.
+/// Prints the library version and the thread configuration.
 struct Info: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show version, threads and kernel build facts.")
+    static let configuration = CommandConfiguration(
+        abstract: "Show the version and the threads the kernels will use.",
+        discussion: """
+        Examples:
+          moe info
+          SPARSEMOE_NUM_THREADS=1 moe info
+        """)
 
     @Option(help: "Threads for kernels and BLAS (default: SPARSEMOE_NUM_THREADS or all cores).")
     var threads: Int?
