@@ -110,6 +110,14 @@ struct Generate: ParsableCommand {
         let seconds = Date().timeIntervalSince(start)
         print("generated (\(new.count) tokens): \(new.map(String.init).joined(separator: ","))")
         if let s = text(new) { print("text: \(s)") }
+        // Say why generation stopped short of --max-new-tokens.
+        let limit = lm.config.maxSequenceLength
+        if new.count < maxNewTokens {
+            let why = ids.count + new.count >= limit
+                ? "the context is full (max_position_embeddings = \(limit); prompt \(ids.count) tokens, \(new.count) generated)"
+                : "an end-of-sequence token (\(stop.sorted().map(String.init).joined(separator: ", "))); --ignore-eos continues past it"
+            FileHandle.standardError.write(Data("stopped before --max-new-tokens \(maxNewTokens): \(why)\n".utf8))
+        }
         FileHandle.standardError.write(Data(String(format: "%.1f tokens/s (%.2f s, prompt included)\n", Double(new.count) / max(seconds, 1e-9), seconds).utf8))
     }
 }
