@@ -157,6 +157,10 @@ public final class TrainingRun {
     public static let runFiles = ["run.json", "summary.json", "model", "checkpoints",
                                   "loss.svg", "loss.png", "expert_load.svg", "expert_load.png"]
 
+    /// With `resume`: the checkpoint folder the run continues from.
+    public let resumedFrom: URL?
+    /// With `resume`: damaged checkpoints passed over (newest first), each with the reason.
+    public let skippedCheckpoints: [String]
     /// Whether `run()` removes the previous run's files before writing (`force`).
     let replaceExisting: Bool
 
@@ -199,7 +203,10 @@ public final class TrainingRun {
         let maxToken = dataset.tokens.max() ?? 0
         // Model.
         let model: TransformerLM
-        let checkpoint = resume ? try TrainingCheckpoint.resolve(output.appendingPathComponent("checkpoints")) : nil
+        let resolved = resume ? try TrainingCheckpoint.resolveVerified(output.appendingPathComponent("checkpoints")) : nil
+        let checkpoint = resolved?.folder
+        resumedFrom = checkpoint
+        skippedCheckpoints = resolved?.skipped ?? []
         if let folder = checkpoint {
             let state = try TrainingCheckpoint.loadState(folder)
             t = state.config

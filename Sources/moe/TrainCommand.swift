@@ -110,6 +110,8 @@ struct Train: ParsableCommand {
             opts = try JSONDecoder().decode(TrainingRunOptions.self, from: data)
         }
         let run = try TrainingRun(options: opts, resume: resume, force: force, steps: resume ? steps : nil)
+        for skipped in run.skippedCheckpoints { print("moe train: skipping damaged checkpoint \(skipped)") }
+        if let from = run.resumedFrom, !run.skippedCheckpoints.isEmpty { print("moe train: resuming from \(from.path)") }
         let c = run.config
         let m = run.trainer.model.config
         let a = run.accounting

@@ -85,4 +85,26 @@ extension TrainingRunTests {
         XCTAssertTrue(back.trainLoss.isNaN)
         XCTAssertEqual(back, point)
     }
+
+    func testResumeFallsBackFromADamagedCheckpointToTheNewestIntactOne() throws {
+        let o = options { $0.training.steps = 4; $0.training.checkpointEvery = 2 }
+        defer { try? FileManager.default.removeItem(atPath: o.outputDirectory) }
+        _ = try TrainingRun(options: o).run()
+        func truncate(_ path: String) throws {
+            let url = URL(fileURLWithPath: o.outputDirectory + "/checkpoints/" + path)
+            let data = try Data(contentsOf: url)
+            try data.prefix(data.count / 2).write(to: url)
+        }
+        try truncate("step-000004/model.safetensors")
+        let run = try TrainingRun(options: o, resume: true, steps: 6)
+        XCTAssertEqual(run.resumedFrom?.lastPathComponent, "step-000002")
+        XCTAssertEqual(run.skippedCheckpoints.count, 1)
+        XCTAssertTrue(run.skippedCheckpoints[0].contains("step-000004") && run.skippedCheckpoints[0].contains("damaged"), "\(run.skippedCheckpoints)")
+        XCTAssertEqual(run.trainer.step, 2)
+        // With the older one damaged too, nothing is left to resume: a clear error.
+        try truncate("step-000002/optimizer.safetensors")
+        XCTAssertThrowsError(try TrainingRun(options: o, resume: true, steps: 6)) { error in
+            XCTAssertTrue("\(error)".contains("no intact checkpoint"), "\(error)")
+        }
+    }
 }
