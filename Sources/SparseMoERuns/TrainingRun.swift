@@ -28,16 +28,49 @@ public struct TrainingRunOptions: Codable, Sendable, Equatable {
     public init() {}
 }
 
+/// A Double that JSON cannot hold as a number when it is NaN or infinite (a loss of a
+/// skipped step, a rate over no time): encoded as `null` then, decoded from `null` as NaN.
+@propertyWrapper
+public struct NullWhenNotFinite: Codable, Sendable, Equatable {
+    public var wrappedValue: Double
+    public init(wrappedValue: Double) { self.wrappedValue = wrappedValue }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        wrappedValue = c.decodeNil() ? .nan : try c.decode(Double.self)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        if wrappedValue.isFinite { try c.encode(wrappedValue) } else { try c.encodeNil() }
+    }
+
+    public static func == (a: Self, b: Self) -> Bool {
+        a.wrappedValue == b.wrappedValue || (a.wrappedValue.isNaN && b.wrappedValue.isNaN)
+    }
+}
+
+/// `x` when finite, else nil (for optional numbers bound for JSON).
+func finite(_ x: Double?) -> Double? { x.flatMap { $0.isFinite ? $0 : nil } }
+
 /// One row of the loss history.
 public struct LossPoint: Codable, Sendable, Equatable {
     public var step: Int
-    public var trainLoss: Double
+    /// NaN when the step's loss was not finite (written as null).
+    @NullWhenNotFinite public var trainLoss: Double
     public var validationLoss: Double?
+
+    public init(step: Int, trainLoss: Double, validationLoss: Double?) {
+        self.step = step
+        self.trainLoss = trainLoss
+        self.validationLoss = validationLoss
+    }
 
     enum CodingKeys: String, CodingKey { case step, trainLoss = "train_loss", validationLoss = "val_loss" }
 }
 
-/// The result of a run, written as `summary.json`.
+/// The result of a run, written as `summary.json`. A number that is not finite (a NaN
+/// loss) is written as null, never as invalid JSON.
 public struct TrainingSummary: Codable, Sendable {
     public var model: String
     public var ffn: String
@@ -45,10 +78,10 @@ public struct TrainingSummary: Codable, Sendable {
     public var objective: Objective
     public var steps: Int
     public var skippedSteps: Int
-    public var trainLoss: Double
-    public var valLoss: Double
-    public var tokensPerSecond: Double
-    public var seconds: Double
+    @NullWhenNotFinite public var trainLoss: Double
+    @NullWhenNotFinite public var valLoss: Double
+    @NullWhenNotFinite public var tokensPerSecond: Double
+    @NullWhenNotFinite public var seconds: Double
     /// Median and 95th percentile of the time of one `Trainer.trainStep()` over the steps of
     /// this run (linear interpolation, `percentileOf`), milliseconds; evaluations and
     /// checkpoints not included. p95 / p50 says how evenly the steps ran.
@@ -58,11 +91,11 @@ public struct TrainingSummary: Codable, Sendable {
     public var totalParams: Int
     public var activeParams: Int
     public var trainableParams: Int
-    public var forwardFlopsPerToken: Double
-    public var trainingFlopsPerToken: Double
+    @NullWhenNotFinite public var forwardFlopsPerToken: Double
+    @NullWhenNotFinite public var trainingFlopsPerToken: Double
     public var denseSameActiveForwardFlopsPerToken: Double?
     public var denseSameTotalForwardFlopsPerToken: Double?
-    public var achievedGFLOPS: Double
+    @NullWhenNotFinite public var achievedGFLOPS: Double
     public var peakGFLOPS: Double?
     public var modelFLOPsUtilization: Double?
     /// Share of assignments per expert over the whole run, per MoE layer (layer index → shares).
@@ -119,13 +152,44 @@ public final class TrainingRun {
     /// Wall time of every `trainStep()` of this run, milliseconds.
     public private(set) var stepMS: [Double] = []
 
+    /// The files and folders a run writes into its output folder; any of them there means
+    /// the folder already holds a run.
+    public static let runFiles = ["run.json", "summary.json", "model", "checkpoints",
+                                  "loss.svg", "loss.png", "expert_load.svg", "expert_load.png"]
+
+    /// With `resume`: the checkpoint folder the run continues from.
+    public let resumedFrom: URL?
+    /// With `resume`: damaged checkpoints passed over (newest first), each with the reason.
+    public let skippedCheckpoints: [String]
+    /// Whether `run()` removes the previous run's files before writing (`force`).
+    let replaceExisting: Bool
+
     /// Builds the run. Fails before any training on bad options, configs or data.
-    /// `resume`: continue the checkpoint in `options.outputDirectory/checkpoints`.
-    public init(options: TrainingRunOptions, resume: Bool = false) throws {
-        self.options = options
+    ///
+    /// An output folder that already holds a run (any of `runFiles`) is refused unless
+    /// `resume` (continue the checkpoint in `options.outputDirectory/checkpoints`) or
+    /// `force` (`run()` removes the old run's files, then starts clean) is set; an empty
+    /// or unrelated folder is used as it is. `steps`, with `resume`: train the resumed run
+    /// to this many steps instead of its own count (more than the checkpoint's step; the
+    /// cosine schedule is recomputed over the new total). Resuming a run that already
+    /// reached its steps, without a larger `steps`, throws.
+    public init(options: TrainingRunOptions, resume: Bool = false, force: Bool = false, steps: Int? = nil) throws {
+        guard !(resume && force) else {
+            throw SparseMoEError.invalidArgument(op: "TrainingRun", message: "resume continues the run in \(options.outputDirectory) and force deletes it: choose one")
+        }
+        if steps != nil && !resume {
+            throw SparseMoEError.invalidArgument(op: "TrainingRun", message: "a step count override is only for resuming; set options.training.steps for a new run")
+        }
+        var options = options
         var t = options.training
         try t.validate()
         output = URL(fileURLWithPath: options.outputDirectory)
+        let existing = try Self.existingRunFiles(in: output)
+        if !existing.isEmpty && !resume && !force {
+            throw SparseMoEError.file(path: output.path, message: "already holds a training run (\(existing.joined(separator: ", "))); "
+                                      + "use --resume to continue it or --force to start clean (this deletes the old run's files)")
+        }
+        replaceExisting = force && !existing.isEmpty
         // Data first: a missing or empty file is the most common mistake.
         let dataset: TextDataset
         if let path = options.dataPath {
@@ -139,10 +203,26 @@ public final class TrainingRun {
         let maxToken = dataset.tokens.max() ?? 0
         // Model.
         let model: TransformerLM
-        let checkpoint = resume ? try TrainingCheckpoint.resolve(output.appendingPathComponent("checkpoints")) : nil
+        let resolved = resume ? try TrainingCheckpoint.resolveVerified(output.appendingPathComponent("checkpoints")) : nil
+        let checkpoint = resolved?.folder
+        resumedFrom = checkpoint
+        skippedCheckpoints = resolved?.skipped ?? []
         if let folder = checkpoint {
+            let state = try TrainingCheckpoint.loadState(folder)
+            t = state.config
+            if let steps {
+                guard steps > state.step else {
+                    throw SparseMoEError.invalidConfig(field: "steps", message: "the run in \(output.path) is already at step \(state.step); "
+                                                       + "to train further, give more steps than that (got \(steps))")
+                }
+                t.steps = steps
+                try t.validate()
+            } else if state.step >= t.steps {
+                throw SparseMoEError.invalidConfig(field: "steps", message: "the run in \(output.path) already reached its \(t.steps) steps; "
+                                                   + "to train further, resume with more steps (--steps M with M > \(t.steps))")
+            }
+            options.training = t
             model = try ModelFiles.load(from: folder)
-            t = try TrainingCheckpoint.loadState(folder).config
         } else {
             switch options.model {
             case let .config(spec):
@@ -168,6 +248,18 @@ public final class TrainingRun {
         loadBuckets = layers.map { _ in [] }
         bucketAccumulator = layers.map { [Double](repeating: 0, count: $0.experts.numExperts) }
         bucketSize = max(1, t.steps / 60)
+        self.options = options
+    }
+
+    /// The entries of `runFiles` present in `folder` (none when it does not exist yet).
+    /// Throws when `folder` is a regular file.
+    static func existingRunFiles(in folder: URL) throws -> [String] {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory) else { return [] }
+        guard isDirectory.boolValue else {
+            throw SparseMoEError.file(path: folder.path, message: "is a file, not a folder; the output (--out) must be a folder for the run's report")
+        }
+        return runFiles.filter { FileManager.default.fileExists(atPath: folder.appendingPathComponent($0).path) }
     }
 
     public var config: TrainingConfig { trainer.config }
@@ -175,6 +267,11 @@ public final class TrainingRun {
     /// Trains to `config.steps`. `onStep` sees every step; `onEvaluation` every evaluation.
     public func run(onStep: (StepReport, Double) -> Void = { _, _ in },
                     onEvaluation: (Int, Double) -> Void = { _, _ in }) throws -> TrainingSummary {
+        if replaceExisting {
+            for name in try Self.existingRunFiles(in: output) {
+                try FileManager.default.removeItem(at: output.appendingPathComponent(name))
+            }
+        }
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -285,13 +382,13 @@ public final class TrainingRun {
             model: source, ffn: trainer.model.config.moe == nil ? "dense" : "moe",
             data: options.dataPath ?? "synthetic", objective: config.objective, steps: trainer.step, skippedSteps: skipped,
             trainLoss: trainLoss, valLoss: valLoss, tokensPerSecond: tps, seconds: seconds,
-            stepMSP50: stepMS.isEmpty ? nil : percentileOf(stepMS, 0.5),
-            stepMSP95: stepMS.isEmpty ? nil : percentileOf(stepMS, 0.95), threads: Threads.count,
+            stepMSP50: stepMS.isEmpty ? nil : finite(percentileOf(stepMS, 0.5)),
+            stepMSP95: stepMS.isEmpty ? nil : finite(percentileOf(stepMS, 0.95)), threads: Threads.count,
             totalParams: a.totalParams, activeParams: a.activeParams, trainableParams: trainer.trainableParameterCount,
             forwardFlopsPerToken: a.forwardFlopsPerToken, trainingFlopsPerToken: a.trainingFlopsPerToken,
-            denseSameActiveForwardFlopsPerToken: a.denseSameActive?.forwardFlopsPerToken,
-            denseSameTotalForwardFlopsPerToken: a.denseSameTotal?.forwardFlopsPerToken,
-            achievedGFLOPS: achieved, peakGFLOPS: peak, modelFLOPsUtilization: peak.map { achieved / $0 },
+            denseSameActiveForwardFlopsPerToken: finite(a.denseSameActive?.forwardFlopsPerToken),
+            denseSameTotalForwardFlopsPerToken: finite(a.denseSameTotal?.forwardFlopsPerToken),
+            achievedGFLOPS: achieved, peakGFLOPS: finite(peak), modelFLOPsUtilization: finite(peak.map { achieved / $0 }),
             expertLoad: load, expertLoadByTask: try expertLoadByTask(), history: history)
     }
 

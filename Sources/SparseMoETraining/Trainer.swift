@@ -30,8 +30,11 @@ public struct TrainerState: Codable, Sendable, Equatable {
     public var step: Int
     public var dataRNG: [UInt64]
     public var config: TrainingConfig
+    /// FNV-1a 64 (16 hex digits) of every other file of the checkpoint folder, by file
+    /// name, recorded when the checkpoint is written; nil in older checkpoints.
+    public var checksums: [String: String]? = nil
 
-    enum CodingKeys: String, CodingKey { case step, dataRNG = "data_rng", config }
+    enum CodingKeys: String, CodingKey { case step, dataRNG = "data_rng", config, checksums }
 }
 
 /// Trains a `TransformerLM` on a `TextDataset` with AdamW, warmup + cosine decay,

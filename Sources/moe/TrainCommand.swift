@@ -23,6 +23,11 @@ struct Train: ParsableCommand {
           moe train --init runs/tiny-moe/model --data notes.txt \\
                     --lr 3e-4 --freeze routers   # fine-tune
           moe train --resume --out runs/tiny-moe # continue a run
+          moe train --resume --out runs/tiny-moe --steps 600  # train a run further
+          moe train --force --out runs/tiny-moe  # replace the run there
+
+        An --out folder that already holds a run is refused unless --resume or
+        --force is given.
 
         Report folder (--out, default runs/<preset>[-dense]): summary.json,
         loss.svg, expert_load.svg (PNG beside them when rsvg-convert or
@@ -46,7 +51,7 @@ struct Train: ParsableCommand {
     @Option(name: .long, help: "Objective: causal (next token) or masked (BERT-style, bidirectional).")
     var objective: String = "causal"
 
-    @Option(name: .long, help: "Optimiser steps.") var steps: Int = 300
+    @Option(name: .long, help: "Optimiser steps (default 300; with --resume: train the run on to this many steps).") var steps: Int?
     @Option(name: .customLong("batch-size"), help: "Sequences per micro-batch.") var batchSize: Int = 16
     @Option(name: .long, help: "Tokens per sequence.") var seq: Int = 128
     @Option(name: .long, help: "Peak learning rate.") var lr: Double = 1e-3
@@ -62,6 +67,7 @@ struct Train: ParsableCommand {
     @Option(name: .long, help: "Threads for kernels and BLAS (default: SPARSEMOE_NUM_THREADS or all cores).") var threads: Int?
     @Option(name: .long, help: "Report folder (default runs/<preset>[-dense]).") var out: String?
     @Flag(name: .long, help: "Continue the run in --out from its latest checkpoint.") var resume = false
+    @Flag(name: .long, help: "Delete the run already in --out (report, model, checkpoints) and start clean.") var force = false
     @Flag(name: .long, help: "Only the final report, no progress.") var quiet = false
 
     func validate() throws {
@@ -71,6 +77,7 @@ struct Train: ParsableCommand {
             throw ValidationError("--freeze must be one of \(FreezeMode.allCases.map(\.rawValue).joined(separator: ", ")), got '\(freeze)'")
         }
         if resume && out == nil { throw ValidationError("--resume needs --out DIR (the run folder to continue)") }
+        if resume && force { throw ValidationError("--resume continues the run in --out and --force deletes it: choose one") }
     }
 
     func options() -> TrainingRunOptions {
@@ -79,6 +86,7 @@ struct Train: ParsableCommand {
         o.dense = ffn == "dense"
         o.dataPath = data
         var t = TrainingConfig()
+        let steps = self.steps ?? 300
         t.steps = steps; t.batchSize = batchSize; t.sequenceLength = seq; t.learningRate = lr; t.warmupSteps = warmup ?? max(1, min(30, steps / 10))
         t.weightDecay = weightDecay; t.gradClip = gradClip; t.gradAccumulation = accumulate; t.evalEvery = evalEvery
         t.evalBatches = evalBatches; t.checkpointEvery = checkpointEvery; t.seed = seed
@@ -100,7 +108,9 @@ struct Train: ParsableCommand {
             }
             opts = try JSONDecoder().decode(TrainingRunOptions.self, from: data)
         }
-        let run = try TrainingRun(options: opts, resume: resume)
+        let run = try TrainingRun(options: opts, resume: resume, force: force, steps: resume ? steps : nil)
+        for skipped in run.skippedCheckpoints { print("moe train: skipping damaged checkpoint \(skipped)") }
+        if let from = run.resumedFrom, !run.skippedCheckpoints.isEmpty { print("moe train: resuming from \(from.path)") }
         let c = run.config
         let m = run.trainer.model.config
         let a = run.accounting
