@@ -106,7 +106,7 @@ struct Train: ParsableCommand {
             guard let data = FileManager.default.contents(atPath: saved.path) else {
                 throw SparseMoEError.file(path: saved.path, message: "no run to resume here (run.json is missing)")
             }
-            opts = try JSONDecoder().decode(TrainingRunOptions.self, from: data)
+            opts = try decodeJSON(TrainingRunOptions.self, from: data)
         }
         let run = try TrainingRun(options: opts, resume: resume, force: force, steps: resume ? steps : nil)
         for skipped in run.skippedCheckpoints { print("moe train: skipping damaged checkpoint \(skipped)") }

@@ -97,7 +97,7 @@ extension HuggingFaceFamily {
 
     /// Decodes config JSON of this family; `path` is named in errors.
     public static func decode(_ data: Data, path: String = "config.json") throws -> Self {
-        try HuggingFaceFamilies.naming(path) { try JSONDecoder().decode(Self.self, from: data) }
+        try HuggingFaceFamilies.naming(path) { try decodeJSON(Self.self, from: data) }
     }
 
     /// Reads and decodes `config.json` (or any file holding it); errors name the file and field.

@@ -55,7 +55,7 @@ extension TransformerConfig {
         }
         let config: TransformerConfig
         do {
-            config = try JSONDecoder().decode(TransformerConfig.self, from: data)
+            config = try decodeJSON(TransformerConfig.self, from: data)
         } catch {
             throw SparseMoEError.file(path: url.path, message: "not a TransformerConfig: \(describeDecodingError(error))")
         }
