@@ -36,8 +36,8 @@ struct Train: ParsableCommand {
         Presets: \(TransformerConfig.presetNames.joined(separator: ", ")).
         """)
 
-    @Option(name: .long, help: "Model preset or TransformerConfig JSON file.")
-    var config: String = "tiny-moe"
+    @Option(name: .long, help: "Model preset or TransformerConfig JSON file (default: tiny-moe).")
+    var config: String?
 
     @Option(name: .long, help: "FFN kind: moe (as configured) or dense (the dense twin with the same active parameters).")
     var ffn: String = "moe"
@@ -70,6 +70,9 @@ struct Train: ParsableCommand {
     @Flag(name: .long, help: "Delete the run already in --out (report, model, checkpoints) and start clean.") var force = false
     @Flag(name: .long, help: "Only the final report, no progress.") var quiet = false
 
+    /// --config, or the default preset.
+    var configSpec: String { config ?? "tiny-moe" }
+
     func validate() throws {
         guard ["moe", "dense"].contains(ffn) else { throw ValidationError("--ffn must be moe or dense, got '\(ffn)'") }
         guard Objective(rawValue: objective) != nil else { throw ValidationError("--objective must be causal or masked, got '\(objective)'") }
@@ -77,12 +80,15 @@ struct Train: ParsableCommand {
             throw ValidationError("--freeze must be one of \(FreezeMode.allCases.map(\.rawValue).joined(separator: ", ")), got '\(freeze)'")
         }
         if resume && out == nil { throw ValidationError("--resume needs --out DIR (the run folder to continue)") }
+        if `init` != nil && config != nil {
+            throw ValidationError("--init starts from a saved model, whose folder fixes the architecture; --config would be ignored: give one of them")
+        }
         if resume && force { throw ValidationError("--resume continues the run in --out and --force deletes it: choose one") }
     }
 
     func options() -> TrainingRunOptions {
         var o = TrainingRunOptions()
-        o.model = `init`.map { .initFrom($0) } ?? .config(config)
+        o.model = `init`.map { .initFrom($0) } ?? .config(configSpec)
         o.dense = ffn == "dense"
         o.dataPath = data
         var t = TrainingConfig()
@@ -93,7 +99,7 @@ struct Train: ParsableCommand {
         t.objective = Objective(rawValue: objective)!
         t.freeze = FreezeMode(rawValue: freeze)!
         o.training = t
-        let base = `init` != nil ? "finetune" : URL(fileURLWithPath: config).deletingPathExtension().lastPathComponent
+        let base = `init` != nil ? "finetune" : URL(fileURLWithPath: configSpec).deletingPathExtension().lastPathComponent
         o.outputDirectory = out ?? "runs/\(base)\(ffn == "dense" ? "-dense" : "")"
         return o
     }
