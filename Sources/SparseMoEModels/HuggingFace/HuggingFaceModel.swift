@@ -84,7 +84,9 @@ public struct HuggingFaceModel {
         func read(_ name: String, shape: [Int], for parameter: String) throws -> Tensor {
             _ = try info(name, shape: shape, for: parameter)
             consumed.insert(name)
-            return try ckpt.tensor(name)
+            let t = try ckpt.tensor(name)
+            try requireFiniteWeights(t, name: name, path: ckpt.file(holding: name)?.path ?? label)
+            return t
         }
         var fusedCache: [String: Tensor] = [:]
 

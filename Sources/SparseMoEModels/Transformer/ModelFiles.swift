@@ -58,6 +58,7 @@ public enum ModelFiles {
             guard loaded.shape == t.shape else {
                 throw SparseMoEError.file(path: path, message: "tensor '\(name)' has shape \(loaded.shape), the model expects \(t.shape)")
             }
+            try requireFiniteWeights(loaded, name: name, path: path)
             t.assign(loaded)
         }
     }
