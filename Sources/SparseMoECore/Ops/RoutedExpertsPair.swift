@@ -87,13 +87,15 @@ func routedExpertsBackward(_ call: RoutedExpertsCall, dy: Tensor, saved: RoutedE
     guard let saved else {
         guard plan.assignments > 0, let b2 = call.b2 else { return }
         let gates = call.gates
+        let dGates = gates.requiresGrad ? gates.gradBuffer().floats : nil
+        let dB2 = b2.requiresGrad ? b2.gradBuffer().floats : nil
         forEachAssignment(call) { ti, s, ex in
             let gate = gates.floats[ti * k + s]
             var dot: Float = 0
             for ci in 0..<c { dot += dy.floats[ti * c + ci] * b2.floats[ex * c + ci] }
-            if gates.requiresGrad { gates.gradBuffer().floats[ti * k + s] += dot }
-            if b2.requiresGrad {
-                for ci in 0..<c { b2.gradBuffer().floats[ex * c + ci] += gate * dy.floats[ti * c + ci] }
+            dGates?[ti * k + s] += dot
+            if let dB2 {
+                for ci in 0..<c { dB2[ex * c + ci] += gate * dy.floats[ti * c + ci] }
             }
         }
         return
