@@ -21,6 +21,7 @@ struct Generate: ParsableCommand {
           moe generate --model runs/tiny-moe/model --prompt "rev: abc|" \\
               --temperature 0.8 --top-p 0.9 --seed 1
           moe generate --model path/to/hf-folder --tokens 1,2,3
+          moe generate --model path/to/hf-folder --dtype int4 --prompt "Hello"
         """)
 
     @Option(help: "Model folder (config.json + model.safetensors).")
@@ -50,10 +51,13 @@ struct Generate: ParsableCommand {
     @Flag(name: .customLong("ignore-eos"), help: "Do not stop at eos_token_id.")
     var ignoreEOS = false
 
+    @OptionGroup var weights: DTypeOption
+
     @Option(help: "Threads for kernels and BLAS (default: SPARSEMOE_NUM_THREADS or all cores).")
     var threads: Int?
 
     func validate() throws {
+        _ = try weights.choice()
         guard (tokens == nil) != (prompt == nil) else { throw ValidationError("give exactly one of --tokens or --prompt") }
         guard maxNewTokens >= 0 else { throw ValidationError("--max-new-tokens must be ≥ 0") }
         try SamplingOptions(temperature: temperature, topK: topK, topP: topP).validate()
@@ -63,8 +67,9 @@ struct Generate: ParsableCommand {
         try applyThreads(threads)
         let dir = URL(fileURLWithPath: model)
         let native = ModelFiles.isNative(dir)
-        let loaded = native ? nil : try HuggingFaceModel.load(directory: dir)
-        let lm = try loaded?.model ?? ModelFiles.load(from: dir)
+        let dtypes = try weights.choice()
+        let loaded = native ? nil : try HuggingFaceModel.load(directory: dir, dtypes: dtypes)
+        let lm = try loaded?.model ?? ModelLoader.load(directory: dir, dtypes: dtypes)
         let tokenizerURL = dir.appendingPathComponent("tokenizer.json")
         var tokenizer: ByteLevelBPETokenizer?
         var byteFallback = false

@@ -31,6 +31,7 @@ struct Logits: ParsableCommand {
         Examples:
           moe logits --model runs/tiny-moe/model --tokens 1,2,3
           moe logits --model Qwen3-MoE-tiny --tokens 151643,872 --json > logits.json
+          moe logits --model Qwen3-MoE-tiny --tokens 151643,872 --dtype int8
         """)
 
     @Option(help: "Model folder (config.json + model.safetensors).")
@@ -42,13 +43,15 @@ struct Logits: ParsableCommand {
     @Flag(help: "Print {\"logits\": [[...], ...]} instead of the summary.")
     var json = false
 
+    @OptionGroup var weights: DTypeOption
+
     @Option(help: "Threads for kernels and BLAS (default: SPARSEMOE_NUM_THREADS or all cores).")
     var threads: Int?
 
     func run() throws {
         try applyThreads(threads)
         let ids = try parseTokenList(tokens)
-        let lm = try ModelLoader.load(directory: URL(fileURLWithPath: model))
+        let lm = try ModelLoader.load(directory: URL(fileURLWithPath: model), dtypes: weights.choice())
         let v = lm.config.vocabSize
         if let bad = ids.first(where: { Int($0) >= v }) {
             throw ModelCommandError("token \(bad) is outside the vocabulary 0..<\(v)")

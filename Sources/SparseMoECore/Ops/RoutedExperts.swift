@@ -64,6 +64,8 @@ public struct RoutedExpertsStats: Sendable, Equatable {
 ///   w1 (gate) `[E, F, C]`, w3 (up) `[E, F, C]` (SwiGLU only), w2 (down) `[E, C, F]`,
 ///   b1 `[E, F]` (not with SwiGLU), b2 `[E, C]`.
 /// - Output `[T, C]`; tokens whose slots are all dropped get 0.
+/// - Weights stored in bf16, f16, int8 or int4 (any mix) run `routedExpertsInference`:
+///   dequantized on the fly, nothing saved, no gradients (asking for them throws).
 ///
 /// Validates, builds the `DispatchPlan`, runs `routedExpertsForward` and records
 /// `routedExpertsBackward` (the pair in RoutedExpertsPair.swift). Tokens are counting-sorted by
@@ -86,14 +88,22 @@ public func routedExperts(
         throw SparseMoEError.shapeMismatch(op: op, message: "experts \(experts.shape) must be [T, K] with T = \(t) rows of x \(x.shape)")
     }
     try Check.sameShape(experts, gates, op, ("experts", "gates"))
-    try Check.float32(w1, op, "w1"); try Check.rank(w1, 3, op, "w1")
+    let stored = [w1, w3, w2].compactMap { $0 }.contains { $0.dtype != .float32 }
+    func weight(_ w: Tensor, _ name: String) throws {
+        if stored {
+            try Check.argument(w.dtype.isWeightFormat, op, "\(name) must hold weights (float32, bf16, f16, int8, int4), got \(w.dtype)")
+        } else {
+            try Check.float32(w, op, name)
+        }
+    }
+    try weight(w1, "w1"); try Check.rank(w1, 3, op, "w1")
     let (e, f) = (w1.shape[0], w1.shape[1])
     guard w1.shape[2] == c else {
         throw SparseMoEError.shapeMismatch(op: op, message: "w1 \(w1.shape) must be [E, F, C] with C = \(c) from x \(x.shape)")
     }
     try Check.argument(e >= 1, op, "w1 \(w1.shape) must hold at least one expert (E ≥ 1)")
     func expect(_ w: Tensor, _ name: String, _ shape: [Int], _ letters: String) throws {
-        try Check.float32(w, op, name)
+        if name.hasPrefix("b") { try Check.float32(w, op, name) } else { try weight(w, name) }
         guard w.shape == shape else {
             throw SparseMoEError.shapeMismatch(op: op, message: "\(name) \(w.shape) must be \(letters) = \(shape) (E = \(e), F = \(f), C = \(c) from w1 \(w1.shape) and x \(x.shape))")
         }
@@ -111,8 +121,15 @@ public func routedExperts(
     if let b1 { try expect(b1, "b1", [e, f], "[E, F]") }
     if let b2 { try expect(b2, "b2", [e, c], "[E, C]") }
 
+    let plan = try DispatchPlan(expertIndices: experts, numExperts: e, op: op)
+    if stored {
+        try Check.argument(!Tensor.needsGrad([x, gates]), op,
+                           "expert weights stored as \([w1, w3, w2].compactMap { $0?.dtype.rawValue }.joined(separator: "/")) are for inference: run under withNoGrad, or convert them to float32 to train")
+        let y = routedExpertsInference(x, gates: gates, plan: plan, w1: w1, w3: w3, w2: w2, b1: b1, b2: b2, activation: activation)
+        return (y, RoutedExpertsStats(tokensPerExpert: plan.tokensPerExpert, assignments: plan.assignments, schedule: .parallel))
+    }
     let call = RoutedExpertsCall(x: x, expertIndices: experts, gates: gates, w1: w1, w3: w3, w2: w2, b1: b1, b2: b2,
-                                 plan: try DispatchPlan(expertIndices: experts, numExperts: e, op: op),
+                                 plan: plan,
                                  activation: activation, schedule: schedule)
     let (y, saved, ran) = routedExpertsForward(call)
     let output = y.recording(op, inputs: [x, gates, w1, w2] + [w3, b1, b2].compactMap { $0 }) { dy in

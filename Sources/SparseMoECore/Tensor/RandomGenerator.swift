@@ -4,6 +4,17 @@
 /// one `inout`. The same seed gives the same sequence on every machine.
 public struct RandomGenerator: RandomNumberGenerator, Sendable {
     private var s: (UInt64, UInt64, UInt64, UInt64)
+    /// Set for the generator of `placeholder()`.
+    package private(set) var isPlaceholder = false
+
+    /// A generator under which `Tensor.randomNormal`/`truncatedNormal` give placeholder
+    /// tensors (zeros, no resident memory until written): for building a model whose
+    /// parameters loading will fill or replace, without initialising them first.
+    package static func placeholder() -> RandomGenerator {
+        var g = RandomGenerator(seed: 0)
+        g.isPlaceholder = true
+        return g
+    }
 
     public init(seed: UInt64) {
         var z = seed
@@ -93,6 +104,7 @@ extension Tensor {
     /// Normal samples N(mean, std²).
     public static func normal(_ shape: [Int], mean: Float = 0, std: Float = 1, using rng: inout RandomGenerator,
                               requiresGrad: Bool = false) -> Tensor {
+        if rng.isPlaceholder { return Tensor(placeholder: shape, requiresGrad: requiresGrad) }
         let t = Tensor(zeros: shape, requiresGrad: requiresGrad)
         let p = t.floats
         for i in 0..<t.count { p[i] = mean + std * rng.normal() }
@@ -102,6 +114,7 @@ extension Tensor {
     /// Normal samples truncated to [mean − 2·std, mean + 2·std] (the usual weight init).
     public static func truncatedNormal(_ shape: [Int], mean: Float = 0, std: Float = 1,
                                        using rng: inout RandomGenerator, requiresGrad: Bool = false) -> Tensor {
+        if rng.isPlaceholder { return Tensor(placeholder: shape, requiresGrad: requiresGrad) }
         let t = Tensor(zeros: shape, requiresGrad: requiresGrad)
         let p = t.floats
         for i in 0..<t.count { p[i] = rng.truncatedNormal(mean: mean, std: std) }

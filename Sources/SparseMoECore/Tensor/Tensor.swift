@@ -12,9 +12,10 @@
 /// out a writable pointer: a tensor changes only through the named in-place calls
 /// `zero()` and `assign(_:)` (and, inside the library, optimiser steps and loading).
 public final class Tensor: @unchecked Sendable, CustomStringConvertible {
-    package let storage: TensorStorage
+    /// The elements (replaced only when loading weights: `adoptStorage(of:)`).
+    package private(set) var storage: TensorStorage
     /// Offset of the first element in `storage`, in elements.
-    public let offset: Int
+    public private(set) var offset: Int
     public let shape: [Int]
     /// Whether gradients flow to (or through) this tensor.
     public var requiresGrad: Bool
@@ -35,10 +36,18 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         self.requiresGrad = requiresGrad
     }
 
-    /// A zero-filled tensor.
+    /// A zero-filled tensor. For `int8`/`int4` the last axis is the row that carries the
+    /// scales (a weight `[..., N, K]`).
     public convenience init(zeros shape: [Int], dtype: DType = .float32, requiresGrad: Bool = false) {
-        self.init(storage: TensorStorage(dtype: dtype, count: shape.reduce(1, *)), shape: shape,
-                  requiresGrad: requiresGrad)
+        self.init(storage: TensorStorage(dtype: dtype, rows: shape.dropLast().reduce(1, *), rowLength: shape.last ?? 1),
+                  shape: shape, requiresGrad: requiresGrad)
+    }
+
+    /// A zero tensor whose memory is provided by the system on first write (no resident
+    /// memory until then): a parameter that loading will fill or replace.
+    package convenience init(placeholder shape: [Int], requiresGrad: Bool = false) {
+        self.init(storage: TensorStorage(dtype: .float32, rows: shape.reduce(1, *), rowLength: 1, lazy: true),
+                  shape: shape, requiresGrad: requiresGrad)
     }
 
     /// A float32 tensor filled from `values` (row-major); `values.count` must equal the
@@ -121,11 +130,52 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         return floats[0]
     }
 
+    /// Bytes this tensor's elements occupy in its storage dtype, scales included.
+    public var storageBytes: Int { dtype.storageBytes(shape: shape) }
+
+    /// Address of this tensor's first element (all dtypes; quantized tensors start on a row).
+    package var rawBase: UnsafeMutableRawPointer {
+        if let b = dtype.elementBytes { return storage.raw + offset * b }
+        precondition(offset % storage.rowLength == 0, "a \(dtype) view must start on a row")
+        return storage.raw + (offset / storage.rowLength) * dtype.rowBytes(storage.rowLength)
+    }
+
+    /// Address of this tensor's first scale (`int8`, `int4`), nil for other dtypes.
+    package var scalesBase: UnsafeMutableRawPointer? {
+        guard let s = storage.scales, let sb = s.dtype.elementBytes else { return nil }
+        return s.raw + (offset / storage.rowLength) * dtype.scalesPerRow(storage.rowLength) * sb
+    }
+
+    /// Bytes of elements (without scales) of this view.
+    private var elementByteCount: Int {
+        if let b = dtype.elementBytes { return count * b }
+        return (shape.last.map { count / max($0, 1) } ?? 1) * dtype.rowBytes(shape.last ?? 1)
+    }
+
+    /// Bytes of scales of this view.
+    private var scaleByteCount: Int {
+        guard let s = dtype.scaleDType, let last = shape.last else { return 0 }
+        return count / max(last, 1) * dtype.scalesPerRow(last) * s.elementBytes!
+    }
+
     /// A detached deep copy (no gradient history, `requiresGrad` false).
     public func copy() -> Tensor {
         let t = Tensor(zeros: shape, dtype: dtype)
-        t.storage.raw.copyMemory(from: storage.raw + offset * dtype.byteSize, byteCount: count * dtype.byteSize)
+        t.rawBase.copyMemory(from: rawBase, byteCount: elementByteCount)
+        if let d = t.scalesBase, let s = scalesBase { d.copyMemory(from: s, byteCount: scaleByteCount) }
         return t
+    }
+
+    /// Makes this tensor a view of `other`'s storage (same shape), dropping its own: how
+    /// loading gives a parameter the dtype and the bytes of a checkpoint without a copy
+    /// in between. Modules keep referring to this object and see the new elements.
+    /// Not recorded; only for tensors without gradient history.
+    package func adoptStorage(of other: Tensor) {
+        precondition(other.shape == shape, "adoptStorage: shape \(other.shape) vs \(shape)")
+        precondition(gradNode == nil, "adoptStorage on a tensor produced by an op")
+        storage = other.storage
+        offset = other.offset
+        if dtype != .float32 { requiresGrad = false; grad = nil }
     }
 
     /// A view of the same storage without gradient history.
@@ -138,13 +188,14 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     public func assign(_ other: Tensor) {
         Check.require(other.shape == shape && other.dtype == dtype, "assign",
                       "source \(other.shape) \(other.dtype) vs destination \(shape) \(dtype)")
-        (storage.raw + offset * dtype.byteSize).copyMemory(
-            from: other.storage.raw + other.offset * dtype.byteSize, byteCount: count * dtype.byteSize)
+        rawBase.copyMemory(from: other.rawBase, byteCount: elementByteCount)
+        if let d = scalesBase, let s = other.scalesBase { d.copyMemory(from: s, byteCount: scaleByteCount) }
     }
 
     /// Sets every element to zero, in place. Not recorded.
     public func zero() {
-        memset(storage.raw + offset * dtype.byteSize, 0, count * dtype.byteSize)
+        memset(rawBase, 0, elementByteCount)
+        if let d = scalesBase { memset(d, 0, scaleByteCount) }
     }
 
     /// Clears the accumulated gradient.
@@ -159,7 +210,12 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     }
 
     public var description: String {
-        let preview = dtype == .float32 ? scalars.prefix(8).map { "\($0)" } : indexScalars.prefix(8).map { "\($0)" }
+        let preview: [String]
+        switch dtype {
+        case .int32: preview = indexScalars.prefix(8).map { "\($0)" }
+        case .float32: preview = scalars.prefix(8).map { "\($0)" }
+        default: preview = rank == 0 || count == 0 ? [] : dequantized().scalars.prefix(8).map { "\($0)" }
+        }
         return "Tensor(\(shape), \(dtype)\(requiresGrad ? ", requiresGrad" : ""): [\(preview.joined(separator: ", "))\(count > 8 ? ", …" : "")])"
     }
 }

@@ -1,5 +1,14 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A flat, 64-byte aligned buffer of elements of one `DType`. Large buffers are
 /// recycled through `StoragePool` (no page faults on reuse).
+///
+/// Weight formats with scales (`int8`, `int4`) hold rows of `rowLength` elements: the
+/// packed rows in `raw` and the per-row (int8) or per-group (int4) scales in `scales`.
 ///
 /// Sharing rules (why this is `@unchecked Sendable`): a storage is shared by a
 /// tensor and its reshape views, and its pointer is handed to the C kernels.
@@ -13,20 +22,64 @@ package final class TensorStorage: @unchecked Sendable {
     package let dtype: DType
     /// Number of elements.
     package let count: Int
-    /// Base address, valid for `count * dtype.byteSize` bytes.
+    /// Elements per row (the last axis) for `int8`/`int4`; 1 otherwise.
+    package let rowLength: Int
+    /// Bytes at `raw` (scales excluded).
+    package let byteCount: Int
+    /// Base address, valid for `byteCount` bytes.
     package let raw: UnsafeMutableRawPointer
+    /// Scales of `int8` (float32 `[rows]`) and `int4` (float16 `[rows, ⌈rowLength/32⌉]`); nil otherwise.
+    package let scales: TensorStorage?
+    /// Where `raw` came from: the pool, or an anonymous mapping that is not touched until written.
+    private let mapped: Bool
 
-    /// Allocates `count` elements, zero-filled.
-    package init(dtype: DType, count: Int) {
-        precondition(count >= 0, "negative element count")
-        self.dtype = dtype
-        self.count = count
-        let bytes = max(count * dtype.byteSize, 1)
-        raw = StoragePool.shared.acquire(bytes)
-        memset(raw, 0, bytes)
+    /// Allocates `count` elements of a plain dtype (not `int8`/`int4`), zero-filled.
+    package convenience init(dtype: DType, count: Int) {
+        precondition(dtype.elementBytes != nil, "storage of \(dtype) needs its row length: init(dtype:rows:rowLength:)")
+        self.init(dtype: dtype, rows: count, rowLength: 1, lazy: false)
     }
 
-    deinit { StoragePool.shared.release(raw, bytes: max(count * dtype.byteSize, 1)) }
+    /// Allocates `rows` rows of `rowLength` elements in `dtype` (scales included), zero-filled.
+    /// `lazy`: memory comes from an anonymous mapping whose pages the system provides (as
+    /// zeros) on first write, so a tensor that is about to be replaced by loaded weights
+    /// costs no resident memory.
+    package init(dtype: DType, rows: Int, rowLength: Int, lazy: Bool = false) {
+        precondition(rows >= 0 && rowLength >= 0, "negative element count")
+        self.dtype = dtype
+        self.count = rows * rowLength
+        let plain = dtype.elementBytes != nil
+        self.rowLength = plain ? 1 : rowLength
+        self.byteCount = plain ? count * dtype.elementBytes! : rows * dtype.rowBytes(rowLength)
+        let bytes = max(byteCount, 1)
+        if lazy && bytes >= StoragePool.minimumBytes {
+            raw = TensorStorage.mapZeros(bytes)
+            mapped = true
+        } else {
+            raw = StoragePool.shared.acquire(bytes)
+            memset(raw, 0, bytes)
+            mapped = false
+        }
+        if let s = dtype.scaleDType {
+            scales = TensorStorage(dtype: s, rows: rows * dtype.scalesPerRow(rowLength), rowLength: 1, lazy: lazy)
+        } else {
+            scales = nil
+        }
+    }
+
+    deinit {
+        if mapped { munmap(raw, max(byteCount, 1)) } else { StoragePool.shared.release(raw, bytes: max(byteCount, 1)) }
+    }
+
+    private static func mapZeros(_ bytes: Int) -> UnsafeMutableRawPointer {
+        guard let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
+              p != MAP_FAILED else {
+            fatalError("out of memory: cannot map \(bytes) bytes for a tensor (\(String(cString: strerror(errno))))")
+        }
+        return p
+    }
+
+    /// Bytes of storage including scales.
+    package var totalBytes: Int { byteCount + (scales?.byteCount ?? 0) }
 
     var floats: UnsafeMutablePointer<Float> {
         precondition(dtype == .float32, "storage holds \(dtype), not float32")
@@ -38,9 +91,3 @@ package final class TensorStorage: @unchecked Sendable {
         return raw.assumingMemoryBound(to: Int32.self)
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif

@@ -30,8 +30,11 @@ public struct HuggingFaceModel {
     public static let companionFiles = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                                         "generation_config.json", "vocab.json", "merges.txt"]
 
-    /// Reads the model folder at `directory`.
-    public static func load(directory: URL) throws -> HuggingFaceModel {
+    /// Reads the model folder at `directory`, each weight in the dtype `dtypes` chooses
+    /// (default: float32, a model to train; `.asStored` keeps bf16/f16/int8/int4 tensors as
+    /// the file holds them). Parameters are created from the checkpoint's tensors: nothing is
+    /// initialised first, and no float32 copy is made of a tensor kept in another dtype.
+    public static func load(directory: URL, dtypes: WeightDTypeChoice = .float32) throws -> HuggingFaceModel {
         let configURL = directory.appendingPathComponent(configFileName)
         guard FileManager.default.fileExists(atPath: configURL.path) else {
             throw SparseMoEError.file(path: configURL.path, message: "missing: a Hugging Face model folder needs config.json")
@@ -49,10 +52,10 @@ public struct HuggingFaceModel {
         } catch let e as SparseMoEError {
             throw SparseMoEError.file(path: configURL.path, message: e.description)
         }
-        let model = try TransformerLM(config: config, seed: 0)
         let checkpoint = try SafetensorsCheckpoint(directory: directory)
+        let model = try TransformerLM.placeholder(config: config)
         try loadWeights(into: model, from: checkpoint, map: HFWeightMap(names: type(of: hf).weightNames, numExperts: hf.common.numExperts),
-                        hfConfig: hf)
+                        hfConfig: hf, dtypes: dtypes)
         return HuggingFaceModel(directory: directory, hfConfig: hf, rawConfig: raw, model: model)
     }
 
@@ -63,39 +66,43 @@ public struct HuggingFaceModel {
             ? c.directory.appendingPathComponent(SafetensorsCheckpoint.singleFileName).path : index.path
     }
 
-    /// Copies every checkpoint tensor into `model`'s parameters; checks presence, shapes and leftovers.
+    /// Fills `model`'s parameters (placeholders or float32 tensors) from the checkpoint in the
+    /// dtypes `dtypes` chooses: a tensor kept in its stored dtype is copied once from the
+    /// file's mapping; another dtype is converted in bounded blocks. Checks presence, shapes,
+    /// finiteness and leftovers. Pages of the file are handed back after each tensor.
     static func loadWeights(into model: TransformerLM, from ckpt: SafetensorsCheckpoint, map: HFWeightMap,
-                            hfConfig hf: any HuggingFaceFamily) throws {
+                            hfConfig hf: any HuggingFaceFamily, dtypes: WeightDTypeChoice = .float32) throws {
         let label = checkpointLabel(ckpt)
+        let roles = model.weightRoles()
         var consumed = Set<String>()
-        func info(_ name: String, shape: [Int], for parameter: String) throws -> SafetensorsTensorInfo {
-            guard let info = ckpt.info(name) else {
+        var checked = Set<String>()
+        func source(_ name: String, shape: [Int], for parameter: String) throws -> WeightSource {
+            guard let file = ckpt.file(holding: name) else {
                 throw SparseMoEError.file(path: label, message: "missing tensor '\(name)' (\(hf.modelType) parameter '\(parameter)', shape \(shape))")
             }
-            let path = ckpt.file(holding: name)?.path ?? label
-            guard [.f32, .f16, .bf16, .f64].contains(info.dtype) else {
-                throw SparseMoEError.file(path: path, message: "tensor '\(name)' has dtype \(info.dtype.rawValue), expected a floating type (F32, F16, BF16)")
-            }
-            guard info.shape == shape else {
-                throw SparseMoEError.file(path: path, message: "tensor '\(name)' has shape \(info.shape), expected \(shape) (parameter '\(parameter)')")
-            }
-            return info
+            let src = try WeightSource(file: file, name: name, shape: shape, parameter: parameter)
+            if checked.insert(name).inserted { try src.requireFinite() }
+            consumed.formUnion(src.tensorNames)
+            return src
         }
-        func read(_ name: String, shape: [Int], for parameter: String) throws -> Tensor {
-            _ = try info(name, shape: shape, for: parameter)
-            consumed.insert(name)
-            let t = try ckpt.tensor(name)
-            try requireFiniteWeights(t, name: name, path: ckpt.file(holding: name)?.path ?? label)
-            return t
+        func release(_ src: WeightSource) { for n in src.tensorNames { src.file.releasePages(n) } }
+        /// Gives `t` the dtype chosen for it and lets `fill` write its rows.
+        func fill(_ t: Tensor, name: String, stored: DType, _ fill: (Tensor) throws -> Void) rethrows {
+            let target = dtypes.dtype(for: roles[name] ?? .float32, stored: stored)
+            let dest = target == t.dtype ? t : Tensor(zeros: t.shape, dtype: target)
+            try fill(dest)
+            if dest !== t { t.adoptStorage(of: dest) }
         }
-        var fusedCache: [String: Tensor] = [:]
 
         for (name, t) in model.namedParameters() {
+            let rows = t.weightRows.rows
             switch map.location(of: name) {
             case let .tensor(hfName):
-                try t.assign(read(hfName, shape: t.shape, for: name))
+                let src = try source(hfName, shape: t.shape, for: name)
+                fill(t, name: name, stored: src.dtype) { src.write(rows: 0, count: rows, into: $0, at: 0) }
+                release(src)
             case let .experts(matrix, perExpert, fused, stacked):
-                let (e, rows, cols) = (t.shape[0], t.shape[1], t.shape[2])
+                let (e, n, cols) = (t.shape[0], t.shape[1], t.shape[2])
                 let fusedPresent = fused.filter { ckpt.info($0) != nil }
                 let stackedPresent = ckpt.info(stacked) != nil
                 let perPresent = perExpert.filter { ckpt.info($0) != nil }
@@ -106,22 +113,23 @@ public struct HuggingFaceModel {
                 }
                 if let f = fusedPresent.first {
                     // transformers 5: gate_up_proj [E, 2F, C], gate rows first.
-                    let whole: Tensor
-                    if let cached = fusedCache[f] { whole = cached } else {
-                        whole = try read(f, shape: [e, 2 * rows, cols], for: name)
-                        fusedCache[f] = whole
+                    let src = try source(f, shape: [e, 2 * n, cols], for: name)
+                    fill(t, name: name, stored: src.dtype) { dest in
+                        for x in 0..<e { src.write(rows: x * 2 * n + (matrix == .up ? n : 0), count: n, into: dest, at: x * n) }
                     }
-                    let block = rows * cols
-                    for x in 0..<e {
-                        (t.floats + x * block).update(from: whole.floats + x * 2 * block + (matrix == .up ? block : 0), count: block)
-                    }
+                    release(src)
                 } else if stackedPresent {
-                    try t.assign(read(stacked, shape: t.shape, for: name))
+                    let src = try source(stacked, shape: t.shape, for: name)
+                    fill(t, name: name, stored: src.dtype) { src.write(rows: 0, count: rows, into: $0, at: 0) }
+                    release(src)
                 } else {
-                    let block = rows * cols
-                    for (x, hfName) in perExpert.enumerated() {
-                        let src = try read(hfName, shape: [rows, cols], for: "\(name)[\(x)]")
-                        (t.floats + x * block).update(from: src.floats, count: block)
+                    let first = try source(perExpert[0], shape: [n, cols], for: "\(name)[0]")
+                    try fill(t, name: name, stored: first.dtype) { dest in
+                        for (x, hfName) in perExpert.enumerated() {
+                            let src = x == 0 ? first : try source(hfName, shape: [n, cols], for: "\(name)[\(x)]")
+                            src.write(rows: 0, count: n, into: dest, at: x * n)
+                            release(src)
+                        }
                     }
                 }
             }
@@ -134,6 +142,10 @@ public struct HuggingFaceModel {
             let path = ckpt.file(holding: name)?.path ?? label
             let hint = map.libraryName(of: name).map { " (would be '\($0.name)')" } ?? ""
             throw SparseMoEError.file(path: path, message: "unexpected tensor '\(name)'\(hint): not part of the \(hf.modelType) model that config.json describes")
+        }
+        // A model holding reduced-precision or quantized weights is for inference.
+        if model.parameters.contains(where: { $0.dtype != .float32 }) {
+            for p in model.parameters { p.requiresGrad = false }
         }
     }
 

@@ -101,6 +101,25 @@ public final class SafetensorsFile: @unchecked Sendable {
         return try body(UnsafeRawBufferPointer(start: start, count: info.dataOffsets.count))
     }
 
+    /// The tensor's raw bytes inside the mapping, valid as long as this file object lives
+    /// (loading reads weights from here without a copy in between).
+    package func rawBytes(_ name: String) throws -> UnsafeRawBufferPointer {
+        let info = try requireInfo(name)
+        precondition(header.dataStart + info.dataOffsets.upperBound <= size, "validated range exceeds mapping")
+        return UnsafeRawBufferPointer(start: base! + header.dataStart + info.dataOffsets.lowerBound, count: info.dataOffsets.count)
+    }
+
+    /// Gives back to the system the pages of the mapping that lie wholly inside tensor
+    /// `name` (after loading copied it), so that a file read once does not stay resident
+    /// beside the copy. Reading the tensor again pages it in from the file.
+    package func releasePages(_ name: String) {
+        guard ownsMapping, let info = header[name], let base else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = header.dataStart + info.dataOffsets.lowerBound, end = header.dataStart + info.dataOffsets.upperBound
+        let first = (start + page - 1) / page * page, last = end / page * page
+        if last > first { madvise(UnsafeMutableRawPointer(mutating: base + first), last - first, Int32(MADV_DONTNEED)) }
+    }
+
     /// Reads tensor `name` and converts it (see the type's doc comment).
     public func tensor(_ name: String) throws -> Tensor {
         let info = try requireInfo(name)

@@ -25,13 +25,15 @@ public enum SafetensorsWriter {
         }
     }
 
-    /// Writes `tensors` (float32 or int32) with optional string `metadata` to `url`.
+    /// Writes `tensors` with optional string `metadata` to `url`. float32 tensors are written
+    /// in `floatFormat`; int32 as I32; bf16/f16 as stored; int8 and int4 weights as their
+    /// packed rows plus a `<name>_scale` tensor (layout: `WeightSource`).
     public static func write(_ tensors: [String: Tensor], metadata: [String: String] = [:], to url: URL,
                              floatFormat: FloatFormat = .f32) throws {
         let (header, ordered) = try makeHeader(tensors, metadata: metadata, floatFormat: floatFormat, path: url.path)
         try AtomicFile.write(to: url) { sink in
             try sink.write(header)
-            for (tensor, dtype) in ordered { try writeData(tensor, as: dtype, to: sink) }
+            for part in ordered { try writeData(part, to: sink) }
         }
     }
 
@@ -40,15 +42,49 @@ public enum SafetensorsWriter {
                               floatFormat: FloatFormat = .f32) throws -> Data {
         let (header, ordered) = try makeHeader(tensors, metadata: metadata, floatFormat: floatFormat, path: "<memory>")
         var out = header
-        for (tensor, dtype) in ordered {
-            out.append(contentsOf: bytes(of: tensor, as: dtype))
+        for part in ordered {
+            if let raw = part.raw { out.append(contentsOf: UnsafeRawBufferPointer(raw)) } else {
+                out.append(contentsOf: halfBytes(part.tensor.floats, count: part.tensor.count, dtype: part.dtype))
+            }
         }
         return out
     }
 
-    /// 8-byte length + padded JSON header, and the tensors in file order with their dtypes.
+    /// One tensor of the file: raw bytes written as they are, or a float32 tensor converted to `dtype`.
+    struct Part {
+        var name: String
+        var dtype: SafetensorsDType
+        var shape: [Int]
+        var tensor: Tensor
+        var raw: UnsafeRawBufferPointer?
+        var byteCount: Int { raw?.count ?? tensor.count * dtype.byteSize }
+    }
+
+    /// The file's tensors (a quantized weight gives two: its rows and its scales).
+    static func parts(_ name: String, _ t: Tensor, floatFormat: FloatFormat) -> [Part] {
+        let lead = Array(t.shape.dropLast()), cols = t.shape.last ?? 1
+        let rows = lead.reduce(1, *)
+        func raw(_ p: UnsafeMutableRawPointer?, _ n: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: p, count: n) }
+        switch t.dtype {
+        case .float32:
+            return [Part(name: name, dtype: floatFormat.dtype, shape: t.shape, tensor: t,
+                         raw: floatFormat == .f32 ? raw(t.rawBase, t.count * 4) : nil)]
+        case .int32: return [Part(name: name, dtype: .i32, shape: t.shape, tensor: t, raw: raw(t.rawBase, t.count * 4))]
+        case .bfloat16: return [Part(name: name, dtype: .bf16, shape: t.shape, tensor: t, raw: raw(t.rawBase, t.count * 2))]
+        case .float16: return [Part(name: name, dtype: .f16, shape: t.shape, tensor: t, raw: raw(t.rawBase, t.count * 2))]
+        case .int8:
+            return [Part(name: name, dtype: .i8, shape: t.shape, tensor: t, raw: raw(t.rawBase, rows * cols)),
+                    Part(name: WeightSource.scaleName(name), dtype: .f32, shape: lead, tensor: t, raw: raw(t.scalesBase, rows * 4))]
+        case .int4:
+            let g = DType.int4.scalesPerRow(cols)
+            return [Part(name: name, dtype: .u8, shape: lead + [16 * g], tensor: t, raw: raw(t.rawBase, rows * 16 * g)),
+                    Part(name: WeightSource.scaleName(name), dtype: .f16, shape: lead + [g], tensor: t, raw: raw(t.scalesBase, rows * g * 2))]
+        }
+    }
+
+    /// 8-byte length + padded JSON header, and the tensors in file order.
     static func makeHeader(_ tensors: [String: Tensor], metadata: [String: String], floatFormat: FloatFormat,
-                           path: String) throws -> (Data, [(Tensor, SafetensorsDType)]) {
+                           path: String) throws -> (Data, [Part]) {
         var json = "{"
         var first = true
         if !metadata.isEmpty {
@@ -57,26 +93,27 @@ public enum SafetensorsWriter {
             json += "}"
             first = false
         }
-        var offset = 0
-        var ordered: [(Tensor, SafetensorsDType)] = []
-        for name in tensors.keys.sorted() {
+        var all: [String: Part] = [:]
+        for (name, t) in tensors {
             guard name != "__metadata__" else {
                 throw SparseMoEError.file(path: path, message: "a tensor may not be named '__metadata__'")
             }
-            let t = tensors[name]!
-            let dtype: SafetensorsDType
-            switch t.dtype {
-            case .float32: dtype = floatFormat.dtype
-            case .int32: dtype = .i32
-            default:
-                throw SparseMoEError.file(path: path, message: "tensor '\(name)': cannot write storage dtype \(t.dtype.rawValue) (float32 and int32 only)")
+            for part in parts(name, t, floatFormat: floatFormat) {
+                guard all[part.name] == nil else {
+                    throw SparseMoEError.file(path: path, message: "tensor '\(part.name)' would be written twice (a quantized weight's scales take the name '<weight>_scale')")
+                }
+                all[part.name] = part
             }
-            let byteCount = t.count * dtype.byteSize
+        }
+        var offset = 0
+        var ordered: [Part] = []
+        for name in all.keys.sorted() {
+            let part = all[name]!
             if !first { json += "," }
             first = false
-            json += "\(jsonString(name)):{\"dtype\":\"\(dtype.rawValue)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + byteCount)]}"
-            offset += byteCount
-            ordered.append((t, dtype))
+            json += "\(jsonString(name)):{\"dtype\":\"\(part.dtype.rawValue)\",\"shape\":[\(part.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + part.byteCount)]}"
+            offset += part.byteCount
+            ordered.append(part)
         }
         json += "}"
         var headerBytes = Data(json.utf8)
@@ -91,25 +128,19 @@ public enum SafetensorsWriter {
 
     private static let chunkElements = 1 << 16
 
-    static func writeData(_ t: Tensor, as dtype: SafetensorsDType, to sink: AtomicFile.Sink) throws {
-        if dtype == .f32 || dtype == .i32 {
-            try sink.write(UnsafeRawBufferPointer(start: t.storage.raw + t.offset * 4, count: t.count * 4))
+    static func writeData(_ part: Part, to sink: AtomicFile.Sink) throws {
+        if let raw = part.raw {
+            try sink.write(raw)
             return
         }
+        let t = part.tensor
         var start = 0
         while start < t.count {
             let n = min(chunkElements, t.count - start)
-            let chunk = halfBytes(t.floats + start, count: n, dtype: dtype)
+            let chunk = halfBytes(t.floats + start, count: n, dtype: part.dtype)
             try chunk.withUnsafeBytes { try sink.write($0) }
             start += n
         }
-    }
-
-    static func bytes(of t: Tensor, as dtype: SafetensorsDType) -> [UInt8] {
-        if dtype == .f32 || dtype == .i32 {
-            return Array(UnsafeRawBufferPointer(start: t.storage.raw + t.offset * 4, count: t.count * 4))
-        }
-        return halfBytes(t.floats, count: t.count, dtype: dtype)
     }
 
     private static func halfBytes(_ p: UnsafeMutablePointer<Float>, count n: Int, dtype: SafetensorsDType) -> [UInt8] {

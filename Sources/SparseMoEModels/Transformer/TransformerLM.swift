@@ -46,10 +46,22 @@ public final class TransformerLM: Module {
     let rotary: RotaryEmbedding?
 
     /// Builds a randomly initialised model (N(0, initStd²) truncated at ±2σ).
-    public init(config: TransformerConfig, seed: UInt64 = 0) throws {
+    public convenience init(config: TransformerConfig, seed: UInt64 = 0) throws {
+        var rng = RandomGenerator(seed: seed)
+        try self.init(config: config, rng: &rng)
+    }
+
+    /// A model whose parameters are placeholders (zeros that take no memory until
+    /// written): the skeleton that loading fills with a checkpoint's tensors, in their
+    /// own storage dtypes, without initialising or holding float32 copies first.
+    package static func placeholder(config: TransformerConfig) throws -> TransformerLM {
+        var rng = RandomGenerator.placeholder()
+        return try TransformerLM(config: config, rng: &rng)
+    }
+
+    init(config: TransformerConfig, rng: inout RandomGenerator) throws {
         try config.validate()
         self.config = config
-        var rng = RandomGenerator(seed: seed)
         let c = config.hiddenSize, std = config.initStd
         embedTokens = Tensor.truncatedNormal([config.vocabSize, c], std: std, using: &rng, requiresGrad: true)
         positionTable = config.positionEncoding == .learned
@@ -166,7 +178,7 @@ public final class TransformerLM: Module {
             if let a = moe?.auxLoss { aux = aux.map { add($0, a) } ?? a }
         }
         let h = finalNorm(x)
-        let logits = matmul(h, lmHead ?? embedTokens, transposeB: true)
+        let logits = linearProjection(h, lmHead ?? embedTokens)
         return LMOutput(logits: logits, auxLoss: aux, moe: outputs)
     }
 

@@ -1,6 +1,7 @@
 import SparseMoECore
 
 /// y = x · Wᵀ + b, W `[out, in]` (PyTorch layout), b `[out]` optional; x `[..., in]`.
+/// W may be stored in any weight dtype (`linearProjection`); only float32 trains.
 public final class Linear: Module {
     public let weight: Tensor
     public let bias: Tensor?
@@ -38,7 +39,7 @@ public final class Linear: Module {
     public func callAsFunction(_ x: Tensor) -> Tensor {
         Check.require(x.rank >= 1 && x.shape[x.rank - 1] == inFeatures, "Linear",
                       "input \(x.shape) must end in in_features = \(inFeatures)")
-        let y = matmul(x.rank == 1 ? x.reshaped([1, inFeatures]) : x, weight, transposeB: true)
+        let y = linearProjection(x.rank == 1 ? x.reshaped([1, inFeatures]) : x, weight)
         let out = bias.map { add(y, $0) } ?? y
         return x.rank == 1 ? out.reshaped([outFeatures]) : out
     }
