@@ -84,3 +84,21 @@ void moe_bench_dense_sgemm(float *out, const float *a, const float *b, int64_t M
     sgemm(0, 0, M, N, K, a, K, b, N, 0, out, N);
     openblas_set_num_threads(1);
 }
+
+float moe_bench_stream_sum(const float *x, int64_t n) {
+    float total = 0.0f;
+    int nt = moe_get_num_threads();
+#pragma omp parallel num_threads(nt) reduction(+ : total)
+    {
+        int t = omp_get_thread_num(), threads = omp_get_num_threads();
+        int64_t chunk = (n + threads - 1) / threads;
+        int64_t lo = t * chunk, hi = lo + chunk < n ? lo + chunk : n;
+        float acc[16] = {0};
+        int64_t i = lo;
+        for (; i + 16 <= hi; i += 16)
+            for (int j = 0; j < 16; j++) acc[j] += x[i + j];
+        for (; i < hi; i++) acc[0] += x[i];
+        for (int j = 0; j < 16; j++) total += acc[j];
+    }
+    return total;
+}

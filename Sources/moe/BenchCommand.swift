@@ -65,6 +65,15 @@ struct Bench: ParsableCommand {
           moe bench --workload wide --json    # one JSON object per line
           moe bench --workload none --sweep threads --thread-sweeps 5
           moe bench --sweep all --train --out docs/img --reference pytorch.jsonl
+          moe bench --model models/olmoe-bf16 --dtype bf16,int8,int4 --json
+
+        Models (--model DIR): load the folder in each --dtype (converted on load), \
+        prefill a random prompt of --prompt-tokens once after a warm-up, decode \
+        --new-tokens greedily with the KV cache. Reports prefill and decode tokens/s, \
+        time to first token, load time, peak RSS, bytes of weights, bytes read per \
+        decoded token and the machine's read bandwidth (measured), and decode as a \
+        fraction of the bandwidth limit. Each dtype runs in a child process of its own, \
+        so that peak RSS is that dtype's alone.
         """)
 
     @Option(help: "Workload name or 'all'.") var workload: String = "all"
@@ -88,8 +97,19 @@ struct Bench: ParsableCommand {
     @Option(help: "Folder for results (JSON lines) and plots (SVG + PNG).") var out: String?
     @Option(help: "JSON lines of a reference run (Benchmarks/reference/moe_workloads.py) to plot beside ours.")
     var reference: String?
+    @Option(help: "Model folder: measure prefill and decode tokens/s instead of the expert workloads.")
+    var model: String?
+    @Option(help: "With --model: weight dtypes to measure, comma-separated (f32, bf16, f16, int8, int4; default: as stored).")
+    var dtype: String?
+    @Option(name: .customLong("prompt-tokens"), help: "With --model: prompt length for prefill.") var promptTokens: Int = 128
+    @Option(name: .customLong("new-tokens"), help: "With --model: tokens to decode after the prompt.") var newTokens: Int = 64
 
     func validate() throws {
+        guard promptTokens >= 1, newTokens >= 1 else { throw ValidationError("--prompt-tokens and --new-tokens must be ≥ 1") }
+        if dtype != nil && model == nil { throw ValidationError("--dtype needs --model (the expert workloads are float32)") }
+        for d in dtype?.split(separator: ",") ?? [] {
+            do { _ = try DType(weightFormat: String(d)) } catch { throw ValidationError("--dtype: \(error)") }
+        }
         guard runs >= 1, sweepRuns >= 1, threadSweeps >= 1, warmup >= 0, trainSteps >= 1 else {
             throw ValidationError("--runs, --sweep-runs, --thread-sweeps and --train-steps must be ≥ 1, --warmup ≥ 0")
         }
@@ -103,6 +123,7 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         try applyThreads(threads)
+        if let model { return try runModel(model) }
         let outDir = out.map { URL(fileURLWithPath: $0) }
         if let d = outDir { try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true) }
         let reference = try self.reference.map { try ReferenceThroughput.load(jsonLines: $0) } ?? []
@@ -283,5 +304,45 @@ struct ThreadRecord: Encodable {
         case fs = "forward_speedup", bs = "forward_backward_speedup"
         case fsp = "forward_speedup_paired", bsp = "forward_backward_speedup_paired"
         case rfs = "roofline_forward_speedup", rbs = "roofline_forward_backward_speedup"
+    }
+}
+
+extension Bench {
+    /// `--model`: one child process per dtype (its own peak RSS), each printing one JSON line.
+    func runModel(_ model: String) throws {
+        let dtypes = dtype.map { $0.split(separator: ",").map(String.init) } ?? [""]
+        if ProcessInfo.processInfo.environment["SPARSEMOE_BENCH_CHILD"] == nil && dtypes.count > 1 {
+            for d in dtypes {
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
+                var args = ["bench", "--model", model, "--dtype", d, "--prompt-tokens", "\(promptTokens)", "--new-tokens", "\(newTokens)"]
+                if json { args.append("--json") }
+                if let threads { args += ["--threads", "\(threads)"] }
+                p.arguments = args
+                p.environment = ProcessInfo.processInfo.environment.merging(["SPARSEMOE_BENCH_CHILD": "1"]) { $1 }
+                try p.run()
+                p.waitUntilExit()
+                guard p.terminationStatus == 0 else { throw ModelCommandError("moe bench --model … --dtype \(d) failed (exit \(p.terminationStatus))") }
+            }
+            return
+        }
+        let choice = try dtypes[0].isEmpty ? WeightDTypeChoice.asStored : WeightDTypeChoice(dtype: DType(weightFormat: dtypes[0]))
+        let r = try InferenceBenchmark.run(directory: URL(fileURLWithPath: model), dtypes: choice, promptTokens: promptTokens,
+                                           newTokens: newTokens) { printError("[bench] " + $0) }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(r), as: UTF8.self))
+            return
+        }
+        print("moe bench --model \(r.model): \(r.dtype), \(r.threads) threads")
+        print(String(format: "  load           %8.1f s", r.load_seconds))
+        print(String(format: "  prefill        %8.1f tokens/s  (%d tokens, first token after %.0f ms)", r.prefill_tokens_per_second, r.prompt_tokens, r.time_to_first_token_ms))
+        print(String(format: "  decode         %8.2f tokens/s  (%d tokens)", r.decode_tokens_per_second, r.new_tokens))
+        print("  weights        \(pad(humanCount(Double(r.weights_bytes)), 8))B  (\(humanCount(Double(r.decode_bytes_per_token)))B read per decoded token)")
+        print("  peak RSS       \(pad(humanCount(Double(r.peak_rss_bytes)), 8))B")
+        print(String(format: "  bandwidth      %8.1f GB/s read → limit %.1f tokens/s; decode at %.0f%% of it",
+                     r.read_bandwidth_bytes_per_second / 1e9, r.read_bandwidth_bytes_per_second / Double(max(r.decode_bytes_per_token, 1)),
+                     100 * r.decode_bandwidth_fraction))
     }
 }

@@ -41,6 +41,13 @@ void moe_bench_grouped_swiglu(float *workspace, float *dw1, float *dw3, float *d
  */
 void moe_bench_dense_sgemm(float *out, const float *a, const float *b, int64_t M, int64_t N, int64_t K);
 
+/*
+ * The memory read-bandwidth probe: returns Σ x[0..n) (float accumulation in 16 lanes),
+ * read once by the kernel threads in contiguous chunks. Time it over an array far larger
+ * than the caches to measure the bandwidth a decode step can use.
+ */
+float moe_bench_stream_sum(const float *x, int64_t n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -130,6 +130,9 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         return floats[0]
     }
 
+    /// Whether this is a placeholder parameter (`init(placeholder:)`) not yet given values.
+    package var isPlaceholder: Bool { storage.isPlaceholder }
+
     /// Bytes this tensor's elements occupy in its storage dtype, scales included.
     public var storageBytes: Int { dtype.storageBytes(shape: shape) }
 

@@ -32,6 +32,8 @@ package final class TensorStorage: @unchecked Sendable {
     package let scales: TensorStorage?
     /// Where `raw` came from: the pool, or an anonymous mapping that is not touched until written.
     private let mapped: Bool
+    /// Made by `init(…, lazy: true)`: a placeholder parameter that loading fills.
+    package let isPlaceholder: Bool
 
     /// Allocates `count` elements of a plain dtype (not `int8`/`int4`), zero-filled.
     package convenience init(dtype: DType, count: Int) {
@@ -50,6 +52,7 @@ package final class TensorStorage: @unchecked Sendable {
         let plain = dtype.elementBytes != nil
         self.rowLength = plain ? 1 : rowLength
         self.byteCount = plain ? count * dtype.elementBytes! : rows * dtype.rowBytes(rowLength)
+        isPlaceholder = lazy
         let bytes = max(byteCount, 1)
         if lazy && bytes >= StoragePool.minimumBytes {
             raw = TensorStorage.mapZeros(bytes)

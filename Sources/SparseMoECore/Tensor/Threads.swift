@@ -20,6 +20,16 @@ public enum Threads {
     /// Hardware threads available.
     public static var available: Int { Int(moe_available_threads()) }
 
+    /// The SIMD path the weight kernels chose for this CPU at run time: "AVX-512", "AVX2"
+    /// or "scalar" (`SPARSEMOE_SIMD=scalar|avx2|avx512` may lower it).
+    public static var simdPath: String {
+        switch moe_weight_simd_level() {
+        case 3: return "AVX-512"
+        case 2: return "AVX2"
+        default: return "scalar"
+        }
+    }
+
     /// Puts to sleep the worker threads that keep spinning after parallel work (C
     /// `moe_threads_park`): OpenMP's workers spin for `KMP_BLOCKTIME` (200 ms by default)
     /// after every parallel region, and OpenBLAS's own threads, which only the benchmark

@@ -46,6 +46,7 @@ public struct HuggingFaceModel {
         } catch {
             throw SparseMoEError.file(path: configURL.path, message: "malformed JSON: expected one object of fields (\(error.localizedDescription))")
         }
+        try QuantizationConfig.check(raw, path: configURL.path)
         let config: TransformerConfig
         do {
             config = try hf.transformerConfig()
@@ -153,11 +154,13 @@ public struct HuggingFaceModel {
 
     /// Writes `model` to `directory` (created if needed) as Hugging Face architecture
     /// family `architecture` (`MixtralConfig.self`, ...; nil = `HFConfigExport.closestArchitecture`):
-    /// `config.json` + `model.safetensors`.
+    /// `config.json` + `model.safetensors`, or shards of at most `maxShardBytes` and their index.
+    /// Weights are written in their storage dtypes; config.json records them
+    /// (`torch_dtype`, and `quantization_config` for int8/int4, see `weightDTypeConfig`).
     /// `extraConfig` entries are added to config.json where the model does not set them
     /// (token ids, ...). Throws `invalidConfig` naming what the architecture cannot represent.
     public static func save(_ model: TransformerLM, to directory: URL, architecture: (any HuggingFaceFamily.Type)? = nil,
-                            extraConfig: [String: JSONValue] = [:]) throws {
+                            extraConfig: [String: JSONValue] = [:], maxShardBytes: Int = 4 << 30) throws {
         let type = architecture ?? HFConfigExport.closestArchitecture(model.config)
         var json = try HFConfigExport.json(for: model.config, as: type)
         for (k, v) in extraConfig where json[k] == nil { json[k] = v }
@@ -165,16 +168,38 @@ public struct HuggingFaceModel {
         do { try fm.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
             throw SparseMoEError.file(path: directory.path, message: "cannot create folder: \(error.localizedDescription)")
         }
-        let index = directory.appendingPathComponent(SafetensorsCheckpoint.indexFileName)
-        guard !fm.fileExists(atPath: index.path) else {
-            throw SparseMoEError.file(path: index.path, message: "the folder holds a sharded checkpoint, which would shadow the model.safetensors written here; save into another folder")
-        }
         let map = HFWeightMap(names: type.weightNames, numExperts: model.config.moe?.numExperts ?? 0)
         let tensors = map.checkpointTensors(of: model.namedParameters())
-        try SafetensorsWriter.write(tensors, metadata: ["format": "pt"],
-                                    to: directory.appendingPathComponent(SafetensorsCheckpoint.singleFileName))
+        json.merge(weightDTypeConfig(model), uniquingKeysWith: { new, _ in new })
+        try ShardedCheckpointWriter.write(tensors.map { .init(name: $0.key, shape: $0.value.shape, dtype: $0.value.dtype) },
+                                          to: directory, maxShardBytes: maxShardBytes) { tensors[$0.name]! }
         let text = configText(.object(json)) + "\n"
         try AtomicFile.write(Data(text.utf8), to: directory.appendingPathComponent(configFileName))
+    }
+
+    /// The config.json entries that say how the weights are stored: `torch_dtype` (the dtype of
+    /// most matrix parameters when they are float types) and, when any weight is int8 or int4,
+    /// `quantization_config` = `{"quant_method": "sparsemoe", "bits", "group_size", "scales":
+    /// "<weight>_scale", "modules": {dtype: parameter count}}`, which loading checks.
+    static func weightDTypeConfig(_ model: TransformerLM) -> [String: JSONValue] {
+        weightDTypeConfig(counts: model.weightStorage.parametersByDType)
+    }
+
+    /// `weightDTypeConfig` from the number of parameters stored in each dtype.
+    static func weightDTypeConfig(counts: [DType: Int]) -> [String: JSONValue] {
+        var out: [String: JSONValue] = [:]
+        let float = counts.filter { [.float32, .bfloat16, .float16].contains($0.key) }.max { $0.value < $1.value }?.key ?? .float32
+        out["torch_dtype"] = .string(float == .float32 ? "float32" : float == .bfloat16 ? "bfloat16" : "float16")
+        if let q = [DType.int4, .int8].first(where: { counts[$0] != nil }) {
+            out["quantization_config"] = .object([
+                "quant_method": .string(QuantizationConfig.method),
+                "bits": .int(q == .int4 ? 4 : 8),
+                "group_size": .int(q == .int4 ? DType.int4GroupSize : -1),
+                "scales": .string("<weight>_scale"),
+                "modules": .object(Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, JSONValue.int($0.value)) })),
+            ])
+        }
+        return out
     }
 
     /// config.json text: keys sorted, two-space indent, and every `.double` written with a

@@ -118,3 +118,29 @@ package struct WeightSource {
         }
     }
 }
+
+extension SafetensorsCheckpoint {
+    /// Per storage dtype: how many weight tensors, parameters and bytes (scales included) the
+    /// checkpoint holds, read from the headers alone (`moe info --model`). I8 / U8 tensors
+    /// with a `_scale` companion count as int8 / int4 (U8 rows hold 32 values per 16 bytes).
+    public func storageSummary() -> [(dtype: String, tensors: Int, parameters: Int, bytes: Int)] {
+        var rows: [String: (Int, Int, Int)] = [:]
+        let names = Set(self.names)
+        for name in self.names {
+            guard let info = info(name) else { continue }
+            if name.hasSuffix("_scale"), names.contains(String(name.dropLast("_scale".count))) { continue }
+            let scale = names.contains(WeightSource.scaleName(name)) ? self.info(WeightSource.scaleName(name)) : nil
+            let key: String
+            var parameters = info.elementCount
+            var bytes = info.dataOffsets.count
+            switch (info.dtype, scale) {
+            case (.i8, let s?): key = "int8"; bytes += s.dataOffsets.count
+            case (.u8, let s?): key = "int4"; parameters = s.elementCount * DType.int4GroupSize; bytes += s.dataOffsets.count
+            default: key = info.dtype.rawValue.lowercased()
+            }
+            let old = rows[key] ?? (0, 0, 0)
+            rows[key] = (old.0 + 1, old.1 + parameters, old.2 + bytes)
+        }
+        return rows.keys.sorted().map { ($0, rows[$0]!.0, rows[$0]!.1, rows[$0]!.2) }
+    }
+}

@@ -118,13 +118,14 @@ extension TransformerLM {
         guard prompt.count <= config.maxSequenceLength else {
             throw SparseMoEError.invalidArgument(op: "generate", message: "prompt of \(prompt.count) tokens exceeds max_position_embeddings = \(config.maxSequenceLength)")
         }
-        let cache = KVCache(capacity: config.maxSequenceLength)
+        let cache = KVCache(capacity: min(config.maxSequenceLength, prompt.count + maxNewTokens))
         let v = config.vocabSize
         var input = prompt
         var out: [Int32] = []
         while out.count < maxNewTokens && cache.length + input.count <= config.maxSequenceLength {
-            let logits = try forward(Tensor(indices: input, shape: [1, input.count]), options: ForwardOptions(cache: cache)).logits
-            let last = Array(UnsafeBufferPointer(start: logits.floats + (input.count - 1) * v, count: v))
+            let logits = try forward(Tensor(indices: input, shape: [1, input.count]),
+                                     options: ForwardOptions(cache: cache, lastPositionLogitsOnly: true)).logits
+            let last = Array(UnsafeBufferPointer(start: logits.floats, count: v))
             let next = Int32(sampler.sample(last))
             out.append(next)
             try onToken(next)

@@ -20,11 +20,16 @@ public struct ForwardOptions {
     public var rng: RandomGenerator = RandomGenerator(seed: 0)
     /// Incremental decoding cache; the input continues the cached positions.
     public var cache: KVCache?
+    /// Compute the logits of the last position only (`[B, 1, V]`): what decoding needs, and
+    /// for a long prompt the output projection's T·V·C multiply-adds shrink to V·C.
+    public var lastPositionLogitsOnly: Bool
 
-    public init(training: Bool = false, rng: RandomGenerator = RandomGenerator(seed: 0), cache: KVCache? = nil) {
+    public init(training: Bool = false, rng: RandomGenerator = RandomGenerator(seed: 0), cache: KVCache? = nil,
+                lastPositionLogitsOnly: Bool = false) {
         self.training = training
         self.rng = rng
         self.cache = cache
+        self.lastPositionLogitsOnly = lastPositionLogitsOnly
     }
 }
 
@@ -139,7 +144,7 @@ public final class TransformerLM: Module {
         blocks.compactMap { if case let .moe(m) = $0.feedForward { return m } else { return nil } }
     }
 
-    /// tokens int32 `[B, T]` → logits `[B, T, V]`, auxiliary loss, each MoE layer's decision.
+    /// tokens int32 `[B, T]` → logits `[B, T, V]` (`[B, 1, V]` with `lastPositionLogitsOnly`), auxiliary loss, each MoE layer's decision.
     public func forward(_ tokens: Tensor, options: ForwardOptions = ForwardOptions()) throws -> LMOutput {
         guard tokens.dtype == .int32, tokens.rank == 2 else {
             throw SparseMoEError.shapeMismatch(op: "TransformerLM", message: "tokens must be int32 [B, T], got \(tokens.dtype) \(tokens.shape)")
@@ -177,7 +182,12 @@ public final class TransformerLM: Module {
             outputs.append(moe)
             if let a = moe?.auxLoss { aux = aux.map { add($0, a) } ?? a }
         }
-        let h = finalNorm(x)
+        var h = finalNorm(x)
+        if options.lastPositionLogitsOnly && t > 1 {
+            let rows = h.reshaped([b * t, c])
+            h = b == 1 ? rows.slice(rows: (t - 1)..<t) : concatLastAxis((0..<b).map { rows.slice(rows: ($0 * t + t - 1)..<($0 * t + t)) })
+            h = h.reshaped([b, 1, c])
+        }
         let logits = linearProjection(h, lmHead ?? embedTokens)
         return LMOutput(logits: logits, auxLoss: aux, moe: outputs)
     }
