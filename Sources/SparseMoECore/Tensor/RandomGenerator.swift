@@ -7,7 +7,7 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable {
     /// Set for the generator of `placeholder()`.
     package private(set) var isPlaceholder = false
 
-    /// A generator under which `Tensor.randomNormal`/`truncatedNormal` give placeholder
+    /// A generator under which `Tensor.normal`/`truncatedNormal` give placeholder
     /// tensors (zeros, no resident memory until written): for building a model whose
     /// parameters loading will fill or replace, without initialising them first.
     package static func placeholder() -> RandomGenerator {
