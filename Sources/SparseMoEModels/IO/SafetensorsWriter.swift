@@ -37,6 +37,32 @@ public enum SafetensorsWriter {
         }
     }
 
+    /// Writes a file whose tensors are produced one at a time: the header comes from the names,
+    /// shapes and dtypes alone, then `produce` makes each tensor (in name order) and its bytes
+    /// are written before the next is made, so memory holds one tensor at a time.
+    package static func write(streaming entries: [(name: String, shape: [Int], dtype: DType)], metadata: [String: String] = [:],
+                              to url: URL, produce: (String) throws -> Tensor) throws {
+        var layout: [String: (SafetensorsDType, [Int], Int)] = [:]
+        var order: [(entry: Int, parts: [String])] = []
+        for (i, e) in entries.enumerated().sorted(by: { $0.element.name < $1.element.name }) {
+            let parts = partLayout(e.name, shape: e.shape, dtype: e.dtype, floatFormat: .f32)
+            for p in parts { layout[p.name] = (p.dtype, p.shape, p.bytes) }
+            order.append((i, parts.map(\.name)))
+        }
+        let header = try headerBytes(layout, dataOrder: order.flatMap(\.parts), metadata: metadata, path: url.path)
+        try AtomicFile.write(to: url) { sink in
+            try sink.write(header)
+            for (i, names) in order {
+                let e = entries[i]
+                let t = try produce(e.name)
+                precondition(t.shape == e.shape && t.dtype == e.dtype, "produced \(t.shape) \(t.dtype) for \(e.name) \(e.shape) \(e.dtype)")
+                let parts = parts(e.name, t, floatFormat: .f32)
+                precondition(parts.map(\.name) == names)
+                for part in parts { try writeData(part, to: sink) }
+            }
+        }
+    }
+
     /// The complete file image in memory (small files, tests).
     public static func encode(_ tensors: [String: Tensor], metadata: [String: String] = [:],
                               floatFormat: FloatFormat = .f32) throws -> Data {
@@ -58,6 +84,24 @@ public enum SafetensorsWriter {
         var tensor: Tensor
         var raw: UnsafeRawBufferPointer?
         var byteCount: Int { raw?.count ?? tensor.count * dtype.byteSize }
+    }
+
+    /// The file tensors of a tensor `name` of `shape` stored as `dtype`: names, file dtypes,
+    /// shapes and bytes (as `parts` writes them).
+    static func partLayout(_ name: String, shape: [Int], dtype: DType, floatFormat: FloatFormat)
+        -> [(name: String, dtype: SafetensorsDType, shape: [Int], bytes: Int)] {
+        let lead = Array(shape.dropLast()), cols = shape.last ?? 1
+        let rows = lead.reduce(1, *), n = shape.reduce(1, *)
+        switch dtype {
+        case .float32: return [(name, floatFormat.dtype, shape, n * floatFormat.dtype.byteSize)]
+        case .int32: return [(name, .i32, shape, 4 * n)]
+        case .bfloat16: return [(name, .bf16, shape, 2 * n)]
+        case .float16: return [(name, .f16, shape, 2 * n)]
+        case .int8: return [(name, .i8, shape, n), (WeightSource.scaleName(name), .f32, lead, 4 * rows)]
+        case .int4:
+            let g = DType.int4.scalesPerRow(cols)
+            return [(name, .u8, lead + [16 * g], 16 * g * rows), (WeightSource.scaleName(name), .f16, lead + [g], 2 * g * rows)]
+        }
     }
 
     /// The file's tensors (a quantized weight gives two: its rows and its scales).
@@ -85,6 +129,33 @@ public enum SafetensorsWriter {
     /// 8-byte length + padded JSON header, and the tensors in file order.
     static func makeHeader(_ tensors: [String: Tensor], metadata: [String: String], floatFormat: FloatFormat,
                            path: String) throws -> (Data, [Part]) {
+        var all: [String: Part] = [:]
+        for (name, t) in tensors {
+            for part in parts(name, t, floatFormat: floatFormat) {
+                guard all[part.name] == nil else {
+                    throw SparseMoEError.file(path: path, message: "tensor '\(part.name)' would be written twice (a quantized weight's scales take the name '<weight>_scale')")
+                }
+                all[part.name] = part
+            }
+        }
+        let order = all.keys.sorted()
+        let header = try headerBytes(all.mapValues { ($0.dtype, $0.shape, $0.byteCount) }, dataOrder: order, metadata: metadata, path: path)
+        return (header, order.map { all[$0]! })
+    }
+
+    /// The header for tensors `layout` (file dtype, shape, bytes by name) whose data follows in
+    /// `dataOrder`: JSON keys sorted, `__metadata__` first, padded to a multiple of 8.
+    static func headerBytes(_ layout: [String: (SafetensorsDType, [Int], Int)], dataOrder: [String], metadata: [String: String],
+                            path: String) throws -> Data {
+        guard layout["__metadata__"] == nil else {
+            throw SparseMoEError.file(path: path, message: "a tensor may not be named '__metadata__'")
+        }
+        var offsets: [String: Int] = [:]
+        var offset = 0
+        for name in dataOrder {
+            offsets[name] = offset
+            offset += layout[name]!.2
+        }
         var json = "{"
         var first = true
         if !metadata.isEmpty {
@@ -93,27 +164,12 @@ public enum SafetensorsWriter {
             json += "}"
             first = false
         }
-        var all: [String: Part] = [:]
-        for (name, t) in tensors {
-            guard name != "__metadata__" else {
-                throw SparseMoEError.file(path: path, message: "a tensor may not be named '__metadata__'")
-            }
-            for part in parts(name, t, floatFormat: floatFormat) {
-                guard all[part.name] == nil else {
-                    throw SparseMoEError.file(path: path, message: "tensor '\(part.name)' would be written twice (a quantized weight's scales take the name '<weight>_scale')")
-                }
-                all[part.name] = part
-            }
-        }
-        var offset = 0
-        var ordered: [Part] = []
-        for name in all.keys.sorted() {
-            let part = all[name]!
+        for name in layout.keys.sorted() {
+            let (dtype, shape, bytes) = layout[name]!
+            let start = offsets[name]!
             if !first { json += "," }
             first = false
-            json += "\(jsonString(name)):{\"dtype\":\"\(part.dtype.rawValue)\",\"shape\":[\(part.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + part.byteCount)]}"
-            offset += part.byteCount
-            ordered.append(part)
+            json += "\(jsonString(name)):{\"dtype\":\"\(dtype.rawValue)\",\"shape\":[\(shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(start),\(start + bytes)]}"
         }
         json += "}"
         var headerBytes = Data(json.utf8)
@@ -123,7 +179,7 @@ public enum SafetensorsWriter {
         var n = UInt64(headerBytes.count).littleEndian
         withUnsafeBytes(of: &n) { out.append(contentsOf: $0) }
         out.append(headerBytes)
-        return (out, ordered)
+        return out
     }
 
     private static let chunkElements = 1 << 16

@@ -10,7 +10,8 @@ import SparseMoECore
 /// pass `maxShardBytes`. One shard is written as `model.safetensors`; several as
 /// `model-0000i-of-0000N.safetensors` plus `model.safetensors.index.json`
 /// (`{"metadata": {"total_size": …}, "weight_map": {name: shard}}`). Each file is written
-/// atomically; a shard's tensors are produced just before it is written and released after.
+/// atomically, and each tensor is produced just before its bytes are written and released
+/// after: memory holds one tensor at a time.
 package enum ShardedCheckpointWriter {
     /// One tensor to write: its name, shape and storage dtype (int8/int4 add a `_scale` tensor).
     package struct Entry: Sendable {
@@ -54,15 +55,13 @@ package enum ShardedCheckpointWriter {
         var written = 0
         var weightMap: [String: String] = [:]
         for (shard, file) in zip(shards, names) {
-            var tensors: [String: Tensor] = [:]
+            let byName = Dictionary(uniqueKeysWithValues: shard.map { ($0.name, $0) })
             for e in shard {
-                let t = try produce(e)
-                precondition(t.shape == e.shape && t.dtype == e.dtype, "produced \(t.shape) \(t.dtype) for \(e.name) \(e.shape) \(e.dtype)")
-                tensors[e.name] = t
                 weightMap[e.name] = file
-                if let _ = e.dtype.scaleDType { weightMap[WeightSource.scaleName(e.name)] = file }
+                if e.dtype.scaleDType != nil { weightMap[WeightSource.scaleName(e.name)] = file }
             }
-            try SafetensorsWriter.write(tensors, metadata: metadata, to: directory.appendingPathComponent(file))
+            try SafetensorsWriter.write(streaming: shard.map { ($0.name, $0.shape, $0.dtype) }, metadata: metadata,
+                                        to: directory.appendingPathComponent(file)) { try produce(byName[$0]!) }
             written += shard.reduce(0) { $0 + $1.bytes }
             progress?(written, total)
         }

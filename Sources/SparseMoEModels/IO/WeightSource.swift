@@ -58,7 +58,14 @@ package struct WeightSource {
         case .int32: bad = nil
         }
         if let (name, i) = bad {
-            throw SparseMoEError.file(path: file.path, message: "tensor '\(name)' holds a non-finite value (at element \(i), shape \(file.info(name)?.shape ?? [])); the model would compute NaN logits — re-export the checkpoint from a finite model")
+            let base = name == tensorNames[0] ? data : scales!
+            let value: Float
+            switch dtype == .int4 && name != tensorNames[0] ? .float16 : dtype {
+            case .bfloat16: value = HalfPrecision.float(fromBFloat16Bits: base.load(fromByteOffset: 2 * i, as: UInt16.self))
+            case .float16, .int4: value = HalfPrecision.float(fromFloat16Bits: base.load(fromByteOffset: 2 * i, as: UInt16.self))
+            default: value = base.load(fromByteOffset: 4 * i, as: Float.self)
+            }
+            throw SparseMoEError.file(path: file.path, message: "tensor '\(name)' holds a non-finite value (\(value) at element \(i) of shape \(file.info(name)?.shape ?? [])); the model would compute NaN logits — re-export the checkpoint from a finite model")
         }
     }
 
