@@ -32,5 +32,6 @@
 #include "moe_layout.h"
 #include "moe_dispatch.h"
 #include "moe_optim.h"
+#include "moe_weights.h"
 
 #endif
