@@ -5,7 +5,7 @@ import PackageDescription
 // `-fopenmp` is an unsafe flag. Since tools version 6.2 SwiftPM accepts it in
 // dependencies consumed by version too, so a user's package can depend on
 // SparseMoE with `from:` (checked by Tests/Consumer). See docs/architecture.md.
-let kernelCFlags: [String] = ["-fopenmp", "-O3", "-march=native", "-std=c11"]
+let kernelCFlags: [String] = ["-fopenmp", "-O3", "-std=c11"]
 let kernelLinks: [LinkerSetting] = [
     .linkedLibrary("openblas"),
     .linkedLibrary("omp5"),

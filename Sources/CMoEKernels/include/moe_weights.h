@@ -111,6 +111,12 @@ void moe_routed_experts_infer(float *y, float *workspace,
  * (F, BW, VL). */
 int moe_weight_simd_level(void);
 
+/* Sets the SIMD path of the weight kernels to the highest level ≤ `level` this CPU supports
+ * and returns it (0 scalar, 2 AVX2+FMA+F16C, 3 AVX-512; 1 counts as 0). The first use starts
+ * at the CPU's best level, lowered by the environment variable SPARSEMOE_SIMD=scalar|avx2|avx512.
+ * Process-wide; for tests and measurements (do not call while weight kernels run). */
+int moe_weight_set_simd_level(int level);
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,6 +7,7 @@
 #define MOE_NAIVE_H
 
 #include <stdint.h>
+#include "moe_weights.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -66,6 +67,23 @@ void moe_sum_forward_naive(float *out, const float *x, float scale, int64_t n);
  * same float32 recipe, plain loops, no tables. */
 void moe_rope_forward_naive(float *out, const float *x, int64_t start, float theta,
                             int64_t B, int64_t T, int64_t H, int64_t D, int64_t R, int style);
+
+/* Reference of moe_weight_dequantize (tests only), element by element straight from the
+ * format description in moe_weights.h (its own half and bfloat16 decoding). */
+void moe_weight_dequantize_naive(float *dst, moe_weight w, int64_t first, int64_t count);
+
+/* Reference of moe_weight_matmul (tests only): each row of W dequantized by the reference
+ * above, dot products accumulated in double (with y in double when accumulate). No workspace. */
+void moe_weight_matmul_naive(float *y, int64_t ldy, const float *x, int64_t ldx, moe_weight w, int64_t m,
+                             int accumulate);
+
+/* Reference of moe_routed_experts_infer (tests only): per token, per slot (experts [T, K],
+ * -1 dropped), no plan, weights dequantized by the reference above, double accumulation and
+ * activations in double. */
+void moe_routed_experts_infer_naive(float *y, const float *x, const int32_t *experts, const float *gates,
+                                    moe_weight w1, moe_weight w3, moe_weight w2,
+                                    const float *b1, const float *b2,
+                                    int64_t T, int64_t C, int64_t F, int64_t E, int64_t K, int activation);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,165 @@
+/* Routed experts, inference forward with weights in any storage format (moe_weights.h):
+ * nothing saved for backward. See include/moe_dispatch.h for the math and the plan. */
+#include "moe_weights_internal.h"
+#include "moe_activation.h"
+#include "internal.h"
+#include <string.h>
+
+/* Workspace layout (floats): xs [A, C] | h1 [A, F] | h3 [A, F] (SwiGLU) | act [A, F] |
+ * eo [A, C] | per-thread dequantized panels (only when an expert can have more than
+ * MOE_WEIGHT_DECODE_MAX_M rows). */
+int64_t moe_routed_experts_infer_workspace_size(int64_t A, int64_t C, int64_t F, int64_t E, int activation,
+                                                moe_weight w1, moe_weight w2) {
+    (void)E; (void)w1; (void)w2; /* w3's format may differ from w1's: panels sized for any format */
+    int64_t n = 2 * A * C + A * F * (activation == MOE_EXPERT_SWIGLU ? 3 : 2);
+    if (A > MOE_WEIGHT_DECODE_MAX_M) {
+        const int nt = omp_in_parallel() ? 1 : moe_threads_current();
+        n += (int64_t)nt * moe_weight_panel_floats(C > F ? C : F);
+    }
+    return n;
+}
+
+typedef struct {
+    float *y, *xs, *h1, *h3, *act, *eo, *panels;
+    const float *x, *gates;
+    const int64_t *offsets;
+    const int32_t *sorted, *position;
+    moe_weight w1, w3, w2;
+    const float *b1, *b2;
+    int64_t T, C, F, E, K;
+    int kind;
+} infer_args;
+
+static void gather_row(const infer_args *a, int64_t r) {
+    memcpy(a->xs + r * a->C, a->x + (int64_t)(a->sorted[r] / a->K) * a->C, (size_t)a->C * sizeof(float));
+}
+
+/* act = activation(h1 (+ b1), h3) on columns f0 ..< f1 of expert e's rows. */
+static void act_cols(const infer_args *a, int64_t e, int64_t f0, int64_t f1) {
+    const int64_t F = a->F;
+    for (int64_t r = a->offsets[e]; r < a->offsets[e + 1]; r++)
+        activation_forward(a->act + r * F + f0, a->h1 + r * F + f0, a->h3 ? a->h3 + r * F + f0 : NULL,
+                           a->b1 ? a->b1 + e * F + f0 : NULL, f1 - f0, a->kind);
+}
+
+/* eo[rows of e, c0 ..< c1] += b2[e, c0 ..< c1] */
+static void bias2_cols(const infer_args *a, int64_t e, int64_t c0, int64_t c1) {
+    const int64_t C = a->C;
+    for (int64_t r = a->offsets[e]; r < a->offsets[e + 1]; r++)
+        for (int64_t c = c0; c < c1; c++) a->eo[r * C + c] += a->b2[e * C + c];
+}
+
+static void combine_token(const infer_args *a, int64_t t) {
+    const int64_t C = a->C, K = a->K;
+    float *restrict yr = a->y + t * C;
+    memset(yr, 0, (size_t)C * sizeof(float));
+    for (int64_t s = 0; s < K; s++) {
+        const int32_t p = a->position[t * K + s];
+        if (p < 0) continue;
+        const float g = a->gates[t * K + s];
+        const float *restrict er = a->eo + (int64_t)p * C;
+        for (int64_t c = 0; c < C; c++) yr[c] += g * er[c];
+    }
+}
+
+/* Weight rows lo ..< hi of the experts with rows laid end to end (each contributing `n`
+ * rows): calls body(a, e, j0, j1) for each piece, rows j0 ..< j1 of expert e. */
+static void for_rows(const infer_args *a, int64_t n, int64_t lo, int64_t hi,
+                     void (*body)(const infer_args *, int64_t, int64_t, int64_t)) {
+    int64_t base = 0;
+    for (int64_t e = 0; e < a->E && base < hi; e++) {
+        if (a->offsets[e + 1] == a->offsets[e]) continue;
+        const int64_t j0 = lo > base ? lo - base : 0, j1 = hi - base < n ? hi - base : n;
+        if (j0 < j1) body(a, e, j0, j1);
+        base += n;
+    }
+}
+
+/* h1, h3 and act of expert e on hidden units f0 ..< f1 (decode). */
+static void up_piece(const infer_args *a, int64_t e, int64_t f0, int64_t f1) {
+    const moe_weight_kernels *kern = moe_weight_kernels_current();
+    const int64_t r0 = a->offsets[e], m = a->offsets[e + 1] - r0, F = a->F, C = a->C;
+    const moe_weight w1 = moe_weight_rows(a->w1, e * F, F);
+    kern->gemv(&w1, f0, f1, a->xs + r0 * C, C, m, a->h1 + r0 * F, F, 0);
+    if (a->h3) {
+        const moe_weight w3 = moe_weight_rows(a->w3, e * F, F);
+        kern->gemv(&w3, f0, f1, a->xs + r0 * C, C, m, a->h3 + r0 * F, F, 0);
+    }
+    act_cols(a, e, f0, f1);
+}
+
+/* eo (+ b2) of expert e on outputs c0 ..< c1 (decode). */
+static void down_piece(const infer_args *a, int64_t e, int64_t c0, int64_t c1) {
+    const moe_weight_kernels *kern = moe_weight_kernels_current();
+    const int64_t r0 = a->offsets[e], m = a->offsets[e + 1] - r0, F = a->F, C = a->C;
+    const moe_weight w2 = moe_weight_rows(a->w2, e * C, C);
+    kern->gemv(&w2, c0, c1, a->act + r0 * F, F, m, a->eo + r0 * C, C, 0);
+    if (a->b2) bias2_cols(a, e, c0, c1);
+}
+
+/* Decode: one parallel region. Gather; then the hidden units of all experts with rows, laid
+ * end to end, split evenly over the threads (h1, h3, act); then the outputs likewise (eo);
+ * then the tokens. Each element is computed by one thread with the same code whatever the
+ * split, so the result does not depend on the thread count. */
+static void infer_decode(const infer_args *a, int64_t active) {
+    const int64_t A = a->offsets[a->E];
+    int nt = omp_in_parallel() ? 1 : moe_threads_current();
+    if (active * (a->F + a->C) * a->C < MOE_WEIGHT_PARALLEL_MIN_ELEMENTS) nt = 1;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        const int64_t t = nt > 1 ? omp_get_thread_num() : 0, parts = nt;
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < A; r++) gather_row(a, r);
+        const int64_t up = active * a->F, down = active * a->C;
+        for_rows(a, a->F, up * t / parts, up * (t + 1) / parts, up_piece);
+#pragma omp barrier
+        for_rows(a, a->C, down * t / parts, down * (t + 1) / parts, down_piece);
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (int64_t tok = 0; tok < a->T; tok++) combine_token(a, tok);
+    }
+}
+
+/* Prefill: expert after expert, each matrix product on all threads (moe_weight_matmul). */
+static void infer_prefill(const infer_args *a) {
+    const int64_t A = a->offsets[a->E], C = a->C, F = a->F;
+    const int nt = omp_in_parallel() ? 1 : moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t r = 0; r < A; r++) gather_row(a, r);
+    for (int64_t e = 0; e < a->E; e++) {
+        const int64_t r0 = a->offsets[e], m = a->offsets[e + 1] - r0;
+        if (m == 0) continue;
+        moe_weight_matmul(a->h1 + r0 * F, F, a->xs + r0 * C, C, moe_weight_rows(a->w1, e * F, F), m, 0, a->panels);
+        if (a->h3)
+            moe_weight_matmul(a->h3 + r0 * F, F, a->xs + r0 * C, C, moe_weight_rows(a->w3, e * F, F), m, 0, a->panels);
+        const int64_t fb = (F + 63) / 64;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && m * F > MOE_WEIGHT_PARALLEL_MIN_ELEMENTS)
+        for (int64_t b = 0; b < fb; b++) act_cols(a, e, b * 64, (b + 1) * 64 < F ? (b + 1) * 64 : F);
+        moe_weight_matmul(a->eo + r0 * C, C, a->act + r0 * F, F, moe_weight_rows(a->w2, e * C, C), m, 0, a->panels);
+        if (a->b2) bias2_cols(a, e, 0, C);
+    }
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t tok = 0; tok < a->T; tok++) combine_token(a, tok);
+}
+
+void moe_routed_experts_infer(float *y, float *workspace,
+                              const float *x, const float *gates,
+                              const int64_t *offsets, const int32_t *sorted, const int32_t *position,
+                              moe_weight w1, moe_weight w3, moe_weight w2,
+                              const float *b1, const float *b2,
+                              int64_t T, int64_t C, int64_t F, int64_t E, int64_t K, int activation) {
+    const int64_t A = offsets[E];
+    const int swiglu = activation == MOE_EXPERT_SWIGLU;
+    float *xs = workspace, *h1 = xs + A * C, *h3 = h1 + A * F, *act = h3 + (swiglu ? A * F : 0);
+    float *eo = act + A * F, *panels = eo + A * C;
+    infer_args a = {y, xs, h1, swiglu ? h3 : NULL, act, eo, panels, x, gates, offsets, sorted, position,
+                    w1, w3, w2, swiglu ? NULL : b1, b2, T, C, F, E, K, activation};
+    int64_t active = 0, most = 0;
+    for (int64_t e = 0; e < E; e++) {
+        const int64_t rows = offsets[e + 1] - offsets[e];
+        active += rows > 0;
+        most = rows > most ? rows : most;
+    }
+    if (most <= MOE_WEIGHT_DECODE_MAX_M) infer_decode(&a, active);
+    else infer_prefill(&a);
+}

@@ -1,0 +1,86 @@
+/* Private: shared by the weight-format kernels (moe_weights.c, moe_weights_simd.c,
+ * moe_dispatch_infer.c). Not part of the public header. See include/moe_weights.h. */
+#ifndef MOE_WEIGHTS_INTERNAL_H
+#define MOE_WEIGHTS_INTERNAL_H
+
+#include "moe_weights.h"
+#include <stdint.h>
+#include <string.h>
+
+/* m ≤ this: the decode path (dot products with W dequantized in registers, every W byte
+ * read from memory once; x rows four at a time, the W row re-read from L1); larger m: the
+ * prefill path (W dequantized panel by panel, sgemm). Measured on 2 Zen 3 cores with
+ * N = 8192, K = 2048: decode is faster than prefill up to m ≈ 12 in every format. */
+#ifndef MOE_WEIGHT_DECODE_MAX_M /* overridable for measurements */
+#define MOE_WEIGHT_DECODE_MAX_M 8
+#endif
+
+/* Rows of W per dequantized prefill panel (at most; fewer when N is small). */
+#ifndef MOE_WEIGHT_PANEL_ROWS
+#define MOE_WEIGHT_PANEL_ROWS 64
+#endif
+
+/* Below this many weight elements the decode path runs on the calling thread. */
+#define MOE_WEIGHT_PARALLEL_MIN_ELEMENTS 32768
+
+/* bfloat16 bits → float32. */
+static inline float moe_bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* IEEE half bits → float32 (exact; subnormals, infinities and NaN included). */
+static inline float moe_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+    if (e == 0) {
+        float v = (float)mant * 5.9604644775390625e-8f; /* mant · 2^-24 */
+        return sign ? -v : v;
+    }
+    bits = e == 31 ? sign | 0x7f800000u | (mant << 13) : sign | ((e + 112) << 23) | (mant << 13);
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* Q4 element k of a stored row: the nibble minus 8 (Q4_0 order, see moe_weights.h). */
+static inline int moe_q4_at(const uint8_t *row, int64_t k) {
+    uint8_t b = row[(k / 32) * 16 + (k % 32) % 16];
+    return (int)((k % 32) < 16 ? (b & 0x0f) : (b >> 4)) - 8;
+}
+
+/* Element k of row n as float32 (scale applied). Slow; for tails and references. */
+static inline float moe_weight_at(const moe_weight *w, int64_t n, int64_t k) {
+    const uint8_t *row = (const uint8_t *)w->data + n * moe_weight_row_bytes(w->format, w->cols);
+    switch (w->format) {
+    case MOE_WEIGHT_F32: return ((const float *)row)[k];
+    case MOE_WEIGHT_BF16: return moe_bf16_to_f32(((const uint16_t *)row)[k]);
+    case MOE_WEIGHT_F16: return moe_f16_to_f32(((const uint16_t *)row)[k]);
+    case MOE_WEIGHT_Q8: return (float)((const int8_t *)row)[k] * ((const float *)w->scales)[n];
+    default: {
+        const int64_t G = moe_weight_scales_per_row(MOE_WEIGHT_Q4, w->cols);
+        return (float)moe_q4_at(row, k) * moe_f16_to_f32(((const uint16_t *)w->scales)[n * G + k / 32]);
+    }
+    }
+}
+
+/*
+ * The kernels of one SIMD level (moe_weights_simd.c). Both run on the calling thread.
+ *   gemv:    y[i, n] (= or +=) Σ_k x[i, k] · W[n, k] for rows n0 ≤ n < n1 of w, i < m;
+ *            x row stride ldx, y row stride ldy. Any m (x rows go four at a time).
+ *   dequant: dst[(n − n0), k] = W[n, k] for n0 ≤ n < n1, dst row stride ldd.
+ */
+typedef struct moe_weight_kernels {
+    void (*gemv)(const moe_weight *w, int64_t n0, int64_t n1, const float *x, int64_t ldx, int64_t m,
+                 float *y, int64_t ldy, int accumulate);
+    void (*dequant)(const moe_weight *w, int64_t n0, int64_t n1, float *dst, int64_t ldd);
+} moe_weight_kernels;
+
+/* The kernels of the level moe_weight_simd_level() reports. */
+const moe_weight_kernels *moe_weight_kernels_current(void);
+
+/* Floats of per-thread panel scratch for the prefill path with `cols` columns. */
+static inline int64_t moe_weight_panel_floats(int64_t cols) { return MOE_WEIGHT_PANEL_ROWS * cols; }
+
+#endif

@@ -1,0 +1,153 @@
+/* Private: the SIMD weight kernels, written once for a vector of VL floats and included by
+ * moe_weights_simd.c once per level (AVX2: VL = 8, AVX-512: VL = 16). The including file
+ * defines LV(name) (level prefix), ATTR (target attribute), VL, and the vector type LV(v) with
+ *   LV(zero) LV(loadf) LV(storef) LV(set1) LV(add) LV(mul) LV(fma)(a, b, c) = a·b + c
+ *   LV(hsum)             horizontal sum in a fixed order
+ *   LV(load_bf16/f16/i8) VL stored elements → VL floats (Q8: the integers, unscaled)
+ *   LV(q4)(g, s, out)    one Q4 group (16 bytes) → 32 / VL vectors of q·s, elements in order
+ * Tails (K not a multiple of the vector width, the last partial Q4 group) run scalar.
+ * Summation order: per x row two vector accumulators (even / odd vector steps), then the
+ * horizontal sum, then the scalar tail; Q8 multiplies the row scale in at the end. */
+
+#define QV (32 / VL)
+#define ALWAYS __attribute__((always_inline))
+
+/* VL weights of row `row` from element k on, as floats (Q8: unscaled). */
+static inline ALWAYS ATTR LV(v) LV(wload)(const int fmt, const uint8_t *row, int64_t k) {
+    switch (fmt) {
+    case MOE_WEIGHT_F32: return LV(loadf)((const float *)row + k);
+    case MOE_WEIGHT_BF16: return LV(load_bf16)((const uint16_t *)row + k);
+    case MOE_WEIGHT_F16: return LV(load_f16)((const uint16_t *)row + k);
+    default: return LV(load_i8)((const int8_t *)row + k);
+    }
+}
+
+/* Scalar element k of a stored row (Q8: unscaled; Q4: q·s with the group scales gs). */
+static inline ALWAYS float LV(wscalar)(const int fmt, const uint8_t *row, const uint16_t *gs, int64_t k) {
+    switch (fmt) {
+    case MOE_WEIGHT_F32: return ((const float *)row)[k];
+    case MOE_WEIGHT_BF16: return moe_bf16_to_f32(((const uint16_t *)row)[k]);
+    case MOE_WEIGHT_F16: return moe_f16_to_f32(((const uint16_t *)row)[k]);
+    case MOE_WEIGHT_Q8: return (float)((const int8_t *)row)[k];
+    default: return (float)moe_q4_at(row, k) * moe_f16_to_f32(gs[k / 32]);
+    }
+}
+
+/* out[i] = Σ_k W[row, k] · x[i·ldx + k] for i < mr (mr ≤ 4, a constant after inlining).
+ * rscale: the Q8 row scale; gs: the Q4 group scales of the row. */
+static inline ALWAYS ATTR void LV(dots)(const int fmt, const int mr, const uint8_t *row, float rscale,
+                                        const uint16_t *gs, int64_t K, const float *x, int64_t ldx,
+                                        float *out) {
+    LV(v) acc[4][2];
+    float tail[4] = {0, 0, 0, 0};
+    for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = LV(zero)();
+    int64_t k = 0;
+    if (fmt == MOE_WEIGHT_Q4) {
+        for (; k + 32 <= K; k += 32) {
+            LV(v) wv[QV];
+            LV(q4)(row + (k / 32) * 16, LV(set1)(moe_f16_to_f32(gs[k / 32])), wv);
+            for (int j = 0; j < QV; j++)
+                for (int i = 0; i < mr; i++)
+                    acc[i][j & 1] = LV(fma)(wv[j], LV(loadf)(x + i * ldx + k + j * VL), acc[i][j & 1]);
+        }
+    } else {
+        for (; k + 2 * VL <= K; k += 2 * VL) {
+            LV(v) w0 = LV(wload)(fmt, row, k), w1 = LV(wload)(fmt, row, k + VL);
+            for (int i = 0; i < mr; i++) {
+                acc[i][0] = LV(fma)(w0, LV(loadf)(x + i * ldx + k), acc[i][0]);
+                acc[i][1] = LV(fma)(w1, LV(loadf)(x + i * ldx + k + VL), acc[i][1]);
+            }
+        }
+        for (; k + VL <= K; k += VL) {
+            LV(v) w0 = LV(wload)(fmt, row, k);
+            for (int i = 0; i < mr; i++) acc[i][0] = LV(fma)(w0, LV(loadf)(x + i * ldx + k), acc[i][0]);
+        }
+    }
+    for (; k < K; k++) {
+        float wk = LV(wscalar)(fmt, row, gs, k);
+        for (int i = 0; i < mr; i++) tail[i] += wk * x[i * ldx + k];
+    }
+    for (int i = 0; i < mr; i++) {
+        float s = LV(hsum)(LV(add)(acc[i][0], acc[i][1])) + tail[i];
+        out[i] = fmt == MOE_WEIGHT_Q8 ? s * rscale : s;
+    }
+}
+
+static inline ALWAYS ATTR void LV(gemv_fmt)(const int fmt, const moe_weight *w, int64_t n0, int64_t n1,
+                                            const float *x, int64_t ldx, int64_t m, float *y, int64_t ldy,
+                                            int accumulate) {
+    const int64_t K = w->cols, rb = moe_weight_row_bytes(fmt, K), G = moe_weight_scales_per_row(fmt, K);
+    for (int64_t n = n0; n < n1; n++) {
+        const uint8_t *row = (const uint8_t *)w->data + n * rb;
+        const float rscale = fmt == MOE_WEIGHT_Q8 ? ((const float *)w->scales)[n] : 0.0f;
+        const uint16_t *gs = fmt == MOE_WEIGHT_Q4 ? (const uint16_t *)w->scales + n * G : NULL;
+        for (int64_t i0 = 0; i0 < m; i0 += 4) {
+            float out[4];
+            const float *xi = x + i0 * ldx;
+            const int64_t mr = m - i0 < 4 ? m - i0 : 4;
+            switch (mr) {
+            case 1: LV(dots)(fmt, 1, row, rscale, gs, K, xi, ldx, out); break;
+            case 2: LV(dots)(fmt, 2, row, rscale, gs, K, xi, ldx, out); break;
+            case 3: LV(dots)(fmt, 3, row, rscale, gs, K, xi, ldx, out); break;
+            default: LV(dots)(fmt, 4, row, rscale, gs, K, xi, ldx, out); break;
+            }
+            for (int64_t i = 0; i < mr; i++) {
+                float *yi = y + (i0 + i) * ldy + n;
+                *yi = accumulate ? *yi + out[i] : out[i];
+            }
+        }
+    }
+}
+
+static ATTR void LV(gemv)(const moe_weight *w, int64_t n0, int64_t n1, const float *x, int64_t ldx, int64_t m,
+                          float *y, int64_t ldy, int accumulate) {
+    switch (w->format) {
+    case MOE_WEIGHT_F32: LV(gemv_fmt)(MOE_WEIGHT_F32, w, n0, n1, x, ldx, m, y, ldy, accumulate); break;
+    case MOE_WEIGHT_BF16: LV(gemv_fmt)(MOE_WEIGHT_BF16, w, n0, n1, x, ldx, m, y, ldy, accumulate); break;
+    case MOE_WEIGHT_F16: LV(gemv_fmt)(MOE_WEIGHT_F16, w, n0, n1, x, ldx, m, y, ldy, accumulate); break;
+    case MOE_WEIGHT_Q8: LV(gemv_fmt)(MOE_WEIGHT_Q8, w, n0, n1, x, ldx, m, y, ldy, accumulate); break;
+    default: LV(gemv_fmt)(MOE_WEIGHT_Q4, w, n0, n1, x, ldx, m, y, ldy, accumulate); break;
+    }
+}
+
+static inline ALWAYS ATTR void LV(dequant_fmt)(const int fmt, const moe_weight *w, int64_t n0, int64_t n1,
+                                               float *dst, int64_t ldd) {
+    const int64_t K = w->cols, rb = moe_weight_row_bytes(fmt, K), G = moe_weight_scales_per_row(fmt, K);
+    for (int64_t n = n0; n < n1; n++) {
+        const uint8_t *row = (const uint8_t *)w->data + n * rb;
+        const float rscale = fmt == MOE_WEIGHT_Q8 ? ((const float *)w->scales)[n] : 1.0f;
+        const uint16_t *gs = fmt == MOE_WEIGHT_Q4 ? (const uint16_t *)w->scales + n * G : NULL;
+        float *d = dst + (n - n0) * ldd;
+        int64_t k = 0;
+        if (fmt == MOE_WEIGHT_Q4) {
+            for (; k + 32 <= K; k += 32) {
+                LV(v) wv[QV];
+                LV(q4)(row + (k / 32) * 16, LV(set1)(moe_f16_to_f32(gs[k / 32])), wv);
+                for (int j = 0; j < QV; j++) LV(storef)(d + k + j * VL, wv[j]);
+            }
+        } else {
+            const LV(v) s = LV(set1)(rscale);
+            for (; k + VL <= K; k += VL) {
+                LV(v) v = LV(wload)(fmt, row, k);
+                LV(storef)(d + k, fmt == MOE_WEIGHT_Q8 ? LV(mul)(v, s) : v);
+            }
+        }
+        for (; k < K; k++) {
+            float v = LV(wscalar)(fmt, row, gs, k);
+            d[k] = fmt == MOE_WEIGHT_Q8 ? v * rscale : v;
+        }
+    }
+}
+
+static ATTR void LV(dequant)(const moe_weight *w, int64_t n0, int64_t n1, float *dst, int64_t ldd) {
+    switch (w->format) {
+    case MOE_WEIGHT_F32: LV(dequant_fmt)(MOE_WEIGHT_F32, w, n0, n1, dst, ldd); break;
+    case MOE_WEIGHT_BF16: LV(dequant_fmt)(MOE_WEIGHT_BF16, w, n0, n1, dst, ldd); break;
+    case MOE_WEIGHT_F16: LV(dequant_fmt)(MOE_WEIGHT_F16, w, n0, n1, dst, ldd); break;
+    case MOE_WEIGHT_Q8: LV(dequant_fmt)(MOE_WEIGHT_Q8, w, n0, n1, dst, ldd); break;
+    default: LV(dequant_fmt)(MOE_WEIGHT_Q4, w, n0, n1, dst, ldd); break;
+    }
+}
+
+#undef QV
+#undef ALWAYS

@@ -1,0 +1,103 @@
+/* Naive references of the weight-format kernels (see moe_naive.h), written from the format
+ * description in moe_weights.h, independent of the optimised code. */
+#include "moe_naive.h"
+#include "moe_kernels.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static float half_value(uint16_t h) {
+    const int sign = h >> 15, e = (h >> 10) & 31, mant = h & 1023;
+    double v;
+    if (e == 0) v = ldexp((double)mant, -24);
+    else if (e == 31) v = mant ? NAN : INFINITY;
+    else v = ldexp(1.0 + mant / 1024.0, e - 15);
+    return (float)(sign ? -v : v);
+}
+
+static float bf16_value(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* W[n, k] of w (rows counted from w.data). */
+static float element(moe_weight w, int64_t n, int64_t k) {
+    const int64_t K = w.cols;
+    switch (w.format) {
+    case MOE_WEIGHT_F32: return ((const float *)w.data)[n * K + k];
+    case MOE_WEIGHT_BF16: return bf16_value(((const uint16_t *)w.data)[n * K + k]);
+    case MOE_WEIGHT_F16: return half_value(((const uint16_t *)w.data)[n * K + k]);
+    case MOE_WEIGHT_Q8: return (float)((const int8_t *)w.data)[n * K + k] * ((const float *)w.scales)[n];
+    default: {
+        const int64_t G = (K + 31) / 32, g = k / 32, j = k % 32;
+        const uint8_t byte = ((const uint8_t *)w.data)[n * 16 * G + 16 * g + (j < 16 ? j : j - 16)];
+        const int nibble = j < 16 ? (byte & 15) : (byte >> 4);
+        return (float)(nibble - 8) * half_value(((const uint16_t *)w.scales)[n * G + g]);
+    }
+    }
+}
+
+void moe_weight_dequantize_naive(float *dst, moe_weight w, int64_t first, int64_t count) {
+    for (int64_t i = 0; i < count; i++)
+        for (int64_t k = 0; k < w.cols; k++) dst[i * w.cols + k] = element(w, first + i, k);
+}
+
+void moe_weight_matmul_naive(float *y, int64_t ldy, const float *x, int64_t ldx, moe_weight w, int64_t m,
+                             int accumulate) {
+    const int64_t N = w.rows, K = w.cols;
+    float *row = malloc((size_t)(K > 0 ? K : 1) * sizeof(float));
+    for (int64_t n = 0; n < N; n++) {
+        moe_weight_dequantize_naive(row, w, n, 1);
+        for (int64_t i = 0; i < m; i++) {
+            double acc = accumulate ? (double)y[i * ldy + n] : 0.0;
+            for (int64_t k = 0; k < K; k++) acc += (double)x[i * ldx + k] * (double)row[k];
+            y[i * ldy + n] = (float)acc;
+        }
+    }
+    free(row);
+}
+
+static double activate(double h, double u, int activation) {
+    switch (activation) {
+    case MOE_EXPERT_SWIGLU: return h / (1.0 + exp(-h)) * u;
+    case MOE_EXPERT_GELU: return 0.5 * h * (1.0 + erf(h / sqrt(2.0)));
+    case MOE_EXPERT_GELU_TANH: return 0.5 * h * (1.0 + tanh(sqrt(2.0 / 3.141592653589793) * (h + 0.044715 * h * h * h)));
+    default: return h > 0 ? h : 0;
+    }
+}
+
+void moe_routed_experts_infer_naive(float *y, const float *x, const int32_t *experts, const float *gates,
+                                    moe_weight w1, moe_weight w3, moe_weight w2,
+                                    const float *b1, const float *b2,
+                                    int64_t T, int64_t C, int64_t F, int64_t E, int64_t K, int activation) {
+    (void)E;
+    const int swiglu = activation == MOE_EXPERT_SWIGLU;
+    double *acc = malloc((size_t)(C > 0 ? C : 1) * sizeof(double));
+    double *hid = malloc((size_t)(F > 0 ? F : 1) * sizeof(double));
+    for (int64_t t = 0; t < T; t++) {
+        const float *xt = x + t * C;
+        for (int64_t c = 0; c < C; c++) acc[c] = 0;
+        for (int64_t s = 0; s < K; s++) {
+            const int32_t e = experts[t * K + s];
+            if (e < 0) continue;
+            for (int64_t f = 0; f < F; f++) {
+                double h = !swiglu && b1 ? b1[e * F + f] : 0.0, u = 0.0;
+                for (int64_t c = 0; c < C; c++) {
+                    h += (double)element(w1, e * F + f, c) * xt[c];
+                    if (swiglu) u += (double)element(w3, e * F + f, c) * xt[c];
+                }
+                hid[f] = activate(h, u, activation);
+            }
+            for (int64_t c = 0; c < C; c++) {
+                double o = b2 ? b2[e * C + c] : 0.0;
+                for (int64_t f = 0; f < F; f++) o += (double)element(w2, e * C + c, f) * hid[f];
+                acc[c] += (double)gates[t * K + s] * o;
+            }
+        }
+        for (int64_t c = 0; c < C; c++) y[t * C + c] = (float)acc[c];
+    }
+    free(acc);
+    free(hid);
+}

@@ -1,0 +1,352 @@
+import Foundation
+import XCTest
+import CMoEKernels
+import CMoEKernelsNaive
+@testable import SparseMoECore
+
+/// The reduced-precision and quantized weight kernels (moe_weights.h) against the naive
+/// references written from the format description, at every SIMD level this CPU runs.
+final class WeightKernelTests: XCTestCase {
+    enum Format: Int32, CaseIterable { case f32 = 0, bf16, f16, q8, q4 }
+
+    /// A matrix [rows, cols] quantized into `format`; owns its storage.
+    final class Stored {
+        let format: Format, rows: Int, cols: Int
+        let data: UnsafeMutableRawPointer, scales: UnsafeMutableRawPointer
+        let rowBytes: Int, scalesPerRow: Int
+
+        init(_ src: [Float], rows: Int, cols: Int, format: Format) {
+            precondition(src.count == rows * cols)
+            self.format = format; self.rows = rows; self.cols = cols
+            rowBytes = Int(moe_weight_row_bytes(format.rawValue, Int64(cols)))
+            scalesPerRow = Int(moe_weight_scales_per_row(format.rawValue, Int64(cols)))
+            data = .allocate(byteCount: max(1, rows * rowBytes), alignment: 64)
+            scales = .allocate(byteCount: max(1, rows * scalesPerRow * 4), alignment: 64)
+            src.withUnsafeBufferPointer {
+                moe_weight_quantize(data, format == .q8 || format == .q4 ? scales : nil, $0.baseAddress, Int64(rows), Int64(cols), format.rawValue)
+            }
+        }
+        deinit { data.deallocate(); scales.deallocate() }
+
+        var view: moe_weight {
+            moe_weight(format: format.rawValue, data: UnsafeRawPointer(data),
+                       scales: format == .q8 || format == .q4 ? UnsafeRawPointer(scales) : nil,
+                       rows: Int64(rows), cols: Int64(cols))
+        }
+        func dequantized() -> [Float] {
+            var out = [Float](repeating: .nan, count: rows * cols)
+            out.withUnsafeMutableBufferPointer { moe_weight_dequantize($0.baseAddress, view, 0, Int64(rows)) }
+            return out
+        }
+        func naive() -> [Float] {
+            var out = [Float](repeating: .nan, count: rows * cols)
+            out.withUnsafeMutableBufferPointer { moe_weight_dequantize_naive($0.baseAddress, view, 0, Int64(rows)) }
+            return out
+        }
+        func q8Scale(_ n: Int) -> Float { scales.load(fromByteOffset: 4 * n, as: Float.self) }
+        func q4Scale(_ n: Int, _ g: Int) -> Float {
+            Float(Float16(bitPattern: scales.load(fromByteOffset: 2 * (n * scalesPerRow + g), as: UInt16.self)))
+        }
+        func byte(_ n: Int, _ i: Int) -> UInt8 { data.load(fromByteOffset: n * rowBytes + i, as: UInt8.self) }
+    }
+
+    /// Runs body at every SIMD level this CPU supports (0 scalar, 2 AVX2, 3 AVX-512), then
+    /// restores the level.
+    func forEachLevel(_ body: (Int32) throws -> Void) rethrows {
+        let original = moe_weight_simd_level()
+        defer { _ = moe_weight_set_simd_level(original) }
+        for level: Int32 in [0, 2, 3] where moe_weight_set_simd_level(level) == level { try body(level) }
+    }
+
+    /// bfloat16 of x by round to nearest even, computed in Double (independent of the kernel's bit trick).
+    func bf16Reference(_ x: Float) -> Float {
+        let lo = Float(bitPattern: x.bitPattern & 0xffff_0000)
+        let hi = Float(bitPattern: (x.bitPattern & 0xffff_0000) &+ 0x10000)
+        let dl = abs(Double(x) - Double(lo)), dh = abs(Double(hi) - Double(x))
+        if dl != dh { return dl < dh ? lo : hi }
+        return (lo.bitPattern >> 16) & 1 == 0 ? lo : hi
+    }
+
+    /// Values over several magnitudes, with zero rows/groups, for a [rows, cols] matrix.
+    func values(rows: Int, cols: Int, seed: UInt64) -> [Float] {
+        var v = randomTensor([rows, cols], seed: seed).scalars
+        for i in v.indices { v[i] *= Float([1, 0.01, 30, 1e-3][(i / cols) % 4]) }
+        if rows > 2 { for k in 0..<cols { v[2 * cols + k] = 0 } } // a zero row
+        return v
+    }
+
+    func testLevelsAndSizes() {
+        let best = moe_weight_simd_level()
+        XCTAssertTrue([0, 2, 3].contains(best))
+        forEachLevel { level in XCTAssertEqual(moe_weight_simd_level(), level) }
+        XCTAssertEqual(moe_weight_simd_level(), best)
+        XCTAssertEqual(moe_weight_set_simd_level(1), 0)
+        _ = moe_weight_set_simd_level(best)
+        XCTAssertEqual(moe_weight_row_bytes(Format.q4.rawValue, 33), 32)
+        XCTAssertEqual(moe_weight_row_bytes(Format.q4.rawValue, 32), 16)
+        XCTAssertEqual(moe_weight_row_bytes(Format.bf16.rawValue, 7), 14)
+        XCTAssertEqual(moe_weight_row_bytes(Format.q8.rawValue, 7), 7)
+        XCTAssertEqual(moe_weight_scales_per_row(Format.q4.rawValue, 65), 3)
+        XCTAssertEqual(moe_weight_scales_per_row(Format.q8.rawValue, 65), 1)
+        XCTAssertEqual(moe_weight_scales_per_row(Format.f16.rawValue, 65), 0)
+    }
+
+    func testQuantizeDequantizeBounds() {
+        let rows = 6, cols = 77 // 3 Q4 groups, the last one partial
+        let src = values(rows: rows, cols: cols, seed: 11)
+        forEachLevel { level in
+            for format in Format.allCases {
+                let w = Stored(src, rows: rows, cols: cols, format: format)
+                let d = w.dequantized()
+                XCTAssertEqual(d, w.naive(), "dequantize vs naive \(format) level \(level)")
+                // a window of rows, as a view
+                var part = [Float](repeating: .nan, count: 3 * cols)
+                part.withUnsafeMutableBufferPointer { moe_weight_dequantize($0.baseAddress, w.view, 2, 3) }
+                XCTAssertEqual(part, Array(d[(2 * cols)..<(5 * cols)]), "rows 2..<5 \(format)")
+                let sub = moe_weight_rows(w.view, 1, 4)
+                var viaRows = [Float](repeating: .nan, count: 4 * cols)
+                viaRows.withUnsafeMutableBufferPointer { moe_weight_dequantize($0.baseAddress, sub, 0, 4) }
+                XCTAssertEqual(viaRows, Array(d[cols..<(5 * cols)]), "moe_weight_rows \(format)")
+                for n in 0..<rows {
+                    let row = Array(src[(n * cols)..<((n + 1) * cols)])
+                    let amax = row.map { abs($0) }.max()!
+                    for k in 0..<cols {
+                        let x = row[k], y = d[n * cols + k], err = abs(y - x)
+                        switch format {
+                        case .f32: XCTAssertEqual(y, x)
+                        case .bf16:
+                            XCTAssertEqual(y, bf16Reference(x), "bf16 rounding \(x)")
+                            XCTAssertLessThanOrEqual(err, abs(x) * 0x1p-8)
+                        case .f16:
+                            XCTAssertEqual(y, Float(Float16(x)), "f16 rounding \(x)")
+                            if abs(x) >= 0x1p-14 { XCTAssertLessThanOrEqual(err, abs(x) * 0x1p-11) }
+                        case .q8:
+                            let s = w.q8Scale(n)
+                            XCTAssertEqual(s, amax / 127)
+                            XCTAssertLessThanOrEqual(err, s / 2 * (1 + 1e-6), "q8 row \(n) k \(k)")
+                        case .q4:
+                            let g = k / 32
+                            let gmax = row[(32 * g)..<min(cols, 32 * g + 32)].map { abs($0) }.max()!
+                            let s = w.q4Scale(n, g)
+                            XCTAssertEqual(s, Float(Float16(gmax / 7)))
+                            XCTAssertLessThanOrEqual(err, s / 2 * (1 + 1e-6), "q4 row \(n) k \(k)")
+                        }
+                    }
+                }
+                if format == .q4 { // elements 77..<96 of the last group are stored as nibble 8
+                    for n in 0..<rows {
+                        for j in 13..<32 {
+                            let b = w.byte(n, 32 + j % 16)
+                            XCTAssertEqual(j < 16 ? b & 0xf : b >> 4, 8, "padding nibble row \(n) j \(j)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Values already on each format's grid come back exactly.
+    func testOnGridValuesRoundTripExactly() {
+        let rows = 3, cols = 70
+        var rng = RandomGenerator(seed: 5)
+        let q8 = (0..<(rows * cols)).map { i in Float(i % cols == 3 ? 127 : Int.random(in: -127...127, using: &rng)) * 0x1p-7 }
+        let q4 = (0..<(rows * cols)).map { i in Float((i % cols) % 32 == 5 ? -7 : Int.random(in: -7...7, using: &rng)) * 0x1p-3 }
+        let halves = (0..<(rows * cols)).map { _ in Float(Float16(Float.random(in: -100...100, using: &rng))) }
+        let bf16s = (0..<(rows * cols)).map { _ in Float(bitPattern: Float.random(in: -1e5...1e5, using: &rng).bitPattern & 0xffff_0000) }
+        forEachLevel { level in
+            XCTAssertEqual(Stored(q8, rows: rows, cols: cols, format: .q8).dequantized(), q8, "q8 level \(level)")
+            XCTAssertEqual(Stored(q4, rows: rows, cols: cols, format: .q4).dequantized(), q4, "q4 level \(level)")
+            XCTAssertEqual(Stored(halves, rows: rows, cols: cols, format: .f16).dequantized(), halves, "f16 level \(level)")
+            XCTAssertEqual(Stored(bf16s, rows: rows, cols: cols, format: .bf16).dequantized(), bf16s, "bf16 level \(level)")
+        }
+    }
+
+    func testMatmulMatchesNaive() {
+        var cases = 0
+        for format in Format.allCases {
+            for k in [1, 7, 31, 32, 33, 100, 257] {
+                for n in [1, 3, 65] {
+                    let w = Stored(values(rows: n, cols: k, seed: UInt64(k * 100 + n)), rows: n, cols: k, format: format)
+                    for m in [1, 2, 3, 5, 17, 64, 130] {
+                        for accumulate in [false, true] {
+                            cases += checkMatmul(w, m: m, accumulate: accumulate, "\(format) m \(m) k \(k) n \(n) acc \(accumulate)")
+                        }
+                    }
+                }
+            }
+        }
+        XCTAssertGreaterThanOrEqual(cases, 2 * 5 * 7 * 3 * 7 * 2)
+    }
+
+    /// y = x·Wᵀ (+ y) with padded strides, at every SIMD level and each thread count, against
+    /// the naive reference; tolerance relative to Σ|x||w|. Returns the number of runs checked.
+    @discardableResult
+    func checkMatmul(_ w: Stored, m: Int, accumulate: Bool, threads: [Int] = [2], _ label: String) -> Int {
+        let k = w.cols, n = w.rows, ldx = k + 3, ldy = n + 2
+        let x = randomTensor([m, ldx], seed: UInt64(m + 7 * k)).scalars
+        let y0 = randomTensor([m, ldy], seed: UInt64(3 * m + n)).scalars.map { $0 * 4 }
+        var ref = y0
+        ref.withUnsafeMutableBufferPointer { moe_weight_matmul_naive($0.baseAddress, Int64(ldy), x, Int64(ldx), w.view, Int64(m), accumulate ? 1 : 0) }
+        // Σ_k |x||w| (+ |y0|) by the naive reference on absolute values
+        var mags = y0.map { accumulate ? abs($0) : 0 }
+        let absW = Stored(w.naive().map { abs($0) }, rows: n, cols: k, format: .f32)
+        mags.withUnsafeMutableBufferPointer {
+            moe_weight_matmul_naive($0.baseAddress, Int64(ldy), x.map { abs($0) }, Int64(ldx), absW.view, Int64(m), 1)
+        }
+        var runs = 0
+        forEachLevel { level in
+            for t in threads {
+                var y = y0
+                let wsCount = Threads.with(t) { Int(moe_weight_matmul_workspace_size(w.view, Int64(m))) }
+                var ws = [Float](repeating: 77, count: wsCount + 16)
+                Threads.with(t) {
+                    y.withUnsafeMutableBufferPointer { yp in
+                        ws.withUnsafeMutableBufferPointer {
+                            moe_weight_matmul(yp.baseAddress, Int64(ldy), x, Int64(ldx), w.view, Int64(m), accumulate ? 1 : 0, $0.baseAddress)
+                        }
+                    }
+                }
+                let where_ = "\(label) level \(level) threads \(t)"
+                XCTAssertEqual(Array(ws[wsCount...]), [Float](repeating: 77, count: 16), "workspace overrun \(where_)")
+                var worst: (Float, Int) = (0, -1)
+                for i in 0..<m {
+                    for j in 0..<ldy {
+                        let idx = i * ldy + j
+                        if j >= n { if y[idx] != y0[idx] { worst = (.infinity, idx) }; continue }
+                        let excess = abs(y[idx] - ref[idx]) / (2e-6 * Float(k).squareRoot() * mags[idx] + 1e-30)
+                        if !(excess <= 1) && (worst.1 < 0 || excess > worst.0) { worst = (excess, idx) }
+                    }
+                }
+                if worst.1 >= 0 {
+                    XCTFail("\(where_): element \(worst.1) got \(y[worst.1]), reference \(ref[worst.1]) (\(worst.0)× tolerance)")
+                }
+                runs += 1
+            }
+        }
+        return runs
+    }
+
+    /// Decode and prefill at 1 and 2 threads on a wider shape (several panels, both thread blocks).
+    func testMatmulWideShapesAndThreads() {
+        for format in Format.allCases {
+            let w = Stored(values(rows: 300, cols: 160, seed: 9), rows: 300, cols: 160, format: format)
+            for m in [1, 4, 6, 9, 40] {
+                checkMatmul(w, m: m, accumulate: m == 4, threads: [1, 2], "wide \(format) m \(m)")
+            }
+        }
+    }
+
+    /// Every byte value in every position of a Q4 group: the nibble order and q = nibble − 8
+    /// (including −8, which quantize never writes), against the format written out here.
+    func testQ4DequantizeEveryNibble() {
+        let cols = 512, groups = 16 // 256 groups' worth of bytes: byte b = (i * 37 + 11) % 256
+        let w = Stored([Float](repeating: 0, count: 2 * cols), rows: 2, cols: cols, format: .q4)
+        var expected = [Float](repeating: 0, count: 2 * cols)
+        for r in 0..<2 {
+            for g in 0..<groups {
+                let scale = Float16(Float(g + 1) * (r == 0 ? 0.25 : -0.03))
+                w.scales.storeBytes(of: scale.bitPattern, toByteOffset: 2 * (r * groups + g), as: UInt16.self)
+                for j in 0..<16 {
+                    let b = UInt8(((r * 256 + g * 16 + j) * 37 + 11) % 256)
+                    w.data.storeBytes(of: b, toByteOffset: r * w.rowBytes + g * 16 + j, as: UInt8.self)
+                    expected[r * cols + g * 32 + j] = Float(Int(b & 0xf) - 8) * Float(scale)
+                    expected[r * cols + g * 32 + 16 + j] = Float(Int(b >> 4) - 8) * Float(scale)
+                }
+            }
+        }
+        XCTAssertEqual(w.naive(), expected, "naive reference")
+        forEachLevel { level in XCTAssertEqual(w.dequantized(), expected, "level \(level)") }
+        checkMatmul(w, m: 3, accumulate: false, "every nibble, decode")
+        checkMatmul(w, m: 9, accumulate: false, "every nibble, prefill")
+    }
+
+    // MARK: routed experts
+
+    struct Experts {
+        var t, c, f, e, k: Int
+        var activation: ExpertActivation
+        var x, gates: [Float]
+        var route: [Int32]
+        var w1, w3, w2: Stored
+        var b1, b2: [Float]?
+
+        /// Runs moe_routed_experts_infer with the plan; y starts as NaN (must be overwritten).
+        func infer(threads: Int) -> [Float] {
+            var offsets = [Int64](repeating: 0, count: e + 1)
+            var sorted = [Int32](repeating: 0, count: t * k), position = [Int32](repeating: 0, count: t * k)
+            let a = moe_dispatch_plan(&offsets, &sorted, &position, route, Int64(t), Int64(k), Int64(e))
+            precondition(a >= 0)
+            var y = [Float](repeating: .nan, count: t * c)
+            Threads.with(threads) {
+                let size = Int(moe_routed_experts_infer_workspace_size(a, Int64(c), Int64(f), Int64(e), activation.kernelValue, w1.view, w2.view))
+                var ws = [Float](repeating: 0, count: size + 16)
+                ws.withUnsafeMutableBufferPointer { wsp in
+                    moe_routed_experts_infer(&y, wsp.baseAddress, x, gates, offsets, sorted, position, w1.view, w3.view, w2.view,
+                                             b1, b2, Int64(t), Int64(c), Int64(f), Int64(e), Int64(k), activation.kernelValue)
+                }
+                XCTAssertEqual(Array(ws[size...]), [Float](repeating: 0, count: 16), "workspace overrun")
+            }
+            return y
+        }
+
+        func naive() -> [Float] {
+            var y = [Float](repeating: .nan, count: t * c)
+            moe_routed_experts_infer_naive(&y, x, route, gates, w1.view, w3.view, w2.view, b1, b2,
+                                           Int64(t), Int64(c), Int64(f), Int64(e), Int64(k), activation.kernelValue)
+            return y
+        }
+    }
+
+    func makeExperts(_ activation: ExpertActivation, t: Int, formats: (Format, Format, Format), seed: UInt64,
+                     route: (Int, Int) -> Int32) -> Experts {
+        let c = 40, f = 72, e = 5, k = 2
+        var r: [Int32] = []
+        for ti in 0..<t { for s in 0..<k { r.append(route(ti, s)) } }
+        let swiglu = activation == .swiglu
+        return Experts(
+            t: t, c: c, f: f, e: e, k: k, activation: activation,
+            x: randomTensor([t, c], seed: seed).scalars, gates: randomTensor([t, k], seed: seed + 1).scalars, route: r,
+            w1: Stored(randomTensor([e * f, c], seed: seed + 2, scale: 0.3).scalars, rows: e * f, cols: c, format: formats.0),
+            w3: Stored(randomTensor([e * f, c], seed: seed + 3, scale: 0.3).scalars, rows: e * f, cols: c, format: formats.1),
+            w2: Stored(randomTensor([e * c, f], seed: seed + 4, scale: 0.3).scalars, rows: e * c, cols: f, format: formats.2),
+            b1: swiglu ? nil : randomTensor([e, f], seed: seed + 5, scale: 0.3).scalars,
+            b2: randomTensor([e, c], seed: seed + 6, scale: 0.3).scalars)
+    }
+
+    /// Decode (T = 1, T = 3) and prefill (T = 67), dropped slots, an expert without rows, mixed formats.
+    func testRoutedExpertsInferMatchesNaive() {
+        let formatSets: [(Format, Format, Format)] = [(.q4, .q8, .bf16), (.f32, .f32, .f32), (.f16, .bf16, .q4), (.q8, .q4, .f16)]
+        forEachLevel { level in
+            for activation in [ExpertActivation.swiglu, .gelu] {
+                for formats in formatSets {
+                    for t in [1, 3, 67] {
+                        // expert 3 never chosen; every fifth slot dropped
+                        let p = makeExperts(activation, t: t, formats: formats, seed: UInt64(t)) { ti, s in
+                            (ti * 2 + s) % 5 == 4 ? -1 : Int32([0, 1, 2, 4][(ti * 3 + s) % 4])
+                        }
+                        let ref = p.naive()
+                        for threads in [1, 2] {
+                            let y = p.infer(threads: threads)
+                            assertClose(y, ref, atol: 2e-5, rtol: 1e-4, "level \(level) \(activation) \(formats) T=\(t) threads=\(threads)")
+                            XCTAssertEqual(y, p.infer(threads: threads), "deterministic: level \(level) \(formats) T=\(t) threads=\(threads)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func testRoutedExpertsInferEdgeCases() {
+        // Every slot dropped: zeros.
+        var p = makeExperts(.gelu, t: 4, formats: (.q4, .q4, .q4), seed: 3) { _, _ in -1 }
+        XCTAssertEqual(p.infer(threads: 2), [Float](repeating: 0, count: 4 * 40))
+        // Decode with 8 one-row assignments spread over the experts; GELU-tanh and ReLU with biases.
+        for activation in [ExpertActivation.geluTanh, .relu] {
+            p = makeExperts(activation, t: 4, formats: (.bf16, .f32, .q8), seed: 4) { ti, s in Int32((ti * 2 + s) % 5) }
+            assertClose(p.infer(threads: 2), p.naive(), atol: 2e-5, rtol: 1e-4, "\(activation)")
+        }
+        // Decode results do not depend on the thread count.
+        p = makeExperts(.swiglu, t: 2, formats: (.q4, .q8, .bf16), seed: 8) { ti, s in Int32(ti + 2 * s) }
+        XCTAssertEqual(p.infer(threads: 1), p.infer(threads: 2))
+    }
+}
