@@ -67,6 +67,7 @@ public enum InferenceBenchmark {
             }
         }
         let decodeSeconds = Date().timeIntervalSince(t1)
+        let peak = ProcessMemory.peakResidentBytes  // before the bandwidth probe's own buffer
         let bandwidth = ReadBandwidth.measure()
         let perToken = decodeBytesPerToken(lm)
         let decodeRate = Double(newTokens) / decodeSeconds
@@ -74,7 +75,7 @@ public enum InferenceBenchmark {
                       prompt_tokens: promptTokens, new_tokens: newTokens, load_seconds: loadSeconds,
                       prefill_tokens_per_second: Double(promptTokens) / prefillSeconds,
                       time_to_first_token_ms: prefillSeconds * 1000, decode_tokens_per_second: decodeRate,
-                      peak_rss_bytes: ProcessMemory.peakResidentBytes, weights_bytes: lm.weightStorage.bytes,
+                      peak_rss_bytes: peak, weights_bytes: lm.weightStorage.bytes,
                       decode_bytes_per_token: perToken, read_bandwidth_bytes_per_second: bandwidth,
                       decode_bandwidth_fraction: decodeRate / (bandwidth / Double(max(perToken, 1))))
     }
