@@ -46,6 +46,7 @@ public struct HuggingFaceModel {
         let config: TransformerConfig
         do {
             config = try hf.transformerConfig()
+            try config.checkMemory()
         } catch let e as SparseMoEError {
             throw SparseMoEError.file(path: configURL.path, message: e.description)
         }

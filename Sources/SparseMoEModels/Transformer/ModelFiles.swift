@@ -36,7 +36,11 @@ public enum ModelFiles {
     /// shape, and no unknown tensor may remain; errors name the file and tensor.
     public static func load(from directory: URL) throws -> TransformerLM {
         // The decoder ignores the extra Hugging Face keys (model_type, architectures).
-        let config = try TransformerConfig.load(from: directory.appendingPathComponent(configFileName))
+        let configURL = directory.appendingPathComponent(configFileName)
+        let config = try TransformerConfig.load(from: configURL)
+        do { try config.checkMemory() } catch let e as SparseMoEError {
+            throw SparseMoEError.file(path: configURL.path, message: e.description)
+        }
         let model = try TransformerLM(config: config)
         let weights = try SafetensorsCheckpoint(directory: directory)
         try assign(weights, to: model, path: directory.appendingPathComponent(SafetensorsCheckpoint.singleFileName).path)

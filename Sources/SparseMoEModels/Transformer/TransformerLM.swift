@@ -46,8 +46,11 @@ public final class TransformerLM: Module {
     let rotary: RotaryEmbedding?
 
     /// Builds a randomly initialised model (N(0, initStd²) truncated at ±2σ).
+    /// Throws what `config.validate()` throws, and `invalidConfig` when the parameters
+    /// would not fit in the memory available (`TransformerConfig.checkMemory`).
     public init(config: TransformerConfig, seed: UInt64 = 0) throws {
         try config.validate()
+        try config.checkMemory()
         self.config = config
         var rng = RandomGenerator(seed: seed)
         let c = config.hiddenSize, std = config.initStd
