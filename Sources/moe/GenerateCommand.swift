@@ -26,7 +26,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Model folder (config.json + model.safetensors).")
     var model: String
 
-    @Option(help: "Comma-separated prompt token ids.")
+    @Option(help: "Prompt token ids separated by commas, no spaces, e.g. 1,2,3.")
     var tokens: String?
 
     @Option(help: "Prompt text (needs tokenizer.json, or a vocabulary of ≥ 256 for the byte fallback).")

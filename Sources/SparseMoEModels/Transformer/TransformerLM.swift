@@ -137,7 +137,10 @@ public final class TransformerLM: Module {
         }
         let (b, t) = (tokens.shape[0], tokens.shape[1])
         let start = options.cache?.length ?? 0
-        guard t >= 1, start + t <= config.maxSequenceLength else {
+        guard b >= 1, t >= 1 else {
+            throw SparseMoEError.invalidArgument(op: "TransformerLM", message: "token input is empty (shape \(tokens.shape)): give at least one token id")
+        }
+        guard start + t <= config.maxSequenceLength else {
             throw SparseMoEError.invalidArgument(op: "TransformerLM", message: "sequence positions \(start)..<\(start + t) exceed max_position_embeddings = \(config.maxSequenceLength)")
         }
         // Token ids are user data (a prompt, a token file): out-of-range ids throw here
