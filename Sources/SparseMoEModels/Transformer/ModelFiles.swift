@@ -55,8 +55,12 @@ public enum ModelFiles {
             throw SparseMoEError.file(path: path, message: "unexpected tensor '\(extra)' (not a parameter of this model configuration)")
         }
         for (name, t) in params {
-            guard weights.info(name) != nil else {
+            guard let info = weights.info(name) else {
                 throw SparseMoEError.file(path: path, message: "missing tensor '\(name)' with shape \(t.shape)")
+            }
+            guard [.f32, .f16, .bf16, .f64].contains(info.dtype) else {
+                throw SparseMoEError.file(path: weights.file(holding: name)?.path ?? path,
+                                          message: "tensor '\(name)' has dtype \(info.dtype.rawValue), expected a floating type (F32, F16, BF16, F64)")
             }
             let loaded = try weights.tensor(name)
             guard loaded.shape == t.shape else {
