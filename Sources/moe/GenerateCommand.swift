@@ -56,6 +56,7 @@ struct Generate: ParsableCommand {
     func validate() throws {
         guard (tokens == nil) != (prompt == nil) else { throw ValidationError("give exactly one of --tokens or --prompt") }
         guard maxNewTokens >= 0 else { throw ValidationError("--max-new-tokens must be ≥ 0") }
+        if let tokens { _ = try parseTokenList(tokens) }  // before loading a model
         try SamplingOptions(temperature: temperature, topK: topK, topP: topP).validate()
     }
 

@@ -65,3 +65,24 @@ final class TokenListTests: XCTestCase {
         XCTAssertNoThrow(try Check.fills(6, [2, 3], "values"))
     }
 }
+
+/// Files a user names that are no regular files say so (not "You don't have permission").
+final class UserFileTests: XCTestCase {
+    func testDevicesDirectoriesAndMissingFilesAreNamed() throws {
+        let dir = FileManager.default.temporaryDirectory.path
+        let cases: [(String, String)] = [("/dev/null", "is a character device"), (dir, "is a directory"),
+                                         ("/nonexistent/x.json", "no such file")]
+        for (path, needle) in cases where FileManager.default.fileExists(atPath: path) || needle == "no such file" {
+            for load in [{ _ = try TransformerConfig.load(from: URL(fileURLWithPath: path)) },
+                         { _ = try HuggingFaceFamilies.load(from: URL(fileURLWithPath: path)) },
+                         { _ = try ByteLevelBPETokenizer(url: URL(fileURLWithPath: path)) }] {
+                XCTAssertThrowsError(try load()) { error in
+                    guard case let SparseMoEError.file(p, m)? = error as? SparseMoEError else { return XCTFail("\(error)") }
+                    XCTAssertEqual(p, path)
+                    XCTAssertTrue(m.contains(needle) && m.contains("expected"), m)
+                    XCTAssertFalse(m.contains("permission") || m.contains("NSCocoaErrorDomain"), m)
+                }
+            }
+        }
+    }
+}
