@@ -12,8 +12,8 @@ extension TrainingConfig {
     ///   + 2·B·T·V                              (one micro-batch's logits and their gradient)
     ///   + 4·B·T·C·layers                       (at least four activations of width C per layer)
     ///
-    /// The field named is `batch_size` when the batch terms dominate, else the model field
-    /// behind most parameters.
+    /// The field named is the model field behind most parameters when the parameter terms
+    /// alone do not fit, else `batch_size` when the batch terms are the larger part.
     public func checkMemory(model: TransformerConfig, allocatedCopies: Int = 0, availableBytes: Int? = nil) throws {
         func p(_ xs: Int...) -> Int { MemoryBudget.product(xs) }
         let params = model.parameterLowerBound
@@ -21,7 +21,9 @@ extension TrainingConfig {
         let tokens = p(batchSize, sequenceLength)
         let batch = MemoryBudget.sum([p(2, tokens, model.vocabSize, 4), p(4, tokens, model.hiddenSize, max(model.numLayers, 0), 4)])
         let total = MemoryBudget.sum([state, batch])
-        let field = batch > state ? "batch_size" : model.dominantField
+        // The model's field when its parameters alone do not fit, else the larger part.
+        let have = availableBytes ?? MemoryBudget.available().bytes
+        let field = state <= have && batch > state ? "batch_size" : model.dominantField
         try MemoryBudget.check(
             total,
             for: "training (at least: \(MemoryBudget.describe(state)) for the parameters, their gradients and AdamW moments; "
