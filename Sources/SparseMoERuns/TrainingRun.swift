@@ -232,6 +232,11 @@ public final class TrainingRun {
                 if t.sequenceLength > config.maxSequenceLength {
                     throw SparseMoEError.invalidConfig(field: "sequence_length", message: "\(t.sequenceLength) exceeds the model's max_position_embeddings \(config.maxSequenceLength)")
                 }
+                // Too big for memory: a model field of a config file is named with the file.
+                do { try t.checkMemory(model: config) } catch let SparseMoEError.invalidConfig(field, message)
+                    where field != "batch_size" && !TransformerConfig.presetNames.contains(spec) {
+                    throw SparseMoEError.file(path: spec, message: SparseMoEError.invalidConfig(field: field, message: message).description)
+                }
                 model = try TransformerLM(config: config, seed: t.seed)
             case let .initFrom(dir):
                 model = try ModelLoader.load(directory: URL(fileURLWithPath: dir))

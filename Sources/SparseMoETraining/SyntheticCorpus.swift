@@ -89,6 +89,10 @@ public struct SyntheticCorpusConfig: Codable, Sendable, Equatable {
         guard maxStringLength >= 1 else { throw bad("maxStringLength", "must be at least 1, got \(maxStringLength)") }
         guard maxBracketLength >= 2 else { throw bad("maxBracketLength", "must be at least 2, got \(maxBracketLength)") }
         guard (1...26).contains(maxPairs) else { throw bad("maxPairs", "must be in 1...26, got \(maxPairs)") }
+        // Text, task ids and int32 tokens twice (corpus and dataset): 10 bytes per byte.
+        try MemoryBudget.check(MemoryBudget.product(targetBytes, 10),
+                               for: "the synthetic corpus of \(targetBytes) bytes (10 bytes of memory per byte: text, task ids, tokens)",
+                               field: "targetBytes")
     }
 }
 

@@ -66,30 +66,69 @@ public struct TextDataset: Sendable {
     }
 
     /// Reads a text file as bytes (`ByteTokenizer`: one token per byte) and splits it.
-    /// - Throws: `SparseMoEError.file` if the file is missing, unreadable, a directory,
-    ///   empty, or too short for one window per split (the message says how many
-    ///   tokens are needed and how many the file has).
+    /// A named pipe is read to its end; devices (`/dev/null`, `/dev/zero`) and sockets are
+    /// refused.
+    /// - Throws: `SparseMoEError.file` if the file is missing, unreadable, a directory or a
+    ///   device, or holds fewer bytes than `minimumTokens` (the message gives both numbers
+    ///   and why that many are needed).
     public init(contentsOf path: String, sequenceLength: Int, validationFraction: Double = 0.1) throws {
+        let need = Self.minimumTokens(sequenceLength: sequenceLength, validationFraction: validationFraction)
+        let needs = "--data needs a text file of at least \(need) bytes (one token per byte: T+1 = \(sequenceLength + 1) tokens "
+            + (validationFraction > 0 ? "in each of the training split and the validation split, the last \(validationFraction * 100)% of the file)"
+                                      : "for one batch)")
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw SparseMoEError.file(path: path, message: "no such file; pass an existing text file with --data")
         }
         guard !isDirectory.boolValue else {
-            throw SparseMoEError.file(path: path, message: "is a directory; --data needs a text file")
+            throw SparseMoEError.file(path: path, message: "is a directory; \(needs)")
+        }
+        var info = stat()
+        if stat(path, &info) == 0 {
+            let type = info.st_mode & S_IFMT
+            if type != S_IFREG && type != S_IFIFO {
+                let kind = type == S_IFCHR ? "a character device" : type == S_IFBLK ? "a block device" : type == S_IFSOCK ? "a socket" : "not a regular file"
+                throw SparseMoEError.file(path: path, message: "is \(kind), not a text file\(path == "/dev/null" ? " (it holds 0 bytes)" : ""); \(needs)")
+            }
+        }
+        guard FileManager.default.isReadableFile(atPath: path) else {
+            throw SparseMoEError.file(path: path, message: "is not readable (permission denied); \(needs)")
         }
         let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw SparseMoEError.file(path: path, message: "cannot be read: \(error.localizedDescription)")
+        do {
+            let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+            defer { try? handle.close() }
+            data = try handle.readToEnd() ?? Data()
+        } catch {
+            throw SparseMoEError.file(path: path, message: "cannot be read (\(error.localizedDescription)); \(needs)")
         }
         guard !data.isEmpty else {
-            throw SparseMoEError.file(path: path, message: "file is empty; training needs at least T+1 = \(sequenceLength + 1) tokens per split")
+            throw SparseMoEError.file(path: path, message: "holds 0 bytes (the file is empty); \(needs)")
         }
         do {
             try self.init(tokens: ByteTokenizer().encode(bytes: data), sequenceLength: sequenceLength,
                           validationFraction: validationFraction, source: "the file")
         } catch let SparseMoEError.invalidConfig(field, message) where field == "data" {
-            throw SparseMoEError.file(path: path, message: message)
+            throw SparseMoEError.file(path: path, message: "holds \(data.count) bytes: \(message); \(needs)")
         }
+    }
+
+    /// The fewest tokens n that `init(tokens:)` accepts: the training split n − v and the
+    /// validation split v = round(n · fraction) each hold T+1 tokens, or v = 0.
+    /// (Invalid T or fractions give T+1; `init` reports those.)
+    public static func minimumTokens(sequenceLength: Int, validationFraction f: Double) -> Int {
+        let need = MemoryBudget.sum([max(sequenceLength, 0), 1])
+        guard need < Int.max / 4, f > 0, f < 1 else { return need }
+        func ok(_ n: Int) -> Bool {
+            let v = Int((Double(n) * f).rounded())
+            return n - v >= need && (v == 0 || v >= need)
+        }
+        if ok(need) { return need }
+        // Both splits need T+1 tokens: n·f ≥ T+½ and n·(1 − f) ≥ T+½, up to rounding.
+        let estimate = (Double(need) - 0.5) / min(f, 1 - f) - 2
+        var n = estimate < Double(Int.max / 4) ? max(need, Int(estimate)) : Int.max / 4
+        while !ok(n) && n < Int.max / 4 { n += 1 }
+        return n
     }
 
     /// The token range of a split.

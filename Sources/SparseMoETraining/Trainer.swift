@@ -50,8 +50,11 @@ public final class Trainer {
     var dataRNG: RandomGenerator
     let masker: MaskedLM?
 
+    /// Throws on an invalid config, a dataset of other windows, and when training would
+    /// not fit in memory (`TrainingConfig.checkMemory`, before any optimiser state or batch).
     public init(model: TransformerLM, dataset: TextDataset, config: TrainingConfig) throws {
         try config.validate()
+        try config.checkMemory(model: model.config, allocatedCopies: 1)
         guard dataset.sequenceLength == config.sequenceLength else {
             throw SparseMoEError.invalidConfig(field: "sequence_length", message: "dataset windows are \(dataset.sequenceLength) tokens, config says \(config.sequenceLength)")
         }

@@ -142,8 +142,12 @@ public enum TrainingCheckpoint {
     /// Restores optimiser and trainer state into `trainer`, whose model was loaded from `folder`.
     public static func restore(_ trainer: Trainer, from folder: URL) throws {
         let state = try loadState(folder)
-        let optimizer = try SafetensorsFile(url: folder.appendingPathComponent(optimizerFileName))
-        try trainer.optimizer.importState(optimizer.allTensors())
+        let url = folder.appendingPathComponent(optimizerFileName)
+        let optimizer = try SafetensorsFile(url: url)
+        // A tensor of the wrong dtype or shape: the error names the file too.
+        do { try trainer.optimizer.importState(optimizer.allTensors()) } catch let e as SparseMoEError {
+            throw SparseMoEError.file(path: url.path, message: e.description)
+        }
         try trainer.restore(state)
     }
 

@@ -27,7 +27,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Model folder (config.json + model.safetensors).")
     var model: String
 
-    @Option(help: "Comma-separated prompt token ids.")
+    @Option(help: "Prompt token ids separated by commas, no spaces, e.g. 1,2,3.")
     var tokens: String?
 
     @Option(help: "Prompt text (needs tokenizer.json, or a vocabulary of ≥ 256 for the byte fallback).")
@@ -60,6 +60,7 @@ struct Generate: ParsableCommand {
         _ = try weights.choice()
         guard (tokens == nil) != (prompt == nil) else { throw ValidationError("give exactly one of --tokens or --prompt") }
         guard maxNewTokens >= 0 else { throw ValidationError("--max-new-tokens must be ≥ 0") }
+        if let tokens { _ = try parseTokenList(tokens) }  // before loading a model
         try SamplingOptions(temperature: temperature, topK: topK, topP: topP).validate()
     }
 

@@ -8,14 +8,9 @@ struct ModelCommandError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Parses "1,2,3" (spaces allowed) into token ids.
+/// Parses `--tokens` (`TokenList`: ids separated by commas, no spaces); errors are usage errors.
 func parseTokenList(_ s: String) throws -> [Int32] {
-    let parts = s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-    guard !parts.isEmpty else { throw ValidationError("--tokens needs at least one id, e.g. --tokens 1,2,3") }
-    return try parts.map {
-        guard let v = Int32($0), v >= 0 else { throw ValidationError("--tokens: '\($0)' is not a token id (a non-negative integer)") }
-        return v
-    }
+    do { return try TokenList.parse(s) } catch let e as SparseMoEError { throw ValidationError(e.description) }
 }
 
 /// `moe logits`: the logits of every position of a token sequence.
@@ -37,7 +32,7 @@ struct Logits: ParsableCommand {
     @Option(help: "Model folder (config.json + model.safetensors).")
     var model: String
 
-    @Option(help: "Comma-separated token ids, e.g. 1,2,3.")
+    @Option(help: "Token ids separated by commas, no spaces, e.g. 1,2,3.")
     var tokens: String
 
     @Flag(help: "Print {\"logits\": [[...], ...]} instead of the summary.")

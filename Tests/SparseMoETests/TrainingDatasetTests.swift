@@ -90,6 +90,22 @@ final class TrainingDatasetTests: XCTestCase {
                        try d.evaluationBatches(.train, batchSize: 3).map(\.inputs.indexScalars))
     }
 
+    /// `minimumTokens` is the smallest stream `init(tokens:)` accepts (brute force).
+    func testMinimumTokensIsTheSmallestAcceptedStream() throws {
+        for t in [1, 2, 7, 24, 128] {
+            for f in [0, 0.01, 0.1, 0.25, 0.5, 0.9] {
+                let n = TextDataset.minimumTokens(sequenceLength: t, validationFraction: f)
+                XCTAssertNoThrow(try TextDataset(tokens: Array(repeating: 1, count: n), sequenceLength: t, validationFraction: f), "T \(t) f \(f)")
+                for smaller in max(0, n - 300)..<n {
+                    XCTAssertThrowsError(try TextDataset(tokens: Array(repeating: 1, count: smaller), sequenceLength: t, validationFraction: f),
+                                         "T \(t) f \(f): \(smaller) < \(n) tokens accepted")
+                }
+            }
+        }
+        XCTAssertEqual(TextDataset.minimumTokens(sequenceLength: 128, validationFraction: 0.1), 1285)
+        XCTAssertEqual(TextDataset.minimumTokens(sequenceLength: Int.max, validationFraction: 0.1), Int.max)
+    }
+
     func testFileLoadingAndErrors() throws {
         let text = Array(String(repeating: "Grüße, world! ", count: 40).utf8)
         let path = try tempFile(text)
@@ -121,6 +137,21 @@ final class TrainingDatasetTests: XCTestCase {
         let dir = FileManager.default.temporaryDirectory.path
         XCTAssertThrowsError(try TextDataset(contentsOf: dir, sequenceLength: 8)) { e in
             XCTAssertTrue("\(e)".contains("directory"), "\(e)")
+        }
+        // Devices are no text files; every message says how many bytes would do.
+        for device in ["/dev/null", "/dev/zero"] where FileManager.default.fileExists(atPath: device) {
+            XCTAssertThrowsError(try TextDataset(contentsOf: device, sequenceLength: 128)) { e in
+                guard case let SparseMoEError.file(p, m) = e else { return XCTFail("\(e)") }
+                XCTAssertEqual(p, device)
+                XCTAssertTrue(m.contains("character device") && m.contains("at least 1285 bytes"), m)
+                XCTAssertFalse(m.contains("permission"), m)
+            }
+        }
+        XCTAssertThrowsError(try TextDataset(contentsOf: empty, sequenceLength: 128)) { e in
+            XCTAssertTrue("\(e)".contains("holds 0 bytes") && "\(e)".contains("at least 1285 bytes"), "\(e)")
+        }
+        XCTAssertThrowsError(try TextDataset(contentsOf: short, sequenceLength: 128, validationFraction: 0)) { e in
+            XCTAssertTrue("\(e)".contains("holds 50 bytes") && "\(e)".contains("at least 129 bytes"), "\(e)")
         }
         XCTAssertThrowsError(try TextDataset(tokens: [1, 2, 3], sequenceLength: 0))
         XCTAssertThrowsError(try TextDataset(tokens: Array(repeating: 1, count: 100), sequenceLength: 4, validationFraction: 1))

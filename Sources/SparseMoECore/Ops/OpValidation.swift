@@ -38,6 +38,18 @@ package enum Check {
         }
     }
 
+    /// `count` elements fill `shape` (`Tensor.init` from values): every dimension ≥ 0
+    /// and their product equals `count`. `what` names the elements ("values", "indices").
+    package static func fills(_ count: Int, _ shape: [Int], _ what: String) throws {
+        if let axis = shape.firstIndex(where: { $0 < 0 }) {
+            throw SparseMoEError.shapeMismatch(op: "Tensor.init", message: "shape \(shape) has a negative dimension at axis \(axis)")
+        }
+        let n = MemoryBudget.product(shape)
+        guard count == n else {
+            throw SparseMoEError.shapeMismatch(op: "Tensor.init", message: "\(count) \(what) do not fill shape \(shape) (\(n) elements)")
+        }
+    }
+
     package static func argument(_ ok: Bool, _ op: String, _ message: @autoclosure () -> String) throws {
         guard ok else { throw SparseMoEError.invalidArgument(op: op, message: message()) }
     }

@@ -42,7 +42,13 @@ package final class StoragePool: @unchecked Sendable {
 
     /// A 64-byte aligned block of `roundedSize(bytes)` bytes, contents unspecified: the most
     /// recently released idle block of that size, or fresh memory.
+    ///
+    /// Allocation does not throw: callers that allocate from user-given sizes check
+    /// `MemoryBudget` first. A failure here (the system refused the memory) ends the
+    /// process with a message naming the size and the memory available, in every build
+    /// configuration (`fatalError`, not a precondition that release builds strip).
     func acquire(_ bytes: Int) -> UnsafeMutableRawPointer {
+        guard bytes <= Int.max - Self.granule else { Self.outOfMemory(bytes) }
         let size = Self.roundedSize(max(bytes, 1))
         if size >= Self.minimumBytes {
             let reused: UnsafeMutableRawPointer? = lock.withLock {
@@ -54,8 +60,15 @@ package final class StoragePool: @unchecked Sendable {
         }
         var p: UnsafeMutableRawPointer?
         let rc = posix_memalign(&p, 64, size)
-        precondition(rc == 0 && p != nil, "out of memory allocating \(size) bytes")
-        return p!
+        guard rc == 0, let p else { Self.outOfMemory(size) }
+        return p
+    }
+
+    /// Ends the process: the system refused `bytes` of memory.
+    static func outOfMemory(_ bytes: Int) -> Never {
+        let (have, source) = MemoryBudget.available()
+        fatalError("SparseMoE: out of memory: could not allocate a tensor of \(MemoryBudget.describe(bytes)); "
+                   + "\(MemoryBudget.describe(have)) available (\(source))")
     }
 
     /// Returns a block obtained from `acquire(bytes)`.

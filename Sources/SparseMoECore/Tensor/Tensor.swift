@@ -54,8 +54,7 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     /// shape's element count.
     public convenience init(_ values: [Float], shape: [Int], requiresGrad: Bool = false) {
         let n = shape.reduce(1, *)
-        Check.require(values.count == n && shape.allSatisfy({ $0 >= 0 }), "Tensor.init",
-                      "\(values.count) values do not fill shape \(shape) (\(n) elements)")
+        Check.trapping { try Check.fills(values.count, shape, "values") }
         self.init(zeros: shape, requiresGrad: requiresGrad)
         values.withUnsafeBufferPointer { src in
             if n > 0 { floats.update(from: src.baseAddress!, count: n) }
@@ -66,7 +65,7 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     /// element count.
     public convenience init(indices values: [Int32], shape: [Int]) {
         let n = shape.reduce(1, *)
-        Check.require(values.count == n, "Tensor.init", "\(values.count) indices do not fill shape \(shape) (\(n) elements)")
+        Check.trapping { try Check.fills(values.count, shape, "indices") }
         self.init(zeros: shape, dtype: .int32)
         values.withUnsafeBufferPointer { src in
             if n > 0 { int32s.update(from: src.baseAddress!, count: n) }

@@ -49,10 +49,7 @@ public final class ByteLevelBPETokenizer: @unchecked Sendable {
 
     /// Reads `tokenizer.json`; errors name the file and the field.
     public convenience init(url: URL) throws {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw SparseMoEError.file(path: url.path, message: "cannot read: \(error.localizedDescription)")
-        }
+        let data = try UserFile.read(url, what: "a tokenizer.json")
         do {
             try self.init(json: data)
         } catch let e as SparseMoEError {

@@ -110,14 +110,19 @@ extension HuggingFaceFamily {
     func finishing(_ c: TransformerConfig) throws -> TransformerConfig {
         var c = c
         let n = common.numHiddenLayers
+        try validateConverted(c)  // bounds num_hidden_layers before the walk over the layers
         if (0..<n).contains(where: { c.isMoELayer($0) != isSparseLayer($0) }) {
             c.moe!.every = 1
             c.moe!.firstDense = 0
             c.moe!.denseLayers = (0..<n).filter { !isSparseLayer($0) }
         }
+        try validateConverted(c)
+        return c
+    }
+
+    private func validateConverted(_ c: TransformerConfig) throws {
         do { try c.validate() } catch let e as SparseMoEError {
             throw SparseMoEError.invalidConfig(field: modelType, message: "converted configuration is invalid: \(e.description)")
         }
-        return c
     }
 }

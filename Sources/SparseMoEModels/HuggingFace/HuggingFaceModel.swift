@@ -48,12 +48,16 @@ public struct HuggingFaceModel {
         }
         try QuantizationConfig.check(raw, path: configURL.path)
         let config: TransformerConfig
-        do {
-            config = try hf.transformerConfig()
-        } catch let e as SparseMoEError {
+        do { config = try hf.transformerConfig() } catch let e as SparseMoEError {
             throw SparseMoEError.file(path: configURL.path, message: e.description)
         }
         let checkpoint = try SafetensorsCheckpoint(directory: directory)
+        // Bytes per parameter as the weights will be held: the asked dtype, else as stored.
+        let stored = Double(checkpoint.storageSummary().reduce(0) { $0 + $1.bytes }) / Double(max(checkpoint.totalElements, 1))
+        let perParameter = dtypes.dtype.map { Double($0.storageBytes(shape: [1, 4096])) / 4096 } ?? min(stored, 4)
+        do { try config.checkMemory(bytesPerParameter: perParameter) } catch let e as SparseMoEError {
+            throw SparseMoEError.file(path: configURL.path, message: e.description)
+        }
         let model = try TransformerLM.placeholder(config: config)
         try loadWeights(into: model, from: checkpoint, map: HFWeightMap(names: type(of: hf).weightNames, numExperts: hf.common.numExperts),
                         hfConfig: hf, dtypes: dtypes)

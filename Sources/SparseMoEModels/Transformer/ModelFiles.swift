@@ -36,7 +36,11 @@ public enum ModelFiles {
     /// shape, and no unknown tensor may remain; errors name the file and tensor.
     public static func load(from directory: URL) throws -> TransformerLM {
         // The decoder ignores the extra Hugging Face keys (model_type, architectures).
-        let config = try TransformerConfig.load(from: directory.appendingPathComponent(configFileName))
+        let configURL = directory.appendingPathComponent(configFileName)
+        let config = try TransformerConfig.load(from: configURL)
+        do { try config.checkMemory() } catch let e as SparseMoEError {
+            throw SparseMoEError.file(path: configURL.path, message: e.description)
+        }
         let model = try TransformerLM(config: config)
         let weights = try SafetensorsCheckpoint(directory: directory)
         try assign(weights, to: model, path: directory.appendingPathComponent(SafetensorsCheckpoint.singleFileName).path)
@@ -51,8 +55,12 @@ public enum ModelFiles {
             throw SparseMoEError.file(path: path, message: "unexpected tensor '\(extra)' (not a parameter of this model configuration)")
         }
         for (name, t) in params {
-            guard weights.info(name) != nil else {
+            guard let info = weights.info(name) else {
                 throw SparseMoEError.file(path: path, message: "missing tensor '\(name)' with shape \(t.shape)")
+            }
+            guard [.f32, .f16, .bf16, .f64].contains(info.dtype) else {
+                throw SparseMoEError.file(path: weights.file(holding: name)?.path ?? path,
+                                          message: "tensor '\(name)' has dtype \(info.dtype.rawValue), expected a floating type (F32, F16, BF16, F64)")
             }
             let loaded = try weights.tensor(name)
             guard loaded.shape == t.shape else {

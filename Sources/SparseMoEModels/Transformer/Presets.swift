@@ -49,10 +49,7 @@ extension TransformerConfig {
     /// Reads and validates a TransformerConfig JSON file (snake_case keys, see `CodingKeys`).
     /// Errors are `SparseMoEError.file` naming the file and the bad or missing field.
     public static func load(from url: URL) throws -> TransformerConfig {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw SparseMoEError.file(path: url.path, message: "cannot read: \(error.localizedDescription)")
-        }
+        let data = try UserFile.read(url, what: "a TransformerConfig JSON file (or a preset: \(presetNames.joined(separator: ", ")))")
         let config: TransformerConfig
         do {
             config = try decodeJSON(TransformerConfig.self, from: data)

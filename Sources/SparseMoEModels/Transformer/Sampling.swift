@@ -118,7 +118,13 @@ extension TransformerLM {
         guard prompt.count <= config.maxSequenceLength else {
             throw SparseMoEError.invalidArgument(op: "generate", message: "prompt of \(prompt.count) tokens exceeds max_position_embeddings = \(config.maxSequenceLength)")
         }
-        let cache = KVCache(capacity: min(config.maxSequenceLength, prompt.count + maxNewTokens))
+        // The cache holds only the positions this call can reach; its size is checked
+        // against the memory available before it is allocated.
+        let capacity = min(config.maxSequenceLength, MemoryBudget.sum([prompt.count, maxNewTokens]))
+        try MemoryBudget.check(MemoryBudget.product(capacity, max(config.numLayers, 0), config.kvCacheFloatsPerPosition, 4),
+                               for: "the KV cache for \(capacity) positions (prompt \(prompt.count) + \(maxNewTokens) new tokens, at most max_position_embeddings)",
+                               field: "max_new_tokens")
+        let cache = KVCache(capacity: capacity)
         let v = config.vocabSize
         var input = prompt
         var out: [Int32] = []

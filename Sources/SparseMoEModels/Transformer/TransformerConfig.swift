@@ -161,6 +161,10 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         self.moe = moe
     }
 
+    /// The most layers a config may have (2²⁰, far beyond any model that fits in memory):
+    /// code walks the layers one by one, so the count must be bounded before it does.
+    public static let maxLayers = 1 << 20
+
     /// D, the per-head width.
     public var resolvedHeadDim: Int { headDim ?? hiddenSize / max(numHeads, 1) }
 
@@ -174,7 +178,8 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     public func validate() throws {
         try requireConfig(vocabSize >= 1, "vocab_size", "must be ≥ 1, got \(vocabSize)")
         try requireConfig(hiddenSize >= 1, "hidden_size", "must be ≥ 1, got \(hiddenSize)")
-        try requireConfig(numLayers >= 1, "num_hidden_layers", "must be ≥ 1, got \(numLayers)")
+        try requireConfig(numLayers >= 1 && numLayers <= Self.maxLayers, "num_hidden_layers",
+                          "must be in 1...\(Self.maxLayers), got \(numLayers)")
         try requireConfig(numHeads >= 1, "num_attention_heads", "must be ≥ 1, got \(numHeads)")
         try requireConfig(numKVHeads >= 1 && numHeads % numKVHeads == 0, "num_key_value_heads",
                  "must divide num_attention_heads (\(numHeads)), got \(numKVHeads)")
@@ -187,10 +192,10 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
             try requireConfig(resolvedHeadDim % 2 == 0, "head_dim", "must be even for rotary embeddings, got \(resolvedHeadDim)")
         }
         try requireConfig(maxSequenceLength >= 1, "max_position_embeddings", "must be ≥ 1, got \(maxSequenceLength)")
-        try requireConfig(ropeTheta > 0, "rope_theta", "must be > 0, got \(ropeTheta)")
-        try requireConfig(normEps > 0, "rms_norm_eps", "must be > 0, got \(normEps)")
+        try requireConfig(ropeTheta > 0 && ropeTheta.isFinite, "rope_theta", "must be > 0, got \(ropeTheta)")
+        try requireConfig(normEps > 0 && normEps.isFinite, "rms_norm_eps", "must be finite and > 0, got \(normEps)")
         try requireConfig(intermediateSize >= 1, "intermediate_size", "must be ≥ 1, got \(intermediateSize)")
-        try requireConfig(initStd > 0, "initializer_range", "must be > 0, got \(initStd)")
+        try requireConfig(initStd > 0 && initStd.isFinite, "initializer_range", "must be finite and > 0, got \(initStd)")
         if let l = latentAttention {
             try requireConfig(l.kvLoraRank >= 1, "kv_lora_rank", "must be ≥ 1, got \(l.kvLoraRank)")
             try requireConfig(l.qkRopeHeadDim >= 2 && l.qkRopeHeadDim % 2 == 0, "qk_rope_head_dim", "must be even and ≥ 2, got \(l.qkRopeHeadDim)")
@@ -213,9 +218,11 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
             if m.sharedExperts > 0 {
                 try requireConfig(m.sharedExpertIntermediateSize >= 1, "moe.shared_expert_intermediate_size", "must be ≥ 1 with shared experts, got \(m.sharedExpertIntermediateSize)")
             }
-            try requireConfig(m.auxLossCoefficient >= 0, "moe.router_aux_loss_coef", "must be ≥ 0, got \(m.auxLossCoefficient)")
-            try requireConfig(m.zLossCoefficient >= 0, "moe.router_z_loss_coef", "must be ≥ 0, got \(m.zLossCoefficient)")
+            try requireConfig(m.auxLossCoefficient >= 0 && m.auxLossCoefficient.isFinite, "moe.router_aux_loss_coef", "must be finite and ≥ 0, got \(m.auxLossCoefficient)")
+            try requireConfig(m.zLossCoefficient >= 0 && m.zLossCoefficient.isFinite, "moe.router_z_loss_coef", "must be finite and ≥ 0, got \(m.zLossCoefficient)")
             try requireConfig(m.jitter >= 0 && m.jitter < 1, "moe.router_jitter_noise", "must be in [0, 1), got \(m.jitter)")
+            try requireConfig(m.routedScalingFactor.isFinite, "moe.routed_scaling_factor", "must be finite, got \(m.routedScalingFactor)")
+            try requireConfig(m.biasUpdateRate.isFinite && m.biasUpdateRate >= 0, "moe.bias_update_rate", "must be finite and ≥ 0, got \(m.biasUpdateRate)")
         }
     }
 

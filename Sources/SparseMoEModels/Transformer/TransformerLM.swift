@@ -50,8 +50,12 @@ public final class TransformerLM: Module {
     public let lmHead: Tensor?
     let rotary: RotaryEmbedding?
 
-    /// Builds a randomly initialised model (N(0, initStd²) truncated at ±2σ).
+    /// Builds a randomly initialised model (N(0, initStd²) truncated at ±2σ). Throws what
+    /// `config.validate()` throws, and `invalidConfig` when the parameters would not fit in
+    /// the memory available (`TransformerConfig.checkMemory`).
     public convenience init(config: TransformerConfig, seed: UInt64 = 0) throws {
+        try config.validate()
+        try config.checkMemory()
         var rng = RandomGenerator(seed: seed)
         try self.init(config: config, rng: &rng)
     }
@@ -151,7 +155,10 @@ public final class TransformerLM: Module {
         }
         let (b, t) = (tokens.shape[0], tokens.shape[1])
         let start = options.cache?.length ?? 0
-        guard t >= 1, start + t <= config.maxSequenceLength else {
+        guard b >= 1, t >= 1 else {
+            throw SparseMoEError.invalidArgument(op: "TransformerLM", message: "token input is empty (shape \(tokens.shape)): give at least one token id")
+        }
+        guard start + t <= config.maxSequenceLength else {
             throw SparseMoEError.invalidArgument(op: "TransformerLM", message: "sequence positions \(start)..<\(start + t) exceed max_position_embeddings = \(config.maxSequenceLength)")
         }
         // Token ids are user data (a prompt, a token file): out-of-range ids throw here

@@ -51,9 +51,7 @@ public enum HuggingFaceFamilies {
     }
 
     static func read(_ url: URL) throws -> Data {
-        do { return try Data(contentsOf: url) } catch {
-            throw SparseMoEError.file(path: url.path, message: "cannot read: \(error.localizedDescription)")
-        }
+        try UserFile.read(url, what: "a Hugging Face config.json")
     }
 
     /// Runs `body`, turning its errors into `SparseMoEError.file` naming `path`.
