@@ -7,7 +7,7 @@ import SparseMoECore
 /// The folder holds `config.json` (the given one, with `torch_dtype` and, for int8/int4,
 /// `quantization_config` set), the weights in the Hub's per-expert naming, sharded with an
 /// index when larger than one shard (`ShardedCheckpointWriter`), and a `tokenizer.json`
-/// (`byteTokenizerJSON`). Weight matrices are uniform with the config's
+/// (`byteTokenizerJSON`) when the vocabulary has room for the 256 bytes, a merge and an eos. Weight matrices are uniform with the config's
 /// `initializer_range` as standard deviation (`Tensor.hashedUniform`, seeded per tensor
 /// name), norms 1, biases 0; each tensor is made in float32, converted to its dtype and
 /// written, so a model never has to fit in memory (int4 is written directly).
@@ -45,17 +45,23 @@ public enum RandomCheckpoint {
         if json["eos_token_id"] == nil { json["eos_token_id"] = .int(config.vocabSize - 1) }
         try AtomicFile.write(Data((HuggingFaceModel.configText(.object(json)) + "\n").utf8),
                              to: directory.appendingPathComponent(HuggingFaceModel.configFileName))
-        try AtomicFile.write(byteTokenizerJSON(vocabSize: config.vocabSize),
-                             to: directory.appendingPathComponent("tokenizer.json"))
+        if config.vocabSize >= 258 {
+            try AtomicFile.write(byteTokenizerJSON(vocabSize: config.vocabSize),
+                                 to: directory.appendingPathComponent("tokenizer.json"))
+        }
     }
 
-    /// A byte-level BPE tokenizer.json for a vocabulary of `vocabSize` ≥ 257: the 256 bytes
-    /// (ids 0–255, in GPT-2's printable byte alphabet), no merges, `<|extra_N|>` tokens up to
-    /// id V−2 and `<|endoftext|>` at V−1 (the eos). Text encodes to its UTF-8 bytes.
+    /// A byte-level BPE tokenizer.json for a vocabulary of `vocabSize` ≥ 258: the 256 bytes
+    /// (ids 0–255, in GPT-2's printable byte alphabet), one merge (" t" → 256: llama.cpp's
+    /// converter refuses a BPE vocabulary without merges), `<|extra_N|>` tokens up to id V−2
+    /// and `<|endoftext|>` at V−1 (the eos). Text encodes to its UTF-8 bytes, " t" to 256.
     public static func byteTokenizerJSON(vocabSize: Int) -> Data {
         var vocab: [String: Int] = [:]
         for (b, c) in ByteLevelBPETokenizer.byteToChar.enumerated() { vocab[String(c)] = b }
-        for id in 256..<max(256, vocabSize - 1) { vocab["<|extra_\(id - 256)|>"] = id }
+        let space = String(ByteLevelBPETokenizer.byteToChar[32])
+        let merges: [String] = vocabSize > 257 ? ["\(space) t"] : []
+        if vocabSize > 257 { vocab[space + "t"] = 256 }
+        for id in (merges.isEmpty ? 256 : 257)..<max(257, vocabSize - 1) { vocab["<|extra_\(id - 256)|>"] = id }
         let eos = "<|endoftext|>"
         if vocabSize > 256 { vocab[eos] = vocabSize - 1 }
         let object: [String: Any] = [
@@ -68,7 +74,7 @@ public enum RandomCheckpoint {
             "decoder": ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true],
             "model": ["type": "BPE", "dropout": NSNull(), "unk_token": NSNull(), "continuing_subword_prefix": "",
                       "end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-                      "vocab": vocab, "merges": [String]()] as [String: Any],
+                      "vocab": vocab, "merges": merges] as [String: Any],
         ]
         return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
     }
