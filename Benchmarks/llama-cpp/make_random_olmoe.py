@@ -160,7 +160,7 @@ def main():
     ap.add_argument("--config", default=None, help="an OLMoE config.json to start from (default: OLMoE-1B-7B-0924)")
     ap.add_argument("--std", type=float, default=0.02, help="standard deviation of the random matrices")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--shard-bytes", type=int, default=2 * 1024**3, help="maximum bytes of one shard")
+    ap.add_argument("--shard-bytes", type=int, default=1024**3, help="maximum bytes of one shard")
     ap.add_argument("--force", action="store_true", help="overwrite an existing --out")
     args = ap.parse_args()
 
@@ -177,6 +177,9 @@ def main():
     if os.path.exists(args.out) and not args.force:
         sys.exit(f"{args.out} exists; pass --force to overwrite it")
     os.makedirs(args.out, exist_ok=True)
+    for old in os.listdir(args.out):  # stale shards of an earlier run would be read as well
+        if old.endswith(".safetensors") or old == "model.safetensors.index.json":
+            os.remove(os.path.join(args.out, old))
 
     tokenizer, eos_id = byte_level_tokenizer(cfg["vocab_size"])
     cfg["eos_token_id"] = eos_id
