@@ -10,7 +10,8 @@
 # llama.cpp is built by build.sh into DIR (default $HOME/.cache/sparsemoe-llama.cpp).
 #
 # Output: one JSON line per (engine, dtype) with engine, dtype, prefill_tokens_per_second
-# (prompt of 128), decode_tokens_per_second (64 tokens), weights_bytes, and for llama.cpp
+# (prompt of 128), decode_tokens_per_second (64 tokens after those 128), weights_bytes
+# (file size), and for llama.cpp
 # bytes_read_per_token and the fraction of the bandwidth limit; one read_bandwidth line;
 # then the ratio table SparseMoE / llama.cpp (Markdown). All lines are also appended to
 # MODEL_DIR.gguf/results.jsonl. SparseMoE's side runs when `moe bench --help` lists
@@ -82,13 +83,16 @@ for q in Q8_0 Q4_0; do
     fi
 done
 
-# 3. llama-bench: prefill of $PROMPT tokens, decode of $GEN tokens, $REPS repetitions.
+# 3. llama-bench: prefill of $PROMPT tokens; decode of $GEN tokens after a context of
+#    $PROMPT tokens (-d), as `moe bench` decodes after its prompt; $REPS repetitions each.
 for pair in bf16:BF16 int8:Q8_0 int4:Q4_0; do
     dtype="${pair%%:*}"; type="${pair##*:}"
     file="$OUT/$(echo "$type" | tr 'A-Z' 'a-z').gguf"
     echo "llama-bench $type" >&2
-    "$BIN/llama-bench" -m "$file" -p "$PROMPT" -n "$GEN" -t "$THREADS" -r "$REPS" -o json > "$OUT/bench-$dtype.json"
-    emit "$("$PY" "$HERE/report.py" llama-bench "$OUT/bench-$dtype.json" --dtype "$dtype" --type "$type" \
+    "$BIN/llama-bench" -m "$file" -p "$PROMPT" -n 0 -t "$THREADS" -r "$REPS" -o json > "$OUT/bench-$dtype-prefill.json"
+    "$BIN/llama-bench" -m "$file" -p 0 -n "$GEN" -d "$PROMPT" -t "$THREADS" -r "$REPS" -o json > "$OUT/bench-$dtype-decode.json"
+    emit "$("$PY" "$HERE/report.py" llama-bench "$OUT/bench-$dtype-prefill.json" "$OUT/bench-$dtype-decode.json" \
+        --dtype "$dtype" --type "$type" \
         --gguf "$file" --bandwidth "$BANDWIDTH")"
 done
 

@@ -2,7 +2,7 @@
 """Helpers of compare.sh: turn llama-bench's JSON into one line per dtype, count the bytes a
 decode step reads from a GGUF file, and print the SparseMoE / llama.cpp ratio table.
 
-    report.py llama-bench BENCH.json --dtype D --gguf FILE [--bandwidth GBPS]
+    report.py llama-bench BENCH.json... --dtype D --type T --gguf FILE [--bandwidth GBPS]
     report.py bytes-per-token FILE.gguf
     report.py table RESULTS.jsonl
 
@@ -50,8 +50,10 @@ def bytes_per_token(path):
 
 
 def llama_bench_line(args):
-    with open(args.bench) as f:
-        rows = json.load(f)
+    rows = []
+    for path in args.bench:
+        with open(path) as f:
+            rows += json.load(f)
     prefill = next(r for r in rows if r["n_prompt"] > 0 and r["n_gen"] == 0)
     decode = next(r for r in rows if r["n_gen"] > 0 and r["n_prompt"] == 0)
     per_token, _ = bytes_per_token(args.gguf)
@@ -66,6 +68,7 @@ def llama_bench_line(args):
         "decode_stddev": round(decode["stddev_ts"], 2),
         "prompt_tokens": prefill["n_prompt"],
         "decode_tokens": decode["n_gen"],
+        "decode_context": decode.get("n_depth", 0),
         "repetitions": len(decode.get("samples_ts", [])) or None,
         "weights_bytes": os.path.getsize(args.gguf),
         "bytes_read_per_token": int(per_token),
@@ -101,7 +104,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("llama-bench")
-    b.add_argument("bench")
+    b.add_argument("bench", nargs="+", help="llama-bench -o json outputs (a prefill and a decode test)")
     b.add_argument("--dtype", required=True)
     b.add_argument("--type", required=True, help="llama.cpp's type name, e.g. BF16, Q8_0")
     b.add_argument("--gguf", required=True)
