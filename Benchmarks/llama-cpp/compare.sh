@@ -18,7 +18,7 @@
 # --model (moe: --moe PATH, else $MOE, else .build/release/moe, else `moe` on PATH).
 set -euo pipefail
 
-usage() { sed -n 2,17p "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-2}"; }
 [ $# -ge 1 ] || usage
 MODEL_DIR=""
 THREADS=2
