@@ -62,6 +62,17 @@ RUN_LINES="$(mktemp)"
 trap 'rm -f "$RUN_LINES"' EXIT
 emit() { echo "$1"; echo "$1" >> "$RESULTS"; echo "$1" >> "$RUN_LINES"; }
 
+# 0. The machine, and how busy it is (other processes on the cores distort every figure).
+emit "$("$PY" -c '
+import json, os, platform, re
+info = open("/proc/cpuinfo").read()
+model = re.search(r"model name\s*:\s*(.*)", info)
+flags = set(re.search(r"flags\s*:\s*(.*)", info).group(1).split())
+simd = sorted(f for f in flags if f.startswith("avx") or f in ("fma", "f16c"))
+print(json.dumps({"bench": "machine", "cpu": model.group(1) if model else platform.machine(),
+    "cpus": os.cpu_count(), "simd": simd, "load_average_1m": os.getloadavg()[0]}))
+')"
+
 # 1. Read bandwidth with the same thread count.
 cc -O3 -march=native -fopenmp "$HERE/bandwidth.c" -o "$LLAMA_DIR/bandwidth"
 BW_LINE="$(OMP_NUM_THREADS="$THREADS" OMP_PROC_BIND=spread "$LLAMA_DIR/bandwidth" 2 10)"
@@ -112,7 +123,11 @@ if [ -n "$MOE_BIN" ] && "$MOE_BIN" bench --help 2>&1 | grep -q -- --model; then
             done
     done
 else
-    echo "note: SparseMoE's side skipped: ${MOE_BIN:-no moe binary found (swift build -c release)} has no \`moe bench --model\` yet" >&2
+    if [ -z "$MOE_BIN" ]; then
+        echo "note: SparseMoE's side skipped: no moe binary (build it with swift build -c release, or pass --moe PATH)" >&2
+    else
+        echo "note: SparseMoE's side skipped: \`$MOE_BIN bench --help\` lists no --model flag yet" >&2
+    fi
 fi
 
 # 5. Ratio table of this run's lines.
