@@ -347,3 +347,83 @@ final class WeightDTypeTests: XCTestCase {
         XCTAssertNotNil(try logits(lm, [1, 2, 3]))
     }
 }
+
+/// Expert pruning against what it must preserve: a router whose top-k gates are
+/// renormalised over the chosen experts routes every calibration token to the same
+/// experts with the same gates after the unused experts are removed, so the logits on those
+/// tokens are unchanged; and the kept experts' weights and router rows are the originals.
+final class ExpertPruningTests: XCTestCase {
+    func testRemovingUnusedExpertsKeepsTheLogitsOfTheCalibrationTokens() throws {
+        var config = try TransformerConfig.preset(named: "tiny-moe")
+        config.numLayers = 2
+        config.moe!.numExperts = 8
+        config.moe!.topK = 2
+        config.moe!.normalizeTopK = true
+        let lm = try TransformerLM(config: config, seed: 11)
+        let batch = Tensor(indices: (0..<6).map { Int32($0 * 7 % 50) }, shape: [1, 6])
+        let usage = try ExpertPruning.usage(lm, batches: [batch])
+        XCTAssertEqual(usage.count, lm.moeLayers.count)
+        let totals: [Int] = usage.map { $0.reduce(0, +) }
+        XCTAssertEqual(totals, [Int](repeating: 12, count: usage.count))
+        let used: Int = usage.map { (counts: [Int]) -> Int in counts.filter { $0 > 0 }.count }.max()!
+        XCTAssertLessThan(used, 8, "6 tokens × top-2 should leave some of 8 experts idle in every layer")
+        let survivors = ExpertPruning.survivors(usage: usage, keep: used)
+        for (counts, s) in zip(usage, survivors) {
+            for e in 0..<8 where counts[e] > 0 { XCTAssertTrue(s.contains(e)) }
+            XCTAssertEqual(s, s.sorted())
+        }
+        let pruned = try ExpertPruning.prune(lm, survivors: survivors)
+        XCTAssertEqual(pruned.config.moe!.numExperts, used)
+        XCTAssertEqual(pruned.moeLayers[0].experts.w1.shape, [used, config.moe!.expertIntermediateSize, config.hiddenSize])
+        let a = try withNoGrad { try lm.forward(batch) }.logits.scalars
+        let b = try withNoGrad { try pruned.forward(batch) }.logits.scalars
+        for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: 1e-5) }
+        // Kept rows are the originals, in order.
+        let w: [Float] = lm.moeLayers[1].experts.w2.scalars, pw: [Float] = pruned.moeLayers[1].experts.w2.scalars
+        let block: Int = config.hiddenSize * config.moe!.expertIntermediateSize
+        for (j, e) in survivors[1].enumerated() {
+            let kept: [Float] = Array(pw[(j * block)..<((j + 1) * block)]), original: [Float] = Array(w[(e * block)..<((e + 1) * block)])
+            XCTAssertEqual(kept, original)
+        }
+        let gate: [Float] = lm.moeLayers[1].router.namedParameters()[0].tensor.scalars
+        let prunedGate: [Float] = pruned.moeLayers[1].router.namedParameters()[0].tensor.scalars
+        let c: Int = config.hiddenSize
+        for (j, e) in survivors[1].enumerated() {
+            let kept: [Float] = Array(prunedGate[(j * c)..<((j + 1) * c)]), original: [Float] = Array(gate[(e * c)..<((e + 1) * c)])
+            XCTAssertEqual(kept, original)
+        }
+    }
+
+    func testPruningQuantizedExpertsKeepsTheirBytes() throws {
+        var config = try TransformerConfig.preset(named: "tiny-moe")
+        config.numLayers = 1
+        let lm = try TransformerLM(config: config, seed: 2)
+        lm.convertWeights(WeightDTypeChoice(dtype: DType.int4))
+        let keep: [[Int]] = [[1, 4, 6]]
+        let pruned = try ExpertPruning.prune(lm, survivors: keep)
+        let (src, dst) = (lm.moeLayers[0].experts.w1, pruned.moeLayers[0].experts.w1)
+        XCTAssertEqual(dst.dtype, .int4)
+        let per = src.storageBytes / src.shape[0]
+        XCTAssertEqual(dst.storageBytes, 3 * per)
+        let a: [Float] = src.dequantized().scalars, b: [Float] = dst.dequantized().scalars
+        let n: Int = src.count / src.shape[0]
+        for (j, e) in keep[0].enumerated() {
+            let kept: [Float] = Array(b[(j * n)..<((j + 1) * n)]), original: [Float] = Array(a[(e * n)..<((e + 1) * n)])
+            XCTAssertEqual(kept, original)
+        }
+    }
+
+    func testPruningRefusesWhatItCannotDo() throws {
+        var config = try TransformerConfig.preset(named: "tiny-moe")
+        config.numLayers = 1
+        let lm = try TransformerLM(config: config, seed: 2)
+        let k = config.moe!.topK
+        XCTAssertThrowsError(try ExpertPruning.prune(lm, survivors: [Array(0..<(k - 1))])) { e in
+            XCTAssertTrue("\(e)".contains("top-k"), "\(e)")
+        }
+        XCTAssertThrowsError(try ExpertPruning.prune(lm, survivors: [[0, 0, 1]])) { e in XCTAssertTrue("\(e)".contains("distinct"), "\(e)") }
+        XCTAssertThrowsError(try ExpertPruning.prune(lm, survivors: [[0, 1], [2, 3]]))
+        XCTAssertEqual(ExpertPruning.keepCount(usage: [[50, 30, 15, 5, 0, 0, 0, 0]], minShare: 0.1, topK: 2), 3)
+        XCTAssertEqual(ExpertPruning.keepCount(usage: [[97, 1, 1, 1, 0, 0, 0, 0]], minShare: 0.1, topK: 2), 2)
+    }
+}

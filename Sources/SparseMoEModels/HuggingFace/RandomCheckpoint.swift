@@ -6,8 +6,9 @@ import SparseMoECore
 ///
 /// The folder holds `config.json` (the given one, with `torch_dtype` and, for int8/int4,
 /// `quantization_config` set), the weights in the Hub's per-expert naming, sharded with an
-/// index when larger than one shard (`ShardedCheckpointWriter`), and a `tokenizer.json`
-/// (`byteTokenizerJSON`) when the vocabulary has room for the 256 bytes, a merge and an eos. Weight matrices are uniform with the config's
+/// index when larger than one shard (`ShardedCheckpointWriter`), and, when the vocabulary
+/// has room for the 256 bytes, a merge and an eos, a `tokenizer.json` (`byteTokenizerJSON`;
+/// `eos_token_id` then set to its `<|endoftext|>`). Weight matrices are uniform with the config's
 /// `initializer_range` as standard deviation (`Tensor.hashedUniform`, seeded per tensor
 /// name), norms 1, biases 0; each tensor is made in float32, converted to its dtype and
 /// written, so a model never has to fit in memory (int4 is written directly).
@@ -42,7 +43,9 @@ public enum RandomCheckpoint {
         json.merge(HuggingFaceModel.weightDTypeConfig(
             counts: entries.reduce(into: [:]) { $0[$1.dtype, default: 0] += $1.shape.reduce(1, *) }),
                    uniquingKeysWith: { new, _ in new })
-        if json["eos_token_id"] == nil { json["eos_token_id"] = .int(config.vocabSize - 1) }
+        // The tokenizer written here has its <|endoftext|> at V−1: config.json must say so
+        // (a copied eos id would point at one of its padding tokens).
+        if config.vocabSize >= 258 { json["eos_token_id"] = .int(config.vocabSize - 1) }
         try AtomicFile.write(Data((HuggingFaceModel.configText(.object(json)) + "\n").utf8),
                              to: directory.appendingPathComponent(HuggingFaceModel.configFileName))
         if config.vocabSize >= 258 {
