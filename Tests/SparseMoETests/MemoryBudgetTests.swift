@@ -1,5 +1,6 @@
 import XCTest
 @testable import SparseMoECore
+@testable import SparseMoENN
 @testable import SparseMoEModels
 @testable import SparseMoETraining
 @testable import SparseMoERuns
@@ -162,6 +163,15 @@ final class MemoryBudgetTests: XCTestCase {
             guard case let SparseMoEError.invalidConfig(field, message)? = error as? SparseMoEError else { return XCTFail("\(error)") }
             XCTAssertEqual(field, "max_new_tokens")
             XCTAssertTrue(message.contains("KV cache"), message)
+        }
+    }
+
+    func testExpertsBuiltDirectlyCheckTheirBytes() {
+        var rng = RandomGenerator(seed: 0)
+        XCTAssertThrowsError(try Experts(kind: .swiglu, numExperts: 100_000, hiddenSize: 4096, intermediateSize: 14336, rng: &rng)) { e in
+            guard case let SparseMoEError.invalidConfig(field, message) = e else { return XCTFail("\(e)") }
+            XCTAssertEqual(field, "num_experts")
+            XCTAssertTrue(message.contains("100000 experts") && message.contains("available"), message)
         }
     }
 }

@@ -23,6 +23,8 @@ public final class Experts: Module {
         guard numExperts >= 1 else { throw SparseMoEError.invalidConfig(field: "num_experts", message: "must be ≥ 1, got \(numExperts)") }
         guard hiddenSize >= 1 else { throw SparseMoEError.invalidConfig(field: "hidden_size", message: "must be ≥ 1, got \(hiddenSize)") }
         guard intermediateSize >= 1 else { throw SparseMoEError.invalidConfig(field: "moe_intermediate_size", message: "must be ≥ 1, got \(intermediateSize)") }
+        try MemoryBudget.check(MemoryBudget.product(numExperts, kind == .swiglu ? 3 : 2, hiddenSize, intermediateSize, 4),
+                               for: "\(numExperts) experts of \(hiddenSize)×\(intermediateSize) (float32)", field: "num_experts")
         self.kind = kind
         self.numExperts = numExperts
         self.hiddenSize = hiddenSize
