@@ -53,8 +53,8 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     /// A float32 tensor filled from `values` (row-major); `values.count` must equal the
     /// shape's element count.
     public convenience init(_ values: [Float], shape: [Int], requiresGrad: Bool = false) {
-        let n = shape.reduce(1, *)
         Check.trapping { try Check.fills(values.count, shape, "values") }
+        let n = values.count
         self.init(zeros: shape, requiresGrad: requiresGrad)
         values.withUnsafeBufferPointer { src in
             if n > 0 { floats.update(from: src.baseAddress!, count: n) }
@@ -64,8 +64,8 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     /// An int32 tensor (token ids, expert indices); `values.count` must equal the shape's
     /// element count.
     public convenience init(indices values: [Int32], shape: [Int]) {
-        let n = shape.reduce(1, *)
         Check.trapping { try Check.fills(values.count, shape, "indices") }
+        let n = values.count
         self.init(zeros: shape, dtype: .int32)
         values.withUnsafeBufferPointer { src in
             if n > 0 { int32s.update(from: src.baseAddress!, count: n) }
