@@ -53,7 +53,8 @@ public struct HuggingFaceModel {
         }
         let checkpoint = try SafetensorsCheckpoint(directory: directory)
         // Bytes per parameter as the weights will be held: the asked dtype, else as stored.
-        let stored = Double(checkpoint.storageSummary().reduce(0) { $0 + $1.bytes }) / Double(max(checkpoint.totalElements, 1))
+        let summary = checkpoint.storageSummary()
+        let stored = Double(summary.reduce(0) { $0 + $1.bytes }) / Double(max(summary.reduce(0) { $0 + $1.parameters }, 1))
         let perParameter = dtypes.dtype.map { Double($0.storageBytes(shape: [1, 4096])) / 4096 } ?? min(stored, 4)
         do { try config.checkMemory(bytesPerParameter: perParameter) } catch let e as SparseMoEError {
             throw SparseMoEError.file(path: configURL.path, message: e.description)
