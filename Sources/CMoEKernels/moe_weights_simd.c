@@ -123,8 +123,10 @@ static inline ATTR void avx2_q4(const uint8_t *g, __m256 s, __m256 out[4]) {
  * int16 pair sums (|·| ≤ 2·8·127), madd with ones 8 int32, converted to float and FMA'd with
  * s_w · d_x. Also used at the AVX-512 level. */
 static inline ATTR __m256i avx2_q4_bytes(const uint8_t *g) {
-    const __m128i b = _mm_loadu_si128((const __m128i *)g);
-    const __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), _mm256_set1_epi8(0x0f));
+    /* the 16 bytes in both lanes; the high lane shifted right by 4 (whole 64-bit words: the
+     * bits that cross into a byte's high nibble are masked off) */
+    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)g));
+    const __m256i v = _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_set_epi64x(4, 4, 0, 0)), _mm256_set1_epi8(0x0f));
     return _mm256_sub_epi8(v, _mm256_set1_epi8(8));
 }
 
@@ -141,13 +143,16 @@ static inline __attribute__((always_inline)) ATTR void avx2_q4q8_row(const int m
                                                                     float *out) {
     __m256 acc[4][2];
     for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-    float sc[64];
+    float sc[4][64]; /* s_w · d_x of the chunk's groups, per x row */
     for (int64_t g0 = 0; g0 < G; g0 += 64) {
         const int64_t gl = G - g0 < 64 ? G - g0 : 64;
         int64_t j = 0;
-        for (; j + 8 <= gl; j += 8)
-            _mm256_storeu_ps(sc + j, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(gs + g0 + j))));
-        for (; j < gl; j++) sc[j] = _cvtsh_ss(gs[g0 + j]);
+        for (; j + 8 <= gl; j += 8) {
+            const __m256 s = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(gs + g0 + j)));
+            for (int i = 0; i < mr; i++) _mm256_storeu_ps(sc[i] + j, _mm256_mul_ps(s, _mm256_loadu_ps(xd + i * G + g0 + j)));
+        }
+        for (; j < gl; j++)
+            for (int i = 0; i < mr; i++) sc[i][j] = _cvtsh_ss(gs[g0 + j]) * xd[i * G + g0 + j];
         int64_t g = 0;
         for (; g + 2 <= gl; g += 2) {
             const int64_t ga = g0 + g, gb = ga + 1;
@@ -155,17 +160,15 @@ static inline __attribute__((always_inline)) ATTR void avx2_q4q8_row(const int m
             const __m256i aa = _mm256_sign_epi8(wa, wa), ab = _mm256_sign_epi8(wb, wb);
             for (int i = 0; i < mr; i++) {
                 const int8_t *xi = xq + i * 32 * G;
-                const float *di = xd + i * G;
-                acc[i][0] = _mm256_fmadd_ps(avx2_dot32(aa, wa, xi + 32 * ga), _mm256_set1_ps(sc[g] * di[ga]), acc[i][0]);
-                acc[i][1] = _mm256_fmadd_ps(avx2_dot32(ab, wb, xi + 32 * gb), _mm256_set1_ps(sc[g + 1] * di[gb]), acc[i][1]);
+                acc[i][0] = _mm256_fmadd_ps(avx2_dot32(aa, wa, xi + 32 * ga), _mm256_broadcast_ss(sc[i] + g), acc[i][0]);
+                acc[i][1] = _mm256_fmadd_ps(avx2_dot32(ab, wb, xi + 32 * gb), _mm256_broadcast_ss(sc[i] + g + 1), acc[i][1]);
             }
         }
         if (g < gl) {
             const int64_t ga = g0 + g;
             const __m256i wa = avx2_q4_bytes(row + 16 * ga), aa = _mm256_sign_epi8(wa, wa);
             for (int i = 0; i < mr; i++)
-                acc[i][0] = _mm256_fmadd_ps(avx2_dot32(aa, wa, xq + i * 32 * G + 32 * ga),
-                                            _mm256_set1_ps(sc[g] * xd[i * G + ga]), acc[i][0]);
+                acc[i][0] = _mm256_fmadd_ps(avx2_dot32(aa, wa, xq + i * 32 * G + 32 * ga), _mm256_broadcast_ss(sc[i] + g), acc[i][0]);
         }
     }
     for (int i = 0; i < mr; i++) out[i] = avx2_hsum(_mm256_add_ps(acc[i][0], acc[i][1]));
