@@ -6,12 +6,13 @@
 #include <string.h>
 
 /* Workspace layout (floats): xs [A, C] | h1 [A, F] | h3 [A, F] (SwiGLU) | act [A, F] |
- * eo [A, C] | per-thread dequantized panels (only when an expert can have more than
- * MOE_WEIGHT_DECODE_MAX_M rows). */
+ * eo [A, C] | Q8 activation blocks of xs and of act (decode with Q4 weights) | per-thread
+ * dequantized panels (only when an expert can have more than MOE_WEIGHT_DECODE_MAX_M rows). */
 int64_t moe_routed_experts_infer_workspace_size(int64_t A, int64_t C, int64_t F, int64_t E, int activation,
                                                 moe_weight w1, moe_weight w2) {
     (void)E; (void)w1; (void)w2; /* w3's format may differ from w1's: panels sized for any format */
     int64_t n = 2 * A * C + A * F * (activation == MOE_EXPERT_SWIGLU ? 3 : 2);
+    n += moe_q8_blocks_floats(A, C) + moe_q8_blocks_floats(A, F);
     if (A > MOE_WEIGHT_DECODE_MAX_M) {
         const int nt = omp_in_parallel() ? 1 : moe_threads_current();
         n += (int64_t)nt * moe_weight_panel_floats(C > F ? C : F);
@@ -21,6 +22,8 @@ int64_t moe_routed_experts_infer_workspace_size(int64_t A, int64_t C, int64_t F,
 
 typedef struct {
     float *y, *xs, *h1, *h3, *act, *eo, *panels;
+    int8_t *xq, *aq; /* Q8 blocks of xs [A, 32·ceil(C/32)] and act [A, 32·ceil(F/32)] */
+    float *xd, *ad;  /* their block scales [A, ceil(C/32)], [A, ceil(F/32)] */
     const float *x, *gates;
     const int64_t *offsets;
     const int32_t *sorted, *position;
@@ -75,44 +78,66 @@ static void for_rows(const infer_args *a, int64_t n, int64_t lo, int64_t hi,
     }
 }
 
+/* Whether the decode GEMV of w runs on Q8 activation blocks (Q4 with an integer kernel). */
+static int uses_q8(const moe_weight *w) {
+    return w->format == MOE_WEIGHT_Q4 && moe_weight_kernels_current()->gemv_q4q8 != NULL;
+}
+
+/* y rows (stride ldy) = x rows (float, stride K; or their Q8 blocks) · rows n0 ..< n1 of w. */
+static void piece_gemv(const moe_weight *w, int64_t n0, int64_t n1, const float *x, const int8_t *xq,
+                       const float *xd, int64_t m, float *y, int64_t ldy) {
+    const moe_weight_kernels *kern = moe_weight_kernels_current();
+    if (uses_q8(w)) kern->gemv_q4q8(w, n0, n1, xq, xd, m, y, ldy, 0);
+    else kern->gemv(w, n0, n1, x, w->cols, m, y, ldy, 0);
+}
+
 /* h1, h3 and act of expert e on hidden units f0 ..< f1 (decode). */
 static void up_piece(const infer_args *a, int64_t e, int64_t f0, int64_t f1) {
-    const moe_weight_kernels *kern = moe_weight_kernels_current();
-    const int64_t r0 = a->offsets[e], m = a->offsets[e + 1] - r0, F = a->F, C = a->C;
+    const int64_t r0 = a->offsets[e], m = a->offsets[e + 1] - r0, F = a->F, C = a->C, GC = (C + 31) / 32;
+    const int8_t *xq = a->xq + r0 * 32 * GC;
+    const float *xd = a->xd + r0 * GC;
     const moe_weight w1 = moe_weight_rows(a->w1, e * F, F);
-    kern->gemv(&w1, f0, f1, a->xs + r0 * C, C, m, a->h1 + r0 * F, F, 0);
+    piece_gemv(&w1, f0, f1, a->xs + r0 * C, xq, xd, m, a->h1 + r0 * F, F);
     if (a->h3) {
         const moe_weight w3 = moe_weight_rows(a->w3, e * F, F);
-        kern->gemv(&w3, f0, f1, a->xs + r0 * C, C, m, a->h3 + r0 * F, F, 0);
+        piece_gemv(&w3, f0, f1, a->xs + r0 * C, xq, xd, m, a->h3 + r0 * F, F);
     }
     act_cols(a, e, f0, f1);
 }
 
 /* eo (+ b2) of expert e on outputs c0 ..< c1 (decode). */
 static void down_piece(const infer_args *a, int64_t e, int64_t c0, int64_t c1) {
-    const moe_weight_kernels *kern = moe_weight_kernels_current();
-    const int64_t r0 = a->offsets[e], m = a->offsets[e + 1] - r0, F = a->F, C = a->C;
+    const int64_t r0 = a->offsets[e], m = a->offsets[e + 1] - r0, F = a->F, C = a->C, GF = (F + 31) / 32;
     const moe_weight w2 = moe_weight_rows(a->w2, e * C, C);
-    kern->gemv(&w2, c0, c1, a->act + r0 * F, F, m, a->eo + r0 * C, C, 0);
+    piece_gemv(&w2, c0, c1, a->act + r0 * F, a->aq + r0 * 32 * GF, a->ad + r0 * GF, m, a->eo + r0 * C, C);
     if (a->b2) bias2_cols(a, e, c0, c1);
 }
 
-/* Decode: one parallel region. Gather; then the hidden units of all experts with rows, laid
- * end to end, split evenly over the threads (h1, h3, act); then the outputs likewise (eo);
+/* Decode: one parallel region. Gather (and round each row to Q8 blocks once, for Q4 w1 / w3);
+ * then the hidden units of all experts with rows, laid
+ * end to end, split evenly over the threads (h1, h3, act); then (Q8 blocks of act, for a Q4 w2) the outputs likewise (eo);
  * then the tokens. Each element is computed by one thread with the same code whatever the
  * split, so the result does not depend on the thread count. */
 static void infer_decode(const infer_args *a, int64_t active) {
-    const int64_t A = a->offsets[a->E];
+    const int64_t A = a->offsets[a->E], C = a->C, F = a->F, GC = (C + 31) / 32, GF = (F + 31) / 32;
+    const int xq8 = uses_q8(&a->w1) || (a->h3 && uses_q8(&a->w3)), aq8 = uses_q8(&a->w2);
     int nt = omp_in_parallel() ? 1 : moe_threads_current();
     if (active * (a->F + a->C) * a->C < MOE_WEIGHT_PARALLEL_MIN_ELEMENTS) nt = 1;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         const int64_t t = nt > 1 ? omp_get_thread_num() : 0, parts = nt;
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < A; r++) gather_row(a, r);
+        for (int64_t r = 0; r < A; r++) {
+            gather_row(a, r);
+            if (xq8) moe_q8_blocks(a->xs + r * C, C, a->xq + r * 32 * GC, a->xd + r * GC);
+        }
         const int64_t up = active * a->F, down = active * a->C;
         for_rows(a, a->F, up * t / parts, up * (t + 1) / parts, up_piece);
 #pragma omp barrier
+        if (aq8) {
+#pragma omp for schedule(static)
+            for (int64_t r = 0; r < A; r++) moe_q8_blocks(a->act + r * F, F, a->aq + r * 32 * GF, a->ad + r * GF);
+        }
         for_rows(a, a->C, down * t / parts, down * (t + 1) / parts, down_piece);
 #pragma omp barrier
 #pragma omp for schedule(static)
@@ -151,8 +176,10 @@ void moe_routed_experts_infer(float *y, float *workspace,
     const int64_t A = offsets[E];
     const int swiglu = activation == MOE_EXPERT_SWIGLU;
     float *xs = workspace, *h1 = xs + A * C, *h3 = h1 + A * F, *act = h3 + (swiglu ? A * F : 0);
-    float *eo = act + A * F, *panels = eo + A * C;
-    infer_args a = {y, xs, h1, swiglu ? h3 : NULL, act, eo, panels, x, gates, offsets, sorted, position,
+    float *eo = act + A * F, *xd = eo + A * C + 8 * A * ((C + 31) / 32);
+    float *ad = xd + A * ((C + 31) / 32) + 8 * A * ((F + 31) / 32), *panels = ad + A * ((F + 31) / 32);
+    int8_t *xq = (int8_t *)(eo + A * C), *aq = (int8_t *)(xd + A * ((C + 31) / 32));
+    infer_args a = {y, xs, h1, swiglu ? h3 : NULL, act, eo, panels, xq, aq, xd, ad, x, gates, offsets, sorted, position,
                     w1, w3, w2, swiglu ? NULL : b1, b2, T, C, F, E, K, activation};
     int64_t active = 0, most = 0;
     for (int64_t e = 0; e < E; e++) {

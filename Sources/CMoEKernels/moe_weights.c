@@ -66,6 +66,14 @@ static uint16_t f32_to_f16(float f) {
     return (uint16_t)(sign | ((ax + 0xc8000fffu + ((ax >> 13) & 1u)) >> 13));
 }
 
+/* clamp(roundf(v), lo, hi) (round half away from zero) without a libm call: trunc(v ±
+ * 0.49999997) is roundf exactly (the same lowering compilers use with SSE4.1); NaN → lo. */
+static inline float round_clamp(float v, float lo, float hi) {
+    v = fminf(fmaxf(v, -256.0f), 256.0f);
+    const float r = (float)(int32_t)(v + copysignf(0.49999997f, v));
+    return fminf(fmaxf(r, lo), hi);
+}
+
 static void quantize_row(void *data, void *scales, const float *src, int64_t n, int64_t K, int format) {
     const int64_t rb = moe_weight_row_bytes(format, K);
     uint8_t *row = (uint8_t *)data + n * rb;
@@ -83,10 +91,9 @@ static void quantize_row(void *data, void *scales, const float *src, int64_t n, 
         for (int64_t k = 0; k < K; k++) amax = fmaxf(amax, fabsf(src[k]));
         const float s = amax / 127.0f;
         ((float *)scales)[n] = s;
-        for (int64_t k = 0; k < K; k++) {
-            float q = s > 0.0f ? roundf(src[k] / s) : 0.0f;
-            ((int8_t *)row)[k] = (int8_t)fminf(fmaxf(q, -127.0f), 127.0f);
-        }
+        if (s > 0.0f)
+            for (int64_t k = 0; k < K; k++) ((int8_t *)row)[k] = (int8_t)round_clamp(src[k] / s, -127.0f, 127.0f);
+        else memset(row, 0, (size_t)K);
         break;
     }
     default: { /* Q4 */
@@ -99,10 +106,12 @@ static void quantize_row(void *data, void *scales, const float *src, int64_t n, 
             gs[g] = f32_to_f16(amax / 7.0f);
             const float s = moe_f16_to_f32(gs[g]);
             uint8_t nib[MOE_Q4_GROUP];
-            for (int64_t j = 0; j < MOE_Q4_GROUP; j++) {
-                float q = j < len && s > 0.0f ? roundf(src[k0 + j] / s) : 0.0f;
-                nib[j] = (uint8_t)((int)fminf(fmaxf(q, -8.0f), 7.0f) + 8);
-            }
+            if (s > 0.0f && len == MOE_Q4_GROUP)
+                for (int64_t j = 0; j < MOE_Q4_GROUP; j++)
+                    nib[j] = (uint8_t)((int)round_clamp(src[k0 + j] / s, -8.0f, 7.0f) + 8);
+            else
+                for (int64_t j = 0; j < MOE_Q4_GROUP; j++)
+                    nib[j] = (uint8_t)((j < len && s > 0.0f ? (int)round_clamp(src[k0 + j] / s, -8.0f, 7.0f) : 0) + 8);
             for (int j = 0; j < 16; j++) row[g * 16 + j] = (uint8_t)(nib[j] | (nib[j + 16] << 4));
         }
         break;
@@ -129,26 +138,56 @@ void moe_weight_dequantize(float *dst, moe_weight w, int64_t first, int64_t coun
 /* Threads the weight kernels use here: 1 inside a parallel region. */
 static int weight_threads(void) { return omp_in_parallel() ? 1 : moe_threads_current(); }
 
+int64_t moe_weight_decode_max_m(int format) {
+    (void)format;
+    return MOE_WEIGHT_DECODE_MAX_M;
+}
+
 int64_t moe_weight_matmul_workspace_size(moe_weight w, int64_t m) {
-    if (m <= MOE_WEIGHT_DECODE_MAX_M || w.format == MOE_WEIGHT_F32) return 0;
+    if (m <= MOE_WEIGHT_DECODE_MAX_M) return w.format == MOE_WEIGHT_Q4 ? moe_q8_blocks_floats(m, w.cols) : 0;
+    if (w.format == MOE_WEIGHT_F32) return 0;
     return (int64_t)weight_threads() * moe_weight_panel_floats(w.cols);
 }
 
-/* Decode: every thread a contiguous block of rows of W, dot products on the fly. */
+void moe_q8_blocks(const float *x, int64_t K, int8_t *q, float *d) {
+    const int64_t G = (K + 31) / 32;
+    for (int64_t g = 0; g < G; g++) {
+        const int64_t k0 = 32 * g, len = K - k0 < 32 ? K - k0 : 32;
+        float amax = 0.0f;
+        for (int64_t j = 0; j < len; j++) {
+            const float a = fabsf(x[k0 + j]);
+            amax = a > amax || a != a ? a : amax; /* NaN propagates into d */
+        }
+        const float dg = amax / 127.0f, id = dg > 0.0f ? 1.0f / dg : 0.0f;
+        d[g] = dg;
+        for (int64_t j = 0; j < 32; j++) {
+            float v = j < len ? x[k0 + j] * id : 0.0f;
+            v = fminf(fmaxf(v, -127.0f), 127.0f);
+            v = (v + 12582912.0f) - 12582912.0f; /* round half to even (|v| ≤ 127 < 2^22) */
+            q[k0 + j] = (int8_t)v;
+        }
+    }
+}
+
+/* Decode: every thread a contiguous block of rows of W, dot products on the fly (Q4 with a
+ * level's integer kernel: x as Q8 activation blocks in the workspace first). */
 static void matmul_decode(float *y, int64_t ldy, const float *x, int64_t ldx, const moe_weight *w, int64_t m,
-                          int accumulate) {
+                          int accumulate, float *workspace) {
     const moe_weight_kernels *kern = moe_weight_kernels_current();
-    const int64_t N = w->rows;
+    const int64_t N = w->rows, K = w->cols, G = (K + 31) / 32;
+    const int q8 = w->format == MOE_WEIGHT_Q4 && kern->gemv_q4q8 != NULL;
+    int8_t *xq = (int8_t *)workspace;
+    float *xd = workspace + 8 * m * G;
+    if (q8)
+        for (int64_t i = 0; i < m; i++) moe_q8_blocks(x + i * ldx, K, xq + i * 32 * G, xd + i * G);
     int nt = weight_threads();
     if (N * w->cols < MOE_WEIGHT_PARALLEL_MIN_ELEMENTS || N < 2) nt = 1;
-    if (nt == 1) {
-        kern->gemv(w, 0, N, x, ldx, m, y, ldy, accumulate);
-        return;
-    }
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        const int64_t t = omp_get_thread_num(), parts = omp_get_num_threads();
-        kern->gemv(w, N * t / parts, N * (t + 1) / parts, x, ldx, m, y, ldy, accumulate);
+        const int64_t t = nt > 1 ? omp_get_thread_num() : 0, parts = nt > 1 ? omp_get_num_threads() : 1;
+        const int64_t n0 = N * t / parts, n1 = N * (t + 1) / parts;
+        if (q8) kern->gemv_q4q8(w, n0, n1, xq, xd, m, y, ldy, accumulate);
+        else kern->gemv(w, n0, n1, x, ldx, m, y, ldy, accumulate);
     }
 }
 
@@ -186,7 +225,7 @@ void moe_weight_matmul(float *y, int64_t ldy, const float *x, int64_t ldx, moe_w
             for (int64_t i = 0; i < m; i++) memset(y + i * ldy, 0, (size_t)N * sizeof(float));
         return;
     }
-    if (m <= MOE_WEIGHT_DECODE_MAX_M) matmul_decode(y, ldy, x, ldx, &w, m, accumulate);
+    if (m <= MOE_WEIGHT_DECODE_MAX_M) matmul_decode(y, ldy, x, ldx, &w, m, accumulate, workspace);
     else if (w.format == MOE_WEIGHT_F32)
         moe_sgemm(0, 1, m, N, K, 1.0f, x, ldx, (const float *)w.data, K, accumulate ? 1.0f : 0.0f, y, ldy);
     else matmul_prefill(y, ldy, x, ldx, &w, m, accumulate, workspace);

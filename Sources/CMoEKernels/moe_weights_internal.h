@@ -75,7 +75,20 @@ typedef struct moe_weight_kernels {
     void (*gemv)(const moe_weight *w, int64_t n0, int64_t n1, const float *x, int64_t ldx, int64_t m,
                  float *y, int64_t ldy, int accumulate);
     void (*dequant)(const moe_weight *w, int64_t n0, int64_t n1, float *dst, int64_t ldd);
+    /* gemv_q4q8 (NULL where the level has none: Q4 decode then uses gemv): y[i, n] (= or +=)
+     * Σ_g s[n, g] · xd[i, g] · Σ_j q_w[n, 32g + j] · xq[i, 32g + j] for rows n0 ≤ n < n1 of a
+     * Q4 w, i < m, with x as Q8 activation blocks (moe_q8_blocks): xq row stride 32·G bytes,
+     * xd row stride G floats, G = ceil(K / 32). Integer dot products per group. */
+    void (*gemv_q4q8)(const moe_weight *w, int64_t n0, int64_t n1, const int8_t *xq, const float *xd, int64_t m,
+                      float *y, int64_t ldy, int accumulate);
 } moe_weight_kernels;
+
+/* Q8 activation blocks of one row x[0 ..< K] (see moe_weights.h): q [32·G] int8 (zero past
+ * K), d [G] float32. Portable C, the same bits at every SIMD level. */
+void moe_q8_blocks(const float *x, int64_t K, int8_t *q, float *d);
+
+/* Floats of workspace that holds the Q8 blocks of m rows of K columns (q and d). */
+static inline int64_t moe_q8_blocks_floats(int64_t m, int64_t K) { return 9 * m * ((K + 31) / 32); }
 
 /* The kernels of the level moe_weight_simd_level() reports. */
 const moe_weight_kernels *moe_weight_kernels_current(void);

@@ -70,7 +70,7 @@ static void scalar_gemv(const moe_weight *w, int64_t n0, int64_t n1, const float
     }
 }
 
-static const moe_weight_kernels scalar_kernels = {scalar_gemv, scalar_dequant};
+static const moe_weight_kernels scalar_kernels = {scalar_gemv, scalar_dequant, NULL};
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -117,7 +117,89 @@ static inline ATTR void avx2_q4(const uint8_t *g, __m256 s, __m256 out[4]) {
 }
 
 #include "moe_weights_simd_body.h"
-static const moe_weight_kernels avx2_kernels = {avx2_gemv, avx2_dequant};
+
+/* Q4 × Q8 activation blocks, integer dot products (as llama.cpp's AVX2 Q4_0 × Q8_0): per
+ * group the 32 weights q_w ∈ [−8, 7] as bytes; maddubs(|q_w|, sign(q_x, q_w)) gives 16 exact
+ * int16 pair sums (|·| ≤ 2·8·127), madd with ones 8 int32, converted to float and FMA'd with
+ * s_w · d_x. Also used at the AVX-512 level. */
+static inline ATTR __m256i avx2_q4_bytes(const uint8_t *g) {
+    /* the 16 bytes in both lanes; the high lane shifted right by 4 (whole 64-bit words: the
+     * bits that cross into a byte's high nibble are masked off) */
+    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)g));
+    const __m256i v = _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_set_epi64x(4, 4, 0, 0)), _mm256_set1_epi8(0x0f));
+    return _mm256_sub_epi8(v, _mm256_set1_epi8(8));
+}
+
+static inline ATTR __m256 avx2_dot32(__m256i aw, __m256i wq, const int8_t *xq) {
+    const __m256i x = _mm256_loadu_si256((const __m256i *)xq);
+    const __m256i p16 = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, wq));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+/* out[i] = Σ_g s[g] · xd[i·G + g] · Σ_j q_w · xq[i·32G + 32g + j] for i < mr (mr ≤ 4). */
+static inline __attribute__((always_inline)) ATTR void avx2_q4q8_row(const int mr, const uint8_t *row,
+                                                                    const uint16_t *gs, int64_t G,
+                                                                    const int8_t *xq, const float *xd,
+                                                                    float *out) {
+    __m256 acc[4][2];
+    for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    float sc[4][64]; /* s_w · d_x of the chunk's groups, per x row */
+    for (int64_t g0 = 0; g0 < G; g0 += 64) {
+        const int64_t gl = G - g0 < 64 ? G - g0 : 64;
+        int64_t j = 0;
+        for (; j + 8 <= gl; j += 8) {
+            const __m256 s = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(gs + g0 + j)));
+            for (int i = 0; i < mr; i++) _mm256_storeu_ps(sc[i] + j, _mm256_mul_ps(s, _mm256_loadu_ps(xd + i * G + g0 + j)));
+        }
+        for (; j < gl; j++)
+            for (int i = 0; i < mr; i++) sc[i][j] = _cvtsh_ss(gs[g0 + j]) * xd[i * G + g0 + j];
+        int64_t g = 0;
+        for (; g + 2 <= gl; g += 2) {
+            const int64_t ga = g0 + g, gb = ga + 1;
+            const __m256i wa = avx2_q4_bytes(row + 16 * ga), wb = avx2_q4_bytes(row + 16 * gb);
+            const __m256i aa = _mm256_sign_epi8(wa, wa), ab = _mm256_sign_epi8(wb, wb);
+            for (int i = 0; i < mr; i++) {
+                const int8_t *xi = xq + i * 32 * G;
+                acc[i][0] = _mm256_fmadd_ps(avx2_dot32(aa, wa, xi + 32 * ga), _mm256_broadcast_ss(sc[i] + g), acc[i][0]);
+                acc[i][1] = _mm256_fmadd_ps(avx2_dot32(ab, wb, xi + 32 * gb), _mm256_broadcast_ss(sc[i] + g + 1), acc[i][1]);
+            }
+        }
+        if (g < gl) {
+            const int64_t ga = g0 + g;
+            const __m256i wa = avx2_q4_bytes(row + 16 * ga), aa = _mm256_sign_epi8(wa, wa);
+            for (int i = 0; i < mr; i++)
+                acc[i][0] = _mm256_fmadd_ps(avx2_dot32(aa, wa, xq + i * 32 * G + 32 * ga), _mm256_broadcast_ss(sc[i] + g), acc[i][0]);
+        }
+    }
+    for (int i = 0; i < mr; i++) out[i] = avx2_hsum(_mm256_add_ps(acc[i][0], acc[i][1]));
+}
+
+static ATTR void avx2_gemv_q4q8(const moe_weight *w, int64_t n0, int64_t n1, const int8_t *xq, const float *xd,
+                                int64_t m, float *y, int64_t ldy, int accumulate) {
+    const int64_t G = moe_weight_scales_per_row(MOE_WEIGHT_Q4, w->cols);
+    for (int64_t n = n0; n < n1; n++) {
+        const uint8_t *row = (const uint8_t *)w->data + n * 16 * G;
+        const uint16_t *gs = (const uint16_t *)w->scales + n * G;
+        for (int64_t i0 = 0; i0 < m; i0 += 4) {
+            float out[4];
+            const int8_t *xi = xq + i0 * 32 * G;
+            const float *di = xd + i0 * G;
+            const int64_t mr = m - i0 < 4 ? m - i0 : 4;
+            switch (mr) {
+            case 1: avx2_q4q8_row(1, row, gs, G, xi, di, out); break;
+            case 2: avx2_q4q8_row(2, row, gs, G, xi, di, out); break;
+            case 3: avx2_q4q8_row(3, row, gs, G, xi, di, out); break;
+            default: avx2_q4q8_row(4, row, gs, G, xi, di, out); break;
+            }
+            for (int64_t i = 0; i < mr; i++) {
+                float *yi = y + (i0 + i) * ldy + n;
+                *yi = accumulate ? *yi + out[i] : out[i];
+            }
+        }
+    }
+}
+
+static const moe_weight_kernels avx2_kernels = {avx2_gemv, avx2_dequant, avx2_gemv_q4q8};
 #undef ATTR
 #undef VL
 #undef LV
@@ -164,7 +246,7 @@ static inline ATTR void avx512_q4(const uint8_t *g, __m512 s, __m512 out[2]) {
 }
 
 #include "moe_weights_simd_body.h"
-static const moe_weight_kernels avx512_kernels = {avx512_gemv, avx512_dequant};
+static const moe_weight_kernels avx512_kernels = {avx512_gemv, avx512_dequant, avx2_gemv_q4q8};
 #undef ATTR
 #undef VL
 #undef LV

@@ -1,5 +1,7 @@
 import Foundation
 import XCTest
+import CMoEKernels
+import CMoEKernelsNaive
 @testable import SparseMoECore
 @testable import SparseMoENN
 @testable import SparseMoEModels
@@ -22,6 +24,23 @@ final class WeightDTypeTests: XCTestCase {
             y[i * n + j] = Float(s)
         } }
         return y
+    }
+
+    /// Whether an int4 product with m rows of x takes the kernels' Q8 activation path
+    /// (moe_weights.h: decode at SIMD level ≥ 2).
+    func q8Activations(m: Int) -> Bool {
+        moe_weight_simd_level() >= 2 && m <= Int(moe_weight_decode_max_m(Int32(MOE_WEIGHT_Q4.rawValue)))
+    }
+
+    /// x [m, k] with each row replaced by q·d of its Q8 activation blocks (naive reference).
+    func q8Rounded(_ x: [Float], m: Int, k: Int) -> [Float] {
+        let groups = (k + 31) / 32
+        var out = x, q = [Int8](repeating: 0, count: 32 * groups), d = [Float](repeating: 0, count: groups)
+        for i in 0..<m {
+            moe_q8_blocks_naive(Array(x[(i * k)..<((i + 1) * k)]), Int64(k), &q, &d)
+            for j in 0..<k { out[i * k + j] = Float(q[j]) * d[j / 32] }
+        }
+        return out
     }
 
     func cosine(_ a: [Float], _ b: [Float]) -> Double {
@@ -80,7 +99,9 @@ final class WeightDTypeTests: XCTestCase {
         let w = randomTensor([n, k], seed: 3)
         for dtype in DType.weightFormats {
             let stored = w.converted(to: dtype)
-            let ref = naiveLinear(x.scalars, stored.dequantized().scalars, m: m, n: n, k: k)
+            // int4 decode rounds x to Q8 activation blocks first (the kernels' contract)
+            let xs = dtype == .int4 && q8Activations(m: m) ? q8Rounded(x.scalars, m: m, k: k) : x.scalars
+            let ref = naiveLinear(xs, stored.dequantized().scalars, m: m, n: n, k: k)
             let y = withNoGrad { linearProjection(x, stored) }
             XCTAssertEqual(y.shape, [m, n])
             for (a, b) in zip(y.scalars, ref) { XCTAssertEqual(a, b, accuracy: 1e-4 * Float(k), "\(dtype)") }
@@ -106,6 +127,18 @@ final class WeightDTypeTests: XCTestCase {
             }
             let (y, stats) = try withNoGrad { try routedExperts(x, experts: idx, gates: g, w1: q1, w3: q3, w2: q2, activation: .swiglu) }
             XCTAssertEqual(stats.assignments, t * k - 1)
+            if [d1, d3, d2].contains(.int4) && q8Activations(m: 6) { // ≤ 6 rows per expert: decode
+                // Q8 activation blocks for the int4 matrices: the naive twin of that path, within its
+                // stated bound for the rounded hidden activations.
+                var yq = [Float](repeating: .nan, count: t * c), bound = yq
+                moe_routed_experts_infer_q8act_naive(&yq, &bound, x.scalars, experts, gates, q1.kernelWeight, q3.kernelWeight,
+                                                     q2.kernelWeight, nil, nil, Int64(t), Int64(c), Int64(f), Int64(e), Int64(k),
+                                                     ExpertActivation.swiglu.kernelValue)
+                for i in yq.indices {
+                    XCTAssertEqual(y.scalars[i], yq[i], accuracy: 2e-4 * (1 + abs(yq[i])) + 1.01 * bound[i], "\(d1)/\(d3)/\(d2) Q8")
+                }
+                continue
+            }
             for (a, b) in zip(y.scalars, ref.scalars) { XCTAssertEqual(a, b, accuracy: 2e-4 * (1 + abs(b)), "\(d1)/\(d3)/\(d2)") }
         }
         // Stored weights are for inference: asking for gradients is an error that says so.

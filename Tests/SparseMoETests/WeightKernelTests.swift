@@ -193,8 +193,24 @@ final class WeightKernelTests: XCTestCase {
         mags.withUnsafeMutableBufferPointer {
             moe_weight_matmul_naive($0.baseAddress, Int64(ldy), x.map { abs($0) }, Int64(ldx), absW.view, Int64(m), 1)
         }
+        // Q4 decode at SIMD level ≥ 2 rounds x to Q8 activation blocks (moe_weights.h): its own
+        // reference, and against the float32 product the stated bound Σ_k |w| · d(k's block) / 2.
+        let q8 = w.format == .q4 && m <= Int(moe_weight_decode_max_m(Format.q4.rawValue))
+        var refQ8 = y0, bound = [Float](repeating: 0, count: m * ldy)
+        if q8 {
+            refQ8.withUnsafeMutableBufferPointer { moe_weight_matmul_q8act_naive($0.baseAddress, Int64(ldy), x, Int64(ldx), w.view, Int64(m), accumulate ? 1 : 0) }
+            let groups = (k + 31) / 32
+            var halfSteps = [Float](repeating: 0, count: m * k)
+            var q = [Int8](repeating: 0, count: 32 * groups), d = [Float](repeating: 0, count: groups)
+            for i in 0..<m {
+                moe_q8_blocks_naive(Array(x[(i * ldx)..<(i * ldx + k)]), Int64(k), &q, &d)
+                for j in 0..<k { halfSteps[i * k + j] = d[j / 32] / 2 * (1 + 1e-5) }
+            }
+            bound.withUnsafeMutableBufferPointer { moe_weight_matmul_naive($0.baseAddress, Int64(ldy), halfSteps, Int64(k), absW.view, Int64(m), 0) }
+        }
         var runs = 0
         forEachLevel { level in
+            let useQ8 = q8 && level >= 2
             for t in threads {
                 var y = y0
                 let wsCount = Threads.with(t) { Int(moe_weight_matmul_workspace_size(w.view, Int64(m))) }
@@ -208,17 +224,22 @@ final class WeightKernelTests: XCTestCase {
                 }
                 let where_ = "\(label) level \(level) threads \(t)"
                 XCTAssertEqual(Array(ws[wsCount...]), [Float](repeating: 77, count: 16), "workspace overrun \(where_)")
-                var worst: (Float, Int) = (0, -1)
-                for i in 0..<m {
-                    for j in 0..<ldy {
-                        let idx = i * ldy + j
-                        if j >= n { if y[idx] != y0[idx] { worst = (.infinity, idx) }; continue }
-                        let excess = abs(y[idx] - ref[idx]) / (2e-6 * Float(k).squareRoot() * mags[idx] + 1e-30)
-                        if !(excess <= 1) && (worst.1 < 0 || excess > worst.0) { worst = (excess, idx) }
+                let checks: [(String, [Float], [Float])] = useQ8
+                    ? [("Q8 activations", refQ8, [Float](repeating: 0, count: m * ldy)), ("float32 within the Q8 bound", ref, bound)]
+                    : [("float32", ref, [Float](repeating: 0, count: m * ldy))]
+                for (name, expected, extra) in checks {
+                    var worst: (Float, Int) = (0, -1)
+                    for i in 0..<m {
+                        for j in 0..<ldy {
+                            let idx = i * ldy + j
+                            if j >= n { if y[idx] != y0[idx] { worst = (.infinity, idx) }; continue }
+                            let excess = abs(y[idx] - expected[idx]) / (2e-6 * Float(k).squareRoot() * mags[idx] + extra[idx] + 1e-30)
+                            if !(excess <= 1) && (worst.1 < 0 || excess > worst.0) { worst = (excess, idx) }
+                        }
                     }
-                }
-                if worst.1 >= 0 {
-                    XCTFail("\(where_): element \(worst.1) got \(y[worst.1]), reference \(ref[worst.1]) (\(worst.0)× tolerance)")
+                    if worst.1 >= 0 {
+                        XCTFail("\(where_) vs \(name): element \(worst.1) got \(y[worst.1]), reference \(expected[worst.1]) (\(worst.0)× tolerance)")
+                    }
                 }
                 runs += 1
             }
@@ -234,6 +255,106 @@ final class WeightKernelTests: XCTestCase {
                 checkMatmul(w, m: m, accumulate: m == 4, threads: [1, 2], "wide \(format) m \(m)")
             }
         }
+    }
+
+    /// The integer Q4 × Q8 decode path: m = 1..4 and 8, K past one 64-group scale chunk with a
+    /// group remainder, x with zero, tiny and huge blocks (checked against the Q8-activation
+    /// reference and, within the stated per-block bound, the float32 product).
+    func testQ4IntegerDecodeMatchesNaive() {
+        for k in [2048 + 33, 95, 4096] {
+            var src = values(rows: 37, cols: k, seed: UInt64(k))
+            for j in 0..<min(k, 40) { src[5 * k + j] = 0 } // a zero group at the start of row 5
+            let w = Stored(src, rows: 37, cols: k, format: .q4)
+            for m in [1, 2, 3, 4, 8] {
+                checkMatmul(w, m: m, accumulate: m == 2, threads: [1, 2], "q4 integer k \(k) m \(m)")
+            }
+        }
+    }
+
+    /// The Q8 activation reference itself: |x − q·d| ≤ d/2, d = max|x| / 127 per block of 32,
+    /// the block's largest element exact, zero blocks and padding 0.
+    func testQ8ActivationBlocksNaive() {
+        let k = 70
+        var x = randomTensor([k], seed: 3).scalars
+        for j in 32..<64 { x[j] = 0 }
+        x[5] = 1e-30
+        var q = [Int8](repeating: 1, count: 96), d = [Float](repeating: -1, count: 3)
+        moe_q8_blocks_naive(x, Int64(k), &q, &d)
+        for g in 0..<3 {
+            let block = x[(32 * g)..<min(k, 32 * g + 32)], amax = block.map { abs($0) }.max()!
+            XCTAssertEqual(d[g], amax / 127)
+            for j in block.indices {
+                XCTAssertLessThanOrEqual(abs(x[j] - Float(q[j]) * d[g]), d[g] / 2 * (1 + 1e-6), "k \(j)")
+                if abs(x[j]) == amax && amax > 0 { XCTAssertEqual(abs(Int(q[j])), 127) }
+            }
+        }
+        XCTAssertEqual(d[1], 0)
+        XCTAssertEqual(Array(q[32..<64]) + Array(q[70..<96]), [Int8](repeating: 0, count: 58))
+    }
+
+    /// moe_weight_find_nonfinite on each float format: NaN, +inf and −inf at the first, a middle
+    /// and the last element (unaligned start, lengths around the scan chunk), −1 when the largest
+    /// finite values, zeros and subnormals are all there is.
+    func testFindNonFinite() {
+        let bad: [Float] = [.nan, .infinity, -.infinity]
+        for format in [Format.f32, .bf16, .f16] {
+            let width = format == .f32 ? 4 : 2
+            let largest: Float = format == .f32 ? .greatestFiniteMagnitude : format == .f16 ? 65504 : Float(bitPattern: 0x7F7F_0000)
+            for n in [1, 5, 2047, 2048, 2049, 5000] {
+                var finite = randomTensor([n], seed: UInt64(n)).scalars
+                finite[n / 3] = largest; finite[n / 2] = -largest; finite[n - 1] = 0x1p-140
+                // element i of `values` stored in `format` one byte past an aligned address
+                func stored(_ values: [Float]) -> [UInt8] {
+                    var bytes = [UInt8](repeating: 0xAA, count: 1 + n * width)
+                    for (i, v) in values.enumerated() {
+                        switch format {
+                        case .f32: withUnsafeBytes(of: v.bitPattern) { for b in 0..<4 { bytes[1 + 4 * i + b] = $0[b] } }
+                        case .f16:
+                            let h = Float16(v).bitPattern
+                            bytes[1 + 2 * i] = UInt8(h & 0xff); bytes[2 + 2 * i] = UInt8(h >> 8)
+                        default:
+                            let h = UInt16(v.bitPattern >> 16) | (v.isNaN ? 0x40 : 0)
+                            bytes[1 + 2 * i] = UInt8(h & 0xff); bytes[2 + 2 * i] = UInt8(h >> 8)
+                        }
+                    }
+                    return bytes
+                }
+                func find(_ values: [Float]) -> Int64 {
+                    stored(values).withUnsafeBytes { moe_weight_find_nonfinite($0.baseAddress! + 1, format.rawValue, Int64(n)) }
+                }
+                XCTAssertEqual(find(finite), -1, "\(format) n \(n) finite")
+                for v in bad {
+                    for at in Set([0, n / 2, n - 1]) {
+                        var values = finite
+                        values[at] = v
+                        if at > 0 { values[at - 1] = largest }
+                        XCTAssertEqual(find(values), Int64(at), "\(format) n \(n) \(v) at \(at)")
+                        if at < n - 1 { values[n - 1] = v; XCTAssertEqual(find(values), Int64(at), "first of two") }
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(moe_weight_find_nonfinite([Float.nan], Format.q8.rawValue, 1), -1, "not a float format")
+    }
+
+    /// Quantize rounds half away from zero (the format text), including exact ties.
+    func testQuantizeRoundsTiesAwayFromZero() {
+        // Q8: row max 127·2⁻⁷ → s = 2⁻⁷ exactly; values (j + ½)·2⁻⁷ are ties.
+        var row: [Float] = (0..<40).map { (j: Int) -> Float in
+            let sign: Float = j < 20 ? 1 : -1
+            return (Float(j % 20) + 0.5) * 0x1p-7 * sign
+        }
+        row[39] = 127 * 0x1p-7
+        let q8 = Stored(row, rows: 1, cols: 40, format: .q8).dequantized()
+        for j in 0..<39 { XCTAssertEqual(q8[j], (row[j] * 0x1p7).rounded(.toNearestOrAwayFromZero) * 0x1p-7, "q8 \(j)") }
+        // Q4: group max 7·2⁻³ → s = 2⁻³; ties (j + ½)·2⁻³ for j < 7.
+        var g: [Float] = (0..<32).map { (j: Int) -> Float in
+            let sign: Float = j % 2 == 0 ? 1 : -1
+            return (Float(j % 7) + 0.5) * 0x1p-3 * sign
+        }
+        g[31] = 7 * 0x1p-3
+        let q4 = Stored(g, rows: 1, cols: 32, format: .q4).dequantized()
+        for j in 0..<31 { XCTAssertEqual(q4[j], min(7, (g[j] * 8).rounded(.toNearestOrAwayFromZero)) * 0x1p-3, "q4 \(j)") }
     }
 
     /// Every byte value in every position of a Q4 group: the nibble order and q = nibble − 8
@@ -295,6 +416,42 @@ final class WeightKernelTests: XCTestCase {
                                            Int64(t), Int64(c), Int64(f), Int64(e), Int64(k), activation.kernelValue)
             return y
         }
+
+        /// The reference with Q8 activation blocks for Q4 weights, and the bound on what the
+        /// kernel's rounding of the hidden activations adds (moe_routed_experts_infer_q8act_naive).
+        func naiveQ8() -> (y: [Float], bound: [Float]) {
+            var y = [Float](repeating: .nan, count: t * c), bound = [Float](repeating: .nan, count: t * c)
+            moe_routed_experts_infer_q8act_naive(&y, &bound, x, route, gates, w1.view, w3.view, w2.view, b1, b2,
+                                                 Int64(t), Int64(c), Int64(f), Int64(e), Int64(k), activation.kernelValue)
+            return (y, bound)
+        }
+
+        /// Whether the kernel takes the decode path (every expert ≤ the decode row limit).
+        var decodes: Bool {
+            var rows = [Int](repeating: 0, count: e)
+            for r in route where r >= 0 { rows[Int(r)] += 1 }
+            return rows.max()! <= Int(moe_weight_decode_max_m(Format.q4.rawValue))
+        }
+
+        /// The reference for the kernel at `level` and its extra tolerance per element.
+        func reference(level: Int32) -> (y: [Float], extra: [Float]) {
+            let q4 = [w1.format, activation == .swiglu ? w3.format : .f32, w2.format].contains(.q4)
+            if level >= 2 && q4 && decodes {
+                let (y, bound) = naiveQ8()
+                return (y, bound.map { $0 * 1.01 })
+            }
+            return (naive(), [Float](repeating: 0, count: t * c))
+        }
+    }
+
+    /// |y − ref| ≤ atol + rtol·|ref| + extra, elementwise.
+    func assertWithin(_ y: [Float], _ ref: (y: [Float], extra: [Float]), atol: Float, rtol: Float, _ label: String) {
+        XCTAssertEqual(y.count, ref.y.count, label)
+        var worst = -1
+        for i in y.indices where !(abs(y[i] - ref.y[i]) <= atol + rtol * abs(ref.y[i]) + ref.extra[i]) {
+            if worst < 0 { worst = i }
+        }
+        if worst >= 0 { XCTFail("\(label): element \(worst) got \(y[worst]), reference \(ref.y[worst]) + \(ref.extra[worst])") }
     }
 
     func makeExperts(_ activation: ExpertActivation, t: Int, formats: (Format, Format, Format), seed: UInt64,
@@ -324,10 +481,10 @@ final class WeightKernelTests: XCTestCase {
                         let p = makeExperts(activation, t: t, formats: formats, seed: UInt64(t)) { ti, s in
                             (ti * 2 + s) % 5 == 4 ? -1 : Int32([0, 1, 2, 4][(ti * 3 + s) % 4])
                         }
-                        let ref = p.naive()
+                        let ref = p.reference(level: level)
                         for threads in [1, 2] {
                             let y = p.infer(threads: threads)
-                            assertClose(y, ref, atol: 2e-5, rtol: 1e-4, "level \(level) \(activation) \(formats) T=\(t) threads=\(threads)")
+                            assertWithin(y, ref, atol: 2e-5, rtol: 1e-4, "level \(level) \(activation) \(formats) T=\(t) threads=\(threads)")
                             XCTAssertEqual(y, p.infer(threads: threads), "deterministic: level \(level) \(formats) T=\(t) threads=\(threads)")
                         }
                     }
@@ -340,6 +497,17 @@ final class WeightKernelTests: XCTestCase {
         // Every slot dropped: zeros.
         var p = makeExperts(.gelu, t: 4, formats: (.q4, .q4, .q4), seed: 3) { _, _ in -1 }
         XCTAssertEqual(p.infer(threads: 2), [Float](repeating: 0, count: 4 * 40))
+        // Decode with Q4 weights everywhere (Q8 activation blocks at SIMD levels ≥ 2), SwiGLU and GELU.
+        for activation in [ExpertActivation.swiglu, .gelu] {
+            p = makeExperts(activation, t: 3, formats: (.q4, .q4, .q4), seed: 6) { ti, s in Int32((ti + 3 * s) % 5) }
+            XCTAssertTrue(p.decodes)
+            forEachLevel { level in
+                for threads in [1, 2] {
+                    assertWithin(p.infer(threads: threads), p.reference(level: level), atol: 2e-5, rtol: 1e-4,
+                                "all q4 \(activation) level \(level) threads \(threads)")
+                }
+            }
+        }
         // Decode with 8 one-row assignments spread over the experts; GELU-tanh and ReLU with biases.
         for activation in [ExpertActivation.geluTanh, .relu] {
             p = makeExperts(activation, t: 4, formats: (.bf16, .f32, .q8), seed: 4) { ti, s in Int32((ti * 2 + s) % 5) }

@@ -65,8 +65,15 @@ moe_weight moe_weight_rows(moe_weight w, int64_t first, int64_t count);
  * nearest even. OpenMP over rows. */
 void moe_weight_quantize(void *data, void *scales, const float *src, int64_t rows, int64_t cols, int format);
 
+/* Index of the first element of data [n] in `format` (F32, BF16 or F16; any alignment) that
+ * is ±inf or NaN, or −1 when all are finite (and for other formats). Vectorised. */
+int64_t moe_weight_find_nonfinite(const void *data, int format, int64_t n);
+
 /* dst [count, cols] = float32 values of rows first ..< first + count of w. OpenMP over rows. */
 void moe_weight_dequantize(float *dst, moe_weight w, int64_t first, int64_t count);
+
+/* Rows of x up to which moe_weight_matmul takes the decode path for W in `format`. */
+int64_t moe_weight_decode_max_m(int format);
 
 /* Float32 scratch (in floats) that moe_weight_matmul needs for m rows of x on the current
  * kernel thread count (0 when none). */
@@ -77,7 +84,14 @@ int64_t moe_weight_matmul_workspace_size(moe_weight w, int64_t m);
  *   x row stride ldx ≥ K, y row stride ldy ≥ N; workspace as sized above (may be NULL when 0).
  * Small m (decode): OpenMP over blocks of rows of W, each row's dot products dequantized on
  * the fly in SIMD (AVX-512 / AVX2+FMA+F16C chosen at run time, scalar otherwise); every W
- * byte is read once per call. Large m (prefill): W dequantized panel by panel into the
+ * byte is read once per call. Q4 W at SIMD level ≥ 2 (decode): x is first rounded to Q8
+ * activation blocks, and the products are integer dot products per group of 32 (as
+ * llama.cpp's Q4_0 × Q8_0):
+ *   per row of x and block b of 32 columns (zero past K): d = max|x_b| / 127 (float32),
+ *   q = round-half-even(x · (1/d)) ∈ [−127, 127] (0 where d = 0);
+ *   y[i, n] = Σ_b s[n, b] · d[i, b] · Σ_j q_w · q_x,  so |x − q·d| ≤ d/2 per element (up to
+ *   float32 rounding of x · (1/d)) is the added error. The scalar level keeps x in float32.
+ * Large m (prefill): W dequantized panel by panel into the
  * workspace and multiplied with single-threaded sgemm per thread. Inside an OpenMP
  * parallel region it runs on the calling thread. Deterministic for a fixed thread count.
  */

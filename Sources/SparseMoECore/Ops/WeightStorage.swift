@@ -14,6 +14,14 @@ extension DType {
     }
 }
 
+/// Index of the first ±inf or NaN among the `count` elements of float32, bfloat16 or float16
+/// `dtype` at `data` (any alignment), or nil when all are finite (C `moe_weight_find_nonfinite`).
+package func firstNonFinite(_ data: UnsafeRawPointer, dtype: DType, count: Int) -> Int? {
+    precondition([.float32, .bfloat16, .float16].contains(dtype), "\(dtype) is not a float format")
+    let i = moe_weight_find_nonfinite(data, dtype.kernelFormat, Int64(count))
+    return i < 0 ? nil : Int(i)
+}
+
 /// Conversions between weight storage dtypes (C kernels `moe_weight_quantize`,
 /// `moe_weight_dequantize`). A weight `[..., N, K]` is N·… rows of K elements.
 extension Tensor {

@@ -38,23 +38,13 @@ package struct WeightSource {
     /// Fails naming the tensor when a value (or a scale) is not finite.
     package func requireFinite() throws {
         let rows = shape.dropLast().reduce(1, *), cols = shape.last ?? 1
-        func scan16(_ p: UnsafeRawPointer, _ n: Int, mask: UInt16) -> Int? {
-            let q = p.assumingMemoryBound(to: UInt16.self)
-            for i in 0..<n where q[i] & mask == mask { return i }
-            return nil
-        }
-        func scan32(_ p: UnsafeRawPointer, _ n: Int) -> Int? {
-            let q = p.assumingMemoryBound(to: Float.self)
-            for i in 0..<n where !q[i].isFinite { return i }
-            return nil
-        }
         let bad: (String, Int)?
         switch dtype {
-        case .float32: bad = scan32(data, rows * cols).map { (tensorNames[0], $0) }
-        case .bfloat16: bad = scan16(data, rows * cols, mask: 0x7F80).map { (tensorNames[0], $0) }
-        case .float16: bad = scan16(data, rows * cols, mask: 0x7C00).map { (tensorNames[0], $0) }
-        case .int8: bad = scan32(scales!, rows).map { (tensorNames[1], $0) }
-        case .int4: bad = scan16(scales!, rows * dtype.scalesPerRow(cols), mask: 0x7C00).map { (tensorNames[1], $0) }
+        case .float32, .bfloat16, .float16:
+            bad = firstNonFinite(data, dtype: dtype, count: rows * cols).map { (tensorNames[0], $0) }
+        case .int8: bad = firstNonFinite(scales!, dtype: .float32, count: rows).map { (tensorNames[1], $0) }
+        case .int4:
+            bad = firstNonFinite(scales!, dtype: .float16, count: rows * dtype.scalesPerRow(cols)).map { (tensorNames[1], $0) }
         case .int32: bad = nil
         }
         if let (name, i) = bad {
