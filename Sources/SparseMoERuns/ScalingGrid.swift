@@ -110,7 +110,7 @@ public struct ScalingGrid: Codable, Sendable, Equatable {
         case "tiny":
             return ScalingGrid(
                 name: "tiny", sequenceLength: 32, batchSize: 8, learningRate: 3e-3, evalBatches: 4, seed: 0,
-                tokens: 24_576, flops: 2e10, budgetFractions: [0.25, 0.5, 1],
+                tokens: 196_608, flops: 1.5e11, budgetFractions: [0.125, 0.25, 0.5, 1],
                 dense: [ScalingShape(layers: 1, hidden: 16, heads: 2, ffn: 32), ScalingShape(layers: 1, hidden: 32, heads: 2, ffn: 64),
                         ScalingShape(layers: 2, hidden: 32, heads: 2, ffn: 64), ScalingShape(layers: 2, hidden: 48, heads: 4, ffn: 96)],
                 moeBases: [ScalingShape(layers: 1, hidden: 16, heads: 2, ffn: 32), ScalingShape(layers: 1, hidden: 32, heads: 2, ffn: 64)],

@@ -15,7 +15,8 @@ public struct ScalingPlan: Sendable {
     public var steps: Int
     /// steps × batch × sequence.
     public var tokens: Int
-    /// N: active parameters without the embedding and the output head (Kaplan et al.'s count).
+    /// N: active parameters without the embedding and the output head (Kaplan et al.'s
+    /// count); for an MoE point, those of its dense base (the same shape with E = 1).
     public var parameters: Int
     /// All parameters without the embedding and the output head (every expert counted).
     public var totalParameters: Int
@@ -113,9 +114,15 @@ public final class ScalingSweep {
         case .tokens: steps = max(1, Int((Double(grid.tokens) * point.fraction / Double(perStep)).rounded()))
         case .flops: steps = max(1, Int((grid.flops * point.fraction / (a.trainingFlopsPerToken * Double(perStep))).rounded()))
         }
-        let embed = a.activeParamsBreakdown.embedding + a.activeParamsBreakdown.head
         let embedTotal = a.params.embedding + a.params.head
-        return ScalingPlan(point: point, config: config, steps: steps, tokens: steps * perStep, parameters: a.activeParams - embed,
+        // N of an MoE point is its dense base's (the E = 1 model's), as in Clark et al.:
+        // the router's E·C weights per layer would otherwise split one base into several N.
+        var base = point
+        if base.experts != nil { base.experts = 1 }
+        let b = base == point ? a : try ModelAccounting(ModelArchitecture(transformer: base.transformerConfig(sequenceLength: grid.sequenceLength)),
+                                                         sequenceLength: grid.sequenceLength)
+        let n = b.activeParams - b.activeParamsBreakdown.embedding - b.activeParamsBreakdown.head
+        return ScalingPlan(point: point, config: config, steps: steps, tokens: steps * perStep, parameters: n,
                            totalParameters: a.totalParams - embedTotal, trainingFlops: a.trainingFlopsPerToken * Double(steps * perStep))
     }
 
@@ -175,7 +182,7 @@ public final class ScalingSweep {
                 status.pointFraction = f
                 status.elapsed = elapsed()
                 let done = flopsDone + f * plan.trainingFlops
-                status.eta = done > 0 ? status.elapsed / done * (flopsLeftTotal - done) : nil
+                status.eta = done > 0 ? max(0, status.elapsed / done * (flopsLeftTotal - done)) : nil
                 onProgress(status)
             }
             report(0)

@@ -56,16 +56,18 @@ struct Scaling: ParsableCommand {
         print("moe scaling: grid \(g.name), \(sweep.plans.count) points, \(budgetKind.rawValue) budget, data \(data); "
               + "\(humanCount(totalFlops))FLOP of training in all, \(Threads.count) threads")
         let terminal = stdoutIsTerminal
-        var lastLine = -1.0
+        var lastLine = -1.0, lastDone = 0
         let clockStart = Date()
         let results = try sweep.run(trainer: TrainingRunPointTrainer(dataPath: data == "synthetic" ? nil : data, grid: g)) { p in
             let eta = p.eta.map(clock) ?? "--:--"
             let line = String(format: "[%d/%d] %@ %3.0f%%  done %d, failed %d, skipped %d  elapsed %@  ETA %@", p.index, p.total, p.pointID,
                               100 * p.pointFraction, p.finished, p.failed, p.skipped, clock(p.elapsed), eta)
+            let pointEnded = p.finished + p.failed > lastDone
+            lastDone = p.finished + p.failed
             if terminal {
                 FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + line).utf8))
-                if p.pointFraction >= 1 { print("") }
-            } else if p.pointFraction >= 1 || p.elapsed - lastLine >= 10 {
+                if pointEnded { print("") }
+            } else if pointEnded || p.elapsed - lastLine >= 10 {
                 print(line)
                 lastLine = p.elapsed
             }

@@ -42,8 +42,8 @@ public struct PowerLaw: Codable, Sendable, Equatable {
         let yMin = y.min()!
         var best: PowerLaw?
         var bestSSE = Double.infinity
-        for k in 0..<200 {
-            let c = yMin * Double(k) / 200
+        for k in 0..<50 {
+            let c = yMin * Double(k) / 50
             guard let (lnA, slope) = try? logLinear(lx, y.map { log($0 - c) }) else { continue }
             let p = PowerLaw(a: exp(lnA), alpha: -slope, c: c)
             let s = sse(p)
