@@ -112,9 +112,9 @@ if [ -z "$MOE_BIN" ]; then
     if [ -x "$REPO/.build/release/moe" ]; then MOE_BIN="$REPO/.build/release/moe"
     elif command -v moe >/dev/null 2>&1; then MOE_BIN="$(command -v moe)"; fi
 fi
-if [ -n "$MOE_BIN" ] && "$MOE_BIN" bench --help 2>&1 | grep -q -- --model; then
+if [ -n "$MOE_BIN" ] && "$MOE_BIN" bench --help 2>&1 | grep -- --model >/dev/null; then
     THREAD_FLAG=()
-    if "$MOE_BIN" bench --help 2>&1 | grep -q -- --threads; then THREAD_FLAG=(--threads "$THREADS"); fi
+    if "$MOE_BIN" bench --help 2>&1 | grep -- --threads >/dev/null; then THREAD_FLAG=(--threads "$THREADS"); fi
     for dtype in bf16 int8 int4; do
         echo "moe bench $dtype" >&2
         OMP_NUM_THREADS="$THREADS" "$MOE_BIN" bench --model "$MODEL_DIR" --dtype "$dtype" "${THREAD_FLAG[@]}" --json \

@@ -106,7 +106,8 @@ public enum ProcessMemory {
     public static var peakResidentBytes: Int {
         guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
         for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-            let kb = line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0) } ?? 0
+            // "VmHWM:\t 7967772 kB": a tab, then right-aligned digits.
+            let kb = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first.flatMap { Int($0) } ?? 0
             return kb * 1024
         }
         return 0
