@@ -157,6 +157,7 @@ static inline __attribute__((always_inline)) ATTR void avx2_q4q8_row(const int m
         for (; g + 2 <= gl; g += 2) {
             const int64_t ga = g0 + g, gb = ga + 1;
             const __m256i wa = avx2_q4_bytes(row + 16 * ga), wb = avx2_q4_bytes(row + 16 * gb);
+            __builtin_prefetch(row + 16 * ga + MOE_WEIGHT_PREFETCH_BYTES, 0, 3);
             const __m256i aa = _mm256_sign_epi8(wa, wa), ab = _mm256_sign_epi8(wb, wb);
             for (int i = 0; i < mr; i++) {
                 const int8_t *xi = xq + i * 32 * G;

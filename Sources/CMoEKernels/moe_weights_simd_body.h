@@ -40,12 +40,14 @@ static inline ALWAYS ATTR void LV(dots)(const int fmt, const int mr, const uint8
                                         float *out) {
     LV(v) acc[4][2];
     float tail[4] = {0, 0, 0, 0};
+    const int64_t eb = fmt == MOE_WEIGHT_F32 ? 4 : fmt == MOE_WEIGHT_Q8 ? 1 : 2; /* bytes per element */
     for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = LV(zero)();
     int64_t k = 0;
     if (fmt == MOE_WEIGHT_Q4) {
         for (; k + 32 <= K; k += 32) {
             LV(v) wv[QV];
             LV(q4)(row + (k / 32) * 16, LV(set1)(moe_f16_to_f32(gs[k / 32])), wv);
+            __builtin_prefetch(row + (k / 32) * 16 + MOE_WEIGHT_PREFETCH_BYTES, 0, 3);
             for (int j = 0; j < QV; j++)
                 for (int i = 0; i < mr; i++)
                     acc[i][j & 1] = LV(fma)(wv[j], LV(loadf)(x + i * ldx + k + j * VL), acc[i][j & 1]);
@@ -53,6 +55,7 @@ static inline ALWAYS ATTR void LV(dots)(const int fmt, const int mr, const uint8
     } else {
         for (; k + 2 * VL <= K; k += 2 * VL) {
             LV(v) w0 = LV(wload)(fmt, row, k), w1 = LV(wload)(fmt, row, k + VL);
+            __builtin_prefetch(row + k * eb + MOE_WEIGHT_PREFETCH_BYTES, 0, 3);
             for (int i = 0; i < mr; i++) {
                 acc[i][0] = LV(fma)(w0, LV(loadf)(x + i * ldx + k), acc[i][0]);
                 acc[i][1] = LV(fma)(w1, LV(loadf)(x + i * ldx + k + VL), acc[i][1]);
