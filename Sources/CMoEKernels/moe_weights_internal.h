@@ -15,9 +15,10 @@
 #define MOE_WEIGHT_DECODE_MAX_M 8
 #endif
 
-/* The decode kernels prefetch the W bytes this far ahead of the ones they read (rows are
- * contiguous, so across rows too): with the hardware prefetchers alone 2 Zen 3 cores read W
- * at ≈ 0.8 of a plain read's bandwidth, with it ≈ 1.0 (N = 8192, K = 2048, bf16 and Q8). */
+/* The Q8 and Q4 decode kernels prefetch the W bytes this far ahead of the ones they read
+ * (rows are contiguous, so across rows too). Measured on 2 Zen 3 cores: the GEMV alone reads
+ * faster with it in every format, but end to end (moe bench, weights mapped from the file)
+ * bf16 decode was slower with it and Q8 / Q4 faster, so bf16 / f16 / f32 do not prefetch. */
 #ifndef MOE_WEIGHT_PREFETCH_BYTES /* overridable for measurements */
 #define MOE_WEIGHT_PREFETCH_BYTES 2048
 #endif
