@@ -157,6 +157,7 @@ static inline __attribute__((always_inline)) ATTR void avx2_q4q8_row(const int m
         for (; g + 2 <= gl; g += 2) {
             const int64_t ga = g0 + g, gb = ga + 1;
             const __m256i wa = avx2_q4_bytes(row + 16 * ga), wb = avx2_q4_bytes(row + 16 * gb);
+            __builtin_prefetch(row + 16 * ga + MOE_WEIGHT_PREFETCH_BYTES, 0, 3);
             const __m256i aa = _mm256_sign_epi8(wa, wa), ab = _mm256_sign_epi8(wb, wb);
             for (int i = 0; i < mr; i++) {
                 const int8_t *xi = xq + i * 32 * G;
@@ -174,9 +175,56 @@ static inline __attribute__((always_inline)) ATTR void avx2_q4q8_row(const int m
     for (int i = 0; i < mr; i++) out[i] = avx2_hsum(_mm256_add_ps(acc[i][0], acc[i][1]));
 }
 
+/* One x row (m = 1): avx2_q4q8_row with mr = 1 and the same bits, one sign step less per group:
+ * the nibbles u = q_w + 8 ∈ [0, 15] go into maddubs unsigned, and sx8[g] (per int32 lane, 8 ·
+ * the same lane's sum of q_x) is subtracted before the conversion: Σ u·q_x − 8·Σ q_x = Σ q_w·q_x
+ * exactly, lane by lane (pair sums |·| ≤ 2·15·127). */
+static inline __attribute__((always_inline)) ATTR void avx2_q4q8_row1(const uint8_t *row, const uint16_t *gs, int64_t G,
+                                                                     const int8_t *xq, const float *xd,
+                                                                     const __m256i *sx8, float *out) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1), mask = _mm256_set1_epi8(0x0f), sh = _mm256_set_epi64x(4, 4, 0, 0);
+    float sc[64];
+    for (int64_t g0 = 0; g0 < G; g0 += 64) {
+        const int64_t gl = G - g0 < 64 ? G - g0 : 64;
+        int64_t j = 0;
+        for (; j + 8 <= gl; j += 8)
+            _mm256_storeu_ps(sc + j, _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(gs + g0 + j))),
+                                                  _mm256_loadu_ps(xd + g0 + j)));
+        for (; j < gl; j++) sc[j] = _cvtsh_ss(gs[g0 + j]) * xd[g0 + j];
+#define Q4U(ga) _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16( \
+        _mm256_and_si256(_mm256_srlv_epi64(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(row + 16 * (ga)))), sh), mask), \
+        _mm256_loadu_si256((const __m256i *)(xq + 32 * (ga)))), ones), sx8[ga]))
+        int64_t g = 0;
+        for (; g + 2 <= gl; g += 2) { /* pairs into acc0, acc1; a last odd group into acc0, as avx2_q4q8_row */
+            __builtin_prefetch(row + 16 * (g0 + g) + MOE_WEIGHT_PREFETCH_BYTES, 0, 3);
+            acc0 = _mm256_fmadd_ps(Q4U(g0 + g), _mm256_broadcast_ss(sc + g), acc0);
+            acc1 = _mm256_fmadd_ps(Q4U(g0 + g + 1), _mm256_broadcast_ss(sc + g + 1), acc1);
+        }
+        if (g < gl) acc0 = _mm256_fmadd_ps(Q4U(g0 + g), _mm256_broadcast_ss(sc + g), acc0);
+#undef Q4U
+    }
+    *out = avx2_hsum(_mm256_add_ps(acc0, acc1));
+}
+
+/* Largest G of the m = 1 path (its sx8 lives on the stack: 32 bytes per group). */
+#define Q4Q8_ROW1_MAX_GROUPS 256
+
 static ATTR void avx2_gemv_q4q8(const moe_weight *w, int64_t n0, int64_t n1, const int8_t *xq, const float *xd,
                                 int64_t m, float *y, int64_t ldy, int accumulate) {
     const int64_t G = moe_weight_scales_per_row(MOE_WEIGHT_Q4, w->cols);
+    if (m == 1 && G <= Q4Q8_ROW1_MAX_GROUPS) {
+        __m256i sx8[Q4Q8_ROW1_MAX_GROUPS];
+        const __m256i ones8 = _mm256_set1_epi8(1), ones = _mm256_set1_epi16(1);
+        for (int64_t g = 0; g < G; g++)
+            sx8[g] = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(ones8, _mm256_loadu_si256((const __m256i *)(xq + 32 * g))), ones), 3);
+        for (int64_t n = n0; n < n1; n++) {
+            float out;
+            avx2_q4q8_row1((const uint8_t *)w->data + n * 16 * G, (const uint16_t *)w->scales + n * G, G, xq, xd, sx8, &out);
+            y[n] = accumulate ? y[n] + out : out;
+        }
+        return;
+    }
     for (int64_t n = n0; n < n1; n++) {
         const uint8_t *row = (const uint8_t *)w->data + n * 16 * G;
         const uint16_t *gs = (const uint16_t *)w->scales + n * G;

@@ -7,7 +7,10 @@
  *   LV(q4)(g, s, out)    one Q4 group (16 bytes) → 32 / VL vectors of q·s, elements in order
  * Tails (K not a multiple of the vector width, the last partial Q4 group) run scalar.
  * Summation order: per x row two vector accumulators (even / odd vector steps), then the
- * horizontal sum, then the scalar tail; Q8 multiplies the row scale in at the end. */
+ * horizontal sum, then the scalar tail; Q8 multiplies the row scale in at the end. One x row
+ * with Q8 W (m = 1) first runs four accumulators (vector step j mod 4, for the FMA latency) over
+ * the whole multiples of 4·VL, folded as (a0 + a2), (a1 + a3) into the two. The Q8 and Q4
+ * loops prefetch W MOE_WEIGHT_PREFETCH_BYTES ahead. */
 
 #define QV (32 / VL)
 #define ALWAYS __attribute__((always_inline))
@@ -40,19 +43,29 @@ static inline ALWAYS ATTR void LV(dots)(const int fmt, const int mr, const uint8
                                         float *out) {
     LV(v) acc[4][2];
     float tail[4] = {0, 0, 0, 0};
+    const int64_t eb = fmt == MOE_WEIGHT_F32 ? 4 : fmt == MOE_WEIGHT_Q8 ? 1 : 2; /* bytes per element */
     for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = LV(zero)();
+    LV(v) acc1[4] = {LV(zero)(), LV(zero)(), LV(zero)(), LV(zero)()};
     int64_t k = 0;
     if (fmt == MOE_WEIGHT_Q4) {
         for (; k + 32 <= K; k += 32) {
             LV(v) wv[QV];
             LV(q4)(row + (k / 32) * 16, LV(set1)(moe_f16_to_f32(gs[k / 32])), wv);
+            __builtin_prefetch(row + (k / 32) * 16 + MOE_WEIGHT_PREFETCH_BYTES, 0, 3);
             for (int j = 0; j < QV; j++)
                 for (int i = 0; i < mr; i++)
                     acc[i][j & 1] = LV(fma)(wv[j], LV(loadf)(x + i * ldx + k + j * VL), acc[i][j & 1]);
         }
     } else {
+        if (mr == 1 && fmt == MOE_WEIGHT_Q8) /* one Q8 x row: four accumulators (FMA latency), steps j mod 4 */
+            for (; k + 4 * VL <= K; k += 4 * VL) {
+                if (fmt == MOE_WEIGHT_Q8) __builtin_prefetch(row + k * eb + MOE_WEIGHT_PREFETCH_BYTES, 0, 3);
+                for (int j = 0; j < 4; j++)
+                    acc1[j] = LV(fma)(LV(wload)(fmt, row, k + j * VL), LV(loadf)(x + k + j * VL), acc1[j]);
+            }
         for (; k + 2 * VL <= K; k += 2 * VL) {
             LV(v) w0 = LV(wload)(fmt, row, k), w1 = LV(wload)(fmt, row, k + VL);
+            if (fmt == MOE_WEIGHT_Q8) __builtin_prefetch(row + k * eb + MOE_WEIGHT_PREFETCH_BYTES, 0, 3);
             for (int i = 0; i < mr; i++) {
                 acc[i][0] = LV(fma)(w0, LV(loadf)(x + i * ldx + k), acc[i][0]);
                 acc[i][1] = LV(fma)(w1, LV(loadf)(x + i * ldx + k + VL), acc[i][1]);
@@ -66,6 +79,10 @@ static inline ALWAYS ATTR void LV(dots)(const int fmt, const int mr, const uint8
     for (; k < K; k++) {
         float wk = LV(wscalar)(fmt, row, gs, k);
         for (int i = 0; i < mr; i++) tail[i] += wk * x[i * ldx + k];
+    }
+    if (mr == 1 && fmt == MOE_WEIGHT_Q8) { /* fold the four into the two: (a0 + a2), (a1 + a3) */
+        acc[0][0] = LV(add)(acc[0][0], LV(add)(acc1[0], acc1[2]));
+        acc[0][1] = LV(add)(acc[0][1], LV(add)(acc1[1], acc1[3]));
     }
     for (int i = 0; i < mr; i++) {
         float s = LV(hsum)(LV(add)(acc[i][0], acc[i][1])) + tail[i];
