@@ -134,17 +134,10 @@ public final class Trainer {
     /// `split` (masked LM: a fixed masking, the same at every evaluation).
     public func evaluate(_ split: DatasetSplit = .validation) throws -> Double {
         var rng = RandomGenerator(seed: config.seed ^ 0x5EED_0F_E7A1)
-        var total = 0.0, count = 0
-        try withNoGrad {
-            for batch in try dataset.evaluationBatches(split, batchSize: config.batchSize, maxBatches: config.evalBatches) {
-                let (inputs, targets) = try masker.map { try $0.apply(to: batch.inputs, using: &rng) } ?? (batch.inputs, batch.targets)
-                let out = try model.forward(inputs)
-                let (loss, n) = crossEntropyWithCount(out.logits, targets: targets, ignoreIndex: MaskedLM.ignoreIndex)
-                total += Double(loss.item) * Double(n)
-                count += n
-            }
+        let batches = try dataset.evaluationBatches(split, batchSize: config.batchSize, maxBatches: config.evalBatches)
+        return try LanguageModelEvaluation.loss(model, batches: batches) { batch in
+            try masker.map { try $0.apply(to: batch.inputs, using: &rng) } ?? (batch.inputs, batch.targets)
         }
-        return count > 0 ? total / Double(count) : .nan
     }
 
     /// The state to save with a checkpoint.

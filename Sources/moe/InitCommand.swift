@@ -73,21 +73,27 @@ struct Init: ParsableCommand {
     }
 }
 
-/// Checks an output folder: refused if it exists and is not empty, unless `force` (then it is
-/// removed first); a regular file is always refused. Returns its URL.
+/// Throws unless `path` can be the output folder: a regular file is refused, and so is a
+/// folder that holds anything, unless `force`. Run it before the work, so that a refusal
+/// costs nothing.
+func checkOutputFolder(_ path: String, force: Bool) throws {
+    let url = URL(fileURLWithPath: path)
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else { return }
+    guard isDir.boolValue else { throw ModelCommandError("--out \(url.path) is a file, expected a folder to create") }
+    let contents = (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []
+    guard contents.isEmpty || force else {
+        throw ModelCommandError("--out \(url.path) already exists and holds \(contents.count) entries; choose another folder or pass --force to replace it")
+    }
+}
+
+/// The output folder, checked (`checkOutputFolder`), emptied when `force` and created. Returns its URL.
 func prepareOutputFolder(_ path: String, force: Bool) throws -> URL {
+    try checkOutputFolder(path, force: force)
     let url = URL(fileURLWithPath: path)
     let fm = FileManager.default
-    var isDir: ObjCBool = false
-    if fm.fileExists(atPath: url.path, isDirectory: &isDir) {
-        guard isDir.boolValue else { throw ModelCommandError("--out \(url.path) is a file, expected a folder to create") }
-        let contents = (try? fm.contentsOfDirectory(atPath: url.path)) ?? []
-        if !contents.isEmpty {
-            guard force else {
-                throw ModelCommandError("--out \(url.path) already exists and holds \(contents.count) entries; choose another folder or pass --force to replace it")
-            }
-            try fm.removeItem(at: url)
-        }
+    if force, fm.fileExists(atPath: url.path), !((try? fm.contentsOfDirectory(atPath: url.path)) ?? []).isEmpty {
+        try fm.removeItem(at: url)
     }
     try fm.createDirectory(at: url, withIntermediateDirectories: true)
     return url

@@ -48,6 +48,7 @@ struct Prune: ParsableCommand {
         let source = URL(fileURLWithPath: model).standardizedFileURL
         let target = URL(fileURLWithPath: out).standardizedFileURL
         guard source.path != target.path else { throw ModelCommandError("--out would overwrite --model; choose another folder") }
+        try checkOutputFolder(out, force: force)
         let native = ModelFiles.isNative(source)
         let hf = native ? nil : try HuggingFaceModel.load(directory: source, dtypes: .asStored)
         let lm = try hf?.model ?? ModelLoader.load(directory: source, dtypes: .asStored)

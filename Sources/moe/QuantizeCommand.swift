@@ -50,6 +50,7 @@ struct Quantize: ParsableCommand {
         guard source.path != target.path, !source.path.hasPrefix(target.path + "/") else {
             throw ModelCommandError("--out \(target.path) would overwrite --model; the original folder is never modified: choose another folder")
         }
+        try checkOutputFolder(out, force: force)
         let choice = WeightDTypeChoice(dtype: try DType(weightFormat: to), expertsOnly: expertsOnly)
         let started = Date()
         printError("[quantize] loading \(source.path) as \(to)\(expertsOnly ? " (experts only)" : "")")
