@@ -15,6 +15,7 @@ let kernelLinks: [LinkerSetting] = [
 // Layers (data flows down only; the compiler holds it):
 //   moe (CLI) → SparseMoERuns → SparseMoEBench → SparseMoE (re-exports ↓)
 //   SparseMoETraining → SparseMoEAnalysis → SparseMoEModels → SparseMoENN → SparseMoECore → CMoEKernels
+//   SparseMoEServing → SparseMoEModels
 let package = Package(
     name: "SparseMoE",
     products: [
@@ -42,10 +43,12 @@ let package = Package(
         .target(name: "SparseMoEAnalysis", dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels"]),
         // Optimizer, schedules, trainer, data, checkpoints (step reports count executed FLOPs).
         .target(name: "SparseMoETraining", dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels", "SparseMoEAnalysis"]),
-        // What users import: re-exports the five library layers above.
+        // Continuous batching: a scheduler that decodes many requests in one forward per step.
+        .target(name: "SparseMoEServing", dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels"]),
+        // What users import: re-exports the six library layers above.
         .target(
             name: "SparseMoE",
-            dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels", "SparseMoEAnalysis", "SparseMoETraining"]
+            dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels", "SparseMoEAnalysis", "SparseMoETraining", "SparseMoEServing"]
         ),
 
         // Side rooms: nothing above depends on them.

@@ -1,13 +1,14 @@
 /// SparseMoE: sparse mixture-of-experts transformers on the CPU.
 ///
-/// `import SparseMoE` brings the five library layers, each its own module so that the
+/// `import SparseMoE` brings the six library layers, each its own module so that the
 /// compiler keeps data flowing one way (docs/architecture.md):
-/// SparseMoETraining, SparseMoEAnalysis → SparseMoEModels → SparseMoENN → SparseMoECore.
+/// SparseMoETraining, SparseMoEAnalysis, SparseMoEServing → SparseMoEModels → SparseMoENN → SparseMoECore.
 @_exported import SparseMoECore
 @_exported import SparseMoENN
 @_exported import SparseMoEModels
 @_exported import SparseMoEAnalysis
 @_exported import SparseMoETraining
+@_exported import SparseMoEServing
 
 public enum SparseMoE {
     /// Library version, printed by `moe --version`.
