@@ -85,3 +85,36 @@ public func broadcastHeads(_ x: Tensor, heads: Int) -> Tensor {
         }
     }
 }
+
+/// Concatenation along the first axis: parts `[N_i, ...]` with equal trailing dimensions
+/// → `[Σ N_i, ...]` (rows one after another). Backward hands each part its rows of the gradient.
+public func concatFirstAxis(_ parts: [Tensor]) -> Tensor {
+    let op = "concatFirstAxis"
+    let trail = Check.trapping {
+        guard let first = parts.first else { throw SparseMoEError.invalidArgument(op: op, message: "needs at least one tensor") }
+        let trail = Array(first.shape.dropFirst())
+        for (i, p) in parts.enumerated() {
+            try Check.float32(p, op, "part \(i)")
+            guard p.rank >= 1, Array(p.shape.dropFirst()) == trail else {
+                throw SparseMoEError.shapeMismatch(op: op, message: "part \(i) \(p.shape) must share trailing dimensions \(trail) with part 0 \(first.shape)")
+            }
+        }
+        return trail
+    }
+    let out = Tensor(zeros: [parts.reduce(0) { $0 + $1.shape[0] }] + trail)
+    var offset = 0
+    for p in parts {
+        (out.floats + offset).update(from: p.floats, count: p.count)
+        offset += p.count
+    }
+    return out.recording(op, inputs: parts) { g in
+        var off = 0
+        for p in parts {
+            if p.requiresGrad {
+                let d = p.gradBuffer().floats, gp = g.floats + off
+                for i in 0..<p.count { d[i] += gp[i] }
+            }
+            off += p.count
+        }
+    }
+}

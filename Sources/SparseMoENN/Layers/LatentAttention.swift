@@ -63,14 +63,12 @@ public final class LatentAttentionLayer: AttentionLayer {
         let kv = splitLastAxis(kvA(x), [config.kvLoraRank, dr])
         let kvUp = kvB(kvANorm(kv[0])).reshaped([b, t, heads, dn + dv])
         let kvParts = splitLastAxis(kvUp, [dn, dv])
-        let tables = rotary.tables(start: context.start, count: t, headDim: dr)
+        let tables = context.rotaryTables(rotary, count: t, headDim: dr)
         let qRot = rotary.apply(qParts[1], cos: tables.cos, sin: tables.sin)
         let kRot = rotary.apply(kv[1].reshaped([b, t, 1, dr]), cos: tables.cos, sin: tables.sin)
         let query = concatLastAxis([qParts[0], qRot])
         let key = concatLastAxis([kvParts[0], broadcastHeads(kRot, heads: heads)])
-        var keys = key, values = kvParts[1]
-        if let cache = context.cache { (keys, values) = try cache.append(layer: layer, keys: key, values: kvParts[1]) }
-        let a = attention(query, keys, values, causal: context.causal, scale: 1 / Float(dn + dr).squareRoot())
+        let a = try context.attend(query, key, kvParts[1], layer: layer, scale: 1 / Float(dn + dr).squareRoot())
         return o(a.reshaped([b, t, heads * dv]))
     }
 }

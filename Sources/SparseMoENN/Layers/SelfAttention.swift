@@ -9,8 +9,13 @@ public struct AttentionContext {
     /// Incremental decoding cache (inference only).
     public var cache: KVCache?
     public var causal: Bool = true
+    /// A ragged batch of sequences (continuous batching): the input is `[1, N, C]` and each
+    /// segment is one sequence's rows with its own cache and positions (`start`, `cache` unused).
+    public var segments: [AttentionSegment]?
 
-    public init(start: Int = 0, rotary: (cos: Tensor, sin: Tensor)? = nil, cache: KVCache? = nil, causal: Bool = true) {
+    public init(start: Int = 0, rotary: (cos: Tensor, sin: Tensor)? = nil, cache: KVCache? = nil, causal: Bool = true,
+                segments: [AttentionSegment]? = nil) {
+        self.segments = segments
         self.start = start
         self.rotary = rotary
         self.cache = cache
@@ -72,13 +77,11 @@ public final class GroupedQueryAttentionLayer: AttentionLayer {
         k = k.reshaped([b, t, kvHeads, headDim])
         if qkNorm == .perHead { q = qNorm!(q); k = kNorm!(k) }
         if useRotary {
-            let tables = context.rotary ?? rotary.tables(start: context.start, count: t, headDim: headDim)
+            let tables = context.rotary ?? context.rotaryTables(rotary, count: t, headDim: headDim)
             q = rotary.apply(q, cos: tables.cos, sin: tables.sin)
             k = rotary.apply(k, cos: tables.cos, sin: tables.sin)
         }
-        var keys = k, values = v
-        if let cache = context.cache { (keys, values) = try cache.append(layer: layer, keys: k, values: v) }
-        let a = attention(q, keys, values, causal: context.causal)
+        let a = try context.attend(q, k, v, layer: layer)
         return oProj(a.reshaped([b, t, heads * headDim]))
     }
 }
