@@ -103,10 +103,17 @@ struct Bench: ParsableCommand {
     var dtype: String?
     @Option(name: .customLong("prompt-tokens"), help: "With --model: prompt length for prefill.") var promptTokens: Int = 128
     @Option(name: .customLong("new-tokens"), help: "With --model: tokens to decode after the prompt.") var newTokens: Int = 64
+    @Option(help: "With --model: decode this many requests together through the continuous-batching scheduler, for each size in the list (e.g. 1,4,16,64), and report tokens/s and the gain over batch 1.")
+    var batch: String?
 
     func validate() throws {
         guard promptTokens >= 1, newTokens >= 1 else { throw ValidationError("--prompt-tokens and --new-tokens must be ≥ 1") }
         if dtype != nil && model == nil { throw ValidationError("--dtype needs --model (the expert workloads are float32)") }
+        if let batch {
+            guard model != nil else { throw ValidationError("--batch needs --model") }
+            guard (dtype?.split(separator: ",").count ?? 1) == 1 else { throw ValidationError("--batch measures one --dtype at a time") }
+            _ = try batchSizes(batch)
+        }
         for d in dtype?.split(separator: ",") ?? [] {
             do { _ = try DType(weightFormat: String(d)) } catch { throw ValidationError("--dtype: \(error)") }
         }
@@ -310,6 +317,7 @@ struct ThreadRecord: Encodable {
 extension Bench {
     /// `--model`: one child process per dtype (its own peak RSS), each printing one JSON line.
     func runModel(_ model: String) throws {
+        if let batch { return try runBatched(model, sizes: batchSizes(batch)) }
         let dtypes = dtype.map { $0.split(separator: ",").map(String.init) } ?? [""]
         if ProcessInfo.processInfo.environment["SPARSEMOE_BENCH_CHILD"] == nil && dtypes.count > 1 {
             for d in dtypes {
@@ -344,5 +352,37 @@ extension Bench {
         print(String(format: "  bandwidth      %8.1f GB/s read → limit %.1f tokens/s; decode at %.0f%% of it",
                      r.read_bandwidth_bytes_per_second / 1e9, r.read_bandwidth_bytes_per_second / Double(max(r.decode_bytes_per_token, 1)),
                      100 * r.decode_bandwidth_fraction))
+    }
+
+    /// `--batch 1,4,16`: sizes ≥ 1, in the order given.
+    func batchSizes(_ list: String) throws -> [Int] {
+        let sizes = list.split(separator: ",").map { Int($0) }
+        guard !sizes.isEmpty, sizes.allSatisfy({ ($0 ?? 0) >= 1 }) else {
+            throw ValidationError("--batch takes batch sizes ≥ 1 separated by commas, e.g. 1,4,16; got '\(list)'")
+        }
+        return sizes.map { $0! }
+    }
+
+    /// `--model DIR --batch …`: batched decode through the scheduler, in this process.
+    func runBatched(_ model: String, sizes: [Int]) throws {
+        let choice = try dtype.map { try WeightDTypeChoice(dtype: DType(weightFormat: $0)) } ?? .asStored
+        let dir = URL(fileURLWithPath: model)
+        printError("[bench] loading \(model)")
+        let lm = try ModelLoader.load(directory: dir, dtypes: choice)
+        let points = try BatchedDecodeBenchmark.run(model: lm, batches: sizes, promptTokens: promptTokens, newTokens: newTokens) {
+            printError("[bench] " + $0)
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            for p in points { print(String(decoding: try encoder.encode(p), as: UTF8.self)) }
+            return
+        }
+        print("moe bench --model \(model) --batch: \(dtype ?? "stored dtypes"), \(Threads.count) threads, prompt \(promptTokens), \(newTokens) new tokens each")
+        print("batch   decode tok/s   gain   step p50 ms   step p95 ms   experts/layer/step")
+        for p in points {
+            print(String(format: "%5d   %12.1f   %4.2f×   %11.2f   %11.2f   %18.1f", p.batch, p.decode_tokens_per_second, p.speedup,
+                         p.step_ms_p50, p.step_ms_p95, p.experts_per_layer_per_step))
+        }
     }
 }
