@@ -50,7 +50,7 @@ public enum BatchedDecodeBenchmark {
                 if case let .failed(m)? = r.events.first?.event { throw SparseMoEError.invalidArgument(op: "bench", message: m) }
                 if r.decodeSequences == b && r.prefillTokens == 0 {
                     stepSeconds.append(r.seconds)
-                    experts += r.expertLoad.filter { $0 > 0 }.count
+                    experts += r.activeExperts
                 }
             }
             guard !stepSeconds.isEmpty else {

@@ -156,7 +156,7 @@ public final class BatchScheduler {
             do {
                 let out = try model.forward(chunks: chunks)
                 report.seconds = clock() - t0
-                report.expertLoad = Self.expertLoad(out.moe)
+                (report.expertLoad, report.activeExperts) = Self.expertLoad(out.moe)
                 let v = model.config.vocabSize
                 var finished: Set<RequestID> = []
                 for (row, (s, completes)) in members.enumerated() where completes {
@@ -191,18 +191,23 @@ public final class BatchScheduler {
         return report
     }
 
-    /// Tokens per expert summed over the MoE layers of one forward.
-    static func expertLoad(_ outputs: [MoEOutput?]) -> [Int] {
+    /// Tokens per expert summed over the MoE layers of one forward, and the experts with
+    /// rows summed over layers.
+    static func expertLoad(_ outputs: [MoEOutput?]) -> (load: [Int], active: Int) {
         var load: [Int] = []
+        var active = 0
         for case let out? in outputs {
             let idx = out.routing.experts
             let p = idx.int32s
+            var seen = Set<Int32>()
             for i in 0..<idx.count where p[i] >= 0 {
                 let e = Int(p[i])
                 if e >= load.count { load += [Int](repeating: 0, count: e + 1 - load.count) }
                 load[e] += 1
+                seen.insert(p[i])
             }
+            active += seen.count
         }
-        return load
+        return (load, active)
     }
 }

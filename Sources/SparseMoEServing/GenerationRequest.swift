@@ -104,6 +104,8 @@ public struct SchedulerStepReport: Sendable {
     public var reservedPositions = 0
     /// Tokens routed to each expert in this step, summed over MoE layers (empty for a dense model).
     public var expertLoad: [Int] = []
+    /// Experts that ran (had at least one row) in this step, summed over MoE layers.
+    public var activeExperts = 0
     /// Wall time of the step's forward, seconds (by the scheduler's clock).
     public var seconds: Double = 0
 

@@ -170,7 +170,9 @@ final class BatchSchedulerTests: XCTestCase {
         XCTAssertEqual(r.prefillTokens, 3)
         // 3 prompt rows, top-2, 2 MoE layers.
         XCTAssertEqual(r.expertLoad.reduce(0, +), 3 * 2 * 2)
-        XCTAssertEqual(s.step().expertLoad.reduce(0, +), 1 * 2 * 2)
+        let decode = s.step()
+        XCTAssertEqual(decode.expertLoad.reduce(0, +), 1 * 2 * 2)
+        XCTAssertEqual(decode.activeExperts, 2 * 2, "one token: top-2 experts in each of 2 layers")
     }
 
     func testTheEngineServesConcurrentRequestsLikeGenerate() async throws {
