@@ -122,7 +122,11 @@ public func routedExperts(
     if let b2 { try expect(b2, "b2", [e, c], "[E, C]") }
 
     let plan = try DispatchPlan(expertIndices: experts, numExperts: e, op: op)
-    if stored {
+    // float32 experts with nothing to record and only a few rows each (decoding) take the
+    // inference kernel too: its GEMV reads each expert's weights once for all its rows.
+    let fewRows = !Tensor.needsGrad([x, gates, w1, w2] + [w3, b1, b2].compactMap { $0 })
+        && plan.tokensPerExpert.allSatisfy { $0 <= Int(moe_weight_decode_max_m(DType.float32.kernelFormat)) }
+    if stored || fewRows {
         try Check.argument(!Tensor.needsGrad([x, gates]), op,
                            "expert weights stored as \([w1, w3, w2].compactMap { $0?.dtype.rawValue }.joined(separator: "/")) are for inference: run under withNoGrad, or convert them to float32 to train")
         let y = routedExpertsInference(x, gates: gates, plan: plan, w1: w1, w3: w3, w2: w2, b1: b1, b2: b2, activation: activation)

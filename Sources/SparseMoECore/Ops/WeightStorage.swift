@@ -111,12 +111,20 @@ extension Tensor {
 
 /// y = x · Wᵀ for a weight W `[N, K]` stored in any weight dtype; x `[..., K]` → `[..., N]`.
 ///
-/// float32 weights run `matmul` (differentiable). Other dtypes run `moe_weight_matmul`,
-/// which dequantizes W on the fly (decode: GEMV over W's rows, each byte read once;
-/// prefill: W dequantized panel by panel into scratch, then sgemm); these are for
-/// inference: gradients do not flow through them, and asking for them traps.
+/// float32 weights run `matmul` (differentiable), except when no gradient is recorded and x
+/// has at most `moe_weight_decode_max_m` rows (decoding a few sequences): then, as for the
+/// other dtypes, `moe_weight_matmul`, whose GEMV reads each weight once for all rows where
+/// sgemm would first pack W. Other dtypes always run `moe_weight_matmul`, which dequantizes
+/// W on the fly (decode: GEMV over W's rows, each byte read once; prefill: W dequantized
+/// panel by panel into scratch, then sgemm); these are for inference: gradients do not flow
+/// through them, and asking for them traps.
 public func linearProjection(_ x: Tensor, _ weight: Tensor) -> Tensor {
-    if weight.dtype == .float32 { return matmul(x, weight, transposeB: true) }
+    if weight.dtype == .float32 {
+        let rows = weight.rank == 2 && weight.shape[1] > 0 ? x.count / weight.shape[1] : Int.max
+        if Tensor.needsGrad([x, weight]) || rows > Int(moe_weight_decode_max_m(DType.float32.kernelFormat)) {
+            return matmul(x, weight, transposeB: true)
+        }
+    }
     let op = "linearProjection"
     Check.trapping {
         try Check.float32(x, op, "x"); try Check.rank(weight, 2, op, "weight")
