@@ -125,7 +125,7 @@ static void infer_decode(const infer_args *a, int64_t active) {
     if (active * (a->F + a->C) * a->C < MOE_WEIGHT_PARALLEL_MIN_ELEMENTS) nt = 1;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        const int64_t t = nt > 1 ? omp_get_thread_num() : 0, parts = nt;
+        const int64_t t = nt > 1 ? omp_get_thread_num() : 0, parts = nt > 1 ? omp_get_num_threads() : 1;
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < A; r++) {
             gather_row(a, r);

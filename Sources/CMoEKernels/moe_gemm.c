@@ -21,10 +21,12 @@ void moe_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, con
     /* Split the larger of M and N into one contiguous chunk per thread (multiples of 16). */
     int split_rows = m >= n;
     int64_t dim = split_rows ? m : n;
-    int64_t chunk = (dim + threads - 1) / threads;
-    chunk = (chunk + 15) / 16 * 16;
 #pragma omp parallel num_threads(threads)
     {
+        /* The team may be smaller than asked (adaptive teams, moe_threads.h): split by its size. */
+        const int team = omp_get_num_threads();
+        int64_t chunk = (dim + team - 1) / team;
+        chunk = (chunk + 15) / 16 * 16;
         int64_t lo = (int64_t)omp_get_thread_num() * chunk;
         int64_t hi = lo + chunk < dim ? lo + chunk : dim;
         if (lo < hi) {

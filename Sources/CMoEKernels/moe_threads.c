@@ -1,6 +1,9 @@
 #include "moe_threads.h"
 #include "internal.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 static int g_threads = 0; /* 0 = not yet set: use the OpenMP default */
 
 void moe_set_num_threads(int n) {
@@ -11,10 +14,34 @@ void moe_set_num_threads(int n) {
     openblas_set_num_threads(1);
 }
 
+/* Adaptive teams: -1 = not decided yet (SPARSEMOE_ADAPTIVE_THREADS, default on). OpenMP's
+ * dyn-var is a per-thread setting, so each thread that calls a kernel applies the current
+ * choice once (and again after it changes: the generation counter). */
+static int g_adaptive = -1;
+static int g_adaptive_generation = 1;
+static _Thread_local int t_adaptive_generation = 0;
+
+int moe_adaptive_threads(void) {
+    if (g_adaptive < 0) {
+        const char *env = getenv("SPARSEMOE_ADAPTIVE_THREADS");
+        g_adaptive = !(env && (strcmp(env, "0") == 0 || strcmp(env, "false") == 0 || strcmp(env, "off") == 0));
+    }
+    return g_adaptive;
+}
+
+void moe_set_adaptive_threads(int on) {
+    g_adaptive = on != 0;
+    g_adaptive_generation++;
+}
+
 int moe_threads_current(void) {
     if (g_threads == 0) {
         /* First use: adopt the OpenMP default for both runtimes. */
         moe_set_num_threads(omp_get_max_threads());
+    }
+    if (t_adaptive_generation != g_adaptive_generation) {
+        omp_set_dynamic(moe_adaptive_threads());
+        t_adaptive_generation = g_adaptive_generation;
     }
     return g_threads;
 }

@@ -206,9 +206,9 @@ static void matmul_prefill(float *y, int64_t ldy, const float *x, int64_t ldx, c
     const int team = panels < nt ? (int)panels : nt;
 #pragma omp parallel num_threads(team) if (team > 1)
     {
-        const int t = team > 1 ? omp_get_thread_num() : 0;
+        const int t = team > 1 ? omp_get_thread_num() : 0, size = team > 1 ? omp_get_num_threads() : 1;
         float *panel = workspace + (int64_t)t * moe_weight_panel_floats(K);
-        for (int64_t p = t; p < panels; p += team) {
+        for (int64_t p = t; p < panels; p += size) {
             const int64_t n0 = p * P, n1 = n0 + P < N ? n0 + P : N;
             kern->dequant(w, n0, n1, panel, K);
             moe_sgemm(0, 1, m, n1 - n0, K, 1.0f, x, ldx, panel, K, accumulate ? 1.0f : 0.0f, y + n0, ldy);

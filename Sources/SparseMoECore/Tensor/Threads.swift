@@ -8,13 +8,25 @@ internal import CMoEKernels
 /// experts) give each item one thread. The total number of busy threads never exceeds
 /// `n`. The command-line tool sets it from `--threads` or `SPARSEMOE_NUM_THREADS`.
 ///
-/// For a fixed thread count every kernel is deterministic: the same inputs give
-/// bit-identical outputs.
+/// Every kernel is deterministic: the same inputs give bit-identical outputs, whatever the
+/// number of threads that ran it (see `adaptive`).
 public enum Threads {
     /// Current thread count (defaults to the number of cores OpenMP sees).
     public static var count: Int {
         get { Int(moe_get_num_threads()) }
         set { moe_set_num_threads(Int32(max(1, newValue))) }
+    }
+
+    /// Adaptive teams (default on; `SPARSEMOE_ADAPTIVE_THREADS=0` or `false` turns them off):
+    /// each parallel region runs on at most as many of the `count` threads as there are free
+    /// cores, as the OpenMP runtime counts them (at most once a second). On a machine another
+    /// process shares, a region then does not wait at its barriers for a thread that has no
+    /// core: with one of two cores busy elsewhere, 2 threads decode as fast as 1 instead of
+    /// several times slower (docs/serving.md). The kernels split work by the team they get
+    /// and sum in an order that does not depend on it, so results do not change.
+    public static var adaptive: Bool {
+        get { moe_adaptive_threads() != 0 }
+        set { moe_set_adaptive_threads(newValue ? 1 : 0) }
     }
 
     /// Hardware threads available.
