@@ -41,7 +41,9 @@ public enum ModelFiles {
         do { try config.checkMemory() } catch let e as SparseMoEError {
             throw SparseMoEError.file(path: configURL.path, message: e.description)
         }
-        let model = try TransformerLM(config: config)
+        // Placeholder parameters (no memory, no random draws until written): every one is
+        // then filled from the file, or loading throws.
+        let model = try TransformerLM.placeholder(config: config)
         let weights = try SafetensorsCheckpoint(directory: directory)
         try assign(weights, to: model, path: directory.appendingPathComponent(SafetensorsCheckpoint.singleFileName).path)
         return model
