@@ -13,7 +13,7 @@ int64_t moe_routed_experts_infer_workspace_size(int64_t A, int64_t C, int64_t F,
     (void)E; (void)w1; (void)w2; /* w3's format may differ from w1's: panels sized for any format */
     int64_t n = 2 * A * C + A * F * (activation == MOE_EXPERT_SWIGLU ? 3 : 2);
     n += moe_q8_blocks_floats(A, C) + moe_q8_blocks_floats(A, F);
-    if (A > MOE_WEIGHT_DECODE_MAX_M) {
+    if (A > moe_weight_decode_max_m(w1.format)) {
         const int nt = omp_in_parallel() ? 1 : moe_threads_current();
         n += (int64_t)nt * moe_weight_panel_floats(C > F ? C : F);
     }
@@ -187,6 +187,6 @@ void moe_routed_experts_infer(float *y, float *workspace,
         active += rows > 0;
         most = rows > most ? rows : most;
     }
-    if (most <= MOE_WEIGHT_DECODE_MAX_M) infer_decode(&a, active);
+    if (most <= moe_weight_decode_max_m(w1.format)) infer_decode(&a, active);
     else infer_prefill(&a);
 }

@@ -1,5 +1,6 @@
 /* Weight storage formats: sizes, views, quantize, dequantize, and y = x·Wᵀ for W in any
  * format (decode and prefill paths). See include/moe_weights.h for the formats. */
+#include <stdlib.h>
 #include "moe_weights_internal.h"
 #include "internal.h"
 #include <math.h>
@@ -138,13 +139,21 @@ void moe_weight_dequantize(float *dst, moe_weight w, int64_t first, int64_t coun
 /* Threads the weight kernels use here: 1 inside a parallel region. */
 static int weight_threads(void) { return omp_in_parallel() ? 1 : moe_threads_current(); }
 
+/* MOE_WEIGHT_DECODE_MAX_M, or SPARSEMOE_DECODE_MAX_M (1…256) read once, for measurements. */
+static int64_t g_decode_max_m = 0;
+
 int64_t moe_weight_decode_max_m(int format) {
     (void)format;
-    return MOE_WEIGHT_DECODE_MAX_M;
+    if (g_decode_max_m == 0) {
+        const char *env = getenv("SPARSEMOE_DECODE_MAX_M");
+        const long v = env ? strtol(env, NULL, 10) : 0;
+        g_decode_max_m = v >= 1 && v <= 256 ? v : MOE_WEIGHT_DECODE_MAX_M;
+    }
+    return g_decode_max_m;
 }
 
 int64_t moe_weight_matmul_workspace_size(moe_weight w, int64_t m) {
-    if (m <= MOE_WEIGHT_DECODE_MAX_M) return w.format == MOE_WEIGHT_Q4 ? moe_q8_blocks_floats(m, w.cols) : 0;
+    if (m <= moe_weight_decode_max_m(w.format)) return w.format == MOE_WEIGHT_Q4 ? moe_q8_blocks_floats(m, w.cols) : 0;
     if (w.format == MOE_WEIGHT_F32) return 0;
     return (int64_t)weight_threads() * moe_weight_panel_floats(w.cols);
 }
@@ -225,7 +234,7 @@ void moe_weight_matmul(float *y, int64_t ldy, const float *x, int64_t ldx, moe_w
             for (int64_t i = 0; i < m; i++) memset(y + i * ldy, 0, (size_t)N * sizeof(float));
         return;
     }
-    if (m <= MOE_WEIGHT_DECODE_MAX_M) matmul_decode(y, ldy, x, ldx, &w, m, accumulate, workspace);
+    if (m <= moe_weight_decode_max_m(w.format)) matmul_decode(y, ldy, x, ldx, &w, m, accumulate, workspace);
     else if (w.format == MOE_WEIGHT_F32)
         moe_sgemm(0, 1, m, N, K, 1.0f, x, ldx, (const float *)w.data, K, accumulate ? 1.0f : 0.0f, y, ldy);
     else matmul_prefill(y, ldy, x, ldx, &w, m, accumulate, workspace);
