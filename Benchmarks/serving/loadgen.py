@@ -92,6 +92,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--request-timeout", type=float, default=600.0,
                    help="seconds one request may take before it fails")
     p.add_argument("--label", default=None, help="name of this run in the JSON and the plots")
+    p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                   help="note stored under meta.notes in the JSON (repeatable), e.g. server=llama-server")
     p.add_argument("--json", dest="json_out", default=None, help="write the results as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = p.parse_args(argv)
@@ -121,6 +123,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             p.error(f"--extra: expected a JSON object, got {args.extra!r}")
     else:
         args.extra_fields = {}
+
+    args.notes = {}
+    for kv in args.meta:
+        k, sep, v = kv.partition("=")
+        if not sep or not k:
+            p.error(f"--meta: expected KEY=VALUE, got {kv!r}")
+        args.notes[k] = v
 
     u = urllib.parse.urlsplit(args.url)
     if u.scheme != "http":
@@ -662,13 +671,15 @@ def error_lines(levels: list[dict]) -> list[str]:
 async def amain(args: argparse.Namespace) -> dict:
     meta: dict = {
         "label": args.label,
+        "notes": args.notes,
         "url": args.url,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": {"hostname": socket.gethostname(), "cpus": os.cpu_count(),
                  "platform": platform.platform(), "python": platform.python_version(),
                  "loadavg_start": os.getloadavg()},
         "settings": {k: v for k, v in vars(args).items()
-                     if k not in ("json_out", "quiet", "extra_fields", "host", "port", "base_path")},
+                     if k not in ("json_out", "quiet", "extra_fields", "host", "port", "base_path",
+                                  "meta", "notes")},
     }
     # Health and model (a failure here is reported but not fatal: the levels show it too).
     try:

@@ -22,6 +22,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fake_server  # noqa: E402
 import loadgen  # noqa: E402
+import plot  # noqa: E402
 
 
 def start(**kw) -> tuple[object, str]:
@@ -125,6 +126,19 @@ class LoadgenTests(unittest.TestCase):
                 loadgen.parse_args(["--url", url])
         for url in ("http://127.0.0.1:1", "http://localhost:1", "http://[::1]:1"):
             self.assertIn(loadgen.parse_args(["--url", url]).host, loadgen.LOOPBACK_HOSTS)
+
+    def test_plot_draws_one_line_per_run_and_panel(self):
+        import xml.dom.minidom
+        def level(c, thr, ttft, failed=0):
+            return {"concurrency": c, "throughput_tok_s": thr, "ttft_ms": {"p99": ttft},
+                    "failed": failed, "unfinished": 0, "not_started": 0}
+        runs = [("a", [level(1, 10, 100), level(4, 30, 150), level(16, 50, 400, failed=1)]),
+                ("b", [level(1, 12, 90), level(4, 20, 300)])]
+        doc = xml.dom.minidom.parseString(plot.render(runs, "t"))
+        self.assertEqual(len(doc.getElementsByTagName("polyline")), 4)
+        circles = doc.getElementsByTagName("circle")
+        self.assertEqual(len(circles), 10)
+        self.assertEqual(sum(c.getAttribute("fill") == "white" for c in circles), 2)  # the failed level
 
     def test_percentile_interpolates_like_numpy(self):
         xs = [5.0, 1.0, 3.0, 2.0, 4.0]
