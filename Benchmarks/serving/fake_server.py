@@ -4,7 +4,8 @@
     Benchmarks/serving/fake_server.py [--port 0] [--ttft-ms 100] [--itl-ms 20]
                                       [--fail-every N] [--drop-every N]
 
-Serves GET /health, GET /v1/models and POST /v1/completions. A completion sleeps
+Serves GET /health, GET /v1/models, GET /metrics (tokens sent so far) and
+POST /v1/completions. A completion sleeps
 --ttft-ms, then sends max_tokens text events (one token each, "t0 t1 ..."), --itl-ms
 apart, then a final event with finish_reason "length" and usage, then `data: [DONE]`
 (streaming: chunked transfer encoding, like llama-server). Every --fail-every-th request
@@ -29,6 +30,7 @@ class Handler(BaseHTTPRequestHandler):
     cfg: argparse.Namespace
     lock = threading.Lock()
     arrivals = 0
+    tokens = 0  # tokens sent in text events, for GET /metrics
 
     def log_message(self, fmt, *a):  # quiet
         pass
@@ -45,6 +47,14 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/health":
             self._json(200, {"status": "ok"})
+        elif self.path == "/metrics":
+            data = (f"# TYPE fake_tokens_generated_total counter\n"
+                    f"fake_tokens_generated_total {type(self).tokens}\n").encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
         elif self.path == "/v1/models":
             self._json(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
         else:
@@ -99,6 +109,8 @@ class Handler(BaseHTTPRequestHandler):
                 return  # cut off: no terminating chunk
             ev = {"choices": [{"index": 0, "text": f" t{i}", "finish_reason": None}]}
             self._chunk(b"data: " + json.dumps(ev).encode() + b"\n\n")
+            with cls.lock:
+                cls.tokens += 1
         ev = {"choices": [{"index": 0, "text": "", "finish_reason": "length"}], "usage": usage}
         self._chunk(b"data: " + json.dumps(ev).encode() + b"\n\n")
         self._chunk(b"data: [DONE]\n\n")
@@ -107,7 +119,8 @@ class Handler(BaseHTTPRequestHandler):
 
 def serve(cfg: argparse.Namespace) -> ThreadingHTTPServer:
     """Starts the server on a background thread and returns it (server_address has the port)."""
-    handler = type("BoundHandler", (Handler,), {"cfg": cfg, "arrivals": 0, "lock": threading.Lock()})
+    handler = type("BoundHandler", (Handler,), {"cfg": cfg, "arrivals": 0, "tokens": 0,
+                                              "lock": threading.Lock()})
     server_class = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 256})
     srv = server_class(("127.0.0.1", cfg.port), handler)
     srv.daemon_threads = True

@@ -91,6 +91,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="soak: seconds to let running requests finish after the soak time")
     p.add_argument("--request-timeout", type=float, default=600.0,
                    help="seconds one request may take before it fails")
+    p.add_argument("--scrape-metrics", action=argparse.BooleanOptionalAction, default=True,
+                   help="read GET /metrics (Prometheus text) before and after each level and "
+                        "store the change of every numeric series")
     p.add_argument("--label", default=None, help="name of this run in the JSON and the plots")
     p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
                    help="note stored under meta.notes in the JSON (repeatable), e.g. server=llama-server")
@@ -235,6 +238,55 @@ async def http_get(host: str, port: int, path: str, timeout: float = 10.0) -> tu
         finally:
             writer.close()
     return await asyncio.wait_for(go(), timeout)
+
+
+def parse_prometheus(text: str) -> dict[str, float]:
+    """`name{labels} value` lines of the Prometheus text format -> {"name{labels}": value}."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "}" in line:
+            cut = line.rindex("}") + 1
+            key, rest = line[:cut], line[cut:].split()
+        else:
+            key, *rest = line.split()
+        try:
+            out[key] = float(rest[0])  # a timestamp may follow the value
+        except (ValueError, IndexError):
+            continue
+    return out
+
+
+class MetricsScraper:
+    """GET /metrics before and after a level; gives up after the first failure."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.enabled = args.scrape_metrics
+        self.error: Optional[str] = None
+
+    async def read(self) -> Optional[dict[str, float]]:
+        if not self.enabled:
+            return None
+        try:
+            status, body = await http_get(self.args.host, self.args.port,
+                                          self.args.base_path + "/metrics")
+        except (OSError, HTTPError, asyncio.TimeoutError) as e:
+            status, body = 0, f"{type(e).__name__}: {e}".encode()
+        if status != 200:
+            self.enabled = False
+            self.error = f"GET /metrics: status {status}: {body[:200].decode('utf-8', 'replace')}"
+            return None
+        return parse_prometheus(body.decode("utf-8", "replace"))
+
+    @staticmethod
+    def delta(before: Optional[dict], after: Optional[dict]) -> Optional[dict]:
+        if before is None or after is None:
+            return None
+        return {"after": after,
+                "change": {k: after[k] - before[k] for k in after if k in before and after[k] != before[k]}}
 
 
 # ---------------------------------------------------------------------------------------
@@ -572,8 +624,9 @@ def summarize(results: list[Result], concurrency: int, planned: Optional[int], w
     return out
 
 
-async def run_level(args, concurrency: int, counter: Counter) -> dict:
+async def run_level(args, concurrency: int, counter: Counter, scraper: MetricsScraper) -> dict:
     results: list[Result] = []
+    m0 = await scraper.read()
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     hard_stop = t0 + args.time_limit
@@ -587,11 +640,13 @@ async def run_level(args, concurrency: int, counter: Counter) -> dict:
     s["hit_time_limit"] = s["unfinished"] > 0 or s["not_started"] > 0
     s["loadavg_start"] = load0
     s["loadavg_end"] = os.getloadavg()
+    s["server_metrics"] = MetricsScraper.delta(m0, await scraper.read())
     return s
 
 
-async def run_soak(args, concurrency: int, counter: Counter) -> dict:
+async def run_soak(args, concurrency: int, counter: Counter, scraper: MetricsScraper) -> dict:
     results: list[Result] = []
+    m0 = await scraper.read()
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     issue_until = t0 + args.soak
@@ -624,6 +679,7 @@ async def run_soak(args, concurrency: int, counter: Counter) -> dict:
                      "tok_s": tok[i] / span[i] if span[i] > 0 else None} for i in range(n_win)]
     s["loadavg_start"] = load0
     s["loadavg_end"] = os.getloadavg()
+    s["server_metrics"] = MetricsScraper.delta(m0, await scraper.read())
     return s
 
 
@@ -719,12 +775,14 @@ async def amain(args: argparse.Namespace) -> dict:
                       f"{_f(r.e2e, '.2f')} s {r.completion_tokens} tokens"
                       f"{'' if r.ok else ': ' + str(r.error)}", file=sys.stderr)
 
+    scraper = MetricsScraper(args)
     levels = []
     for c in args.levels:
-        levels.append(await run_level(args, c, counter))
+        levels.append(await run_level(args, c, counter, scraper))
     out = {"meta": meta, "levels": levels}
     if args.soak > 0:
-        out["soak"] = await run_soak(args, max(args.levels), counter)
+        out["soak"] = await run_soak(args, max(args.levels), counter, scraper)
+    meta["metrics_error"] = scraper.error
     meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     meta["host"]["loadavg_end"] = os.getloadavg()
     return out

@@ -62,6 +62,8 @@ class LoadgenTests(unittest.TestCase):
             # end-to-end >= ttft + 7 gaps; per-stream rate <= 1 / 10 ms
             self.assertTrue(0.17 <= s["e2e_s"]["p50"] < 1.5, s["e2e_s"])
             self.assertTrue(10 < s["per_stream_tok_s"]["p50"] <= 100.5, s["per_stream_tok_s"])
+            # the server's own count of tokens sent, read from /metrics around the level
+            self.assertEqual(s["server_metrics"]["change"], {"fake_tokens_generated_total": 64.0})
         c1, c4 = out["levels"]
         # Four streams at once on a server whose requests do not interfere: ~4x throughput.
         self.assertGreater(c4["throughput_tok_s"], 2.0 * c1["throughput_tok_s"])
@@ -139,6 +141,12 @@ class LoadgenTests(unittest.TestCase):
         circles = doc.getElementsByTagName("circle")
         self.assertEqual(len(circles), 10)
         self.assertEqual(sum(c.getAttribute("fill") == "white" for c in circles), 2)  # the failed level
+
+    def test_prometheus_text(self):
+        text = ('# HELP a x\n# TYPE a counter\na_total 3\nb{slot="0"} 1.5e3\n'
+                'c{le="+Inf"} 7 1700000000\nd 2 1700000000\nbad line here\n')
+        self.assertEqual(loadgen.parse_prometheus(text),
+                         {"a_total": 3.0, 'b{slot="0"}': 1500.0, 'c{le="+Inf"}': 7.0, "d": 2.0})
 
     def test_percentile_interpolates_like_numpy(self):
         xs = [5.0, 1.0, 3.0, 2.0, 4.0]
