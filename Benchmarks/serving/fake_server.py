@@ -31,6 +31,7 @@ class Handler(BaseHTTPRequestHandler):
     lock = threading.Lock()
     arrivals = 0
     tokens = 0  # tokens sent in text events, for GET /metrics
+    running = 0  # completions in progress, for GET /metrics
 
     def log_message(self, fmt, *a):  # quiet
         pass
@@ -49,7 +50,9 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, {"status": "ok"})
         elif self.path == "/metrics":
             data = (f"# TYPE fake_tokens_generated_total counter\n"
-                    f"fake_tokens_generated_total {type(self).tokens}\n").encode()
+                    f"fake_tokens_generated_total {type(self).tokens}\n"
+                    f"# TYPE fake_requests_running gauge\n"
+                    f"fake_requests_running {type(self).running}\n").encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4")
             self.send_header("Content-Length", str(len(data)))
@@ -65,10 +68,16 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def do_POST(self):
+        cls = type(self)
+        with cls.lock:
+            cls.running += 1
         try:
             self._complete()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client went away (e.g. its time limit)
+        finally:
+            with cls.lock:
+                cls.running -= 1
 
     def _complete(self):
         if self.path != "/v1/completions":
@@ -119,7 +128,7 @@ class Handler(BaseHTTPRequestHandler):
 
 def serve(cfg: argparse.Namespace) -> ThreadingHTTPServer:
     """Starts the server on a background thread and returns it (server_address has the port)."""
-    handler = type("BoundHandler", (Handler,), {"cfg": cfg, "arrivals": 0, "tokens": 0,
+    handler = type("BoundHandler", (Handler,), {"cfg": cfg, "arrivals": 0, "tokens": 0, "running": 0,
                                               "lock": threading.Lock()})
     server_class = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 256})
     srv = server_class(("127.0.0.1", cfg.port), handler)

@@ -94,6 +94,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--scrape-metrics", action=argparse.BooleanOptionalAction, default=True,
                    help="read GET /metrics (Prometheus text) before and after each level and "
                         "store the change of every numeric series")
+    p.add_argument("--busy-metric", default="auto",
+                   help="gauge in GET /metrics that counts the requests the server is working on; "
+                        "before each level loadgen waits until it is 0 (requests cancelled at the "
+                        "previous level's time limit may still run). auto: the first series named "
+                        "*requests_processing or *requests_running (llama-server: "
+                        "llamacpp:requests_processing); 'none' skips the wait")
+    p.add_argument("--settle-timeout", type=float, default=120.0,
+                   help="seconds to wait for that gauge to reach 0 before a level")
     p.add_argument("--label", default=None, help="name of this run in the JSON and the plots")
     p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
                    help="note stored under meta.notes in the JSON (repeatable), e.g. server=llama-server")
@@ -280,6 +288,38 @@ class MetricsScraper:
             self.error = f"GET /metrics: status {status}: {body[:200].decode('utf-8', 'replace')}"
             return None
         return parse_prometheus(body.decode("utf-8", "replace"))
+
+    def busy_key(self, metrics: dict[str, float]) -> Optional[str]:
+        want = self.args.busy_metric
+        if want == "none":
+            return None
+        for key in metrics:
+            name = key.split("{", 1)[0]
+            if want == "auto":
+                if name.endswith("requests_processing") or name.endswith("requests_running"):
+                    return key
+            elif name == want or key == want:
+                return key
+        return None
+
+    async def settle(self) -> dict:
+        """Waits until the server reports no request in progress (when it can tell)."""
+        t0 = time.perf_counter()
+        m = await self.read()
+        key = self.busy_key(m) if m is not None else None
+        if key is None:
+            return {"checked": False}
+        first = m[key]
+        while m is not None and key in m and m[key] > 0:
+            if time.perf_counter() - t0 >= self.args.settle_timeout:
+                print(f"warning: {key} is still {m[key]:g} after {self.args.settle_timeout:g} s; "
+                      f"starting the level anyway", file=sys.stderr)
+                return {"checked": True, "metric": key, "busy_before": first, "wait_s": time.perf_counter() - t0,
+                        "timed_out": True}
+            await asyncio.sleep(0.5)
+            m = await self.read()
+        return {"checked": True, "metric": key, "busy_before": first, "wait_s": time.perf_counter() - t0,
+                "timed_out": False}
 
     @staticmethod
     def delta(before: Optional[dict], after: Optional[dict]) -> Optional[dict]:
@@ -626,6 +666,7 @@ def summarize(results: list[Result], concurrency: int, planned: Optional[int], w
 
 async def run_level(args, concurrency: int, counter: Counter, scraper: MetricsScraper) -> dict:
     results: list[Result] = []
+    settle = await scraper.settle()
     m0 = await scraper.read()
     load0 = os.getloadavg()
     t0 = time.perf_counter()
@@ -641,11 +682,13 @@ async def run_level(args, concurrency: int, counter: Counter, scraper: MetricsSc
     s["loadavg_start"] = load0
     s["loadavg_end"] = os.getloadavg()
     s["server_metrics"] = MetricsScraper.delta(m0, await scraper.read())
+    s["settle"] = settle
     return s
 
 
 async def run_soak(args, concurrency: int, counter: Counter, scraper: MetricsScraper) -> dict:
     results: list[Result] = []
+    settle = await scraper.settle()
     m0 = await scraper.read()
     load0 = os.getloadavg()
     t0 = time.perf_counter()
@@ -680,6 +723,7 @@ async def run_soak(args, concurrency: int, counter: Counter, scraper: MetricsScr
     s["loadavg_start"] = load0
     s["loadavg_end"] = os.getloadavg()
     s["server_metrics"] = MetricsScraper.delta(m0, await scraper.read())
+    s["settle"] = settle
     return s
 
 

@@ -98,6 +98,24 @@ class LoadgenTests(unittest.TestCase):
         self.assertTrue(s["hit_time_limit"])
         self.assertTrue(1.5 <= s["wall_s"] < 2.5, s["wall_s"])
 
+    def test_next_level_waits_for_cancelled_requests(self):
+        # The fake server notices a closed connection only when a write fails (like
+        # llama-server): the first write after the close still succeeds, so its
+        # requests run on until t = 4 s, 3 s after the first level's hard stop.
+        srv, url = start(itl_ms=2000)
+        try:
+            out = run(url, "--concurrency", "2,1", "--requests", "2", "--max-tokens", "3",
+                      "--time-limit", "1")
+        finally:
+            stop(srv)
+        first, second = out["levels"]
+        self.assertEqual(first["unfinished"], 2)
+        self.assertEqual(first["settle"], {"checked": True, "metric": "fake_requests_running",
+                                           "busy_before": 0.0, "wait_s": first["settle"]["wait_s"],
+                                           "timed_out": False})
+        self.assertEqual(second["settle"]["busy_before"], 2.0)
+        self.assertTrue(1.0 <= second["settle"]["wait_s"] < 6.0, second["settle"])
+
     def test_non_streaming_and_soak(self):
         srv, url = start(ttft_ms=20, itl_ms=5, fail_every=3)
         try:
