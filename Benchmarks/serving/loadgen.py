@@ -18,7 +18,10 @@ Measurements (streaming, the default): the clock starts just before the connecti
 opened. TTFT = time until the first server-sent `data:` event whose choices[0].text is
 non-empty. ITL = the gaps between consecutive such events (one event is usually one
 token; pooled over all requests of the level). Per-stream decode rate of one request =
-(completion tokens - 1) / (time of last text event - time of first text event).
+(completion tokens - 1) / (time of last text event - time of first text event). TTFT,
+ITL and stream rates include what was seen of unfinished requests; end-to-end latency
+and `agg tok/s` (completion tokens of ok requests / wall time) count ok requests only;
+`deliv tok/s` adds the text events that unfinished requests received.
 Completion tokens come from the `usage.completion_tokens` of the final event when the
 server sends one, otherwise they are the number of text events. A request counts as ok
 only with status 200, no error event, and (streaming) a final `data: [DONE]`.
@@ -362,11 +365,22 @@ class Result:
         return [b - a for a, b in zip(t, t[1:])]
 
     def stream_rate(self) -> Optional[float]:
-        """Decode tokens/s of this stream after its first token."""
-        if self.completion_tokens is None or self.completion_tokens < 2 or len(self.text_times) < 2:
+        """Decode tokens/s of this stream after its first token (an unfinished stream:
+        its text events so far, each counted as one token)."""
+        n = len(self.text_times) if self.unfinished else self.completion_tokens
+        if n is None or n < 2 or len(self.text_times) < 2:
             return None
         span = self.text_times[-1] - self.text_times[0]
-        return (self.completion_tokens - 1) / span if span > 0 else None
+        return (n - 1) / span if span > 0 else None
+
+    def record(self, t0: float) -> dict:
+        """This request for the JSON: times in seconds from t0 (the level's start)."""
+        r = lambda x: None if x is None else round(x, 4)  # noqa: E731
+        return {"request": self.index, "start_s": r(self.start - t0), "status": self.status,
+                "ok": self.ok, "unfinished": self.unfinished, "error": self.error,
+                "completion_tokens": self.completion_tokens, "finish_reason": self.finish_reason,
+                "ttft_s": r(self.ttft), "e2e_s": r(self.e2e) if not self.unfinished else None,
+                "text_event_s": [r(t - self.start) for t in self.text_times]}
 
 
 def _error_message(body: bytes) -> str:
@@ -632,10 +646,13 @@ def summarize(results: list[Result], concurrency: int, planned: Optional[int], w
     for r in ok:
         finish[str(r.finish_reason)] = finish.get(str(r.finish_reason), 0) + 1
     sources = sorted({r.token_source for r in ok if r.token_source})
-    ttft = [r.ttft for r in ok if r.ttft is not None]
-    itl = [g for r in ok for g in r.itls()]
+    # TTFT, ITL and stream rates: what was seen of ok and of unfinished requests (leaving
+    # the unfinished out would keep only the fast ones when a level hits its time limit).
+    seen = ok + unfinished
+    ttft = [r.ttft for r in seen if r.ttft is not None]
+    itl = [g for r in seen for g in r.itls()]
     e2e = [r.e2e for r in ok if r.e2e is not None]
-    rates = [x for x in (r.stream_rate() for r in ok) if x is not None]
+    rates = [x for x in (r.stream_rate() for r in seen) if x is not None]
     out = {
         "concurrency": concurrency,
         "requests_planned": planned,
@@ -652,6 +669,7 @@ def summarize(results: list[Result], concurrency: int, planned: Optional[int], w
                                max(1, sum(1 for r in ok if r.prompt_tokens is not None)))
                               if any(r.prompt_tokens is not None for r in ok) else None,
         "throughput_tok_s": tokens_ok / wall if wall > 0 else None,
+        "delivered_tok_s": (tokens_ok + tokens_unfinished) / wall if wall > 0 else None,
         "requests_per_s": len(ok) / wall if wall > 0 else None,
         "per_stream_tok_s": dist(rates),
         "ttft_ms": dist(ttft, 1000.0),
@@ -660,6 +678,7 @@ def summarize(results: list[Result], concurrency: int, planned: Optional[int], w
         "finish_reasons": finish,
         "errors": [{"status": s, "message": m, "count": c}
                    for (s, m), c in sorted(errors.items(), key=lambda kv: -kv[1])],
+        "requests": [r.record(t0) for r in results],
     }
     return out
 
@@ -736,12 +755,13 @@ def _f(x, fmt: str) -> str:
 
 
 def table(levels: list[dict]) -> str:
-    head = ("conc", "ok", "fail", "unfin", "unsent", "wall s", "agg tok/s", "stream tok/s",
+    head = ("conc", "ok", "fail", "unfin", "unsent", "wall s", "agg tok/s", "deliv tok/s", "stream tok/s",
             "TTFT p50 ms", "TTFT p99 ms", "ITL p50 ms", "ITL p99 ms", "E2E p50 s", "E2E p99 s")
     rows = [head]
     for s in levels:
         rows.append((str(s["concurrency"]), str(s["ok"]), str(s["failed"]), str(s["unfinished"]),
                      str(s["not_started"]), _f(s["wall_s"], ".1f"), _f(s["throughput_tok_s"], ".2f"),
+                     _f(s["delivered_tok_s"], ".2f"),
                      _f(s["per_stream_tok_s"]["p50"], ".2f"),
                      _f(s["ttft_ms"]["p50"], ".0f"), _f(s["ttft_ms"]["p99"], ".0f"),
                      _f(s["itl_ms"]["p50"], ".0f"), _f(s["itl_ms"]["p99"], ".0f"),

@@ -5,7 +5,8 @@
 
 Each RESULT.json is written by loadgen.py --json; one line per file, named by its label
 (loadgen.py --label), else by the file name. Two panels side by side: completion tokens/s
-of all streams together, and p99 time to first token (ms). The concurrency axis is
+of all streams together (delivered_tok_s: with unfinished requests, what they received
+counts too), and p99 time to first token (ms). The concurrency axis is
 logarithmic (base 2). A level with failed, unfinished or unsent requests is drawn as a
 hollow marker. Python standard library only.
 """
@@ -107,7 +108,9 @@ def render(runs: list[tuple[str, list[dict]]], title: str) -> str:
         a, b = [], []
         for s in sorted(levels, key=lambda s: s["concurrency"]):
             clean = s["failed"] == 0 and s["unfinished"] == 0 and s.get("not_started", 0) == 0
-            a.append((s["concurrency"], s.get("throughput_tok_s"), clean))
+            # tokens delivered per second (ok requests plus what unfinished ones received;
+            # the same as throughput_tok_s for a level that finished)
+            a.append((s["concurrency"], s.get("delivered_tok_s", s.get("throughput_tok_s")), clean))
             b.append((s["concurrency"], (s.get("ttft_ms") or {}).get("p99"), clean))
         thr.append((label, color, a))
         ttft.append((label, color, b))

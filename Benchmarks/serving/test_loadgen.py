@@ -97,6 +97,16 @@ class LoadgenTests(unittest.TestCase):
         self.assertEqual((s["ok"], s["failed"], s["unfinished"], s["not_started"]), (2, 0, 2, 6))
         self.assertTrue(s["hit_time_limit"])
         self.assertTrue(1.5 <= s["wall_s"] < 2.5, s["wall_s"])
+        # the unfinished pair had ~10 of their 20 tokens: TTFT and ITL count them, e2e not
+        self.assertEqual(s["ttft_ms"]["n"], 4)
+        self.assertEqual(s["e2e_s"]["n"], 2)
+        seen = s["text_events_of_unfinished"]
+        self.assertTrue(12 <= seen <= 22, seen)
+        self.assertEqual(s["itl_ms"]["n"], 2 * 19 + seen - 2)
+        self.assertAlmostEqual(s["delivered_tok_s"], (40 + seen) / s["wall_s"])
+        recs = s["requests"]
+        self.assertEqual(len(recs), 4)
+        self.assertEqual(sorted(len(r["text_event_s"]) for r in recs if r["ok"]), [20, 20])
 
     def test_next_level_waits_for_cancelled_requests(self):
         # The fake server notices a closed connection only when a write fails (like
@@ -150,7 +160,7 @@ class LoadgenTests(unittest.TestCase):
     def test_plot_draws_one_line_per_run_and_panel(self):
         import xml.dom.minidom
         def level(c, thr, ttft, failed=0):
-            return {"concurrency": c, "throughput_tok_s": thr, "ttft_ms": {"p99": ttft},
+            return {"concurrency": c, "throughput_tok_s": thr, "delivered_tok_s": thr, "ttft_ms": {"p99": ttft},
                     "failed": failed, "unfinished": 0, "not_started": 0}
         runs = [("a", [level(1, 10, 100), level(4, 30, 150), level(16, 50, 400, failed=1)]),
                 ("b", [level(1, 12, 90), level(4, 20, 300)])]
