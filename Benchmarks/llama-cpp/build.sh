@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds llama.cpp's llama-bench, llama-quantize and llama-simple from the source vendored
+# Builds llama.cpp's llama-bench, llama-quantize, llama-simple and llama-server from the source vendored
 # in the llama-cpp-python source distribution (the Python package index is the only
 # source this needs), into a cache directory outside the repository.
 #
@@ -55,12 +55,16 @@ fi
 
 BUILD="$SRC/build"
 COMMIT="$(cat "$SRC/COMMIT" 2>/dev/null || true)"
-if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+# llama-server (for Benchmarks/serving) is configured without its web UI: no npm build
+# and no download of prebuilt UI assets, so the build needs no network. A build tree
+# configured before the server was added is reconfigured once (the other targets stay).
+if [ ! -f "$BUILD/CMakeCache.txt" ] || ! grep -q '^LLAMA_BUILD_SERVER:BOOL=ON' "$BUILD/CMakeCache.txt"; then
     cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
         -DLLAMA_BUILD_COMMIT="${COMMIT:-unknown}" \
-        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_SERVER=OFF
+        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_SERVER=ON \
+        -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF
 fi
-cmake --build "$BUILD" -j"$JOBS" --target llama-bench llama-quantize llama-simple
+cmake --build "$BUILD" -j"$JOBS" --target llama-bench llama-quantize llama-simple llama-server
 
 VENV="$DIR/venv"
 if ! "$VENV/bin/python" -c "import torch, transformers, numpy, sentencepiece, yaml, tqdm" 2>/dev/null; then
