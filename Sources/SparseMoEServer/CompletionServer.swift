@@ -143,10 +143,11 @@ public struct CompletionServer: Sendable {
             do { ids = try codec.encode(text) } catch { throw .invalid("prompt", "the prompt cannot be tokenized: \(error)") }
             guard !ids.isEmpty else { throw .invalid("prompt", "the prompt encodes to no tokens") }
         case let .tokens(t):
-            if let (i, bad) = t.enumerated().first(where: { $0.element < 0 || Int($0.element) >= codec.vocabSize }) {
-                throw .invalid("prompt", "prompt[\(i)] = \(bad) is outside the vocabulary (0..<\(codec.vocabSize))")
-            }
             ids = t
+        }
+        // Token ids from the client, or from a tokenizer.json larger than the model's embedding.
+        if let (i, bad) = ids.enumerated().first(where: { $0.element < 0 || Int($0.element) >= codec.vocabSize }) {
+            throw .invalid("prompt", "prompt token \(i) is \(bad), outside the model's vocabulary (0..<\(codec.vocabSize))")
         }
         guard ids.count <= options.maxPromptTokens else {
             throw .invalid("prompt", "the prompt has \(ids.count) tokens; this server takes at most \(options.maxPromptTokens) (--max-prompt-tokens)")

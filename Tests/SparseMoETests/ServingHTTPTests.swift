@@ -284,6 +284,32 @@ final class ServingHTTPTests: XCTestCase {
         XCTAssertTrue(backend.submitted.isEmpty, "no bad request reaches the engine")
     }
 
+    func testTextPromptOutsideTheModelsVocabularyAndOversizedBodies() async throws {
+        let backend = FakeBackend(bytesOf: "ok")
+        // A tokenizer whose ids run past the model's embedding (byte fallback on a 100-row model).
+        var server = CompletionServer(backend: backend, codec: TextCodec(kind: .byteFallback, vocabSize: 100, stopTokens: []),
+                                      options: ServerOptions(modelName: "tiny", contextLength: 128, maxTokens: 64, maxPromptTokens: 100),
+                                      metrics: ServerMetrics())
+        try await withClient(server) { client in
+            let response = try await Self.post(client, #"{"prompt": "Ab"}"#)  // 65 fits, 98 fits; "z" = 122 does not
+            XCTAssertEqual(response.status, .ok)
+            let bad = try await Self.post(client, #"{"prompt": "Az"}"#)
+            XCTAssertEqual(bad.status, .badRequest)
+            let error = try XCTUnwrap(try Self.object(bad)["error"] as? [String: Any])
+            XCTAssertEqual(error["param"] as? String, "prompt")
+            XCTAssertTrue((error["message"] as? String ?? "").contains("122"), "\(error)")
+        }
+        XCTAssertEqual(backend.submitted.map(\.prompt), [[65, 98]])
+        var options = server.options
+        options.maxBodyBytes = 64
+        server = CompletionServer(backend: backend, codec: server.codec, options: options, metrics: server.metrics)
+        try await withClient(server) { client in
+            let response = try await Self.post(client, #"{"prompt": "\#(String(repeating: "a", count: 100))"}"#)
+            XCTAssertEqual(response.status, .contentTooLarge)
+            XCTAssertNotNil(try Self.object(response)["error"] as? [String: Any])
+        }
+    }
+
     func testEngineRefusalsMapToStatusCodes() async throws {
         let backend = FakeBackend(bytesOf: "ok")
         let refusals: [(ServingError, HTTPResponse.Status, String, String?, String)] = [
