@@ -70,12 +70,13 @@ public struct CompletionParameters: Sendable, Equatable {
         }
         if let v = field("temperature") {
             guard let t = v.number else { throw .invalid("temperature", "temperature must be a number, got \(Self.kind(v))") }
-            guard t >= 0, t.isFinite else { throw .invalid("temperature", "temperature must be ≥ 0, got \(t)") }
+            // Checked as the Float the sampler uses: 1e300 is finite as a Double, not as a Float.
+            guard Float(t) >= 0, Float(t).isFinite else { throw .invalid("temperature", "temperature must be ≥ 0 and finite, got \(t)") }
             params.temperature = Float(t)
         }
         if let v = field("top_p") {
             guard let t = v.number else { throw .invalid("top_p", "top_p must be a number, got \(Self.kind(v))") }
-            guard t > 0, t <= 1 else { throw .invalid("top_p", "top_p must be in (0, 1], got \(t)") }
+            guard Float(t) > 0, Float(t) <= 1 else { throw .invalid("top_p", "top_p must be in (0, 1], got \(t)") }
             params.topP = Float(t)
         }
         if let v = field("top_k") {

@@ -310,6 +310,41 @@ final class ServingHTTPTests: XCTestCase {
         }
     }
 
+    /// Mutated request bodies (`JSONMutator`): each is answered 200 with a completion or 4xx
+    /// with an error body; none is a 500, and the server keeps answering.
+    func testFuzzedBodiesAreAnsweredNeverCrashed() async throws {
+        let backend = FakeBackend(bytesOf: "ok")
+        let seeds: [JSONValue] = [
+            .object(["model": .string("tiny"), "prompt": .string("hello"), "max_tokens": .int(4), "temperature": .double(0.5),
+                     "top_p": .double(0.9), "top_k": .int(5), "seed": .int(3), "stop": .array([.string("x"), .string("k")]), "stream": .bool(false)]),
+            .object(["prompt": .array([.int(1), .int(2), .int(3)]), "stream": .bool(true), "stream_options": .object(["include_usage": .bool(true)])]),
+            .object(["prompt": .array([.string("hi")]), "stop": .string("o"), "n": .int(1), "logprobs": .null, "echo": .bool(false)]),
+        ]
+        try await withClient(Self.server(backend)) { client in
+            var mutator = JSONMutator(seed: 31)
+            var counts = FuzzCounts()
+            for i in 0..<600 {
+                let body = mutator.mutate(seeds[i % seeds.count])
+                let response = try await client.execute(uri: "/v1/completions", method: .post, body: ByteBuffer(bytes: body))
+                let shown = String(decoding: body, as: UTF8.self)
+                if response.status == .ok {
+                    counts.accepted += 1
+                    XCTAssertTrue(String(buffer: response.body).contains("text_completion"), shown)
+                } else {
+                    counts.rejected += 1
+                    XCTAssertTrue((400..<500).contains(response.status.code), "\(response.status) for \(shown)")
+                    let error = try XCTUnwrap(try Self.object(response)["error"] as? [String: Any], shown)
+                    XCTAssertEqual(error["type"] as? String, "invalid_request_error", shown)
+                }
+            }
+            print("fuzz /v1/completions: \(counts)")
+            XCTAssertGreaterThan(counts.accepted, 50)
+            XCTAssertGreaterThan(counts.rejected, 50)
+            let health = try await client.execute(uri: "/health", method: .get)
+            XCTAssertEqual(health.status, .ok)
+        }
+    }
+
     func testEngineRefusalsMapToStatusCodes() async throws {
         let backend = FakeBackend(bytesOf: "ok")
         let refusals: [(ServingError, HTTPResponse.Status, String, String?, String)] = [
