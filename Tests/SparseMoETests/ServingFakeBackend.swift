@@ -10,6 +10,8 @@ final class FakeBackend: CompletionBackend, @unchecked Sendable {
     enum Script {
         /// These events, in order (tokens then one `finished`/`failed`).
         case events([GenerationEvent])
+        /// These events, one every `interval`.
+        case paced([GenerationEvent], interval: Duration)
         /// Tokens 0, 1, 2, … (mod `modulo`) every `interval` until cancelled.
         case endless(interval: Duration, modulo: Int32)
     }
@@ -64,6 +66,12 @@ final class FakeBackend: CompletionBackend, @unchecked Sendable {
                     if isCancelled(id) { break }
                     continuation.yield(e)
                 }
+            case let .paced(list, interval):
+                for e in list {
+                    if isCancelled(id) { break }
+                    continuation.yield(e)
+                    try? await Task.sleep(for: interval)
+                }
             case let .endless(interval, modulo):
                 var t: Int32 = 0
                 while !isCancelled(id) {
@@ -77,7 +85,8 @@ final class FakeBackend: CompletionBackend, @unchecked Sendable {
         }
         _ = producer
         return GenerationStream(id: id, events: events) { [weak self] in
-            self?.lock.withLock { _ = self?._cancelled.insert(id) }
+            guard let self else { return }
+            self.lock.withLock { _ = self._cancelled.insert(id) }
         }
     }
 

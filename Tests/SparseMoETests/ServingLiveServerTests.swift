@@ -99,6 +99,31 @@ final class ServingLiveServerTests: XCTestCase {
         XCTAssertEqual(backend.shutdownCalls, 1, "graceful shutdown drains the backend")
     }
 
+    /// Graceful shutdown while a response streams: the stream runs to its end, then the backend drains.
+    func testGracefulShutdownFinishesTheStreamInFlight() async throws {
+        let text = "draining"
+        let backend = FakeBackend(.paced(text.utf8.map { .token(Int32($0)) } + [.finished(.length)], interval: .milliseconds(15)))
+        let (ports, portSink) = AsyncStream<Int>.makeStream()
+        let app = ServingHTTPTests.server(backend).application(host: "127.0.0.1", port: 0) { _, port in portSink.yield(port) }
+        let group = ServiceGroup(services: [app], gracefulShutdownSignals: [], logger: app.logger)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            var iterator = ports.makeAsyncIterator()
+            let first = await iterator.next()
+            let fd = try Self.connect(try XCTUnwrap(first))
+            defer { close(fd) }
+            Self.send(fd, Self.request("POST", "/v1/completions", json: #"{"prompt": "hi", "stream": true}"#))
+            XCTAssertTrue(Self.receive(fd, until: "data: ").hasPrefix("HTTP/1.1 200"))
+            await group.triggerGracefulShutdown()  // mid-stream
+            let rest = Self.receive(fd)
+            XCTAssertTrue(rest.contains("data: [DONE]"), rest)
+            XCTAssertTrue(rest.contains(#""finish_reason":"length""#), rest)
+            try await tasks.waitForAll()
+        }
+        XCTAssertTrue(backend.cancelled.isEmpty, "nothing was cut short")
+        XCTAssertEqual(backend.shutdownCalls, 1)
+    }
+
     func testClientHangingUpMidStreamCancelsTheSequence() async throws {
         let backend = FakeBackend(.endless(interval: .milliseconds(2), modulo: 26))
         try await withLiveServer(ServingHTTPTests.server(backend, maxTokens: 100_000)) { port in
