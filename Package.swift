@@ -16,6 +16,7 @@ let kernelLinks: [LinkerSetting] = [
 //   moe (CLI) → SparseMoERuns → SparseMoEBench → SparseMoE (re-exports ↓)
 //   SparseMoETraining → SparseMoEAnalysis → SparseMoEModels → SparseMoENN → SparseMoECore → CMoEKernels
 //   SparseMoEServing → SparseMoEModels
+//   moe → SparseMoEServer (HTTP, Hummingbird) → SparseMoE; no library layer depends on it
 let package = Package(
     name: "SparseMoE",
     products: [
@@ -25,6 +26,11 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The HTTP server (SparseMoEServer) only.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // C kernels: every hot loop. Imported by SparseMoECore alone.
@@ -65,11 +71,23 @@ let package = Package(
         .target(name: "SparseMoEBench", dependencies: ["SparseMoE", "SparseMoEReporting", "CMoEBenchReference"]),
         // What the CLI's commands run: a whole training run with its report, training throughput.
         .target(name: "SparseMoERuns", dependencies: ["SparseMoE", "SparseMoEBench", "SparseMoEReporting"]),
+        // An OpenAI-compatible HTTP server over a completion backend (the continuous-batching
+        // engine), text codecs of model folders, Prometheus metrics.
+        .target(
+            name: "SparseMoEServer",
+            dependencies: [
+                "SparseMoE", "SparseMoEModels",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // The command-line tool.
         .executableTarget(
             name: "moe",
             dependencies: [
-                "SparseMoE", "SparseMoEBench", "SparseMoERuns", "SparseMoEReporting",
+                "SparseMoE", "SparseMoEBench", "SparseMoERuns", "SparseMoEReporting", "SparseMoEServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -79,8 +97,10 @@ let package = Package(
         .testTarget(
             name: "SparseMoETests",
             dependencies: [
-                "SparseMoE", "SparseMoEBench", "SparseMoERuns", "SparseMoEReporting",
+                "SparseMoE", "SparseMoEBench", "SparseMoERuns", "SparseMoEReporting", "SparseMoEServer",
                 "CMoEKernels", "CMoEKernelsNaive", "CMoEBenchReference",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
     ]

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SparseMoE
+import SparseMoEServer
 
 /// `moe generate`: autoregressive generation with a KV cache.
 struct Generate: ParsableCommand {
@@ -71,51 +72,32 @@ struct Generate: ParsableCommand {
         let dtypes = try weights.choice()
         let loaded = native ? nil : try HuggingFaceModel.load(directory: dir, dtypes: dtypes)
         let lm = try loaded?.model ?? ModelLoader.load(directory: dir, dtypes: dtypes)
-        let tokenizerURL = dir.appendingPathComponent("tokenizer.json")
-        var tokenizer: ByteLevelBPETokenizer?
-        var byteFallback = false
-        let ids: [Int32]
-        if let text = prompt {
-            if native {
-                // Models trained by `moe train` use the library's byte tokenizer.
-                ids = ByteTokenizer().encode(text)
-            } else if FileManager.default.fileExists(atPath: tokenizerURL.path) {
-                tokenizer = try ByteLevelBPETokenizer(url: tokenizerURL)
-                ids = try tokenizer!.encode(text)
-            } else {
-                guard lm.config.vocabSize >= 256 else {
-                    throw ModelCommandError("--prompt needs \(tokenizerURL.path) (a byte-level BPE tokenizer.json), or a vocabulary of at least 256 ids for the byte fallback; this model has \(lm.config.vocabSize). Use --tokens.")
-                }
-                byteFallback = true
-                FileHandle.standardError.write(Data("note: no tokenizer.json in \(dir.path); using UTF-8 bytes as token ids (byte fallback)\n".utf8))
-                ids = Array(text.utf8).map { Int32($0) }
+        // The text codec is read only for a text prompt (or a library model, whose byte
+        // tokenizer costs nothing), so that --tokens works on any folder.
+        var codec: TextCodec?
+        if prompt != nil || native {
+            do {
+                codec = try TextCodec(directory: dir, native: native, vocabSize: lm.config.vocabSize, rawConfig: loaded?.rawConfig)
+            } catch let TextCodecError.noTokenizer(path, vocab) {
+                throw ModelCommandError("--prompt needs \(path) (a byte-level BPE tokenizer.json), or a vocabulary of at least 256 ids for the byte fallback; this model has \(vocab). Use --tokens.")
             }
+        }
+        let ids: [Int32]
+        if let text = prompt, let codec {
+            if let note = codec.note { FileHandle.standardError.write(Data("note: \(note)\n".utf8)) }
+            ids = try codec.encode(text)
             guard !ids.isEmpty else { throw ModelCommandError("the prompt encodes to no tokens") }
         } else {
             ids = try parseTokenList(tokens!)
         }
-        var stop: Set<Int32> = []
-        if !ignoreEOS && native { stop.insert(ByteTokenizer.eos) }
-        if !ignoreEOS, let loaded {
-            switch loaded.rawConfig["eos_token_id"] {
-            case let .int(i)?: stop.insert(Int32(i))
-            case let .array(a)?: for case let .int(i) in a { stop.insert(Int32(i)) }
-            default: break
-            }
-        }
+        let stop = ignoreEOS ? [] : TextCodec.eosTokens(native: native, rawConfig: loaded?.rawConfig)
         var sampler = try Sampler(options: SamplingOptions(temperature: temperature, topK: topK, topP: topP), seed: seed)
         let start = Date()
-        let text: ([Int32]) -> String? = { new in
-            if let tokenizer { return tokenizer.decode(new) }
-            if native { return ByteTokenizer().decode(new) }
-            if byteFallback { return String(decoding: new.map { UInt8(clamping: $0) }, as: UTF8.self) }
-            return nil
-        }
         print("prompt (\(ids.count) tokens): \(ids.map(String.init).joined(separator: ","))")
         let new = try lm.generate(prompt: ids, maxNewTokens: maxNewTokens, sampler: &sampler, stopTokens: stop)
         let seconds = Date().timeIntervalSince(start)
         print("generated (\(new.count) tokens): \(new.map(String.init).joined(separator: ","))")
-        if let s = text(new) { print("text: \(s)") }
+        if let codec { print("text: \(codec.decode(new))") }
         // Say why generation stopped short of --max-new-tokens.
         let limit = lm.config.maxSequenceLength
         if new.count < maxNewTokens {

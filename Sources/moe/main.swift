@@ -13,7 +13,7 @@ struct MoE: ParsableCommand {
         environment, sets the number of threads every kernel and GEMM uses.
         """,
         version: SparseMoE.version,
-        subcommands: [Train.self, Generate.self, Logits.self, Eval.self, Init.self, Quantize.self, Prune.self, Flops.self, Bench.self, Scaling.self, Info.self]
+        subcommands: [Train.self, Generate.self, Serve.self, Logits.self, Eval.self, Init.self, Quantize.self, Prune.self, Flops.self, Bench.self, Scaling.self, Info.self]
     )
 }
 

@@ -195,6 +195,12 @@ public final class ByteLevelBPETokenizer: @unchecked Sendable {
 
     /// Text of `ids` (unknown ids are skipped).
     public func decode(_ ids: [Int32]) -> String {
+        String(decoding: bytes(of: ids), as: UTF8.self)
+    }
+
+    /// The UTF-8 bytes `ids` stand for (unknown ids are skipped); one token may hold part of a
+    /// character, so a stream of tokens decodes by bytes.
+    package func bytes(of ids: [Int32]) -> [UInt8] {
         var bytes: [UInt8] = []
         for id in ids {
             guard let token = idToToken[id] else { continue }
@@ -203,6 +209,6 @@ public final class ByteLevelBPETokenizer: @unchecked Sendable {
                 if let b = Self.charToByte[ch] { bytes.append(b) } else { bytes += Array(String(ch).utf8) }
             }
         }
-        return String(decoding: bytes, as: UTF8.self)
+        return bytes
     }
 }
