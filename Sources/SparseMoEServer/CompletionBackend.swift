@@ -13,3 +13,6 @@ public protocol CompletionBackend: Sendable {
     /// Stops taking requests, finishes the queued and running ones, then returns.
     func shutdown() async
 }
+
+/// The continuous-batching engine of the library is the backend `moe serve` runs.
+extension GenerationEngine: CompletionBackend {}

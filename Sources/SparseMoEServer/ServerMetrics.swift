@@ -17,7 +17,7 @@ import Synchronization
 /// | `moe_time_to_first_token_seconds` | histogram | request accepted → first token |
 /// | `moe_inter_token_latency_seconds` | histogram | between consecutive tokens of a request |
 /// | `moe_queue_length` | gauge | requests waiting for admission |
-/// | `moe_running_sequences` | gauge | sequences decoding |
+/// | `moe_requests_running` | gauge | sequences decoding |
 /// | `moe_expert_tokens_total{expert}` | counter | tokens routed to each expert, summed over MoE layers |
 public final class ServerMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
@@ -49,7 +49,7 @@ public final class ServerMetrics: Sendable {
         timeToFirstToken = CoreMetrics.Timer(label: "moe_time_to_first_token_seconds", factory: factory)
         interTokenLatency = CoreMetrics.Timer(label: "moe_inter_token_latency_seconds", factory: factory)
         queueLength = Recorder(label: "moe_queue_length", aggregate: false, factory: factory)
-        running = Recorder(label: "moe_running_sequences", aggregate: false, factory: factory)
+        running = Recorder(label: "moe_requests_running", aggregate: false, factory: factory)
         queueLength.record(0)
         running.record(0)
     }

@@ -109,23 +109,12 @@ struct Serve: ParsableCommand {
         let options = ServerOptions(modelName: name, contextLength: context,
                                     maxTokens: maxTokens ?? context, maxPromptTokens: maxPromptTokens ?? max(context - 1, 1))
         let metrics = ServerMetrics()
-        let engine = try makeEngine(model: lm, options: SchedulerOptions(maxBatch: maxBatch, maxQueue: maxQueue, prefillChunk: prefillChunk),
-                                    onStep: { metrics.record(step: $0) })
+        let engine = try GenerationEngine(model: lm, options: SchedulerOptions(maxBatch: maxBatch, maxQueue: maxQueue, prefillChunk: prefillChunk),
+                                          onStep: { metrics.record(step: $0) })
         let server = CompletionServer(backend: engine, codec: codec, options: options, metrics: metrics)
         let app = server.application(host: host, port: port) { host, port in
             printError("moe serve: listening on http://\(host):\(port) (model '\(name)'); Ctrl-C finishes the requests in flight and stops")
         }
         try await app.runService()
     }
-}
-
-/// The continuous-batching engine `moe serve` runs on.
-///
-/// STUB until the scheduler lands: `GenerationEngine` (SparseMoEServing) is written on
-/// another branch. At the merge this body becomes
-///     try GenerationEngine(model: model, options: options, onStep: onStep)
-/// together with `extension GenerationEngine: CompletionBackend {}`.
-func makeEngine(model: TransformerLM, options: SchedulerOptions,
-                onStep: @escaping @Sendable (SchedulerStepReport) -> Void) throws -> any CompletionBackend {
-    fatalError("engine lands with the scheduler")
 }

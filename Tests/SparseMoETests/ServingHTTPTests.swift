@@ -422,7 +422,7 @@ final class ServingHTTPTests: XCTestCase {
                          "moe_prompt_tokens_total 4", "moe_completion_tokens_total 10",
                          #"moe_batch_size_bucket{le="2.0"} 1"#, "moe_batch_size_count 1",
                          "moe_time_to_first_token_seconds_count 2", "moe_inter_token_latency_seconds_count 8",
-                         "moe_queue_length 1.0", "moe_running_sequences 2.0",
+                         "moe_queue_length 1.0", "moe_requests_running 2.0",
                          #"moe_expert_tokens_total{expert="0"} 3"#, #"moe_expert_tokens_total{expert="1"} 0"#,
                          #"moe_expert_tokens_total{expert="2"} 5"#] {
                 XCTAssertTrue(text.contains(line + "\n"), "missing '\(line)' in\n\(text)")

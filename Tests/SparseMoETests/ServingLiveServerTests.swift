@@ -13,7 +13,7 @@ import Glibc
 final class ServingLiveServerTests: XCTestCase {
     /// Starts `server` on 127.0.0.1 with an ephemeral port, runs `body` with the port, then
     /// shuts the service group down gracefully.
-    func withLiveServer(_ server: CompletionServer, _ body: (Int) async throws -> Void) async throws {
+    static func withLiveServer(_ server: CompletionServer, _ body: (Int) async throws -> Void) async throws {
         let (ports, portSink) = AsyncStream<Int>.makeStream()
         let app = server.application(host: "127.0.0.1", port: 0) { _, port in portSink.yield(port) }
         let group = ServiceGroup(services: [app], gracefulShutdownSignals: [], logger: app.logger)
@@ -80,7 +80,7 @@ final class ServingLiveServerTests: XCTestCase {
 
     func testRealServerAnswersOverLoopbackAndDrainsOnShutdown() async throws {
         let backend = FakeBackend(bytesOf: "Hello")
-        try await withLiveServer(ServingHTTPTests.server(backend)) { port in
+        try await Self.withLiveServer(ServingHTTPTests.server(backend)) { port in
             let fd = try Self.connect(port)
             defer { close(fd) }
             Self.send(fd, Self.request("POST", "/v1/completions", json: #"{"model": "tiny", "prompt": "hi", "max_tokens": 5}"#))
@@ -126,7 +126,7 @@ final class ServingLiveServerTests: XCTestCase {
 
     func testClientHangingUpMidStreamCancelsTheSequence() async throws {
         let backend = FakeBackend(.endless(interval: .milliseconds(2), modulo: 26))
-        try await withLiveServer(ServingHTTPTests.server(backend, maxTokens: 100_000)) { port in
+        try await Self.withLiveServer(ServingHTTPTests.server(backend, maxTokens: 100_000)) { port in
             let fd = try Self.connect(port)
             Self.send(fd, Self.request("POST", "/v1/completions", json: #"{"prompt": "hi", "max_tokens": 100000, "stream": true}"#))
             let start = Self.receive(fd, until: "data: ")
