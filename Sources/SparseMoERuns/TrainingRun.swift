@@ -103,9 +103,19 @@ public struct TrainingSummary: Codable, Sendable {
     /// Expert share per synthetic task for the last MoE layer (task → shares), synthetic corpus only.
     public var expertLoadByTask: [String: [Double]]?
     public var history: [LossPoint]
+    /// What the forward kept for backward (`ActivationCheckpointing`); nil in older summaries.
+    public var checkpointing: ActivationCheckpointing? = nil
+    /// Peak resident memory of the process at the end of the run (`VmHWM`), bytes.
+    public var peakRSSBytes: Int? = nil
+    /// Analytic activation bytes one micro-batch keeps for backward (`TrainingMemoryEstimate`).
+    public var activationBytes: Int? = nil
+    /// Analytic peak: parameters, gradients, AdamW moments, activations and the backward
+    /// transient (`TrainingMemoryEstimate.totalBytes`); peak RSS adds the process's own footprint.
+    public var analyticPeakBytes: Int? = nil
 
     enum CodingKeys: String, CodingKey {
-        case model, ffn, data, objective, steps, threads, seconds, history
+        case model, ffn, data, objective, steps, threads, seconds, history, checkpointing
+        case peakRSSBytes = "peak_rss_bytes", activationBytes = "activation_bytes", analyticPeakBytes = "analytic_peak_bytes"
         case skippedSteps = "skipped_steps", trainLoss = "train_loss", valLoss = "val_loss"
         case stepMSP50 = "step_ms_p50", stepMSP95 = "step_ms_p95"
         case tokensPerSecond = "tokens_per_second", totalParams = "total_params", activeParams = "active_params"
@@ -372,6 +382,8 @@ public final class TrainingRun {
 
     func makeSummary(trainLoss: Double, valLoss: Double, tokens: Int, seconds: Double) throws -> TrainingSummary {
         let a = accounting
+        let memory = try? TrainingMemoryEstimate(model: trainer.model.config, batchSize: config.batchSize,
+                                                 sequenceLength: config.sequenceLength, checkpointing: config.checkpointing)
         let tps = Double(tokens) / max(seconds, 1e-9)
         let achieved = a.trainingFlopsPerToken * tps / 1e9
         let peak = try? MachinePeak.measureSGEMM()
@@ -394,7 +406,9 @@ public final class TrainingRun {
             denseSameActiveForwardFlopsPerToken: finite(a.denseSameActive?.forwardFlopsPerToken),
             denseSameTotalForwardFlopsPerToken: finite(a.denseSameTotal?.forwardFlopsPerToken),
             achievedGFLOPS: achieved, peakGFLOPS: finite(peak), modelFLOPsUtilization: finite(peak.map { achieved / $0 }),
-            expertLoad: load, expertLoadByTask: try expertLoadByTask(), history: history)
+            expertLoad: load, expertLoadByTask: try expertLoadByTask(), history: history,
+            checkpointing: config.checkpointing, peakRSSBytes: ProcessMemory.peakResidentBytes,
+            activationBytes: memory?.activationBytes, analyticPeakBytes: memory?.totalBytes)
     }
 
     func writeReport(_ summary: TrainingSummary) throws {
