@@ -107,6 +107,9 @@ public struct TrainingSummary: Codable, Sendable {
     public var checkpointing: ActivationCheckpointing? = nil
     /// Peak resident memory of the process at the end of the run (`VmHWM`), bytes.
     public var peakRSSBytes: Int? = nil
+    /// Resident memory when the run was set up, before the model was built (code, libraries,
+    /// the data set): what peak RSS holds besides the analytic training memory.
+    public var baselineRSSBytes: Int? = nil
     /// Analytic activation bytes one micro-batch keeps for backward (`TrainingMemoryEstimate`).
     public var activationBytes: Int? = nil
     /// Analytic peak: parameters, gradients, AdamW moments, activations and the backward
@@ -115,7 +118,7 @@ public struct TrainingSummary: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case model, ffn, data, objective, steps, threads, seconds, history, checkpointing
-        case peakRSSBytes = "peak_rss_bytes", activationBytes = "activation_bytes", analyticPeakBytes = "analytic_peak_bytes"
+        case peakRSSBytes = "peak_rss_bytes", baselineRSSBytes = "baseline_rss_bytes", activationBytes = "activation_bytes", analyticPeakBytes = "analytic_peak_bytes"
         case skippedSteps = "skipped_steps", trainLoss = "train_loss", valLoss = "val_loss"
         case stepMSP50 = "step_ms_p50", stepMSP95 = "step_ms_p95"
         case tokensPerSecond = "tokens_per_second", totalParams = "total_params", activeParams = "active_params"
@@ -159,6 +162,8 @@ public final class TrainingRun {
     var bucketCount = 0
     let bucketSize: Int
     var skipped = 0
+    /// Resident bytes after the data set was built, before the model (`TrainingSummary.baselineRSSBytes`).
+    let baselineRSS: Int
     /// Wall time of every `trainStep()` of this run, milliseconds.
     public private(set) var stepMS: [Double] = []
 
@@ -211,6 +216,7 @@ public final class TrainingRun {
             corpus = c
         }
         let maxToken = dataset.tokens.max() ?? 0
+        baselineRSS = ProcessMemory.residentBytes
         // Model.
         let model: TransformerLM
         let resolved = resume ? try TrainingCheckpoint.resolveVerified(output.appendingPathComponent("checkpoints")) : nil
@@ -381,6 +387,7 @@ public final class TrainingRun {
     }
 
     func makeSummary(trainLoss: Double, valLoss: Double, tokens: Int, seconds: Double) throws -> TrainingSummary {
+        let peakRSS = ProcessMemory.peakResidentBytes  // before the sgemm peak's own matrices
         let a = accounting
         let memory = try? TrainingMemoryEstimate(model: trainer.model.config, batchSize: config.batchSize,
                                                  sequenceLength: config.sequenceLength, checkpointing: config.checkpointing)
@@ -407,7 +414,7 @@ public final class TrainingRun {
             denseSameTotalForwardFlopsPerToken: finite(a.denseSameTotal?.forwardFlopsPerToken),
             achievedGFLOPS: achieved, peakGFLOPS: finite(peak), modelFLOPsUtilization: finite(peak.map { achieved / $0 }),
             expertLoad: load, expertLoadByTask: try expertLoadByTask(), history: history,
-            checkpointing: config.checkpointing, peakRSSBytes: ProcessMemory.peakResidentBytes,
+            checkpointing: config.checkpointing, peakRSSBytes: peakRSS, baselineRSSBytes: baselineRSS,
             activationBytes: memory?.activationBytes, analyticPeakBytes: memory?.totalBytes)
     }
 

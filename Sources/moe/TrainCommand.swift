@@ -155,8 +155,9 @@ struct Train: ParsableCommand {
             print(String(format: "step time: median %.1f ms, p95 %.1f ms (p95 / median %.3f)", p50, p95, p95 / p50))
         }
         if let rss = s.peakRSSBytes, let act = s.activationBytes, let peak = s.analyticPeakBytes {
-            print(String(format: "memory: peak RSS %.1f MB; analytic %.1f MB (activations %.1f MB, checkpointing %@)",
-                         Double(rss) / 1e6, Double(peak) / 1e6, Double(act) / 1e6, (s.checkpointing ?? .none).rawValue))
+            print(String(format: "memory: peak RSS %.1f MB (%.1f MB above the %.1f MB before the model); analytic %.1f MB (activations %.1f MB, checkpointing %@)",
+                         Double(rss) / 1e6, Double(rss - (s.baselineRSSBytes ?? 0)) / 1e6, Double(s.baselineRSSBytes ?? 0) / 1e6,
+                         Double(peak) / 1e6, Double(act) / 1e6, (s.checkpointing ?? .none).rawValue))
         }
         print("parameters: \(grouped(s.totalParams)) total, \(grouped(s.activeParams)) active per token, \(grouped(s.trainableParams)) trained")
         var line = "forward FLOPs/token (seq \(run.config.sequenceLength)): \(humanCount(s.forwardFlopsPerToken))"

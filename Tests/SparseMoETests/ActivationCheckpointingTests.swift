@@ -160,3 +160,42 @@ final class ActivationCheckpointingTests: XCTestCase {
                                                options: ForwardOptions(cache: cache, checkpointing: .block)))
     }
 }
+
+/// The setting travels through configs and runs: older configs without it read as `none`,
+/// a bad value names the field, and a run's summary.json reports the mode and the memory.
+final class CheckpointingSettingTests: XCTestCase {
+    func testTrainingConfigDecodesOlderJSONAndRejectsBadValues() throws {
+        var t = TrainingConfig()
+        t.checkpointing = .block
+        let data = try JSONEncoder().encode(t)
+        XCTAssertEqual(try JSONDecoder().decode(TrainingConfig.self, from: data), t)
+        var object = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+        XCTAssertEqual(object["checkpointing"] as? String, "block")
+        object["checkpointing"] = nil
+        let old = try JSONDecoder().decode(TrainingConfig.self, from: try JSONSerialization.data(withJSONObject: object))
+        XCTAssertEqual(old.checkpointing, .none)
+        object["checkpointing"] = "layers"
+        XCTAssertThrowsError(try JSONDecoder().decode(TrainingConfig.self, from: try JSONSerialization.data(withJSONObject: object))) {
+            XCTAssertTrue("\($0)".contains("checkpointing"), "\($0)")
+        }
+        object["checkpointing"] = "none"
+        object["steps"] = nil
+        XCTAssertThrowsError(try JSONDecoder().decode(TrainingConfig.self, from: try JSONSerialization.data(withJSONObject: object)),
+                             "the other fields stay required")
+    }
+
+    /// Presets: every listed name loads and validates; the medium pair is as documented, the
+    /// dense one the MoE one's twin (FFN K·F, same active parameters but the router).
+    func testPresetsIncludingMediumLoad() throws {
+        XCTAssertEqual(TransformerConfig.presetNames,
+                       ["tiny-moe", "tiny-dense", "small-moe", "small-dense", "medium-moe", "medium-dense"])
+        for name in TransformerConfig.presetNames { XCTAssertNoThrow(try TransformerConfig.preset(named: name).validate(), name) }
+        let moe = try TransformerConfig.preset(named: "medium-moe"), dense = try TransformerConfig.preset(named: "medium-dense")
+        XCTAssertEqual([moe.hiddenSize, moe.numLayers, moe.numHeads, moe.maxSequenceLength], [512, 8, 8, 512])
+        XCTAssertEqual([moe.moe!.numExperts, moe.moe!.expertIntermediateSize, moe.moe!.topK], [16, 1024, 2])
+        XCTAssertNil(dense.moe)
+        XCTAssertEqual(dense.intermediateSize, 2 * 1024)
+        XCTAssertEqual(dense, moe.denseTwinForTests())
+        XCTAssertEqual(moe.parameterLowerBound, 8 * (4 * 512 * 512 + 16 * 3 * 512 * 1024 + 16 * 512) + 2 * 260 * 512)
+    }
+}
