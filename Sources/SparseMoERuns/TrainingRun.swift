@@ -105,7 +105,8 @@ public struct TrainingSummary: Codable, Sendable {
     public var history: [LossPoint]
     /// What the forward kept for backward (`ActivationCheckpointing`); nil in older summaries.
     public var checkpointing: ActivationCheckpointing? = nil
-    /// Peak resident memory of the process at the end of the run (`VmHWM`), bytes.
+    /// Peak resident memory of the process over the training steps and evaluations (`VmHWM`
+    /// when the last step ended, before the final checkpoint is written), bytes.
     public var peakRSSBytes: Int? = nil
     /// Resident memory when the run was set up, before the model was built (code, libraries,
     /// the data set): what peak RSS holds besides the analytic training memory.
@@ -164,6 +165,9 @@ public final class TrainingRun {
     var skipped = 0
     /// Resident bytes after the data set was built, before the model (`TrainingSummary.baselineRSSBytes`).
     let baselineRSS: Int
+    /// Peak resident bytes when the last step (and its evaluation) ended, before the final
+    /// checkpoint and model files are written (`TrainingSummary.peakRSSBytes`).
+    var peakRSSOfTraining = 0
     /// Wall time of every `trainStep()` of this run, milliseconds.
     public private(set) var stepMS: [Double] = []
 
@@ -326,6 +330,7 @@ public final class TrainingRun {
             onStep(report, elapsed())
         }
         let seconds = elapsed()
+        peakRSSOfTraining = ProcessMemory.peakResidentBytes  // before the final checkpoint and model files
         try TrainingCheckpoint.save(trainer, to: output.appendingPathComponent("checkpoints"))
         try ModelFiles.save(trainer.model, to: output.appendingPathComponent("model"))
         if lastVal.isNaN { lastVal = try trainer.evaluate() }
@@ -387,7 +392,7 @@ public final class TrainingRun {
     }
 
     func makeSummary(trainLoss: Double, valLoss: Double, tokens: Int, seconds: Double) throws -> TrainingSummary {
-        let peakRSS = ProcessMemory.peakResidentBytes  // before the sgemm peak's own matrices
+        let peakRSS = peakRSSOfTraining
         let a = accounting
         let memory = try? TrainingMemoryEstimate(model: trainer.model.config, batchSize: config.batchSize,
                                                  sequenceLength: config.sequenceLength, checkpointing: config.checkpointing)
