@@ -37,7 +37,8 @@ public func checkpoint<Extra>(
     let recorded = inputs + parameters
     guard Tensor.needsGrad(recorded) else { return try body(inputs, false) }
     let first = try withNoGrad { try body(inputs, false) }
-    let pending = CheckpointGradients(count: first.outputs.count)
+    let outputCount = first.outputs.count  // the closure below must not keep `first` alive
+    let pending = CheckpointGradients(count: outputCount)
     // The joint tensor: every output's node feeds it, so the enclosing traversal runs its
     // node (the recomputation) after all outputs have handed over their gradients.
     let joint = Tensor(zeros: [1])
@@ -51,7 +52,7 @@ public func checkpoint<Extra>(
         } catch {
             preconditionFailure("checkpoint: recomputing a body that succeeded before threw \(error)")
         }
-        precondition(again.count == first.outputs.count, "checkpoint: recomputation returned \(again.count) outputs, first run \(first.outputs.count)")
+        precondition(again.count == outputCount, "checkpoint: recomputation returned \(again.count) outputs, first run \(outputCount)")
         var roots: [(tensor: Tensor, gradient: Tensor)] = []
         for (index, gradient) in grads {
             guard let out = again[index] else { preconditionFailure("checkpoint: output \(index) is nil on recomputation") }
