@@ -103,9 +103,15 @@ public enum InferenceBenchmark {
 /// The process's memory high-water mark.
 public enum ProcessMemory {
     /// `VmHWM` of /proc/self/status in bytes (0 where unavailable).
-    public static var peakResidentBytes: Int {
+    public static var peakResidentBytes: Int { status("VmHWM:") }
+
+    /// `VmRSS` of /proc/self/status in bytes, resident now (0 where unavailable).
+    public static var residentBytes: Int { status("VmRSS:") }
+
+    /// A "kB" line of /proc/self/status in bytes.
+    static func status(_ key: String) -> Int {
         guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-        for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        for line in text.split(separator: "\n") where line.hasPrefix(key) {
             // "VmHWM:\t 7967772 kB": a tab, then right-aligned digits.
             let kb = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first.flatMap { Int($0) } ?? 0
             return kb * 1024

@@ -103,9 +103,23 @@ public struct TrainingSummary: Codable, Sendable {
     /// Expert share per synthetic task for the last MoE layer (task → shares), synthetic corpus only.
     public var expertLoadByTask: [String: [Double]]?
     public var history: [LossPoint]
+    /// What the forward kept for backward (`ActivationCheckpointing`); nil in older summaries.
+    public var checkpointing: ActivationCheckpointing? = nil
+    /// Peak resident memory of the process over the training steps and evaluations (`VmHWM`
+    /// when the last step ended, before the final checkpoint is written), bytes.
+    public var peakRSSBytes: Int? = nil
+    /// Resident memory when the run was set up, before the model was built (code, libraries,
+    /// the data set): what peak RSS holds besides the analytic training memory.
+    public var baselineRSSBytes: Int? = nil
+    /// Analytic activation bytes one micro-batch keeps for backward (`TrainingMemoryEstimate`).
+    public var activationBytes: Int? = nil
+    /// Analytic peak: parameters, gradients, AdamW moments, activations and the backward
+    /// transient (`TrainingMemoryEstimate.totalBytes`); peak RSS adds the process's own footprint.
+    public var analyticPeakBytes: Int? = nil
 
     enum CodingKeys: String, CodingKey {
-        case model, ffn, data, objective, steps, threads, seconds, history
+        case model, ffn, data, objective, steps, threads, seconds, history, checkpointing
+        case peakRSSBytes = "peak_rss_bytes", baselineRSSBytes = "baseline_rss_bytes", activationBytes = "activation_bytes", analyticPeakBytes = "analytic_peak_bytes"
         case skippedSteps = "skipped_steps", trainLoss = "train_loss", valLoss = "val_loss"
         case stepMSP50 = "step_ms_p50", stepMSP95 = "step_ms_p95"
         case tokensPerSecond = "tokens_per_second", totalParams = "total_params", activeParams = "active_params"
@@ -149,6 +163,11 @@ public final class TrainingRun {
     var bucketCount = 0
     let bucketSize: Int
     var skipped = 0
+    /// Resident bytes after the data set was built, before the model (`TrainingSummary.baselineRSSBytes`).
+    let baselineRSS: Int
+    /// Peak resident bytes when the last step (and its evaluation) ended, before the final
+    /// checkpoint and model files are written (`TrainingSummary.peakRSSBytes`).
+    var peakRSSOfTraining = 0
     /// Wall time of every `trainStep()` of this run, milliseconds.
     public private(set) var stepMS: [Double] = []
 
@@ -201,6 +220,7 @@ public final class TrainingRun {
             corpus = c
         }
         let maxToken = dataset.tokens.max() ?? 0
+        baselineRSS = ProcessMemory.residentBytes
         // Model.
         let model: TransformerLM
         let resolved = resume ? try TrainingCheckpoint.resolveVerified(output.appendingPathComponent("checkpoints")) : nil
@@ -310,6 +330,7 @@ public final class TrainingRun {
             onStep(report, elapsed())
         }
         let seconds = elapsed()
+        peakRSSOfTraining = ProcessMemory.peakResidentBytes  // before the final checkpoint and model files
         try TrainingCheckpoint.save(trainer, to: output.appendingPathComponent("checkpoints"))
         try ModelFiles.save(trainer.model, to: output.appendingPathComponent("model"))
         if lastVal.isNaN { lastVal = try trainer.evaluate() }
@@ -371,7 +392,10 @@ public final class TrainingRun {
     }
 
     func makeSummary(trainLoss: Double, valLoss: Double, tokens: Int, seconds: Double) throws -> TrainingSummary {
+        let peakRSS = peakRSSOfTraining
         let a = accounting
+        let memory = try? TrainingMemoryEstimate(model: trainer.model.config, batchSize: config.batchSize,
+                                                 sequenceLength: config.sequenceLength, checkpointing: config.checkpointing)
         let tps = Double(tokens) / max(seconds, 1e-9)
         let achieved = a.trainingFlopsPerToken * tps / 1e9
         let peak = try? MachinePeak.measureSGEMM()
@@ -394,7 +418,9 @@ public final class TrainingRun {
             denseSameActiveForwardFlopsPerToken: finite(a.denseSameActive?.forwardFlopsPerToken),
             denseSameTotalForwardFlopsPerToken: finite(a.denseSameTotal?.forwardFlopsPerToken),
             achievedGFLOPS: achieved, peakGFLOPS: finite(peak), modelFLOPsUtilization: finite(peak.map { achieved / $0 }),
-            expertLoad: load, expertLoadByTask: try expertLoadByTask(), history: history)
+            expertLoad: load, expertLoadByTask: try expertLoadByTask(), history: history,
+            checkpointing: config.checkpointing, peakRSSBytes: peakRSS, baselineRSSBytes: baselineRSS,
+            activationBytes: memory?.activationBytes, analyticPeakBytes: memory?.totalBytes)
     }
 
     func writeReport(_ summary: TrainingSummary) throws {

@@ -1,4 +1,5 @@
 import SparseMoECore
+import SparseMoEModels
 
 /// The training objective.
 public enum Objective: String, Codable, Sendable, CaseIterable {
@@ -49,8 +50,31 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var freeze: FreezeMode = .none
     /// Save a checkpoint every n steps (0 = only at the end).
     public var checkpointEvery = 0
+    /// What the forward keeps for backward (`ActivationCheckpointing`); same gradients,
+    /// less memory, more time. Absent in older configs: `none`.
+    public var checkpointing: ActivationCheckpointing = .none
 
     public init() {}
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        steps = try c.decode(Int.self, forKey: .steps)
+        batchSize = try c.decode(Int.self, forKey: .batchSize)
+        sequenceLength = try c.decode(Int.self, forKey: .sequenceLength)
+        learningRate = try c.decode(Double.self, forKey: .learningRate)
+        warmupSteps = try c.decode(Int.self, forKey: .warmupSteps)
+        minLRFraction = try c.decode(Double.self, forKey: .minLRFraction)
+        weightDecay = try c.decode(Double.self, forKey: .weightDecay)
+        gradClip = try c.decode(Double.self, forKey: .gradClip)
+        gradAccumulation = try c.decode(Int.self, forKey: .gradAccumulation)
+        evalEvery = try c.decode(Int.self, forKey: .evalEvery)
+        evalBatches = try c.decode(Int.self, forKey: .evalBatches)
+        seed = try c.decode(UInt64.self, forKey: .seed)
+        objective = try c.decode(Objective.self, forKey: .objective)
+        freeze = try c.decode(FreezeMode.self, forKey: .freeze)
+        checkpointEvery = try c.decode(Int.self, forKey: .checkpointEvery)
+        checkpointing = try c.decodeIfPresent(ActivationCheckpointing.self, forKey: .checkpointing) ?? .none
+    }
 
     /// Throws `invalidConfig` naming the first bad field.
     public func validate() throws {
@@ -72,6 +96,6 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         case steps, batchSize = "batch_size", sequenceLength = "sequence_length", learningRate = "learning_rate"
         case warmupSteps = "warmup_steps", minLRFraction = "min_lr_fraction", weightDecay = "weight_decay"
         case gradClip = "grad_clip", gradAccumulation = "grad_accumulation", evalEvery = "eval_every"
-        case evalBatches = "eval_batches", seed, objective, freeze, checkpointEvery = "checkpoint_every"
+        case evalBatches = "eval_batches", seed, objective, freeze, checkpointEvery = "checkpoint_every", checkpointing
     }
 }

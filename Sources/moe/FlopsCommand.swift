@@ -18,6 +18,12 @@ struct Flops: ParsableCommand {
           moe flops --config tiny-moe
           moe flops --config my-config.json --seq 512 --json
           moe flops --hf-config Mixtral-8x7B/config.json
+          moe flops --config medium-moe --memory --batch-size 8 --seq 512 --checkpointing block
+
+        --memory prints training memory per layer instead (analytic, float32, AdamW):
+        weights + gradients + two AdamW moments (16 bytes per parameter) and the
+        activations one micro-batch keeps for backward in the --checkpointing mode,
+        beside those without checkpointing (TrainingMemoryEstimate).
         """)
 
     @Option(name: .customLong("hf-config"), help: "A Hugging Face config.json (or the model folder holding it).")
@@ -28,8 +34,18 @@ struct Flops: ParsableCommand {
                                valueName: "file|preset"))
     var config: String?
 
-    @Option(help: "Sequence length for the attention terms (default: 2048 for --hf-config, max_position_embeddings for --config).")
+    @Option(name: [.customLong("seq"), .customLong("sequence-length")],
+            help: "Sequence length for the attention terms (default: 2048 for --hf-config, max_position_embeddings for --config).")
     var seq: Int?
+
+    @Flag(help: "Training memory per layer (parameters, gradients, AdamW state, activations) instead of FLOPs; needs --config.")
+    var memory = false
+
+    @Option(name: .customLong("batch-size"), help: "With --memory: sequences per micro-batch.")
+    var batchSize: Int = 16
+
+    @Option(help: "With --memory: activation checkpointing none, attention or block.")
+    var checkpointing: String = "none"
 
     @Flag(help: "Print one JSON object instead of the table.")
     var json = false
@@ -37,6 +53,11 @@ struct Flops: ParsableCommand {
     func validate() throws {
         guard (hfConfig == nil) != (config == nil) else { throw ValidationError("give exactly one of --hf-config PATH and --config FILE|PRESET") }
         if let seq { guard seq >= 1 else { throw ValidationError("--seq must be at least 1") } }
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+        guard ActivationCheckpointing(rawValue: checkpointing) != nil else {
+            throw ValidationError("--checkpointing must be one of \(ActivationCheckpointing.allCases.map(\.rawValue).joined(separator: ", ")), got '\(checkpointing)'")
+        }
+        if memory && config == nil { throw ValidationError("--memory needs --config FILE|PRESET (the library's own model)") }
     }
 
     /// The architecture to account, from whichever source option was given, and the
@@ -69,6 +90,23 @@ struct Flops: ParsableCommand {
     }
 
     func run() throws {
+        if memory, let spec = config {
+            let model = try TransformerConfig.load(presetOrPath: spec)
+            let t = seq ?? model.maxSequenceLength
+            guard t <= model.maxSequenceLength else {
+                throw ValidationError("--seq \(t) exceeds the model's max_position_embeddings (\(model.maxSequenceLength))")
+            }
+            let estimate = try TrainingMemoryEstimate(model: model, batchSize: batchSize, sequenceLength: t,
+                                                      checkpointing: ActivationCheckpointing(rawValue: checkpointing)!)
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try encoder.encode(estimate), as: UTF8.self))
+            } else {
+                print(FlopsReport.memoryTable(estimate, name: spec))
+            }
+            return
+        }
         let (architecture, t) = try architecture()
         let accounting = try ModelAccounting(architecture, sequenceLength: t)
         if json {
@@ -95,6 +133,28 @@ enum FlopsReport {
     static func pad(_ s: String, _ w: Int, left: Bool = false) -> String {
         let fill = String(repeating: " ", count: max(0, w - s.count))
         return left ? s + fill : fill + s
+    }
+
+    static func megabytes(_ bytes: Int) -> String { String(format: "%.1f MB", Double(bytes) / 1e6) }
+
+    /// Training memory per layer and in total.
+    static func memoryTable(_ e: TrainingMemoryEstimate, name: String) -> String {
+        var lines = ["\(name): training memory, batch \(e.batchSize) × \(e.sequenceLength) tokens, checkpointing \(e.checkpointing.rawValue) (float32, AdamW)", ""]
+        let widths = [11, 5, 10, 16, 14, 14]
+        func row(_ cells: [String]) -> String {
+            zip(cells, widths).enumerated().map { i, cw in pad(cw.0, cw.1, left: i < 2) }.joined(separator: " ")
+        }
+        lines.append(row(["layer", "ffn", "params", "weights+grad+m+v", "activations", "(no ckpt)"]))
+        for r in e.rows {
+            lines.append(row([r.name, r.kind, count(r.parameters), megabytes(r.stateBytes), megabytes(r.activationBytes),
+                              megabytes(r.activationBytesWithoutCheckpointing)]))
+        }
+        lines.append(row(["total", "", count(e.parameters), megabytes(e.stateBytes), megabytes(e.activationBytes),
+                          megabytes(e.activationBytesWithoutCheckpointing)]))
+        lines.append("")
+        lines.append("backward transient (recomputed layer, logits gradient): \(megabytes(e.backwardBytes))")
+        lines.append("analytic peak: \(megabytes(e.totalBytes)) (activations \(String(format: "%.0f", 100 * Double(e.activationBytes) / Double(max(e.activationBytesWithoutCheckpointing, 1))))% of no checkpointing)")
+        return lines.joined(separator: "\n")
     }
 
     static func table(_ a: ModelAccounting) -> String {

@@ -20,6 +20,7 @@ struct Train: ParsableCommand {
           moe train --data shakespeare.txt --steps 600
           moe train --objective masked       # BERT-style masked LM
           moe train --config small-moe --threads 2
+          moe train --config medium-moe --checkpointing block  # less activation memory
           moe train --init runs/tiny-moe/model --data notes.txt \\
                     --lr 3e-4 --freeze routers   # fine-tune
           moe train --resume --out runs/tiny-moe # continue a run
@@ -63,6 +64,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("eval-batches"), help: "Validation batches per evaluation.") var evalBatches: Int = 8
     @Option(name: .customLong("checkpoint-every"), help: "Save a resumable checkpoint every N steps (0 = at the end only).") var checkpointEvery: Int = 0
     @Option(name: .long, help: "Fine-tuning: none, routers, or all-but-experts.") var freeze: String = "none"
+    @Option(name: .long, help: "Activation checkpointing: none, attention (recompute attention in backward) or block (keep only each block's input). Same gradients, less memory, more time.") var checkpointing: String = "none"
     @Option(name: .long, help: "Random seed (data order, initialisation, router noise).") var seed: UInt64 = 0
     @Option(name: .long, help: "Threads for kernels and BLAS (default: SPARSEMOE_NUM_THREADS or all cores).") var threads: Int?
     @Option(name: .long, help: "Report folder (default runs/<preset>[-dense]).") var out: String?
@@ -78,6 +80,9 @@ struct Train: ParsableCommand {
         guard Objective(rawValue: objective) != nil else { throw ValidationError("--objective must be causal or masked, got '\(objective)'") }
         guard FreezeMode(rawValue: freeze) != nil else {
             throw ValidationError("--freeze must be one of \(FreezeMode.allCases.map(\.rawValue).joined(separator: ", ")), got '\(freeze)'")
+        }
+        guard ActivationCheckpointing(rawValue: checkpointing) != nil else {
+            throw ValidationError("--checkpointing must be one of \(ActivationCheckpointing.allCases.map(\.rawValue).joined(separator: ", ")), got '\(checkpointing)'")
         }
         if resume && out == nil { throw ValidationError("--resume needs --out DIR (the run folder to continue)") }
         if `init` != nil && config != nil {
@@ -98,6 +103,7 @@ struct Train: ParsableCommand {
         t.evalBatches = evalBatches; t.checkpointEvery = checkpointEvery; t.seed = seed
         t.objective = Objective(rawValue: objective)!
         t.freeze = FreezeMode(rawValue: freeze)!
+        t.checkpointing = ActivationCheckpointing(rawValue: checkpointing)!
         o.training = t
         let base = `init` != nil ? "finetune" : URL(fileURLWithPath: configSpec).deletingPathExtension().lastPathComponent
         o.outputDirectory = out ?? "runs/\(base)\(ffn == "dense" ? "-dense" : "")"
@@ -147,6 +153,11 @@ struct Train: ParsableCommand {
               + (s.peakGFLOPS.map { String(format: " = %.0f%% of the %.0f GFLOP/s sgemm peak", 100 * s.achievedGFLOPS / $0, $0) } ?? ""))
         if let p50 = s.stepMSP50, let p95 = s.stepMSP95 {
             print(String(format: "step time: median %.1f ms, p95 %.1f ms (p95 / median %.3f)", p50, p95, p95 / p50))
+        }
+        if let rss = s.peakRSSBytes, let act = s.activationBytes, let peak = s.analyticPeakBytes {
+            print(String(format: "memory: peak RSS %.1f MB (%.1f MB above the %.1f MB before the model); analytic %.1f MB (activations %.1f MB, checkpointing %@)",
+                         Double(rss) / 1e6, Double(rss - (s.baselineRSSBytes ?? 0)) / 1e6, Double(s.baselineRSSBytes ?? 0) / 1e6,
+                         Double(peak) / 1e6, Double(act) / 1e6, (s.checkpointing ?? .none).rawValue))
         }
         print("parameters: \(grouped(s.totalParams)) total, \(grouped(s.activeParams)) active per token, \(grouped(s.trainableParams)) trained")
         var line = "forward FLOPs/token (seq \(run.config.sequenceLength)): \(humanCount(s.forwardFlopsPerToken))"

@@ -108,3 +108,22 @@ extension TrainingRunTests {
         }
     }
 }
+
+extension TrainingRunTests {
+    /// summary.json reports the checkpointing mode, the measured peak RSS and the analytic
+    /// activation bytes of the run's config (`TrainingMemoryEstimate`).
+    func testSummaryReportsCheckpointingAndMemory() throws {
+        let o = options { $0.training.checkpointing = .block }
+        defer { try? FileManager.default.removeItem(atPath: o.outputDirectory) }
+        let run = try TrainingRun(options: o)
+        _ = try run.run()
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: o.outputDirectory + "/summary.json"))) as! [String: Any]
+        XCTAssertEqual(json["checkpointing"] as? String, "block")
+        let estimate = try TrainingMemoryEstimate(model: run.trainer.model.config, batchSize: 2, sequenceLength: 16, checkpointing: .block)
+        XCTAssertEqual(json["activation_bytes"] as? Int, estimate.activationBytes)
+        XCTAssertEqual(json["analytic_peak_bytes"] as? Int, estimate.totalBytes)
+        XCTAssertGreaterThan(json["peak_rss_bytes"] as? Int ?? 0, estimate.totalBytes, "the process holds at least the analytic bytes")
+        let saved = try JSONDecoder().decode(TrainingRunOptions.self, from: Data(contentsOf: URL(fileURLWithPath: o.outputDirectory + "/run.json")))
+        XCTAssertEqual(saved.training.checkpointing, .block)
+    }
+}

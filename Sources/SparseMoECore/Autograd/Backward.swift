@@ -30,10 +30,20 @@ extension Tensor {
     /// intermediate tensors are released once propagated; leaves keep theirs.
     public func backward(gradient: Tensor) {
         Check.trapping { try Check.backward(self, gradient: gradient) }
+        Tensor.backward(roots: [(self, gradient)])
+    }
+
+    /// Backward from several roots at once, each seeded with its gradient: one traversal,
+    /// so a tensor reached from two roots propagates the sum of both contributions once.
+    /// The depth-first order explores `roots[0]` first, then `roots[1]`, …, exactly as a
+    /// single traversal of a larger graph that reaches the roots in that order (what
+    /// `checkpoint` needs to accumulate gradients in the same order as without it).
+    /// Roots must require gradients and gradients must match their shapes.
+    package static func backward(roots: [(tensor: Tensor, gradient: Tensor)]) {
         // Iterative depth-first topological order over the recorded graph.
         var order: [Tensor] = []
         var visited = Set<ObjectIdentifier>()
-        var stack: [(Tensor, Bool)] = [(self, false)]
+        var stack: [(Tensor, Bool)] = roots.reversed().map { ($0.tensor, false) }
         while let (t, expanded) = stack.popLast() {
             if expanded { order.append(t); continue }
             let id = ObjectIdentifier(t)
@@ -46,9 +56,11 @@ extension Tensor {
                 }
             }
         }
-        let g = gradBuffer()
-        let gp = g.floats, sp = gradient.floats
-        for i in 0..<count { gp[i] += sp[i] }
+        for (root, gradient) in roots {
+            let g = root.gradBuffer()
+            let gp = g.floats, sp = gradient.floats
+            for i in 0..<root.count { gp[i] += sp[i] }
+        }
         for t in order.reversed() {
             guard let node = t.gradNode, let outGrad = t.grad else { continue }
             node.backward(outGrad)

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Recycles large tensor buffers.
 ///
@@ -12,7 +13,7 @@ import Foundation
 /// evaluation pass, must not crowd out the ones every training step reuses).
 /// `drain()` frees everything idle. Thread-safe.
 package final class StoragePool: @unchecked Sendable {
-    static let shared = StoragePool()
+    package static let shared = StoragePool()
     static let minimumBytes = 256 << 10
     static let granule = 64 << 10
 
@@ -21,6 +22,12 @@ package final class StoragePool: @unchecked Sendable {
     private var idle: [(size: Int, pointer: UnsafeMutableRawPointer)] = []
     private(set) var idleBytes = 0
     var limitBytes: Int
+    private let live = Atomic<Int>(0)
+
+    /// Bytes handed out by `acquire` and not yet released (rounded sizes): the memory held
+    /// by live tensors and workspaces, idle blocks excluded. Tests count what a forward pass
+    /// keeps for backward with it.
+    package var liveBytes: Int { live.load(ordering: .relaxed) }
 
     init(limitBytes: Int = 1 << 30) { self.limitBytes = limitBytes }
 
@@ -50,6 +57,7 @@ package final class StoragePool: @unchecked Sendable {
     func acquire(_ bytes: Int) -> UnsafeMutableRawPointer {
         guard bytes <= Int.max - Self.granule else { Self.outOfMemory(bytes) }
         let size = Self.roundedSize(max(bytes, 1))
+        live.wrappingAdd(size, ordering: .relaxed)
         if size >= Self.minimumBytes {
             let reused: UnsafeMutableRawPointer? = lock.withLock {
                 guard let i = idle.lastIndex(where: { $0.size == size }) else { return nil }
@@ -74,6 +82,7 @@ package final class StoragePool: @unchecked Sendable {
     /// Returns a block obtained from `acquire(bytes)`.
     func release(_ p: UnsafeMutableRawPointer, bytes: Int) {
         let size = Self.roundedSize(max(bytes, 1))
+        live.wrappingSubtract(size, ordering: .relaxed)
         guard size >= Self.minimumBytes, size <= limitBytes else { free(p); return }
         let evicted: [UnsafeMutableRawPointer] = lock.withLock {
             var n = 0, freed = 0

@@ -13,6 +13,12 @@ import SparseMoECore
 /// | tiny-dense  | 4      | 128 | 4     | SwiGLU 512                           | 128   |
 /// | small-moe   | 8      | 256 | 8     | 16 SwiGLU experts of 512, top-2      | 256   |
 /// | small-dense | 8      | 256 | 8     | SwiGLU 1024                          | 256   |
+/// | medium-moe  | 8      | 512 | 8     | 16 SwiGLU experts of 1024, top-2     | 512   |
+/// | medium-dense| 8      | 512 | 8     | SwiGLU 2048                          | 512   |
+///
+/// medium-moe holds ≈ 210 M parameters (≈ 34 M active per token): training it in float32
+/// needs ≈ 3.3 GB for weights, gradients and AdamW moments plus the activations of a batch
+/// (`TrainingMemoryEstimate`, `moe flops --memory`); docs/training.md says what it takes.
 ///
 /// All: RoPE, RMSNorm, untied embeddings, softmax top-k routing (dropless), vocabulary
 /// `TransformerConfig.presetVocabSize` (bytes + a few special tokens).
@@ -21,7 +27,7 @@ extension TransformerConfig {
     public static let presetVocabSize = 260
 
     /// The preset names, in the order of the table above.
-    public static let presetNames = ["tiny-moe", "tiny-dense", "small-moe", "small-dense"]
+    public static let presetNames = ["tiny-moe", "tiny-dense", "small-moe", "small-dense", "medium-moe", "medium-dense"]
 
     /// The preset called `name`; throws `invalidConfig(field: "preset")` listing the known names.
     public static func preset(named name: String) throws -> TransformerConfig {
@@ -30,6 +36,8 @@ extension TransformerConfig {
         case "tiny-dense": return makePreset(layers: 4, hiddenSize: 128, heads: 4, maxSequence: 128, intermediateSize: 2 * 256)
         case "small-moe": return makePreset(layers: 8, hiddenSize: 256, heads: 8, maxSequence: 256, numExperts: 16, topK: 2, expertIntermediateSize: 512)
         case "small-dense": return makePreset(layers: 8, hiddenSize: 256, heads: 8, maxSequence: 256, intermediateSize: 2 * 512)
+        case "medium-moe": return makePreset(layers: 8, hiddenSize: 512, heads: 8, maxSequence: 512, numExperts: 16, topK: 2, expertIntermediateSize: 1024)
+        case "medium-dense": return makePreset(layers: 8, hiddenSize: 512, heads: 8, maxSequence: 512, intermediateSize: 2 * 1024)
         default:
             throw SparseMoEError.invalidConfig(field: "preset",
                                                message: "unknown preset '\(name)'; known presets: \(presetNames.joined(separator: ", "))")

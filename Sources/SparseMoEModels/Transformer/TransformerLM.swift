@@ -23,9 +23,12 @@ public struct ForwardOptions {
     /// Compute the logits of the last position only (`[B, 1, V]`): what decoding needs, and
     /// for a long prompt the output projection's T·V·C multiply-adds shrink to V·C.
     public var lastPositionLogitsOnly: Bool
+    /// What the blocks keep for backward when recording gradients (`ActivationCheckpointing`).
+    public var checkpointing: ActivationCheckpointing
 
     public init(training: Bool = false, rng: RandomGenerator = RandomGenerator(seed: 0), cache: KVCache? = nil,
-                lastPositionLogitsOnly: Bool = false) {
+                lastPositionLogitsOnly: Bool = false, checkpointing: ActivationCheckpointing = .none) {
+        self.checkpointing = checkpointing
         self.training = training
         self.rng = rng
         self.cache = cache
@@ -184,7 +187,8 @@ public final class TransformerLM: Module {
         var aux: Tensor?
         var outputs: [MoEOutput?] = []
         for (i, block) in blocks.enumerated() {
-            let (y, moe) = try block(x, layer: i, attentionContext: attentionContext, routingContext: &routingContext)
+            let (y, moe) = try block(x, layer: i, attentionContext: attentionContext, routingContext: &routingContext,
+                                     checkpointing: options.checkpointing)
             x = y
             outputs.append(moe)
             if let a = moe?.auxLoss { aux = aux.map { add($0, a) } ?? a }

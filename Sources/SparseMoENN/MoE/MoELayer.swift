@@ -56,7 +56,8 @@ public final class MoELayer: Module {
     public let sharedGate: Linear?
     public var losses: MoELossConfig
     /// Experts chosen in the last forward, int32 `[T, K]` (-1 = empty/dropped), for
-    /// per-token analyses such as expert specialisation by task.
+    /// per-token analyses such as expert specialisation by task (a checkpointing
+    /// recomputation leaves it as the forward set it).
     public private(set) var lastExperts: Tensor?
 
     public init(router: any Router, experts: Experts, shared: FeedForward? = nil,
@@ -90,7 +91,7 @@ public final class MoELayer: Module {
         let flat = x.reshaped([-1, c])
         let t = flat.shape[0]
         let routing = try router.route(flat, context: &context)
-        lastExperts = routing.experts
+        if !context.recomputing { lastExperts = routing.experts }
         var (y, dispatch) = try experts(flat, routing: routing)
         if let s = shared {
             let sy = s(flat)

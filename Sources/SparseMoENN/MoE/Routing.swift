@@ -39,6 +39,10 @@ public struct RoutingContext {
     public var tokenIds: Tensor?
     /// Tokens per sequence, for sequence-level statistics and losses (T when unknown).
     public var sequenceLength: Int?
+    /// This forward recomputes one already run (activation checkpointing, with the
+    /// generator state of that run): routers make the same decisions but count nothing
+    /// twice (aux-free bias loads).
+    public var recomputing: Bool = false
 
     public init(training: Bool = false, rng: RandomGenerator = RandomGenerator(seed: 0), tokenIds: Tensor? = nil,
                 sequenceLength: Int? = nil) {

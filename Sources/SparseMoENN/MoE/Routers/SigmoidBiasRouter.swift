@@ -64,7 +64,7 @@ public final class SigmoidBiasRouter: Router {
         let logits = matmul(x, weight, transposeB: true)
         let sel = sigmoidTopK(logits, bias: bias, topK: topK, nGroup: nGroup, topkGroup: topkGroup,
                                   normalize: normalize, scaling: routedScalingFactor)
-        if context.training {
+        if context.training && !context.recomputing {
             let idx = sel.indices.int32s
             for i in 0..<sel.indices.count { pendingLoad[Int(idx[i])] += 1 }
         }
