@@ -15,6 +15,7 @@ let kernelLinks: [LinkerSetting] = [
 // Layers (data flows down only; the compiler holds it):
 //   moe (CLI) → SparseMoERuns → SparseMoEBench → SparseMoE (re-exports ↓)
 //   SparseMoETraining → SparseMoEAnalysis → SparseMoEModels → SparseMoENN → SparseMoECore → CMoEKernels
+//   SparseMoETraining → SparseMoEDistributed (collectives; depends on nothing)
 //   SparseMoEServing → SparseMoEModels
 let package = Package(
     name: "SparseMoE",
@@ -41,14 +42,17 @@ let package = Package(
         .target(name: "SparseMoEModels", dependencies: ["SparseMoECore", "SparseMoENN"]),
         // Parameter and FLOP accounting of configs and checkpoints, FLOPs of executed forwards.
         .target(name: "SparseMoEAnalysis", dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels"]),
-        // Optimizer, schedules, trainer, data, checkpoints (step reports count executed FLOPs).
-        .target(name: "SparseMoETraining", dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels", "SparseMoEAnalysis"]),
+        // The Communicator protocol (all-reduce, broadcast, all-to-all, barrier with timeouts) and
+        // its in-process implementation; the MPI one is a side target of the CLI.
+        .target(name: "SparseMoEDistributed"),
+        // Optimizer, schedules, trainer (data parallel over a Communicator), data, checkpoints.
+        .target(name: "SparseMoETraining", dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels", "SparseMoEAnalysis", "SparseMoEDistributed"]),
         // Continuous batching: a scheduler that decodes many requests in one forward per step.
         .target(name: "SparseMoEServing", dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels"]),
-        // What users import: re-exports the six library layers above.
+        // What users import: re-exports the seven library layers above.
         .target(
             name: "SparseMoE",
-            dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels", "SparseMoEAnalysis", "SparseMoETraining", "SparseMoEServing"]
+            dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels", "SparseMoEAnalysis", "SparseMoEDistributed", "SparseMoETraining", "SparseMoEServing"]
         ),
 
         // Side rooms: nothing above depends on them.

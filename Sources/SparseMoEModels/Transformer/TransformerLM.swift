@@ -23,6 +23,9 @@ public struct ForwardOptions {
     /// Compute the logits of the last position only (`[B, 1, V]`): what decoding needs, and
     /// for a long prompt the output projection's T·V·C multiply-adds shrink to V·C.
     public var lastPositionLogitsOnly: Bool
+    /// Data-parallel training: the mean over replicas that makes the load-balancing loss
+    /// global (`RoutingContext.replicaMean`); nil for single-process training.
+    public var replicaMean: ((UnsafeMutableBufferPointer<Float>) throws -> Void)? = nil
 
     public init(training: Bool = false, rng: RandomGenerator = RandomGenerator(seed: 0), cache: KVCache? = nil,
                 lastPositionLogitsOnly: Bool = false) {
@@ -181,6 +184,7 @@ public final class TransformerLM: Module {
                                                 cache: options.cache, causal: config.causal)
         var routingContext = RoutingContext(training: options.training, rng: options.rng, tokenIds: tokens.reshaped([b * t]),
                                             sequenceLength: t)
+        routingContext.replicaMean = options.replicaMean
         var aux: Tensor?
         var outputs: [MoEOutput?] = []
         for (i, block) in blocks.enumerated() {
