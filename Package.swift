@@ -14,6 +14,7 @@ let kernelLinks: [LinkerSetting] = [
 
 // Layers (data flows down only; the compiler holds it):
 //   moe (CLI) → SparseMoERuns → SparseMoEBench → SparseMoE (re-exports ↓)
+//   moe (CLI) → SparseMoEMPI → CMoEMPI → COpenMPI (system library: Open MPI via pkg-config)
 //   SparseMoETraining → SparseMoEAnalysis → SparseMoEModels → SparseMoENN → SparseMoECore → CMoEKernels
 //   SparseMoETraining → SparseMoEDistributed (collectives; depends on nothing)
 //   SparseMoEServing → SparseMoEModels
@@ -67,13 +68,20 @@ let package = Package(
         ),
         // Expert benchmarks, sweeps, the machine's sgemm peak, benchmark charts.
         .target(name: "SparseMoEBench", dependencies: ["SparseMoE", "SparseMoEReporting", "CMoEBenchReference"]),
+        // Open MPI's flags from pkg-config (ompi-c); absent, CMoEMPI builds as "no MPI".
+        .systemLibrary(name: "COpenMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+        // The C calls into MPI (non-blocking collectives polled against a timeout).
+        .target(name: "CMoEMPI", dependencies: ["COpenMPI"]),
+        // Communicator over MPI, for `moe train --parallel data` under mpirun; kept out of the
+        // SparseMoE product so that a package depending on SparseMoE never needs MPI.
+        .target(name: "SparseMoEMPI", dependencies: ["SparseMoEDistributed", "CMoEMPI"]),
         // What the CLI's commands run: a whole training run with its report, training throughput.
         .target(name: "SparseMoERuns", dependencies: ["SparseMoE", "SparseMoEBench", "SparseMoEReporting"]),
         // The command-line tool.
         .executableTarget(
             name: "moe",
             dependencies: [
-                "SparseMoE", "SparseMoEBench", "SparseMoERuns", "SparseMoEReporting",
+                "SparseMoE", "SparseMoEBench", "SparseMoERuns", "SparseMoEReporting", "SparseMoEMPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
