@@ -58,9 +58,13 @@ final class DataParallelTrainingTests: XCTestCase {
         return try body()
     }
 
-    func assertEquivalent(router: RouterKind, auxLoss: Float, ranks: Int, file: StaticString = #filePath, line: UInt = #line) throws {
-        let model = Self.modelConfig(router: router, auxLoss: auxLoss)
-        let config = Self.trainingConfig()
+    func assertEquivalent(router: RouterKind, auxLoss: Float, ranks: Int, sequenceLevel: Bool = false, accumulate: Int = 1,
+                          file: StaticString = #filePath, line: UInt = #line) throws {
+        var m = Self.modelConfig(router: router, auxLoss: auxLoss)
+        m.moe!.sequenceLevelAuxLoss = sequenceLevel
+        var c = Self.trainingConfig()
+        c.gradAccumulation = accumulate
+        let (model, config) = (m, c)
         try withOneKernelThread {
             let single = try Self.train(model, config, communicator: nil, seed: 7)
             let runs = try LocalCommunicatorGroup.run(size: ranks, timeout: 60) { comm in
@@ -84,6 +88,24 @@ final class DataParallelTrainingTests: XCTestCase {
     func testTwoAndFourRanksTrainLikeOneProcessWithTheBalanceLoss() throws {
         // A large balance coefficient: per-rank expert counts would move the losses beyond 1e-5.
         for ranks in [2, 4] { try assertEquivalent(router: .softmaxTopK, auxLoss: 0.5, ranks: ranks) }
+    }
+
+    func testSequenceLevelBalanceLossAndGradientAccumulation() throws {
+        try assertEquivalent(router: .softmaxTopK, auxLoss: 0.5, ranks: 2, sequenceLevel: true)
+        try assertEquivalent(router: .softmaxTopK, auxLoss: 0.5, ranks: 4, accumulate: 2)
+    }
+
+    func testARankThatStopsEndsTheOthersStepWithATimeout() throws {
+        let results = try LocalCommunicatorGroup.run(size: 2, timeout: 0.5) { comm -> Int in
+            let lm = try TransformerLM(config: Self.modelConfig(router: .softmaxTopK, auxLoss: 0.01), seed: 1)
+            let trainer = try Trainer(model: lm, dataset: try Self.dataset(), config: Self.trainingConfig(), communicator: comm)
+            if comm.rank == 1 { return 0 }  // dies before its first step
+            return try trainer.trainStep().step
+        }
+        XCTAssertEqual(try results[1].get(), 0)
+        guard case .failure(let error) = results[0] else { return XCTFail("rank 0 finished a step alone") }
+        guard case .timeout = error as? CommunicatorError else { return XCTFail("\(error)") }
+        XCTAssertTrue("\(error)".contains("rank 0") && "\(error)".contains("timed out"), "\(error)")
     }
 
     func testAuxLossFreeBiasUpdateUsesTheGlobalLoads() throws {
