@@ -14,7 +14,9 @@ let kernelLinks: [LinkerSetting] = [
 
 // Layers (data flows down only; the compiler holds it):
 //   moe (CLI) → SparseMoERuns → SparseMoEBench → SparseMoE (re-exports ↓)
+//   moe (CLI) → SparseMoEMPI → CMoEMPI → COpenMPI (system library: Open MPI via pkg-config)
 //   SparseMoETraining → SparseMoEAnalysis → SparseMoEModels → SparseMoENN → SparseMoECore → CMoEKernels
+//   SparseMoETraining → SparseMoEDistributed (collectives; depends on nothing)
 //   SparseMoEServing → SparseMoEModels
 //   moe → SparseMoEServer (HTTP, Hummingbird) → SparseMoE; no library layer depends on it
 let package = Package(
@@ -47,14 +49,17 @@ let package = Package(
         .target(name: "SparseMoEModels", dependencies: ["SparseMoECore", "SparseMoENN"]),
         // Parameter and FLOP accounting of configs and checkpoints, FLOPs of executed forwards.
         .target(name: "SparseMoEAnalysis", dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels"]),
-        // Optimizer, schedules, trainer, data, checkpoints (step reports count executed FLOPs).
-        .target(name: "SparseMoETraining", dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels", "SparseMoEAnalysis"]),
+        // The Communicator protocol (all-reduce, broadcast, all-to-all, barrier with timeouts) and
+        // its in-process implementation; the MPI one is a side target of the CLI.
+        .target(name: "SparseMoEDistributed"),
+        // Optimizer, schedules, trainer (data parallel over a Communicator), data, checkpoints.
+        .target(name: "SparseMoETraining", dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels", "SparseMoEAnalysis", "SparseMoEDistributed"]),
         // Continuous batching: a scheduler that decodes many requests in one forward per step.
         .target(name: "SparseMoEServing", dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels"]),
-        // What users import: re-exports the six library layers above.
+        // What users import: re-exports the seven library layers above.
         .target(
             name: "SparseMoE",
-            dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels", "SparseMoEAnalysis", "SparseMoETraining", "SparseMoEServing"]
+            dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels", "SparseMoEAnalysis", "SparseMoEDistributed", "SparseMoETraining", "SparseMoEServing"]
         ),
 
         // Side rooms: nothing above depends on them.
@@ -69,6 +74,13 @@ let package = Package(
         ),
         // Expert benchmarks, sweeps, the machine's sgemm peak, benchmark charts.
         .target(name: "SparseMoEBench", dependencies: ["SparseMoE", "SparseMoEReporting", "CMoEBenchReference"]),
+        // Open MPI's flags from pkg-config (ompi-c); absent, CMoEMPI builds as "no MPI".
+        .systemLibrary(name: "COpenMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+        // The C calls into MPI (non-blocking collectives polled against a timeout).
+        .target(name: "CMoEMPI", dependencies: ["COpenMPI"]),
+        // Communicator over MPI, for `moe train --parallel data` under mpirun; kept out of the
+        // SparseMoE product so that a package depending on SparseMoE never needs MPI.
+        .target(name: "SparseMoEMPI", dependencies: ["SparseMoEDistributed", "CMoEMPI"]),
         // What the CLI's commands run: a whole training run with its report, training throughput.
         .target(name: "SparseMoERuns", dependencies: ["SparseMoE", "SparseMoEBench", "SparseMoEReporting"]),
         // An OpenAI-compatible HTTP server over a completion backend (the continuous-batching
@@ -87,7 +99,7 @@ let package = Package(
         .executableTarget(
             name: "moe",
             dependencies: [
-                "SparseMoE", "SparseMoEBench", "SparseMoERuns", "SparseMoEReporting", "SparseMoEServer",
+                "SparseMoE", "SparseMoEBench", "SparseMoERuns", "SparseMoEReporting", "SparseMoEServer", "SparseMoEMPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -182,6 +182,8 @@ public final class TrainingRun {
     public let skippedCheckpoints: [String]
     /// Whether `run()` removes the previous run's files before writing (`force`).
     let replaceExisting: Bool
+    /// Data-parallel rank of this process (0 without a communicator); only rank 0 writes files.
+    public let rank: Int
 
     /// Builds the run. Fails before any training on bad options, configs or data.
     ///
@@ -191,8 +193,11 @@ public final class TrainingRun {
     /// or unrelated folder is used as it is. `steps`, with `resume`: train the resumed run
     /// to this many steps instead of its own count (more than the checkpoint's step; the
     /// cosine schedule is recomputed over the new total). Resuming a run that already
-    /// reached its steps, without a larger `steps`, throws.
-    public init(options: TrainingRunOptions, resume: Bool = false, force: Bool = false, steps: Int? = nil) throws {
+    /// reached its steps, without a larger `steps`, throws. With `communicator`, every rank
+    /// builds the same run and trains data-parallel (`Trainer`); rank 0 alone writes the
+    /// report, checkpoints and model.
+    public init(options: TrainingRunOptions, resume: Bool = false, force: Bool = false, steps: Int? = nil,
+                communicator: (any Communicator)? = nil) throws {
         guard !(resume && force) else {
             throw SparseMoEError.invalidArgument(op: "TrainingRun", message: "resume continues the run in \(options.outputDirectory) and force deletes it: choose one")
         }
@@ -265,7 +270,8 @@ public final class TrainingRun {
         guard maxToken < Int32(model.config.vocabSize) else {
             throw SparseMoEError.invalidConfig(field: "vocab_size", message: "the model's vocabulary (\(model.config.vocabSize)) is smaller than the byte tokenizer's (\(ByteTokenizer.vocabularySize)) and the data uses ids up to \(maxToken)")
         }
-        trainer = try Trainer(model: model, dataset: dataset, config: t)
+        trainer = try Trainer(model: model, dataset: dataset, config: t, communicator: communicator)
+        rank = communicator?.rank ?? 0
         if let folder = checkpoint { try TrainingCheckpoint.restore(trainer, from: folder) }
         accounting = try ModelAccounting(ModelArchitecture(transformer: model.config), sequenceLength: t.sequenceLength)
         let layers = model.moeLayers
@@ -292,15 +298,18 @@ public final class TrainingRun {
     /// Trains to `config.steps`. `onStep` sees every step; `onEvaluation` every evaluation.
     public func run(onStep: (StepReport, Double) -> Void = { _, _ in },
                     onEvaluation: (Int, Double) -> Void = { _, _ in }) throws -> TrainingSummary {
-        if replaceExisting {
+        let writes = rank == 0
+        if replaceExisting && writes {
             for name in try Self.existingRunFiles(in: output) {
                 try FileManager.default.removeItem(at: output.appendingPathComponent(name))
             }
         }
-        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try AtomicFile.write(encoder.encode(options), to: output.appendingPathComponent("run.json"))
+        if writes {
+            try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try AtomicFile.write(encoder.encode(options), to: output.appendingPathComponent("run.json"))
+        }
         let clock = ContinuousClock(), start = clock.now
         func elapsed() -> Double {
             let d = clock.now - start
@@ -324,18 +333,25 @@ public final class TrainingRun {
                 onEvaluation(report.step, lastVal)
             }
             history.append(point)
-            if c.checkpointEvery > 0 && report.step % c.checkpointEvery == 0 && report.step < c.steps {
+            if writes && c.checkpointEvery > 0 && report.step % c.checkpointEvery == 0 && report.step < c.steps {
                 try TrainingCheckpoint.save(trainer, to: output.appendingPathComponent("checkpoints"))
             }
             onStep(report, elapsed())
         }
         let seconds = elapsed()
+<<<<<<< HEAD
         peakRSSOfTraining = ProcessMemory.peakResidentBytes  // before the final checkpoint and model files
         try TrainingCheckpoint.save(trainer, to: output.appendingPathComponent("checkpoints"))
         try ModelFiles.save(trainer.model, to: output.appendingPathComponent("model"))
+=======
+        if writes {
+            try TrainingCheckpoint.save(trainer, to: output.appendingPathComponent("checkpoints"))
+            try ModelFiles.save(trainer.model, to: output.appendingPathComponent("model"))
+        }
+>>>>>>> mpi
         if lastVal.isNaN { lastVal = try trainer.evaluate() }
         let summary = try makeSummary(trainLoss: lastTrain, valLoss: lastVal, tokens: tokens, seconds: seconds)
-        try writeReport(summary)
+        if writes { try writeReport(summary) }
         return summary
     }
 

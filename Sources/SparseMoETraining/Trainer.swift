@@ -2,6 +2,7 @@ import SparseMoECore
 import SparseMoENN
 import SparseMoEModels
 import SparseMoEAnalysis
+import SparseMoEDistributed
 
 /// What one optimiser step did.
 public struct StepReport: Sendable {
@@ -40,6 +41,18 @@ public struct TrainerState: Codable, Sendable, Equatable {
 /// Trains a `TransformerLM` on a `TextDataset` with AdamW, warmup + cosine decay,
 /// clipping, gradient accumulation, a NaN/Inf guard and, for sigmoid-bias routers,
 /// the aux-loss-free bias update once per optimiser step.
+///
+/// With a `Communicator` of N ranks it trains data-parallel (`DataParallel`): each rank
+/// builds its own `Trainer` on its own replica of the model, all from the same config and
+/// dataset; rank 0's initial parameters are copied to all; each step every rank trains on
+/// B/N of the B sequences of the global batch and the gradients are averaged, so N ranks
+/// train like one process on the global batch (to rounding) for dropless routers without
+/// noise. Load-balancing statistics are global: the batch-level balance loss uses expert
+/// counts averaged over the ranks, the aux-loss-free bias update sums the loads over the
+/// ranks. What stays per rank: router noise and jitter (each rank draws its own for its
+/// tokens), capacity limits and expert-choice routing (per rank's tokens), and the routing
+/// statistics in the step report (rank's last micro-batch). Debug builds check after every
+/// step that all replicas hold identical parameters.
 public final class Trainer {
     public let model: TransformerLM
     public let dataset: TextDataset
@@ -49,11 +62,19 @@ public final class Trainer {
     public private(set) var step = 0
     var dataRNG: RandomGenerator
     let masker: MaskedLM?
+    /// Data parallelism over the communicator; nil for single-process training.
+    let dataParallel: DataParallel?
 
     /// Throws on an invalid config, a dataset of other windows, and when training would
     /// not fit in memory (`TrainingConfig.checkMemory`, before any optimiser state or batch).
-    public init(model: TransformerLM, dataset: TextDataset, config: TrainingConfig) throws {
+    /// With `communicator`, every rank must call it (rank 0's parameters are broadcast), and
+    /// `batch_size` must be a multiple of the number of ranks.
+    public init(model: TransformerLM, dataset: TextDataset, config: TrainingConfig,
+                communicator: (any Communicator)? = nil) throws {
         try config.validate()
+        if let c = communicator, config.batchSize % c.size != 0 {
+            throw SparseMoEError.invalidConfig(field: "batch_size", message: "\(config.batchSize) sequences cannot be split evenly over \(c.size) data-parallel ranks: use a multiple of \(c.size)")
+        }
         try config.checkMemory(model: model.config, allocatedCopies: 1)
         guard dataset.sequenceLength == config.sequenceLength else {
             throw SparseMoEError.invalidConfig(field: "sequence_length", message: "dataset windows are \(dataset.sequenceLength) tokens, config says \(config.sequenceLength)")
@@ -81,6 +102,13 @@ public final class Trainer {
         try schedule.validate()
         dataRNG = RandomGenerator(seed: config.seed)
         masker = config.objective == .masked ? try MaskedLM() : nil
+        if let c = communicator {
+            let dp = DataParallel(communicator: c, parameters: optimizer.trainableParameters.map(\.tensor))
+            try dp.broadcast(named.map(\.tensor).filter { $0.dtype == .float32 })
+            dataParallel = dp
+        } else {
+            dataParallel = nil
+        }
     }
 
     /// Parameters the optimiser updates.
@@ -89,8 +117,18 @@ public final class Trainer {
     /// Inputs and targets of one micro-batch for the objective.
     func microBatch(_ split: DatasetSplit, rng: inout RandomGenerator) throws -> (Tensor, Tensor) {
         let batch = try dataset.randomBatch(split, batchSize: config.batchSize, using: &rng)
-        if let m = masker { return try m.apply(to: batch.inputs, using: &rng) }
-        return (batch.inputs, batch.targets)
+        let (inputs, targets) = try masker.map { try $0.apply(to: batch.inputs, using: &rng) } ?? (batch.inputs, batch.targets)
+        guard let dp = dataParallel else { return (inputs, targets) }
+        // This rank's rows of the global batch (every rank drew the same batch and masking).
+        let rows = dp.rows(of: config.batchSize)
+        return (Self.copyRows(inputs, rows), Self.copyRows(targets, rows))
+    }
+
+    /// Rows of an int32 `[B, T]` tensor, copied.
+    static func copyRows(_ t: Tensor, _ rows: Range<Int>) -> Tensor {
+        let width = t.shape[1]
+        let values = Array(UnsafeBufferPointer(start: t.int32s + rows.lowerBound * width, count: rows.count * width))
+        return Tensor(indices: values, shape: [rows.count, width])
     }
 
     /// One optimiser step over `gradAccumulation` micro-batches.
@@ -102,8 +140,14 @@ public final class Trainer {
         for micro in 0..<accum {
             let (inputs, targets) = try microBatch(.train, rng: &dataRNG)
             let noise = RandomGenerator(seed: config.seed &+ 0x9E37_79B9 &* UInt64(step * accum + micro + 1))
+<<<<<<< HEAD
             let out = try model.forward(inputs, options: ForwardOptions(training: true, rng: noise,
                                                                        checkpointing: config.checkpointing))
+=======
+            var options = ForwardOptions(training: true, rng: noise)
+            options.replicaMean = dataParallel?.replicaMean
+            let out = try model.forward(inputs, options: options)
+>>>>>>> mpi
             let ce = crossEntropy(out.logits, targets: targets, ignoreIndex: MaskedLM.ignoreIndex)
             var total = ce
             if let aux = out.auxLoss { total = add(ce, aux); auxSum += Double(aux.item) }
@@ -111,6 +155,11 @@ public final class Trainer {
             ceSum += Double(ce.item)
             moeFLOPs += ExecutedFLOPs.moeLayers(model, out)
             routing = model.routingStatistics(out)
+        }
+        if let dp = dataParallel {
+            try dp.averageGradients()
+            let means = try dp.mean([ceSum, auxSum])
+            (ceSum, auxSum) = (means[0], means[1])
         }
         let clip = config.gradClip > 0 ? optimizer.clipGradients(maxNorm: config.gradClip)
             : GradientClipResult(norm: optimizer.gradientNorm(), scale: 1)
@@ -123,8 +172,15 @@ public final class Trainer {
         } else {
             optimizer.step(lr: lr)
             if let rate = model.config.moe?.biasUpdateRate {
-                for m in model.moeLayers { m.router.updateBias(rate: rate) }
+                for m in model.moeLayers {
+                    if let dp = dataParallel { try m.router.sumPendingLoad(dp.replicaSum) }
+                    m.router.updateBias(rate: rate)
+                }
             }
+        }
+        if _isDebugAssertConfiguration(), let dp = dataParallel {
+            let same = try dp.replicasIdentical(model.namedParameters().map(\.tensor).filter { $0.dtype == .float32 })
+            precondition(same, "data parallel: rank \(dp.rank)'s parameters differ from rank 0's after step \(step)")
         }
         return StepReport(step: step, loss: ceSum / Double(accum), auxLoss: auxSum / Double(accum), learningRate: lr,
                           gradNorm: clip.norm, skipped: skipped, tokens: accum * config.batchSize * config.sequenceLength,

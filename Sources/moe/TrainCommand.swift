@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SparseMoE
 import SparseMoERuns
+import SparseMoEMPI
 
 /// `moe train`: the main job.
 struct Train: ParsableCommand {
@@ -26,6 +27,13 @@ struct Train: ParsableCommand {
           moe train --resume --out runs/tiny-moe # continue a run
           moe train --resume --out runs/tiny-moe --steps 600  # train a run further
           moe train --force --out runs/tiny-moe  # replace the run there
+          mpirun -np 2 moe train --parallel data --threads 1  # data parallel, 2 processes
+
+        --parallel data (under mpirun, one process per rank): every rank trains on
+        batch-size / N sequences of each batch and the gradients are averaged, so the
+        run trains like one process on the whole batch; rank 0 writes the report and
+        checkpoints (which resume on any number of ranks). A rank that waits longer
+        than --collective-timeout seconds for its peers ends the whole job with a message.
 
         An --out folder that already holds a run is refused unless --resume or
         --force is given.
@@ -71,6 +79,9 @@ struct Train: ParsableCommand {
     @Flag(name: .long, help: "Continue the run in --out from its latest checkpoint.") var resume = false
     @Flag(name: .long, help: "Delete the run already in --out (report, model, checkpoints) and start clean.") var force = false
     @Flag(name: .long, help: "Only the final report, no progress.") var quiet = false
+    @Option(name: .long, help: "Under mpirun: 'data' (data parallel over the ranks). Default: one process.") var parallel: String?
+    @Option(name: .customLong("collective-timeout"), help: "With --parallel: seconds a rank waits for its peers before the job ends with an error.")
+    var collectiveTimeout: Double = 300
 
     /// --config, or the default preset.
     var configSpec: String { config ?? "tiny-moe" }
@@ -111,6 +122,29 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
+        guard let parallel else { return try train(communicator: nil) }
+        guard parallel == "data" else {
+            throw ValidationError("--parallel must be data (expert parallelism is not implemented yet), got '\(parallel)'")
+        }
+        guard collectiveTimeout > 0 && collectiveTimeout.isFinite else {
+            throw ValidationError("--collective-timeout must be > 0 seconds, got \(collectiveTimeout)")
+        }
+        let comm = try MPICommunicator(timeout: collectiveTimeout)
+        do {
+            try train(communicator: comm)
+            comm.finalize()
+        } catch {
+            // One rank's error ends every rank, so that no peer waits for it.
+            FileHandle.standardError.write(Data("moe train: rank \(comm.rank) of \(comm.size): \(error)\n".utf8))
+            if comm.size > 1 { comm.abort(code: 1) }
+            throw error
+        }
+    }
+
+    /// The run, single-process or as one data-parallel rank (rank 0 alone prints).
+    func train(communicator: MPICommunicator?) throws {
+        let rank = communicator?.rank ?? 0
+        func print(_ line: String) { if rank == 0 { Swift.print(line) } }
         try applyThreads(threads)
         var opts = options()
         if resume {
@@ -120,7 +154,7 @@ struct Train: ParsableCommand {
             }
             opts = try decodeJSON(TrainingRunOptions.self, from: data)
         }
-        let run = try TrainingRun(options: opts, resume: resume, force: force, steps: resume ? steps : nil)
+        let run = try TrainingRun(options: opts, resume: resume, force: force, steps: resume ? steps : nil, communicator: communicator)
         for skipped in run.skippedCheckpoints { print("moe train: skipping damaged checkpoint \(skipped)") }
         if let from = run.resumedFrom, !run.skippedCheckpoints.isEmpty { print("moe train: resuming from \(from.path)") }
         let c = run.config
@@ -131,12 +165,13 @@ struct Train: ParsableCommand {
         print("  parameters \(grouped(a.totalParams)) total, \(grouped(a.activeParams)) active per token; data: \(opts.dataPath ?? "synthetic multi-task corpus")"
               + " (\(grouped(run.trainer.dataset.trainRange.count)) train / \(grouped(run.trainer.dataset.validationRange.count)) validation tokens)")
         print("  \(c.steps) steps × \(c.batchSize)×\(c.sequenceLength) tokens\(c.gradAccumulation > 1 ? " × \(c.gradAccumulation)" : ""), \(c.objective.rawValue) LM, lr \(c.learningRate), \(Threads.count) threads"
-              + (run.trainer.step > 0 ? ", resuming at step \(run.trainer.step)" : ""))
-        let progress = Progress(total: c.steps, startStep: run.trainer.step, terminal: stdoutIsTerminal, quiet: quiet)
+              + (run.trainer.step > 0 ? ", resuming at step \(run.trainer.step)" : "")
+              + (communicator.map { ", data parallel over \($0.size) ranks (\(c.batchSize / $0.size) sequences each)" } ?? ""))
+        let progress = Progress(total: c.steps, startStep: run.trainer.step, terminal: stdoutIsTerminal, quiet: quiet || rank != 0)
         let summary = try run.run(onStep: { report, elapsed in progress.step(report, elapsed: elapsed) },
                                   onEvaluation: { step, loss in progress.evaluation(step: step, loss: loss) })
         progress.finish()
-        printSummary(summary, run: run)
+        if rank == 0 { printSummary(summary, run: run) }
     }
 
     func describe(_ s: ModelSource) -> String {

@@ -140,6 +140,40 @@ public func loadBalancingLoss(probs: Tensor, selected: Tensor, groups: Int = 1) 
     }
 }
 
+/// `loadBalancingLoss` with counts shared by data-parallel replicas: after counting,
+/// `averageCounts` replaces each count_e (a `[groups, E]` buffer) by its mean over the N
+/// replicas, and the loss and its gradient use the averaged counts with the local probs:
+///
+///     loss_r = E · Σ_e (C̄_e / T) · P_e^r,  C̄_e = (1/N) Σ_r count_e^r,  T local tokens
+///
+/// so that the mean of loss_r over the replicas, and of its gradient, equals the loss of
+/// the whole batch of N·T tokens (f_e = Σ_r count_e^r / (N·T), P_e = mean_r P_e^r).
+public func loadBalancingLoss(probs: Tensor, selected: Tensor, groups: Int = 1,
+                              averageCounts: (UnsafeMutableBufferPointer<Float>) throws -> Void) throws -> Tensor {
+    let op = "loadBalancingLoss"
+    try Check.loadBalancingLoss(probs: probs, selected: selected, groups: groups)
+    let (t, e, k) = (probs.shape[0], probs.shape[1], selected.shape[1])
+    let counts = Tensor(zeros: [groups, e])
+    _ = moe_load_balance_loss_forward(counts.floats, probs.floats, selected.int32s, Int64(t), Int64(e), Int64(k), Int64(groups))
+    try averageCounts(UnsafeMutableBufferPointer(start: counts.floats, count: groups * e))
+    // The value with the averaged counts, in the order and precision of the kernel.
+    let tg = t / groups
+    var total = 0.0
+    for g in 0..<groups {
+        var loss = 0.0
+        for j in 0..<e {
+            var pe = 0.0
+            for i in (g * tg)..<((g + 1) * tg) { pe += Double(probs.floats[i * e + j]) }
+            loss += (Double(counts.floats[g * e + j]) / Double(tg)) * (pe / Double(tg))
+        }
+        total += loss * Double(e)
+    }
+    let out = Tensor(scalar: Float(total / Double(groups)))
+    return out.recording(op, inputs: [probs]) { g in
+        moe_load_balance_loss_backward(probs.gradBuffer().floats, g.floats[0], counts.floats, Int64(t), Int64(e), Int64(groups))
+    }
+}
+
 /// Router z-loss (ST-MoE): (1/T) Σ_t logsumexp(logits[t])², logits `[T, E]`.
 public func routerZLoss(_ logits: Tensor) -> Tensor {
     let op = "routerZLoss"

@@ -23,8 +23,14 @@ public struct ForwardOptions {
     /// Compute the logits of the last position only (`[B, 1, V]`): what decoding needs, and
     /// for a long prompt the output projection's T·V·C multiply-adds shrink to V·C.
     public var lastPositionLogitsOnly: Bool
+<<<<<<< HEAD
     /// What the blocks keep for backward when recording gradients (`ActivationCheckpointing`).
     public var checkpointing: ActivationCheckpointing
+=======
+    /// Data-parallel training: the mean over replicas that makes the load-balancing loss
+    /// global (`RoutingContext.replicaMean`); nil for single-process training.
+    public var replicaMean: ((UnsafeMutableBufferPointer<Float>) throws -> Void)? = nil
+>>>>>>> mpi
 
     public init(training: Bool = false, rng: RandomGenerator = RandomGenerator(seed: 0), cache: KVCache? = nil,
                 lastPositionLogitsOnly: Bool = false, checkpointing: ActivationCheckpointing = .none) {
@@ -184,6 +190,7 @@ public final class TransformerLM: Module {
                                                 cache: options.cache, causal: config.causal)
         var routingContext = RoutingContext(training: options.training, rng: options.rng, tokenIds: tokens.reshaped([b * t]),
                                             sequenceLength: t)
+        routingContext.replicaMean = options.replicaMean
         var aux: Tensor?
         var outputs: [MoEOutput?] = []
         for (i, block) in blocks.enumerated() {

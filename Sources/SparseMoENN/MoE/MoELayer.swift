@@ -104,9 +104,15 @@ public final class MoELayer: Module {
         var aux: Tensor?
         if losses.balanceCoefficient > 0, let probs = routing.probs {
             let seq = context.sequenceLength ?? t
-            let groups = losses.sequenceLevel && seq > 0 && t % seq == 0 ? t / seq : 1
-            aux = scale(loadBalancingLoss(probs: probs, selected: routing.selected, groups: groups),
-                            by: losses.balanceCoefficient)
+            let perSequence = losses.sequenceLevel && seq > 0 && t % seq == 0
+            let groups = perSequence ? t / seq : 1
+            // Whole sequences stay on one replica, so only the batch-level loss needs global counts.
+            let balance = if let mean = context.replicaMean, !perSequence {
+                try loadBalancingLoss(probs: probs, selected: routing.selected, averageCounts: mean)
+            } else {
+                loadBalancingLoss(probs: probs, selected: routing.selected, groups: groups)
+            }
+            aux = scale(balance, by: losses.balanceCoefficient)
         }
         if losses.zLossCoefficient > 0, let logits = routing.logits {
             let z = scale(routerZLoss(logits), by: losses.zLossCoefficient)

@@ -39,10 +39,17 @@ public struct RoutingContext {
     public var tokenIds: Tensor?
     /// Tokens per sequence, for sequence-level statistics and losses (T when unknown).
     public var sequenceLength: Int?
+<<<<<<< HEAD
     /// This forward recomputes one already run (activation checkpointing, with the
     /// generator state of that run): routers make the same decisions but count nothing
     /// twice (aux-free bias loads).
     public var recomputing: Bool = false
+=======
+    /// Data-parallel training: replaces each value of a buffer by its mean over the replicas
+    /// (an all-reduce the trainer supplies). When set, the batch-level load-balancing loss
+    /// counts expert assignments over the global batch. Nil: this batch is the whole batch.
+    public var replicaMean: ((UnsafeMutableBufferPointer<Float>) throws -> Void)?
+>>>>>>> mpi
 
     public init(training: Bool = false, rng: RandomGenerator = RandomGenerator(seed: 0), tokenIds: Tensor? = nil,
                 sequenceLength: Int? = nil) {
@@ -78,12 +85,16 @@ public protocol Router: Module {
     /// Forgets the loads counted since the last `updateBias` (a skipped optimiser step).
     /// Default: nothing.
     func discardPendingLoad()
+    /// Data-parallel training, before `updateBias`: `sum` replaces a buffer by its sum over the
+    /// replicas; the router makes its pending loads those of the global batch. Default: nothing.
+    func sumPendingLoad(_ sum: (UnsafeMutableBufferPointer<Float>) throws -> Void) throws
 }
 
 extension Router {
     public var probabilitiesAreDistribution: Bool { true }
     public func updateBias(rate: Float) {}
     public func discardPendingLoad() {}
+    public func sumPendingLoad(_ sum: (UnsafeMutableBufferPointer<Float>) throws -> Void) throws {}
 }
 
 /// Expert capacity for token-choice routers:

@@ -86,6 +86,13 @@ public final class SigmoidBiasRouter: Router {
         pendingLoad = [Int](repeating: 0, count: numExperts)
     }
 
+    /// Sums the pending loads over data-parallel replicas (exact: counts below 2²⁴).
+    public func sumPendingLoad(_ sum: (UnsafeMutableBufferPointer<Float>) throws -> Void) throws {
+        var loads = pendingLoad.map(Float.init)
+        try loads.withUnsafeMutableBufferPointer { try sum($0) }
+        pendingLoad = loads.map { Int($0) }
+    }
+
     /// Forgets the loads counted since the last update (a skipped optimiser step).
     public func discardPendingLoad() { pendingLoad = [Int](repeating: 0, count: numExperts) }
 }
