@@ -339,16 +339,11 @@ public final class TrainingRun {
             onStep(report, elapsed())
         }
         let seconds = elapsed()
-<<<<<<< HEAD
         peakRSSOfTraining = ProcessMemory.peakResidentBytes  // before the final checkpoint and model files
-        try TrainingCheckpoint.save(trainer, to: output.appendingPathComponent("checkpoints"))
-        try ModelFiles.save(trainer.model, to: output.appendingPathComponent("model"))
-=======
         if writes {
             try TrainingCheckpoint.save(trainer, to: output.appendingPathComponent("checkpoints"))
             try ModelFiles.save(trainer.model, to: output.appendingPathComponent("model"))
         }
->>>>>>> mpi
         if lastVal.isNaN { lastVal = try trainer.evaluate() }
         let summary = try makeSummary(trainLoss: lastTrain, valLoss: lastVal, tokens: tokens, seconds: seconds)
         if writes { try writeReport(summary) }

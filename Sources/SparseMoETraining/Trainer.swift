@@ -140,14 +140,9 @@ public final class Trainer {
         for micro in 0..<accum {
             let (inputs, targets) = try microBatch(.train, rng: &dataRNG)
             let noise = RandomGenerator(seed: config.seed &+ 0x9E37_79B9 &* UInt64(step * accum + micro + 1))
-<<<<<<< HEAD
-            let out = try model.forward(inputs, options: ForwardOptions(training: true, rng: noise,
-                                                                       checkpointing: config.checkpointing))
-=======
-            var options = ForwardOptions(training: true, rng: noise)
+            var options = ForwardOptions(training: true, rng: noise, checkpointing: config.checkpointing)
             options.replicaMean = dataParallel?.replicaMean
             let out = try model.forward(inputs, options: options)
->>>>>>> mpi
             let ce = crossEntropy(out.logits, targets: targets, ignoreIndex: MaskedLM.ignoreIndex)
             var total = ce
             if let aux = out.auxLoss { total = add(ce, aux); auxSum += Double(aux.item) }

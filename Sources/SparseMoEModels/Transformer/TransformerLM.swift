@@ -23,14 +23,11 @@ public struct ForwardOptions {
     /// Compute the logits of the last position only (`[B, 1, V]`): what decoding needs, and
     /// for a long prompt the output projection's T·V·C multiply-adds shrink to V·C.
     public var lastPositionLogitsOnly: Bool
-<<<<<<< HEAD
     /// What the blocks keep for backward when recording gradients (`ActivationCheckpointing`).
     public var checkpointing: ActivationCheckpointing
-=======
     /// Data-parallel training: the mean over replicas that makes the load-balancing loss
     /// global (`RoutingContext.replicaMean`); nil for single-process training.
     public var replicaMean: ((UnsafeMutableBufferPointer<Float>) throws -> Void)? = nil
->>>>>>> mpi
 
     public init(training: Bool = false, rng: RandomGenerator = RandomGenerator(seed: 0), cache: KVCache? = nil,
                 lastPositionLogitsOnly: Bool = false, checkpointing: ActivationCheckpointing = .none) {

@@ -39,17 +39,15 @@ public struct RoutingContext {
     public var tokenIds: Tensor?
     /// Tokens per sequence, for sequence-level statistics and losses (T when unknown).
     public var sequenceLength: Int?
-<<<<<<< HEAD
     /// This forward recomputes one already run (activation checkpointing, with the
     /// generator state of that run): routers make the same decisions but count nothing
     /// twice (aux-free bias loads).
     public var recomputing: Bool = false
-=======
+
     /// Data-parallel training: replaces each value of a buffer by its mean over the replicas
     /// (an all-reduce the trainer supplies). When set, the batch-level load-balancing loss
     /// counts expert assignments over the global batch. Nil: this batch is the whole batch.
     public var replicaMean: ((UnsafeMutableBufferPointer<Float>) throws -> Void)?
->>>>>>> mpi
 
     public init(training: Bool = false, rng: RandomGenerator = RandomGenerator(seed: 0), tokenIds: Tensor? = nil,
                 sequenceLength: Int? = nil) {
