@@ -14,7 +14,7 @@ void moe_set_num_threads(int n) {
     openblas_set_num_threads(1);
 }
 
-/* Adaptive teams: -1 = not decided yet (SPARSEMOE_ADAPTIVE_THREADS, default on). OpenMP's
+/* Adaptive teams: -1 = not decided yet (SPARSEMOE_ADAPTIVE_THREADS, default off). OpenMP's
  * dyn-var is a per-thread setting, so each thread that calls a kernel applies the current
  * choice once (and again after it changes: the generation counter). */
 static int g_adaptive = -1;
@@ -24,7 +24,7 @@ static _Thread_local int t_adaptive_generation = 0;
 int moe_adaptive_threads(void) {
     if (g_adaptive < 0) {
         const char *env = getenv("SPARSEMOE_ADAPTIVE_THREADS");
-        g_adaptive = !(env && (strcmp(env, "0") == 0 || strcmp(env, "false") == 0 || strcmp(env, "off") == 0));
+        g_adaptive = env && (strcmp(env, "1") == 0 || strcmp(env, "true") == 0 || strcmp(env, "on") == 0);
     }
     return g_adaptive;
 }
@@ -47,6 +47,17 @@ int moe_threads_current(void) {
 }
 
 int moe_get_num_threads(void) { return moe_threads_current(); }
+
+int moe_threads_team_probe(void) {
+    int team = 1;
+    const int nt = moe_threads_current();
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+#pragma omp master
+        team = omp_get_num_threads();
+    }
+    return team;
+}
 
 int moe_available_threads(void) { return omp_get_num_procs(); }
 

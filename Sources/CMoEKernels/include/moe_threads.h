@@ -12,15 +12,20 @@ void moe_set_num_threads(int n);
 /// The thread count set by moe_set_num_threads (initially the OpenMP default).
 int moe_get_num_threads(void);
 
-/// Adaptive teams (on by default; SPARSEMOE_ADAPTIVE_THREADS=0 turns them off): every
-/// parallel region asks the OpenMP runtime for a team no larger than the cores that are free
-/// (libomp's dynamic adjustment: it counts the machine's running threads, at most once a
-/// second). With another process busy on one of two cores, a region then runs on one thread
-/// instead of waiting at its barriers for a thread that has no core. Kernels split their work
-/// by the team they get, so results are the same; the count asked for stays
-/// moe_get_num_threads().
+/// Adaptive teams (off by default; SPARSEMOE_ADAPTIVE_THREADS=1 or moe_set_adaptive_threads(1)
+/// turn them on): every parallel region asks the OpenMP runtime for a team no larger than the
+/// cores that are free (libomp's dynamic adjustment: it counts the machine's running threads,
+/// at most once a second). With another process busy on one of two cores, a region then runs
+/// on one thread instead of waiting at its barriers for a thread that has no core. Kernels
+/// split their work by the team they get, so results stay correct, but a few reductions round
+/// differently on 1 and 2 threads: with adaptive teams, results are no longer bit-identical
+/// from run to run on a busy machine. The count asked for stays moe_get_num_threads().
 int moe_adaptive_threads(void);
 void moe_set_adaptive_threads(int on);
+
+/// The size of the team a parallel region gets now (runs an empty region): the thread count,
+/// or fewer with adaptive teams on a busy machine.
+int moe_threads_team_probe(void);
 
 /// Number of hardware threads the OpenMP runtime sees.
 int moe_available_threads(void);

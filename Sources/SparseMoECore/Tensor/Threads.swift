@@ -8,8 +8,8 @@ internal import CMoEKernels
 /// experts) give each item one thread. The total number of busy threads never exceeds
 /// `n`. The command-line tool sets it from `--threads` or `SPARSEMOE_NUM_THREADS`.
 ///
-/// Every kernel is deterministic: the same inputs give bit-identical outputs, whatever the
-/// number of threads that ran it (see `adaptive`).
+/// For a fixed thread count every kernel is deterministic: the same inputs give
+/// bit-identical outputs (unless `adaptive` teams shrink it on a busy machine).
 public enum Threads {
     /// Current thread count (defaults to the number of cores OpenMP sees).
     public static var count: Int {
@@ -17,17 +17,23 @@ public enum Threads {
         set { moe_set_num_threads(Int32(max(1, newValue))) }
     }
 
-    /// Adaptive teams (default on; `SPARSEMOE_ADAPTIVE_THREADS=0` or `false` turns them off):
-    /// each parallel region runs on at most as many of the `count` threads as there are free
-    /// cores, as the OpenMP runtime counts them (at most once a second). On a machine another
-    /// process shares, a region then does not wait at its barriers for a thread that has no
-    /// core: with one of two cores busy elsewhere, 2 threads decode as fast as 1 instead of
-    /// several times slower (docs/serving.md). The kernels split work by the team they get
-    /// and sum in an order that does not depend on it, so results do not change.
+    /// Adaptive teams (default off; `SPARSEMOE_ADAPTIVE_THREADS=1` turns them on, and the
+    /// inference commands `moe serve`, `generate`, `logits` and `bench --model` do): each
+    /// parallel region runs on at most as many of the `count` threads as there are free cores,
+    /// as the OpenMP runtime counts them (at most once a second). On a machine another process
+    /// shares, a region then does not wait at its barriers for a thread that has no core: with
+    /// one of two cores busy elsewhere, 2 threads decode about as fast as 1 instead of several
+    /// times slower (docs/serving.md). Results stay correct (kernels split work by the team
+    /// they get) but are no longer bit-identical from run to run on a busy machine, since a
+    /// few reductions round differently on 1 and 2 threads; training leaves it off.
     public static var adaptive: Bool {
         get { moe_adaptive_threads() != 0 }
         set { moe_set_adaptive_threads(newValue ? 1 : 0) }
     }
+
+    /// The size of the team a parallel region gets now: `count`, or fewer with `adaptive`
+    /// teams on a busy machine.
+    public static var currentTeam: Int { Int(moe_threads_team_probe()) }
 
     /// Hardware threads available.
     public static var available: Int { Int(moe_available_threads()) }
