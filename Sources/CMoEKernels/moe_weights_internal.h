@@ -14,6 +14,9 @@
 #ifndef MOE_WEIGHT_DECODE_MAX_M /* overridable for measurements */
 #define MOE_WEIGHT_DECODE_MAX_M 8
 #endif
+#ifndef MOE_WEIGHT_F32_DECODE_MAX_M
+#define MOE_WEIGHT_F32_DECODE_MAX_M 32
+#endif
 
 /* The Q8 and Q4 decode kernels prefetch the W bytes this far ahead of the ones they read
  * (rows are contiguous, so across rows too). Measured on 2 Zen 3 cores: the GEMV alone reads

@@ -129,7 +129,7 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        try applyThreads(threads, adaptive: model != nil)
+        try applyThreads(threads)
         if let model { return try runModel(model) }
         let outDir = out.map { URL(fileURLWithPath: $0) }
         if let d = outDir { try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true) }

@@ -66,7 +66,7 @@ struct Generate: ParsableCommand {
     }
 
     func run() throws {
-        try applyThreads(threads, adaptive: true)
+        try applyThreads(threads)
         let dir = URL(fileURLWithPath: model)
         let native = ModelFiles.isNative(dir)
         let dtypes = try weights.choice()

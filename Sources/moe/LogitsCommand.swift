@@ -44,7 +44,7 @@ struct Logits: ParsableCommand {
     var threads: Int?
 
     func run() throws {
-        try applyThreads(threads, adaptive: true)
+        try applyThreads(threads)
         let ids = try parseTokenList(tokens)
         let lm = try ModelLoader.load(directory: URL(fileURLWithPath: model), dtypes: weights.choice())
         let v = lm.config.vocabSize

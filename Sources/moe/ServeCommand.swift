@@ -91,7 +91,7 @@ struct Serve: ParsableCommand {
     }
 
     func serve() async throws {
-        try applyThreads(threads, adaptive: true)
+        try applyThreads(threads)
         let dir = URL(fileURLWithPath: model)
         let native = ModelFiles.isNative(dir)
         let dtypes = try weights.choice()

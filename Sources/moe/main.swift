@@ -68,14 +68,11 @@ struct Info: ParsableCommand {
 
 /// Applies --threads, else SPARSEMOE_NUM_THREADS, else leaves the default (`ThreadSetting`:
 /// anything but a whole number ≥ 1 is an error; more threads than cores, a warning).
-/// `--threads` (or SPARSEMOE_NUM_THREADS). `adaptive`: inference commands run adaptive thread
-/// teams (`Threads.adaptive`) unless SPARSEMOE_ADAPTIVE_THREADS says otherwise.
-func applyThreads(_ flag: Int?, adaptive: Bool = false) throws {
+func applyThreads(_ flag: Int?) throws {
     let setting = try ThreadSetting(flag: flag, environment: ProcessInfo.processInfo.environment,
                                     available: Threads.available)
     if let warning = setting.warning { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
     if let n = setting.count { Threads.count = n }
-    if adaptive && ProcessInfo.processInfo.environment["SPARSEMOE_ADAPTIVE_THREADS"] == nil { Threads.adaptive = true }
 }
 
 MoE.main()

@@ -17,15 +17,15 @@ public enum Threads {
         set { moe_set_num_threads(Int32(max(1, newValue))) }
     }
 
-    /// Adaptive teams (default off; `SPARSEMOE_ADAPTIVE_THREADS=1` turns them on, and the
-    /// inference commands `moe serve`, `generate`, `logits` and `bench --model` do): each
-    /// parallel region runs on at most as many of the `count` threads as there are free cores,
-    /// as the OpenMP runtime counts them (at most once a second). On a machine another process
-    /// shares, a region then does not wait at its barriers for a thread that has no core: with
-    /// one of two cores busy elsewhere, 2 threads decode about as fast as 1 instead of several
-    /// times slower (docs/serving.md). Results stay correct (kernels split work by the team
-    /// they get) but are no longer bit-identical from run to run on a busy machine, since a
-    /// few reductions round differently on 1 and 2 threads; training leaves it off.
+    /// Adaptive teams (default off; `SPARSEMOE_ADAPTIVE_THREADS=1` turns them on): each
+    /// parallel region runs on at most as many of the `count` threads as there are free
+    /// cores, as the OpenMP runtime counts them. On a machine another process shares, a region
+    /// then does not wait at its barriers for a thread that has no core: with one of two cores
+    /// busy elsewhere, 2 threads decode about 2× faster than without. On a quiet machine the
+    /// runtime's checks cost about a quarter of tiny-model decode speed, hence off by default
+    /// (docs/serving.md, "Sharing the machine"). Results stay correct (kernels split work by
+    /// the team they get) but are not bit-identical from run to run on a busy machine, since a
+    /// few reductions round differently on 1 and 2 threads.
     public static var adaptive: Bool {
         get { moe_adaptive_threads() != 0 }
         set { moe_set_adaptive_threads(newValue ? 1 : 0) }
