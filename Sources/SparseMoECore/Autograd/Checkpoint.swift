@@ -36,7 +36,7 @@ public func checkpoint<Extra>(
 ) throws -> (outputs: [Tensor?], extra: Extra) {
     let recorded = inputs + parameters
     guard Tensor.needsGrad(recorded) else { return try body(inputs, false) }
-    let first = try withNoGrad { try body(inputs, false) }
+    let first = try GradMode.$recomputable.withValue(true) { try withNoGrad { try body(inputs, false) } }
     let outputCount = first.outputs.count  // the closure below must not keep `first` alive
     let pending = CheckpointGradients(count: outputCount)
     // The joint tensor: every output's node feeds it, so the enclosing traversal runs its

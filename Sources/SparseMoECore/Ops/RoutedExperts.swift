@@ -122,9 +122,9 @@ public func routedExperts(
     if let b2 { try expect(b2, "b2", [e, c], "[E, C]") }
 
     let plan = try DispatchPlan(expertIndices: experts, numExperts: e, op: op)
-    // float32 experts with nothing to record and only a few rows each (decoding) take the
-    // inference kernel too: its GEMV reads each expert's weights once for all its rows.
-    let fewRows = !Tensor.needsGrad([x, gates, w1, w2] + [w3, b1, b2].compactMap { $0 })
+    // float32 experts in inference (`GradMode.inferenceKernels`) with only a few rows each
+    // (decoding) take the inference kernel too: its GEMV reads each expert's weights once for all its rows.
+    let fewRows = GradMode.inferenceKernels
         && plan.tokensPerExpert.allSatisfy { $0 <= Int(moe_weight_decode_max_m(DType.float32.kernelFormat)) }
     if stored || fewRows {
         try Check.argument(!Tensor.needsGrad([x, gates]), op,

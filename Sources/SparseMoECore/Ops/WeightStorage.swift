@@ -111,8 +111,8 @@ extension Tensor {
 
 /// y = x · Wᵀ for a weight W `[N, K]` stored in any weight dtype; x `[..., K]` → `[..., N]`.
 ///
-/// float32 weights run `matmul` (differentiable), except when no gradient is recorded and x
-/// has at most `moe_weight_decode_max_m` rows (decoding a few sequences): then, as for the
+/// float32 weights run `matmul` (differentiable), except for inference (`withNoGrad`, outside
+/// a checkpointed forward) when x has at most `moe_weight_decode_max_m` rows (decoding): then, as for the
 /// other dtypes, `moe_weight_matmul`, whose GEMV reads each weight once for all rows where
 /// sgemm would first pack W. Other dtypes always run `moe_weight_matmul`, which dequantizes
 /// W on the fly (decode: GEMV over W's rows, each byte read once; prefill: W dequantized
@@ -121,7 +121,7 @@ extension Tensor {
 public func linearProjection(_ x: Tensor, _ weight: Tensor) -> Tensor {
     if weight.dtype == .float32 {
         let rows = weight.rank == 2 && weight.shape[1] > 0 ? x.count / weight.shape[1] : Int.max
-        if Tensor.needsGrad([x, weight]) || rows > Int(moe_weight_decode_max_m(DType.float32.kernelFormat)) {
+        if !GradMode.inferenceKernels || rows > Int(moe_weight_decode_max_m(DType.float32.kernelFormat)) {
             return matmul(x, weight, transposeB: true)
         }
     }
