@@ -32,6 +32,9 @@ public struct CompletionParameters: Sendable, Equatable {
     public var stop: [String] = []
     /// `stream`: answer as server-sent events.
     public var stream = false
+    /// `ignore_eos` (an extension llama.cpp's and vLLM's servers share): do not stop at the
+    /// model's end-of-sequence tokens; generate `max_tokens` (benchmarks use it).
+    public var ignoreEOS = false
     /// `stream_options.include_usage`: a last chunk with the token counts before `[DONE]`.
     public var includeUsage = false
 
@@ -105,6 +108,10 @@ public struct CompletionParameters: Sendable, Equatable {
         if let v = field("stream") {
             guard case let .bool(b) = v else { throw .invalid("stream", "stream must be true or false, got \(Self.kind(v))") }
             params.stream = b
+        }
+        if let v = field("ignore_eos") {
+            guard case let .bool(b) = v else { throw .invalid("ignore_eos", "ignore_eos must be true or false, got \(Self.kind(v))") }
+            params.ignoreEOS = b
         }
         if let v = field("stream_options") {
             guard case let .object(so) = v else { throw .invalid("stream_options", "stream_options must be an object, got \(Self.kind(v))") }

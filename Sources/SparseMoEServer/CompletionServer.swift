@@ -160,7 +160,7 @@ public struct CompletionServer: Sendable {
             throw .invalid("max_tokens", "max_tokens is \(params.maxTokens); this server allows at most \(options.maxTokens) (--max-tokens)")
         }
         return GenerationRequest(prompt: ids, maxNewTokens: params.maxTokens, sampling: params.sampling,
-                                 seed: params.seed ?? UInt64.random(in: 0...UInt64.max), stopTokens: codec.stopTokens)
+                                 seed: params.seed ?? UInt64.random(in: 0...UInt64.max), stopTokens: params.ignoreEOS ? [] : codec.stopTokens)
     }
 
     func modelNotFound(_ name: String) -> OpenAIError {

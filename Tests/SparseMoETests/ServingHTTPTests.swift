@@ -122,13 +122,15 @@ final class ServingHTTPTests: XCTestCase {
         try await withClient(Self.server(backend)) { client in
             for body in [#"{"prompt": [1, 2, 3], "max_tokens": 5, "temperature": 0, "top_p": 0.5, "top_k": 3, "seed": 42}"#,
                          #"{"prompt": ["hi"], "temperature": 0.7}"#,
-                         #"{"prompt": [[7, 8]], "seed": 1}"#] {
+                         #"{"prompt": [[7, 8]], "seed": 1}"#,
+                         #"{"prompt": "x", "ignore_eos": true}"#] {
                 let response = try await Self.post(client, body)
                 XCTAssertEqual(response.status, .ok, String(buffer: response.body))
             }
         }
         let r = backend.submitted
-        XCTAssertEqual(r.map(\.prompt), [[1, 2, 3], [104, 105], [7, 8]])
+        XCTAssertEqual(r.map(\.prompt), [[1, 2, 3], [104, 105], [7, 8], [120]])
+        XCTAssertEqual(r.map(\.stopTokens), [[ByteTokenizer.eos], [ByteTokenizer.eos], [ByteTokenizer.eos], []], "ignore_eos drops the eos stop")
         XCTAssertEqual(r[0].maxNewTokens, 5)
         XCTAssertEqual(r[0].sampling, SamplingOptions(temperature: 0, topK: 3, topP: 0.5))
         XCTAssertEqual(r[0].seed, 42)
@@ -264,6 +266,7 @@ final class ServingHTTPTests: XCTestCase {
             (#"{"prompt": "hi", "stop": ["a", "b", "c", "d", "e"]}"#, .badRequest, "stop"),
             (#"{"prompt": "hi", "stop": [""]}"#, .badRequest, "stop"),
             (#"{"prompt": "hi", "stream": "yes"}"#, .badRequest, "stream"),
+            (#"{"prompt": "hi", "ignore_eos": 1}"#, .badRequest, "ignore_eos"),
             (#"{"prompt": "hi", "n": 2}"#, .badRequest, "n"),
         ]
         try await withClient(Self.server(backend, context: 50)) { client in
