@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import SparseMoE
 
 /// `--dtype`: the storage dtype of the weights when a model is loaded for inference.
@@ -14,5 +15,24 @@ struct DTypeOption: ParsableArguments {
         do { return WeightDTypeChoice(dtype: try DType(weightFormat: dtype)) } catch {
             throw ValidationError("--dtype: \(error)")
         }
+    }
+}
+
+/// A model folder loaded for text work: the model, and for a Hugging Face folder its raw
+/// config.json (eos ids, tokenizer), which `TextCodec` reads.
+struct LoadedModelFolder {
+    let directory: URL
+    let native: Bool
+    let model: TransformerLM
+    let rawConfig: [String: JSONValue]?
+
+    /// Loads `path` (a `moe train` model or a Hugging Face folder) in the dtypes `weights` asks for.
+    init(_ path: String, weights: DTypeOption) throws {
+        directory = URL(fileURLWithPath: path)
+        native = ModelFiles.isNative(directory)
+        let dtypes = try weights.choice()
+        let loaded = native ? nil : try HuggingFaceModel.load(directory: directory, dtypes: dtypes)
+        model = try loaded?.model ?? ModelLoader.load(directory: directory, dtypes: dtypes)
+        rawConfig = loaded?.rawConfig
     }
 }

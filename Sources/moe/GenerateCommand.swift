@@ -67,17 +67,14 @@ struct Generate: ParsableCommand {
 
     func run() throws {
         try applyThreads(threads)
-        let dir = URL(fileURLWithPath: model)
-        let native = ModelFiles.isNative(dir)
-        let dtypes = try weights.choice()
-        let loaded = native ? nil : try HuggingFaceModel.load(directory: dir, dtypes: dtypes)
-        let lm = try loaded?.model ?? ModelLoader.load(directory: dir, dtypes: dtypes)
+        let folder = try LoadedModelFolder(model, weights: weights)
+        let (dir, native, lm) = (folder.directory, folder.native, folder.model)
         // The text codec is read only for a text prompt (or a library model, whose byte
         // tokenizer costs nothing), so that --tokens works on any folder.
         var codec: TextCodec?
         if prompt != nil || native {
             do {
-                codec = try TextCodec(directory: dir, native: native, vocabSize: lm.config.vocabSize, rawConfig: loaded?.rawConfig)
+                codec = try TextCodec(directory: dir, native: native, vocabSize: lm.config.vocabSize, rawConfig: folder.rawConfig)
             } catch let TextCodecError.noTokenizer(path, vocab) {
                 throw ModelCommandError("--prompt needs \(path) (a byte-level BPE tokenizer.json), or a vocabulary of at least 256 ids for the byte fallback; this model has \(vocab). Use --tokens.")
             }
@@ -90,7 +87,7 @@ struct Generate: ParsableCommand {
         } else {
             ids = try parseTokenList(tokens!)
         }
-        let stop = ignoreEOS ? [] : TextCodec.eosTokens(native: native, rawConfig: loaded?.rawConfig)
+        let stop = ignoreEOS ? [] : TextCodec.eosTokens(native: native, rawConfig: folder.rawConfig)
         var sampler = try Sampler(options: SamplingOptions(temperature: temperature, topK: topK, topP: topP), seed: seed)
         let start = Date()
         print("prompt (\(ids.count) tokens): \(ids.map(String.init).joined(separator: ","))")

@@ -92,14 +92,11 @@ struct Serve: ParsableCommand {
 
     func serve() async throws {
         try applyThreads(threads)
-        let dir = URL(fileURLWithPath: model)
-        let native = ModelFiles.isNative(dir)
-        let dtypes = try weights.choice()
-        let loaded = native ? nil : try HuggingFaceModel.load(directory: dir, dtypes: dtypes)
-        let lm = try loaded?.model ?? ModelLoader.load(directory: dir, dtypes: dtypes)
+        let folder = try LoadedModelFolder(model, weights: weights)
+        let (dir, native, lm) = (folder.directory, folder.native, folder.model)
         let codec: TextCodec
         do {
-            codec = try TextCodec(directory: dir, native: native, vocabSize: lm.config.vocabSize, rawConfig: loaded?.rawConfig)
+            codec = try TextCodec(directory: dir, native: native, vocabSize: lm.config.vocabSize, rawConfig: folder.rawConfig)
         } catch let e as TextCodecError {
             throw ModelCommandError("--model: \(e)")
         }
