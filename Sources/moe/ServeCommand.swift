@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NIOCore
 import SparseMoE
 import SparseMoEServer
 
@@ -112,6 +113,8 @@ struct Serve: ParsableCommand {
         let app = server.application(host: host, port: port) { host, port in
             printError("moe serve: listening on http://\(host):\(port) (model '\(name)'); Ctrl-C finishes the requests in flight and stops")
         }
-        try await app.runService()
+        do { try await app.runService() } catch let error as IOError where error.errnoCode == EADDRINUSE {
+            throw ModelCommandError("--port \(port): \(host):\(port) is already in use; choose another port (--port 0 picks a free one)")
+        }
     }
 }
