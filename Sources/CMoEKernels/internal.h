@@ -14,6 +14,7 @@ void omp_set_num_threads(int);
 void omp_set_dynamic(int);
 int omp_get_num_procs(void);
 int omp_in_parallel(void);
+int omp_get_level(void);
 /* libomp extensions: how long (ms) a worker spins after a parallel region before it sleeps. */
 int kmp_get_blocktime(void);
 void kmp_set_blocktime(int);
@@ -25,8 +26,16 @@ int openblas_get_num_threads(void);
  * Weak: absent from other OpenBLAS builds. */
 int blas_thread_shutdown_(void) __attribute__((weak));
 
-/* Current kernel thread count (moe_threads.c). */
+/* The kernel thread count asked for (moe_threads.c): every split of work follows it, so
+ * results do not depend on the load. Also samples the machine's load now and then. */
 int moe_threads_current(void);
+/* The threads a parallel region of at most n threads runs on now: n, or fewer while other
+ * processes hold cores (load-aware teams, moe_threads.h). Use it in num_threads clauses
+ * only, never to split work. */
+int moe_team(int n);
+/* Whether the caller is inside one of our parallel regions, active or not (a team of 1 on a
+ * busy machine is inactive, yet must take the same paths as a team of 2). */
+int moe_in_region(void);
 
 /*
  * Row-major sgemm, C = alpha·op(A)·op(B) + beta·C (op by flags), on the kernel threads.

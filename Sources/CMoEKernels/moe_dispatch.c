@@ -103,7 +103,7 @@ static int resolve_schedule(int32_t *order, int32_t *owner, const int64_t *offse
                             int threads, int requested) {
     int64_t makespan = assign_experts(order, owner, offsets, E, threads);
     /* Inside an enclosing OpenMP region a parallel schedule would nest: run sequentially. */
-    if (omp_in_parallel()) return MOE_SCHEDULE_SEQUENTIAL;
+    if (moe_in_region()) return MOE_SCHEDULE_SEQUENTIAL;
     if (requested == MOE_SCHEDULE_SEQUENTIAL || requested == MOE_SCHEDULE_PARALLEL) return requested;
     if (threads <= 1) return MOE_SCHEDULE_SEQUENTIAL;
     int64_t total = 0;
@@ -124,7 +124,7 @@ static void run_parallel_schedule(const void *args, void (*expert)(const void *,
                                   void (*token)(const void *, int64_t), const int32_t *order,
                                   const int32_t *owner, int64_t E, int64_t T, int threads) {
     int64_t cursor = 0;
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(moe_team(threads))
     {
         for (int64_t i; (i = __atomic_fetch_add(&cursor, 1, __ATOMIC_RELAXED)) < E;)
             if (owner[order[i]] >= 0) expert(args, order[i]);

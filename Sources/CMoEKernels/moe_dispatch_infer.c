@@ -14,7 +14,7 @@ int64_t moe_routed_experts_infer_workspace_size(int64_t A, int64_t C, int64_t F,
     int64_t n = 2 * A * C + A * F * (activation == MOE_EXPERT_SWIGLU ? 3 : 2);
     n += moe_q8_blocks_floats(A, C) + moe_q8_blocks_floats(A, F);
     if (A > moe_weight_decode_max_m(w1.format)) {
-        const int nt = omp_in_parallel() ? 1 : moe_threads_current();
+        const int nt = moe_in_region() ? 1 : moe_threads_current();
         n += (int64_t)nt * moe_weight_panel_floats(C > F ? C : F);
     }
     return n;
@@ -121,24 +121,25 @@ static void down_piece(const infer_args *a, int64_t e, int64_t c0, int64_t c1) {
 static void infer_decode(const infer_args *a, int64_t active) {
     const int64_t A = a->offsets[a->E], C = a->C, F = a->F, GC = (C + 31) / 32, GF = (F + 31) / 32;
     const int xq8 = uses_q8(&a->w1) || (a->h3 && uses_q8(&a->w3)), aq8 = uses_q8(&a->w2);
-    int nt = omp_in_parallel() ? 1 : moe_threads_current();
+    int nt = moe_in_region() ? 1 : moe_threads_current();
     if (active * (a->F + a->C) * a->C < MOE_WEIGHT_PARALLEL_MIN_ELEMENTS) nt = 1;
-#pragma omp parallel num_threads(nt) if (nt > 1)
+#pragma omp parallel num_threads(moe_team(nt)) if (nt > 1)
     {
-        const int64_t t = nt > 1 ? omp_get_thread_num() : 0, parts = nt > 1 ? omp_get_num_threads() : 1;
+        /* nt parts, whatever the team that runs them (moe_team): the same result under load. */
+        const int64_t first = nt > 1 ? omp_get_thread_num() : 0, stride = nt > 1 ? omp_get_num_threads() : 1;
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < A; r++) {
             gather_row(a, r);
             if (xq8) moe_q8_blocks(a->xs + r * C, C, a->xq + r * 32 * GC, a->xd + r * GC);
         }
         const int64_t up = active * a->F, down = active * a->C;
-        for_rows(a, a->F, up * t / parts, up * (t + 1) / parts, up_piece);
+        for (int64_t t = first; t < nt; t += stride) for_rows(a, a->F, up * t / nt, up * (t + 1) / nt, up_piece);
 #pragma omp barrier
         if (aq8) {
 #pragma omp for schedule(static)
             for (int64_t r = 0; r < A; r++) moe_q8_blocks(a->act + r * F, F, a->aq + r * 32 * GF, a->ad + r * GF);
         }
-        for_rows(a, a->C, down * t / parts, down * (t + 1) / parts, down_piece);
+        for (int64_t t = first; t < nt; t += stride) for_rows(a, a->C, down * t / nt, down * (t + 1) / nt, down_piece);
 #pragma omp barrier
 #pragma omp for schedule(static)
         for (int64_t tok = 0; tok < a->T; tok++) combine_token(a, tok);
@@ -148,8 +149,8 @@ static void infer_decode(const infer_args *a, int64_t active) {
 /* Prefill: expert after expert, each matrix product on all threads (moe_weight_matmul). */
 static void infer_prefill(const infer_args *a) {
     const int64_t A = a->offsets[a->E], C = a->C, F = a->F;
-    const int nt = omp_in_parallel() ? 1 : moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    const int nt = moe_in_region() ? 1 : moe_threads_current();
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (nt > 1)
     for (int64_t r = 0; r < A; r++) gather_row(a, r);
     for (int64_t e = 0; e < a->E; e++) {
         const int64_t r0 = a->offsets[e], m = a->offsets[e + 1] - r0;
@@ -158,12 +159,12 @@ static void infer_prefill(const infer_args *a) {
         if (a->h3)
             moe_weight_matmul(a->h3 + r0 * F, F, a->xs + r0 * C, C, moe_weight_rows(a->w3, e * F, F), m, 0, a->panels);
         const int64_t fb = (F + 63) / 64;
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && m * F > MOE_WEIGHT_PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (nt > 1 && m * F > MOE_WEIGHT_PARALLEL_MIN_ELEMENTS)
         for (int64_t b = 0; b < fb; b++) act_cols(a, e, b * 64, (b + 1) * 64 < F ? (b + 1) * 64 : F);
         moe_weight_matmul(a->eo + r0 * C, C, a->act + r0 * F, F, moe_weight_rows(a->w2, e * C, C), m, 0, a->panels);
         if (a->b2) bias2_cols(a, e, 0, C);
     }
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (nt > 1)
     for (int64_t tok = 0; tok < a->T; tok++) combine_token(a, tok);
 }
 

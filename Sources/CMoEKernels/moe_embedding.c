@@ -7,7 +7,7 @@
 
 void moe_embedding_forward(float *out, const float *table, const int32_t *ids, int64_t n, int64_t c) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n * c > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n * c > PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         memcpy(out + i * c, table + (int64_t)ids[i] * c, (size_t)c * sizeof(float));
 }
@@ -28,7 +28,7 @@ void moe_embedding_backward(float *d_table, const float *d_out, const int32_t *i
         scatter_cols(d_table, d_out, ids, n, c, 0, c);
         return;
     }
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(moe_team(nt))
     {
         int64_t c0, c1; /* column ranges on 16-float boundaries */
         moe_column_range(c, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);

@@ -14,20 +14,20 @@ void moe_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, con
                const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
     if (m <= 0 || n <= 0) return;
     int threads = moe_threads_current();
-    if (threads == 1 || omp_in_parallel() || 2.0 * m * n * k < MOE_GEMM_PARALLEL_MIN_FLOPS || (m < 32 && n < 32)) {
+    if (threads == 1 || moe_in_region() || 2.0 * m * n * k < MOE_GEMM_PARALLEL_MIN_FLOPS || (m < 32 && n < 32)) {
         sgemm1(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    /* Split the larger of M and N into one contiguous chunk per thread (multiples of 16). */
+    /* Split the larger of M and N into one contiguous chunk per thread asked for (multiples
+     * of 16); a smaller team (load-aware teams, moe_threads.h) runs the same chunks in turn,
+     * so the result does not depend on the load. */
     int split_rows = m >= n;
     int64_t dim = split_rows ? m : n;
-#pragma omp parallel num_threads(threads)
-    {
-        /* The team may be smaller than asked (adaptive teams, moe_threads.h): split by its size. */
-        const int team = omp_get_num_threads();
-        int64_t chunk = (dim + team - 1) / team;
-        chunk = (chunk + 15) / 16 * 16;
-        int64_t lo = (int64_t)omp_get_thread_num() * chunk;
+    int64_t chunk = (dim + threads - 1) / threads;
+    chunk = (chunk + 15) / 16 * 16;
+#pragma omp parallel num_threads(moe_team(threads))
+    for (int part = omp_get_thread_num(); part < threads; part += omp_get_num_threads()) {
+        int64_t lo = (int64_t)part * chunk;
         int64_t hi = lo + chunk < dim ? lo + chunk : dim;
         if (lo < hi) {
             if (split_rows) {

@@ -9,7 +9,7 @@
 void moe_rmsnorm_forward(float *out, float *rstd, const float *x, const float *weight,
                          int64_t n, int64_t c, float eps) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n * c > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n * c > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         const float *xr = x + i * c;
         float *o = out + i * c;
@@ -49,7 +49,7 @@ static void norm_param_grads(float *d_w, float *d_b, const float *g, const float
                              const float *mean, const float *rstd, int64_t n, int64_t c) {
     int nt = moe_column_threads(moe_threads_current(), n, c);
     if (nt <= 1) { norm_param_grads_range(d_w, d_b, g, x, mean, rstd, n, c, 0, c); return; }
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(moe_team(nt))
     {
         int64_t c0, c1;
         moe_column_range(c, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
@@ -62,7 +62,7 @@ void moe_rmsnorm_backward(float *d_x, float *d_weight, const float *d_out,
                           int64_t n, int64_t c) {
     int nt = moe_threads_current();
     if (d_x) {
-#pragma omp parallel for schedule(static) num_threads(nt) if (n * c > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n * c > PAR_MIN)
         for (int64_t i = 0; i < n; i++) {
             const float *xr = x + i * c, *gr = d_out + i * c;
             float *dx = d_x + i * c;
@@ -87,7 +87,7 @@ void moe_layernorm_forward(float *out, float *mean, float *rstd, const float *x,
                            const float *weight, const float *bias,
                            int64_t n, int64_t c, float eps) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n * c > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n * c > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         const float *xr = x + i * c;
         float *o = out + i * c;
@@ -115,7 +115,7 @@ void moe_layernorm_backward(float *d_x, float *d_weight, float *d_bias, const fl
                             int64_t n, int64_t c) {
     int nt = moe_threads_current();
     if (d_x) {
-#pragma omp parallel for schedule(static) num_threads(nt) if (n * c > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n * c > PAR_MIN)
         for (int64_t i = 0; i < n; i++) {
             const float *xr = x + i * c, *gr = d_out + i * c;
             float *dx = d_x + i * c;

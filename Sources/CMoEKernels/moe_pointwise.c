@@ -36,7 +36,7 @@ static void reduce_rows_range(float *d_b, const float *g, const float *a, float 
 static void reduce_rows(float *d_b, const float *g, const float *a, float scale, int64_t n, int64_t d) {
     int nt = moe_column_threads(moe_threads_current(), n, d);
     if (nt <= 1) { reduce_rows_range(d_b, g, a, scale, n, d, 0, d); return; }
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(moe_team(nt))
     {
         int64_t c0, c1;
         moe_column_range(d, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
@@ -51,10 +51,10 @@ void moe_add_forward(float *out, const float *a, const float *b, float beta,
     int64_t total = n * d;
     int nt = moe_threads_current();
     if (!b_broadcast) {
-#pragma omp parallel for schedule(static) num_threads(nt) if (total > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (total > PAR_MIN)
         for (int64_t i = 0; i < total; i++) out[i] = a[i] + beta * b[i];
     } else {
-#pragma omp parallel for schedule(static) num_threads(nt) if (total > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (total > PAR_MIN)
         for (int64_t i = 0; i < n; i++)
             for (int64_t j = 0; j < d; j++) out[i * d + j] = a[i * d + j] + beta * b[j];
     }
@@ -65,14 +65,14 @@ void moe_add_backward(float *d_a, float *d_b, const float *d_out, float beta,
     int64_t total = n * d;
     int nt = moe_threads_current();
     if (d_a) {
-#pragma omp parallel for schedule(static) num_threads(nt) if (total > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (total > PAR_MIN)
         for (int64_t i = 0; i < total; i++) d_a[i] += d_out[i];
     }
     if (d_b) {
         if (b_broadcast) {
             reduce_rows(d_b, d_out, NULL, beta, n, d);
         } else {
-#pragma omp parallel for schedule(static) num_threads(nt) if (total > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (total > PAR_MIN)
             for (int64_t i = 0; i < total; i++) d_b[i] += beta * d_out[i];
         }
     }
@@ -83,10 +83,10 @@ void moe_mul_forward(float *out, const float *a, const float *b,
     int64_t total = n * d;
     int nt = moe_threads_current();
     if (!b_broadcast) {
-#pragma omp parallel for schedule(static) num_threads(nt) if (total > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (total > PAR_MIN)
         for (int64_t i = 0; i < total; i++) out[i] = a[i] * b[i];
     } else {
-#pragma omp parallel for schedule(static) num_threads(nt) if (total > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (total > PAR_MIN)
         for (int64_t i = 0; i < n; i++)
             for (int64_t j = 0; j < d; j++) out[i * d + j] = a[i * d + j] * b[j];
     }
@@ -98,10 +98,10 @@ void moe_mul_backward(float *d_a, float *d_b, const float *d_out, const float *a
     int nt = moe_threads_current();
     if (d_a) {
         if (!b_broadcast) {
-#pragma omp parallel for schedule(static) num_threads(nt) if (total > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (total > PAR_MIN)
             for (int64_t i = 0; i < total; i++) d_a[i] += d_out[i] * b[i];
         } else {
-#pragma omp parallel for schedule(static) num_threads(nt) if (total > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (total > PAR_MIN)
             for (int64_t i = 0; i < n; i++)
                 for (int64_t j = 0; j < d; j++) d_a[i * d + j] += d_out[i * d + j] * b[j];
         }
@@ -110,7 +110,7 @@ void moe_mul_backward(float *d_a, float *d_b, const float *d_out, const float *a
         if (b_broadcast) {
             reduce_rows(d_b, d_out, a, 1.0f, n, d);
         } else {
-#pragma omp parallel for schedule(static) num_threads(nt) if (total > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (total > PAR_MIN)
             for (int64_t i = 0; i < total; i++) d_b[i] += d_out[i] * a[i];
         }
     }
@@ -118,13 +118,13 @@ void moe_mul_backward(float *d_a, float *d_b, const float *d_out, const float *a
 
 void moe_scale_forward(float *out, const float *x, float s, int64_t n) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) out[i] = s * x[i];
 }
 
 void moe_scale_backward(float *d_x, const float *d_out, float s, int64_t n) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) d_x[i] += s * d_out[i];
 }
 
@@ -134,7 +134,7 @@ void moe_sum_forward(float *out, const float *x, float scale, int64_t n) {
     double partial[SUM_BLOCKS];
     int64_t chunk = (n + SUM_BLOCKS - 1) / SUM_BLOCKS;
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
     for (int64_t blk = 0; blk < SUM_BLOCKS; blk++) {
         int64_t lo = blk * chunk, hi = lo + chunk < n ? lo + chunk : n;
         partial[blk] = hi > lo ? moe_sum_d(x + lo, hi - lo) : 0.0;
@@ -147,13 +147,13 @@ void moe_sum_forward(float *out, const float *x, float scale, int64_t n) {
 void moe_sum_backward(float *d_x, const float *d_out, float scale, int64_t n) {
     float g = scale * d_out[0];
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) d_x[i] += g;
 }
 
 void moe_sum_last_forward(float *out, const float *x, int64_t n, int64_t d) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n * d > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n * d > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         out[i] = (float)moe_sum_d(x + i * d, d);
     }
@@ -161,7 +161,7 @@ void moe_sum_last_forward(float *out, const float *x, int64_t n, int64_t d) {
 
 void moe_sum_last_backward(float *d_x, const float *d_out, int64_t n, int64_t d) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n * d > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n * d > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         float g = d_out[i];
         float *row = d_x + i * d;
@@ -173,13 +173,13 @@ void moe_sum_last_backward(float *d_x, const float *d_out, int64_t n, int64_t d)
 
 void moe_silu_forward(float *out, const float *x, int64_t n) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) out[i] = x[i] * moe_sigmoidf(x[i]);
 }
 
 void moe_silu_backward(float *d_x, const float *d_out, const float *x, int64_t n) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         float s = moe_sigmoidf(x[i]);
         d_x[i] += d_out[i] * s * (1.0f + x[i] * (1.0f - s));
@@ -191,7 +191,7 @@ void moe_silu_backward(float *d_x, const float *d_out, const float *x, int64_t n
 
 void moe_gelu_tanh_forward(float *out, const float *x, int64_t n) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
         out[i] = 0.5f * v * (1.0f + moe_tanhf(GELU_K * (v + GELU_C * v * v * v)));
@@ -200,7 +200,7 @@ void moe_gelu_tanh_forward(float *out, const float *x, int64_t n) {
 
 void moe_gelu_tanh_backward(float *d_x, const float *d_out, const float *x, int64_t n) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
         float t = moe_tanhf(GELU_K * (v + GELU_C * v * v * v));
@@ -215,13 +215,13 @@ void moe_gelu_tanh_backward(float *d_x, const float *d_out, const float *x, int6
 
 void moe_gelu_erf_forward(float *out, const float *x, int64_t n) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) out[i] = 0.5f * x[i] * moe_erfcf(-x[i] * INV_SQRT2);
 }
 
 void moe_gelu_erf_backward(float *d_x, const float *d_out, const float *x, int64_t n) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
         float local = 0.5f * moe_erfcf(-v * INV_SQRT2) + v * INV_SQRT_2PI * moe_expf(-0.5f * v * v);
@@ -231,27 +231,27 @@ void moe_gelu_erf_backward(float *d_x, const float *d_out, const float *x, int64
 
 void moe_relu_forward(float *out, const float *x, int64_t n) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) out[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
 void moe_relu_backward(float *d_x, const float *d_out, const float *x, int64_t n) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         if (x[i] > 0.0f) d_x[i] += d_out[i];
 }
 
 void moe_swiglu_forward(float *out, const float *gate, const float *up, int64_t n) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) out[i] = gate[i] * moe_sigmoidf(gate[i]) * up[i];
 }
 
 void moe_swiglu_backward(float *d_gate, float *d_up, const float *d_out,
                          const float *gate, const float *up, int64_t n) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         float g = gate[i], s = moe_sigmoidf(g);
         if (d_gate) d_gate[i] += d_out[i] * up[i] * s * (1.0f + g * (1.0f - s));

@@ -14,7 +14,7 @@ static inline float row_lse(const float *x, int64_t v) {
 
 void moe_softmax_forward(float *out, const float *x, int64_t n, int64_t v) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n * v > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n * v > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         const float *xr = x + i * v;
         float *o = out + i * v;
@@ -31,7 +31,7 @@ void moe_softmax_forward(float *out, const float *x, int64_t n, int64_t v) {
 
 void moe_softmax_backward(float *d_x, const float *d_out, const float *out, int64_t n, int64_t v) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n * v > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n * v > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         const float *g = d_out + i * v, *y = out + i * v;
         float *dx = d_x + i * v;
@@ -42,7 +42,7 @@ void moe_softmax_backward(float *d_x, const float *d_out, const float *out, int6
 
 void moe_log_softmax_forward(float *out, const float *x, int64_t n, int64_t v) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n * v > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n * v > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         const float *xr = x + i * v;
         float *o = out + i * v;
@@ -53,7 +53,7 @@ void moe_log_softmax_forward(float *out, const float *x, int64_t n, int64_t v) {
 
 void moe_log_softmax_backward(float *d_x, const float *d_out, const float *out, int64_t n, int64_t v) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n * v > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n * v > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         const float *g = d_out + i * v, *y = out + i * v;
         float *dx = d_x + i * v;
@@ -65,7 +65,7 @@ void moe_log_softmax_backward(float *d_x, const float *d_out, const float *out, 
 int64_t moe_cross_entropy_forward(float *loss, float *lse, const float *logits, const int32_t *targets,
                                   int64_t n, int64_t v, int32_t ignore_index) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n * v > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n * v > PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         lse[i] = targets[i] == ignore_index ? 0.0f : row_lse(logits + i * v, v);
     double total = 0.0;
@@ -86,7 +86,7 @@ void moe_cross_entropy_backward(float *d_logits, const float *d_loss, const floa
     if (count <= 0) return;
     float scale = d_loss[0] / (float)count;
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n * v > PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n * v > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         int32_t t = targets[i];
         if (t == ignore_index) continue;

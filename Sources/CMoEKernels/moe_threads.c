@@ -1,37 +1,141 @@
+#define _GNU_SOURCE
 #include "moe_threads.h"
 #include "internal.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 static int g_threads = 0; /* 0 = not yet set: use the OpenMP default */
+
+/* Load-aware teams (moe_threads.h). g_team: the team size the machine's load allows now
+ * (≤ g_threads); g_generation changes whenever the count or the team does, so that each
+ * thread that starts parallel regions re-applies its OpenMP thread count (a per-thread
+ * setting) once. */
+static int g_adaptive = -1; /* -1 = not decided yet (SPARSEMOE_ADAPTIVE_THREADS, default on) */
+static _Atomic int g_team = 0;
+static _Atomic int g_team_limit = 0; /* tests: 0 = no limit */
+static _Atomic int g_generation = 1;
+static _Thread_local int t_generation = 0;
+
+/* The sampler: at most every MOE_LOAD_SAMPLE_NS, one thread counts the machine's runnable
+ * tasks that are not ours; the team follows the mean of the last MOE_LOAD_WINDOW counts. */
+#define MOE_LOAD_SAMPLE_NS 50000000LL
+#define MOE_LOAD_WINDOW 4
+static _Atomic long long g_next_sample_ns = 0;
+static atomic_flag g_sampling = ATOMIC_FLAG_INIT;
+static int g_window[MOE_LOAD_WINDOW];
+static int g_window_fill = 0, g_window_next = 0;
+static _Atomic int g_others_x100 = 0;
+
+static void bump_generation(void) { atomic_fetch_add(&g_generation, 1); }
 
 void moe_set_num_threads(int n) {
     if (n < 1) n = 1;
     g_threads = n;
+    atomic_store(&g_team, n);
+    g_window_fill = g_window_next = 0;
+    atomic_store(&g_others_x100, 0);
+    bump_generation();
     omp_set_num_threads(n);
     /* BLAS is always single-threaded; moe_sgemm parallelises it with OpenMP. */
     openblas_set_num_threads(1);
 }
 
-/* Adaptive teams: -1 = not decided yet (SPARSEMOE_ADAPTIVE_THREADS, default off). OpenMP's
- * dyn-var is a per-thread setting, so each thread that calls a kernel applies the current
- * choice once (and again after it changes: the generation counter). */
-static int g_adaptive = -1;
-static int g_adaptive_generation = 1;
-static _Thread_local int t_adaptive_generation = 0;
-
 int moe_adaptive_threads(void) {
     if (g_adaptive < 0) {
         const char *env = getenv("SPARSEMOE_ADAPTIVE_THREADS");
-        g_adaptive = env && (strcmp(env, "1") == 0 || strcmp(env, "true") == 0 || strcmp(env, "on") == 0);
+        g_adaptive = !(env && (strcmp(env, "0") == 0 || strcmp(env, "false") == 0 || strcmp(env, "off") == 0));
     }
     return g_adaptive;
 }
 
 void moe_set_adaptive_threads(int on) {
     g_adaptive = on != 0;
-    g_adaptive_generation++;
+    if (g_threads > 0) atomic_store(&g_team, g_threads);
+    g_window_fill = g_window_next = 0;
+    atomic_store(&g_others_x100, 0);
+    bump_generation();
+}
+
+int moe_threads_team_for_load(int requested, int cpus, int others_x100) {
+    if (requested <= 1) return 1;
+    /* Round the mean count half down: a task seen in one sample of four is noise. */
+    const int others = (others_x100 + 49) / 100;
+    int free_cores = cpus - others;
+    if (free_cores < 1) free_cores = 1;
+    return requested < free_cores ? requested : free_cores;
+}
+
+/* Runnable tasks on the machine: the fourth field of /proc/loadavg, "running/total". */
+static int machine_running(void) {
+    char buf[128];
+    int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    const char *p = buf;
+    for (int field = 0; field < 3 && p; field++) { p = strchr(p, ' '); if (p) p++; }
+    return p ? atoi(p) : -1;
+}
+
+/* This process's threads in state R (running or runnable): spinning OpenMP workers, the
+ * caller, and whatever else of ours runs. */
+static int own_running(void) {
+    DIR *dir = opendir("/proc/self/task");
+    if (!dir) return -1;
+    int count = 0;
+    struct dirent *entry;
+    char path[64], buf[512];
+    while ((entry = readdir(dir))) {
+        if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
+        if (strlen(entry->d_name) > 20) continue;
+        strcpy(path, "/proc/self/task/");
+        strcat(path, entry->d_name);
+        strcat(path, "/stat");
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0) continue;
+        buf[n] = 0;
+        const char *close_paren = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
+        if (close_paren && close_paren[1] == ' ' && close_paren[2] == 'R') count++;
+    }
+    closedir(dir);
+    return count;
+}
+
+static void sample_load(void) {
+    const int running = machine_running();
+    const int ours = own_running();
+    if (running < 0 || ours < 0) return; /* no /proc: keep the full team */
+    int others = running - ours;
+    if (others < 0) others = 0;
+    g_window[g_window_next] = others;
+    g_window_next = (g_window_next + 1) % MOE_LOAD_WINDOW;
+    if (g_window_fill < MOE_LOAD_WINDOW) g_window_fill++;
+    int sum = 0;
+    for (int i = 0; i < g_window_fill; i++) sum += g_window[i];
+    const int others_x100 = sum * 100 / g_window_fill;
+    atomic_store(&g_others_x100, others_x100);
+    const int team = moe_threads_team_for_load(g_threads, omp_get_num_procs(), others_x100);
+    if (team != atomic_load(&g_team)) {
+        atomic_store(&g_team, team);
+        bump_generation();
+    }
+}
+
+static long long now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 int moe_threads_current(void) {
@@ -39,18 +143,45 @@ int moe_threads_current(void) {
         /* First use: adopt the OpenMP default for both runtimes. */
         moe_set_num_threads(omp_get_max_threads());
     }
-    if (t_adaptive_generation != g_adaptive_generation) {
-        omp_set_dynamic(moe_adaptive_threads());
-        t_adaptive_generation = g_adaptive_generation;
+    if (g_threads > 1 && moe_adaptive_threads() && omp_get_level() == 0) {
+        const long long now = now_ns();
+        if (now >= atomic_load_explicit(&g_next_sample_ns, memory_order_relaxed)
+            && !atomic_flag_test_and_set(&g_sampling)) {
+            atomic_store(&g_next_sample_ns, now + MOE_LOAD_SAMPLE_NS);
+            sample_load();
+            atomic_flag_clear(&g_sampling);
+        }
+    }
+    const int generation = atomic_load_explicit(&g_generation, memory_order_relaxed);
+    if (t_generation != generation) {
+        t_generation = generation;
+        omp_set_num_threads(moe_team(g_threads));
     }
     return g_threads;
 }
 
+int moe_team(int n) {
+    int team = moe_adaptive_threads() ? atomic_load_explicit(&g_team, memory_order_relaxed) : g_threads;
+    const int limit = atomic_load_explicit(&g_team_limit, memory_order_relaxed);
+    if (limit > 0 && team > limit) team = limit;
+    if (team < 1) team = 1;
+    return n < team ? n : team;
+}
+
+int moe_in_region(void) { return omp_get_level() > 0; }
+
 int moe_get_num_threads(void) { return moe_threads_current(); }
+
+void moe_threads_set_team_limit(int n) {
+    atomic_store(&g_team_limit, n > 0 ? n : 0);
+    bump_generation();
+}
+
+int moe_threads_other_runnable_x100(void) { return atomic_load(&g_others_x100); }
 
 int moe_threads_team_probe(void) {
     int team = 1;
-    const int nt = moe_threads_current();
+    const int nt = moe_team(moe_threads_current());
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
 #pragma omp master

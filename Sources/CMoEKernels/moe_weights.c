@@ -121,14 +121,14 @@ static void quantize_row(void *data, void *scales, const float *src, int64_t n, 
 }
 
 void moe_weight_quantize(void *data, void *scales, const float *src, int64_t rows, int64_t cols, int format) {
-#pragma omp parallel for schedule(static) if (rows * cols > MOE_WEIGHT_PARALLEL_MIN_ELEMENTS && !omp_in_parallel())
+#pragma omp parallel for schedule(static) if (rows * cols > MOE_WEIGHT_PARALLEL_MIN_ELEMENTS && !moe_in_region())
     for (int64_t n = 0; n < rows; n++) quantize_row(data, scales, src, n, cols, format);
 }
 
 void moe_weight_dequantize(float *dst, moe_weight w, int64_t first, int64_t count) {
     const moe_weight_kernels *kern = moe_weight_kernels_current();
     const int64_t K = w.cols;
-#pragma omp parallel for schedule(static) if (count * K > MOE_WEIGHT_PARALLEL_MIN_ELEMENTS && !omp_in_parallel())
+#pragma omp parallel for schedule(static) if (count * K > MOE_WEIGHT_PARALLEL_MIN_ELEMENTS && !moe_in_region())
     for (int64_t i = 0; i < count; i++) kern->dequant(&w, first + i, first + i + 1, dst + i * K, K);
 }
 
@@ -137,7 +137,7 @@ void moe_weight_dequantize(float *dst, moe_weight w, int64_t first, int64_t coun
  * ------------------------------------------------------------------------------------ */
 
 /* Threads the weight kernels use here: 1 inside a parallel region. */
-static int weight_threads(void) { return omp_in_parallel() ? 1 : moe_threads_current(); }
+static int weight_threads(void) { return moe_in_region() ? 1 : moe_threads_current(); }
 
 /* Rows up to which a matmul runs as GEMV (each weight read once for all rows) rather than
  * dequantized panels × sgemm: MOE_WEIGHT_DECODE_MAX_M for the stored formats, which dequantize
@@ -195,10 +195,10 @@ static void matmul_decode(float *y, int64_t ldy, const float *x, int64_t ldx, co
         for (int64_t i = 0; i < m; i++) moe_q8_blocks(x + i * ldx, K, xq + i * 32 * G, xd + i * G);
     int nt = weight_threads();
     if (N * w->cols < MOE_WEIGHT_PARALLEL_MIN_ELEMENTS || N < 2) nt = 1;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        const int64_t t = nt > 1 ? omp_get_thread_num() : 0, parts = nt > 1 ? omp_get_num_threads() : 1;
-        const int64_t n0 = N * t / parts, n1 = N * (t + 1) / parts;
+    /* nt parts of rows, whatever the team that runs them (moe_team): the same result under load. */
+#pragma omp parallel num_threads(moe_team(nt)) if (nt > 1)
+    for (int64_t t = nt > 1 ? omp_get_thread_num() : 0; t < nt; t += nt > 1 ? omp_get_num_threads() : 1) {
+        const int64_t n0 = N * t / nt, n1 = N * (t + 1) / nt;
         if (q8) kern->gemv_q4q8(w, n0, n1, xq, xd, m, y, ldy, accumulate);
         else kern->gemv(w, n0, n1, x, ldx, m, y, ldy, accumulate);
     }
@@ -216,7 +216,7 @@ static void matmul_prefill(float *y, int64_t ldy, const float *x, int64_t ldx, c
     P = (P + 15) / 16 * 16;
     if (P > MOE_WEIGHT_PANEL_ROWS) P = MOE_WEIGHT_PANEL_ROWS;
     const int64_t panels = (N + P - 1) / P;
-    const int team = panels < nt ? (int)panels : nt;
+    const int team = moe_team(panels < nt ? (int)panels : nt);
 #pragma omp parallel num_threads(team) if (team > 1)
     {
         const int t = team > 1 ? omp_get_thread_num() : 0, size = team > 1 ? omp_get_num_threads() : 1;

@@ -3,11 +3,11 @@ import XCTest
 @testable import SparseMoENN
 @testable import SparseMoEModels
 
-/// Adaptive teams (`Threads.adaptive`) let a parallel region run on fewer threads than asked.
-/// Every kernel must then split its work by the team it got: on a machine made busy by
-/// spinning threads, a training step and inference with 2 threads asked for and adaptive teams
-/// on run on teams of 1 and must give exactly the numbers of 1 thread (the same code on one
-/// thread); a kernel that split by the count asked for would skip work and differ.
+/// Load-aware teams (`Threads.adaptive`) run a parallel region on fewer threads than
+/// `Threads.count` while other processes hold cores. Every kernel splits its work by the count,
+/// never by the team, so a training step and inference (every weight dtype, prefill and decode)
+/// on teams of 1 must give exactly the numbers of the full team of 2; a kernel that split by the
+/// team would round differently (or skip work) and differ.
 final class ThreadCountDeterminismTests: XCTestCase {
     func numbers(_ model: TransformerLM, _ quantized: [TransformerLM], _ tokens: Tensor, _ targets: Tensor) throws -> [[Float]] {
         model.zeroGrad()
@@ -15,14 +15,14 @@ final class ThreadCountDeterminismTests: XCTestCase {
         let loss = add(crossEntropy(out.logits, targets: targets), out.auxLoss!)
         loss.backward()
         var result = [loss.scalars] + model.parameters.map { $0.grad?.scalars ?? [] }
-        let decode = Tensor(indices: [5], shape: [1, 1])
+        let decode = Tensor(indices: [5, 9, 2], shape: [3, 1])
         for lm in quantized {
             result.append(try withNoGrad { try lm.forward(tokens).logits.scalars + lm.forward(decode).logits.scalars })
         }
         return result
     }
 
-    func testKernelsOnTeamsSmallerThanAskedGiveTheNumbersOfOneThread() throws {
+    func testTeamsSmallerThanTheThreadCountGiveTheNumbersOfTheFullTeam() throws {
         // tiny-moe's sizes: large enough that GEMMs, norms and the experts split over threads.
         let config = try TransformerConfig.preset(named: "tiny-moe")
         let model = try TransformerLM(config: config, seed: 1)
@@ -35,35 +35,56 @@ final class ThreadCountDeterminismTests: XCTestCase {
         let ids = (0..<(4 * 64)).map { _ in Int32(rng.next() % UInt64(config.vocabSize)) }
         let tokens = Tensor(indices: ids, shape: [4, 64])
         let targets = Tensor(indices: Array(ids.dropFirst()) + [0], shape: [4, 64])
-        let reference = try Threads.with(1) { try numbers(model, quantized, tokens, targets) }
-
-        // Busy the machine: one spinning thread per core.
-        let stop = ManagedAtomicFlag()
-        let spinners = (0..<Threads.available).map { _ in Thread { while !stop.isSet { } } }
-        spinners.forEach { $0.start() }
-        defer { stop.set() }
         let wasAdaptive = Threads.adaptive
+        defer { Threads.adaptive = wasAdaptive; Threads.limitTeams(to: nil) }
+        // The full team of 2, whatever the machine's load.
+        Threads.adaptive = false
+        let (full, fullTeam) = try Threads.with(2) { (try numbers(model, quantized, tokens, targets), Threads.currentTeam) }
+        XCTAssertEqual(fullTeam, 2)
+        // The same count on teams of 1.
         Threads.adaptive = true
-        defer { Threads.adaptive = wasAdaptive }
-        let got = try Threads.with(2) { () throws -> [[Float]]? in
-            // The runtime recounts the machine's load about once a second.
-            let deadline = Date().addingTimeInterval(5)
-            while Threads.currentTeam > 1 && Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
-            guard Threads.currentTeam == 1 else { return nil }
-            return try numbers(model, quantized, tokens, targets)
-        }
-        guard let got else { throw XCTSkip("the OpenMP runtime kept a team of 2 on a busy machine; nothing to compare") }
-        XCTAssertEqual(got.count, reference.count)
-        for (i, (a, b)) in zip(got, reference).enumerated() {
-            XCTAssertTrue(a == b, "array \(i) (0 = loss, then gradients, then inference per dtype) differs from 1 thread")
+        Threads.limitTeams(to: 1)
+        let (small, smallTeam) = try Threads.with(2) { (try numbers(model, quantized, tokens, targets), Threads.currentTeam) }
+        XCTAssertEqual(smallTeam, 1)
+        XCTAssertEqual(small.count, full.count)
+        for (i, (a, b)) in zip(small, full).enumerated() {
+            XCTAssertTrue(a == b, "array \(i) (0 = loss, then gradients, then inference per dtype) differs between teams of 1 and 2")
         }
     }
-}
 
-/// A flag set once by one thread and read by others.
-final class ManagedAtomicFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    var isSet: Bool { lock.withLock { value } }
-    func set() { lock.withLock { value = true } }
+    /// The rule: cores left after the others' mean count, rounded half down, within 1...count.
+    func testTeamFollowsTheFreeCores() {
+        XCTAssertEqual(Threads.team(requested: 2, cores: 2, others: 0), 2)
+        XCTAssertEqual(Threads.team(requested: 2, cores: 2, others: 0.25), 2) // one sample in four: noise
+        XCTAssertEqual(Threads.team(requested: 2, cores: 2, others: 0.5), 2)
+        XCTAssertEqual(Threads.team(requested: 2, cores: 2, others: 0.75), 1)
+        XCTAssertEqual(Threads.team(requested: 2, cores: 2, others: 1), 1)
+        XCTAssertEqual(Threads.team(requested: 2, cores: 2, others: 5), 1)
+        XCTAssertEqual(Threads.team(requested: 8, cores: 16, others: 3), 8)
+        XCTAssertEqual(Threads.team(requested: 16, cores: 16, others: 3), 13)
+        XCTAssertEqual(Threads.team(requested: 1, cores: 2, others: 0), 1)
+    }
+
+    /// On a machine made busy by other runnable tasks (a child process per core spinning),
+    /// the sampler sees them and shrinks the team.
+    func testBusyMachineShrinksTheTeam() throws {
+        guard FileManager.default.fileExists(atPath: "/proc/loadavg") else { throw XCTSkip("no /proc/loadavg on this system") }
+        let wasAdaptive = Threads.adaptive
+        defer { Threads.adaptive = wasAdaptive }
+        Threads.adaptive = true
+        let spinners = (0..<Threads.available).map { _ -> Process in
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            p.arguments = ["-c", "while :; do :; done"]
+            return p
+        }
+        try spinners.forEach { try $0.run() }
+        defer { spinners.forEach { $0.terminate(); $0.waitUntilExit() } }
+        let team = Threads.with(Threads.available) { () -> Int in
+            let deadline = Date().addingTimeInterval(5)
+            while Threads.currentTeam > 1 && Date() < deadline { Thread.sleep(forTimeInterval: 0.06) }
+            return Threads.currentTeam
+        }
+        XCTAssertEqual(team, 1, "\(Threads.available) spinning processes, others seen: \(Threads.otherRunnableTasks)")
+    }
 }

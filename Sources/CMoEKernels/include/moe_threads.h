@@ -12,19 +12,33 @@ void moe_set_num_threads(int n);
 /// The thread count set by moe_set_num_threads (initially the OpenMP default).
 int moe_get_num_threads(void);
 
-/// Adaptive teams (off by default; SPARSEMOE_ADAPTIVE_THREADS=1 or moe_set_adaptive_threads(1)
-/// turn them on): every parallel region asks the OpenMP runtime for a team no larger than the
-/// cores that are free (libomp's dynamic adjustment: it counts the machine's running threads,
-/// at most once a second). With another process busy on one of two cores, a region then runs
-/// on one thread instead of waiting at its barriers for a thread that has no core. Kernels
-/// split their work by the team they get, so results stay correct, but a few reductions round
-/// differently on 1 and 2 threads: with adaptive teams, results are no longer bit-identical
-/// from run to run on a busy machine. The count asked for stays moe_get_num_threads().
+/// Load-aware teams (on by default; SPARSEMOE_ADAPTIVE_THREADS=0 or moe_set_adaptive_threads(0)
+/// turn them off). OpenMP threads wait for each other at the end of every parallel region; on
+/// a machine where another process keeps a core busy, a region's thread that has no core makes
+/// the others spin at the barrier for a whole scheduler slice, so 2 threads end up far slower
+/// than 1. The library therefore counts, at most every 50 ms and at a kernel's entry, the
+/// machine's runnable tasks (/proc/loadavg) minus this process's own (/proc/self/task), and
+/// runs its parallel regions on at most as many threads as there are cores left:
+///   team = clamp(cores − round(mean of the last 4 counts), 1, thread count).
+/// Every split of work, and so every result, follows the thread count asked for, never the
+/// team: a kernel whose team is smaller runs the same pieces one after the other, and its
+/// output is bit-identical. Without /proc the team is the thread count.
 int moe_adaptive_threads(void);
 void moe_set_adaptive_threads(int on);
 
+/// The team size for `requested` threads on `cpus` cores while other tasks use
+/// others_x100 / 100 of them on average (the rule above; exposed for tests).
+int moe_threads_team_for_load(int requested, int cpus, int others_x100);
+
+/// Caps every team at n threads (n ≤ 0: no cap), whatever the load: tests use it to run the
+/// kernels on teams smaller than the thread count.
+void moe_threads_set_team_limit(int n);
+
+/// The last mean count of other runnable tasks, × 100 (0 before the first sample).
+int moe_threads_other_runnable_x100(void);
+
 /// The size of the team a parallel region gets now (runs an empty region): the thread count,
-/// or fewer with adaptive teams on a busy machine.
+/// or fewer on a busy machine.
 int moe_threads_team_probe(void);
 
 /// Number of hardware threads the OpenMP runtime sees.

@@ -9,7 +9,7 @@ internal import CMoEKernels
 /// `n`. The command-line tool sets it from `--threads` or `SPARSEMOE_NUM_THREADS`.
 ///
 /// For a fixed thread count every kernel is deterministic: the same inputs give
-/// bit-identical outputs (unless `adaptive` teams shrink it on a busy machine).
+/// bit-identical outputs, whatever the machine's load (see `adaptive`).
 public enum Threads {
     /// Current thread count (defaults to the number of cores OpenMP sees).
     public static var count: Int {
@@ -17,15 +17,16 @@ public enum Threads {
         set { moe_set_num_threads(Int32(max(1, newValue))) }
     }
 
-    /// Adaptive teams (default off; `SPARSEMOE_ADAPTIVE_THREADS=1` turns them on): each
-    /// parallel region runs on at most as many of the `count` threads as there are free
-    /// cores, as the OpenMP runtime counts them. On a machine another process shares, a region
-    /// then does not wait at its barriers for a thread that has no core: with one of two cores
-    /// busy elsewhere, 2 threads decode about 2× faster than without. On a quiet machine the
-    /// runtime's checks cost about a quarter of tiny-model decode speed, hence off by default
-    /// (docs/serving.md, "Sharing the machine"). Results stay correct (kernels split work by
-    /// the team they get) but are not bit-identical from run to run on a busy machine, since a
-    /// few reductions round differently on 1 and 2 threads.
+    /// Load-aware teams (default on; `SPARSEMOE_ADAPTIVE_THREADS=0` turns them off). OpenMP
+    /// threads wait for each other at the end of every parallel region, so on a machine where
+    /// another process keeps a core busy, `count` threads that outnumber the free cores spend
+    /// most of their time spinning at barriers for a thread that has no core (2 threads decoded
+    /// 5× slower than 1 with one of two cores busy). With adaptive teams the library counts,
+    /// at most every 50 ms, the machine's runnable tasks that are not its own
+    /// (`/proc/loadavg` minus `/proc/self/task`) and runs each parallel region on at most as
+    /// many threads as cores are left: team = clamp(cores − round(mean of the last 4 counts),
+    /// 1, count). Work is always split by `count`, never by the team (a smaller team runs the
+    /// same pieces in turn), so results are bit-identical under any load.
     public static var adaptive: Bool {
         get { moe_adaptive_threads() != 0 }
         set { moe_set_adaptive_threads(newValue ? 1 : 0) }
@@ -34,6 +35,21 @@ public enum Threads {
     /// The size of the team a parallel region gets now: `count`, or fewer with `adaptive`
     /// teams on a busy machine.
     public static var currentTeam: Int { Int(moe_threads_team_probe()) }
+
+    /// The mean number of other runnable tasks the last load samples saw (0 before the first).
+    public static var otherRunnableTasks: Double { Double(moe_threads_other_runnable_x100()) / 100 }
+
+    /// The team `adaptive` gives `requested` threads on `cores` cores while `others` tasks of
+    /// other processes are runnable on average.
+    package static func team(requested: Int, cores: Int, others: Double) -> Int {
+        Int(moe_threads_team_for_load(Int32(requested), Int32(cores), Int32((others * 100).rounded())))
+    }
+
+    /// Caps every team at `n` threads whatever the load (nil: no cap), so that tests can run
+    /// the kernels on teams smaller than `count`.
+    package static func limitTeams(to n: Int?) {
+        moe_threads_set_team_limit(Int32(n ?? 0))
+    }
 
     /// Hardware threads available.
     public static var available: Int { Int(moe_available_threads()) }
