@@ -8,6 +8,12 @@
 #ifndef ATTN_ROW_BLOCK
 #define ATTN_ROW_BLOCK 64
 #endif
+/* Query rows up to which a block is computed with dot products and row updates instead of
+ * two sgemm calls: decode attends one row per sequence, and packing K and V for a
+ * one-row product costs more than the product. */
+#ifndef ATTN_GEMV_ROWS
+#define ATTN_GEMV_ROWS 4
+#endif
 /* Key rows per work item of the dK/dV pass. */
 #ifndef ATTN_KEY_CHUNK
 #define ATTN_KEY_CHUNK 64
@@ -64,6 +70,21 @@ static void head_forward(float *O, float *P, const float *Q, const float *K, con
         int64_t i1 = min64(T, i0 + rb);
         int64_t n = visible_keys(i1 - 1, T, S, causal);
         float *Pb = P + i0 * S;
+        if (i1 - i0 <= ATTN_GEMV_ROWS) {
+            /* P[i, s] = scale·(q_i · k_s); O_i = Σ_s P[i, s]·v_s, keys in order. */
+            for (int64_t i = i0; i < i1; i++) {
+                float *row = P + i * S, *o = O + i * ldo;
+                const int64_t lim = visible_keys(i, T, S, causal);
+                for (int64_t s = 0; s < lim; s++) row[s] = scale * dot8(Q + i * ldq, K + s * ldk, D);
+                softmax_row(row, lim, S);
+                for (int64_t d = 0; d < Dv; d++) o[d] = 0.0f;
+                for (int64_t s = 0; s < lim; s++) {
+                    const float p = row[s], *v = V + s * ldv;
+                    for (int64_t d = 0; d < Dv; d++) o[d] += p * v[d];
+                }
+            }
+            continue;
+        }
         moe_sgemm(0, 1, i1 - i0, n, D, scale, Q + i0 * ldq, ldq, K, ldk, 0.0f, Pb, S);
         for (int64_t i = i0; i < i1; i++) {
             softmax_row(P + i * S, visible_keys(i, T, S, causal), S);

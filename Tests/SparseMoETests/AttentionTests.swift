@@ -54,6 +54,8 @@ final class AttentionTests: XCTestCase {
         Config(b: 1, t: 3, s: 7, h: 3, hkv: 1, d: 5, dv: 6, causal: false),
         Config(b: 1, t: 1, s: 1, h: 1, hkv: 1, d: 1, dv: 1, causal: true),
         Config(b: 3, t: 1, s: 9, h: 2, hkv: 2, d: 3, dv: 2, causal: true),       // one decoding step
+        Config(b: 2, t: 4, s: 40, h: 2, hkv: 1, d: 19, dv: 11, causal: true),   // row-update path (≤ 4 rows), dot tails
+        Config(b: 1, t: 2, s: 33, h: 2, hkv: 2, d: 32, dv: 32, causal: false),
         Config(b: 1, t: 70, s: 70, h: 2, hkv: 1, d: 4, dv: 3, causal: true),     // row blocks + remainder
         Config(b: 2, t: 67, s: 131, h: 2, hkv: 2, d: 9, dv: 5, causal: true),    // row blocks, S > T
         Config(b: 1, t: 33, s: 65, h: 4, hkv: 4, d: 17, dv: 17, causal: false),
