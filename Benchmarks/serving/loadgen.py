@@ -72,6 +72,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="make every request's prompt differ from its first token on, so that no "
                         "server can reuse a cached prompt prefix")
     p.add_argument("--max-tokens", type=int, default=32, help="max_tokens of every request")
+    p.add_argument("--max-tokens-spread", type=float, default=0.0,
+                   help="draw each request's max_tokens uniformly from max_tokens·(1 ± SPREAD) "
+                        "(deterministic per request index): streams of equal lengths that start "
+                        "together finish together and resubmit in lockstep, a burst every time")
+    p.add_argument("--stagger", type=float, default=0.0,
+                   help="seconds over which a level's streams start (stream i waits i/N of it), "
+                        "as independent clients would; 0: all at once")
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--top-k", type=int, default=None)
@@ -126,6 +133,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error(f"--prompt-tokens: expected a positive integer, got {args.prompt_tokens}")
     if args.max_tokens < 1:
         p.error(f"--max-tokens: expected a positive integer, got {args.max_tokens}")
+    if not 0 <= args.max_tokens_spread < 1:
+        p.error(f"--max-tokens-spread: expected a fraction in [0, 1), got {args.max_tokens_spread}")
+    if not args.stagger >= 0:
+        p.error(f"--stagger: expected seconds >= 0, got {args.stagger}")
     if args.soak < 0 or args.drain < 0:
         p.error("--soak and --drain: expected seconds >= 0")
     if args.extra is not None:
@@ -531,8 +542,18 @@ def make_prompt(args: argparse.Namespace, index: int):
     return " ".join(WORDS[(j + shift) % len(WORDS)] for j in range(n))
 
 
+def request_max_tokens(args: argparse.Namespace, index: int) -> int:
+    """max_tokens of request `index`: args.max_tokens, or with --max-tokens-spread s a value
+    drawn uniformly from max_tokens·(1 ± s) by a hash of the index (the same in every run)."""
+    if args.max_tokens_spread <= 0:
+        return args.max_tokens
+    u = ((index * 2654435761 + 12345) % 2**32) / 2**32
+    lo, hi = args.max_tokens * (1 - args.max_tokens_spread), args.max_tokens * (1 + args.max_tokens_spread)
+    return max(1, round(lo + u * (hi - lo)))
+
+
 def make_body(args: argparse.Namespace, index: int) -> dict:
-    body: dict = {"prompt": make_prompt(args, index), "max_tokens": args.max_tokens,
+    body: dict = {"prompt": make_prompt(args, index), "max_tokens": request_max_tokens(args, index),
                   "temperature": args.temperature, "stream": args.stream}
     if args.model is not None:
         body["model"] = args.model
@@ -586,8 +607,10 @@ async def run_workers(args, concurrency: int, n_requests: Optional[int], issue_u
     issued = 0
     show_progress = not args.quiet and sys.stderr.isatty()
 
-    async def worker():
+    async def worker(position: int):
         nonlocal issued
+        if args.stagger > 0:
+            await asyncio.sleep(args.stagger * position / concurrency)
         while True:
             if n_requests is not None and issued >= n_requests:
                 return
@@ -611,7 +634,7 @@ async def run_workers(args, concurrency: int, n_requests: Optional[int], issue_u
                 print(f"\r  {progress_label}: {done} done, {issued - done} running   ",
                       end="", file=sys.stderr, flush=True)
 
-    tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    tasks = [asyncio.create_task(worker(i)) for i in range(concurrency)]
     remaining = hard_stop - time.perf_counter()
     done, pending = await asyncio.wait(tasks, timeout=max(0.0, remaining))
     for t in pending:

@@ -71,6 +71,26 @@ class LoadgenTests(unittest.TestCase):
         self.assertEqual(body["prompt"], list(range(1, 33)))
         self.assertEqual((body["max_tokens"], body["temperature"], body["stream"]), (8, 0.0, True))
 
+    def test_spread_lengths_and_staggered_starts(self):
+        args = loadgen.parse_args(["--url", "http://127.0.0.1:1", "--max-tokens", "40", "--max-tokens-spread", "0.5"])
+        lengths = [loadgen.request_max_tokens(args, i) for i in range(400)]
+        self.assertTrue(all(20 <= n <= 60 for n in lengths), (min(lengths), max(lengths)))
+        self.assertGreater(len(set(lengths)), 30)  # spread, not a few values
+        self.assertAlmostEqual(sum(lengths) / len(lengths), 40, delta=2)
+        self.assertEqual(lengths, [loadgen.request_max_tokens(args, i) for i in range(400)])  # reproducible
+        srv, url = start(ttft_ms=1000, itl_ms=0)
+        try:
+            out = run(url, "--concurrency", "4", "--requests", "4", "--max-tokens", "4", "--stagger", "0.6")
+        finally:
+            stop(srv)
+        level = out["levels"][0]
+        self.assertEqual(level["ok"], 4)
+        # Each request takes 1 s, so each stream sends one; the fourth starts 3/4 of 0.6 s
+        # after the first: the level lasts at least 0.45 + 1 s (all at once: 1 s).
+        self.assertGreaterEqual(level["wall_s"], 1.4)
+        with contextlib.redirect_stderr(io.StringIO()), self.assertRaises(SystemExit):
+            loadgen.parse_args(["--url", "http://127.0.0.1:1", "--max-tokens-spread", "1.5"])
+
     def test_failures_are_grouped(self):
         # Arrivals 1..20 in order (concurrency 1): 503 at 4, 8, 12, 16, 20; cut off at 5, 10, 15.
         srv, url = start(fail_every=4, drop_every=5)
