@@ -60,6 +60,11 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("prefill-chunk"), help: "Most prompt tokens prefilled per step (chunked prefill).")
     var prefillChunk = SchedulerOptions().prefillChunk
 
+    @Option(name: .customLong("cache-positions"), help: ArgumentHelp(
+        "KV-cache positions shared by all running requests (default: max-batch × the model's context).",
+        discussion: "A request holds min(prompt + max_tokens, context) positions while it runs; requests that do not fit wait. Bounds the cache memory: positions × layers × 2 × kv_heads × head_dim × 4 bytes."))
+    var cachePositions: Int?
+
     @Option(help: "Threads for kernels and BLAS (default: SPARSEMOE_NUM_THREADS or all cores).")
     var threads: Int?
 
@@ -72,6 +77,7 @@ struct Serve: ParsableCommand {
         guard maxBatch >= 1 else { throw ValidationError("--max-batch must be ≥ 1, got \(maxBatch)") }
         guard maxQueue >= 0 else { throw ValidationError("--max-queue must be ≥ 0, got \(maxQueue)") }
         guard prefillChunk >= 1 else { throw ValidationError("--prefill-chunk must be ≥ 1, got \(prefillChunk)") }
+        if let cachePositions, cachePositions < 1 { throw ValidationError("--cache-positions must be ≥ 1, got \(cachePositions)") }
         if let maxTokens, maxTokens < 1 { throw ValidationError("--max-tokens must be ≥ 1, got \(maxTokens)") }
         if let maxPromptTokens, maxPromptTokens < 1 { throw ValidationError("--max-prompt-tokens must be ≥ 1, got \(maxPromptTokens)") }
         if let modelName, modelName.isEmpty { throw ValidationError("--model-name must not be empty") }
@@ -107,7 +113,8 @@ struct Serve: ParsableCommand {
         let options = ServerOptions(modelName: name, contextLength: context,
                                     maxTokens: maxTokens ?? context, maxPromptTokens: maxPromptTokens ?? max(context - 1, 1))
         let metrics = ServerMetrics()
-        let engine = try GenerationEngine(model: lm, options: SchedulerOptions(maxBatch: maxBatch, maxQueue: maxQueue, prefillChunk: prefillChunk),
+        let engine = try GenerationEngine(model: lm, options: SchedulerOptions(maxBatch: maxBatch, maxQueue: maxQueue, prefillChunk: prefillChunk,
+                                                                                    cachePositions: cachePositions),
                                           onStep: { metrics.record(step: $0) })
         let server = CompletionServer(backend: engine, codec: codec, options: options, metrics: metrics)
         let app = server.application(host: host, port: port) { host, port in
