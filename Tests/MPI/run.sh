@@ -17,18 +17,23 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 args=(train --steps 6 --batch-size 4 --seq 32 --threads 1 --eval-every 0 --quiet)
 "$moe" "${args[@]}" --out "$work/one" > "$work/one.log"
 timeout 600 mpirun --oversubscribe -np 2 "$moe" "${args[@]}" --parallel data --collective-timeout 120 --out "$work/two" > "$work/two.log"
-timeout 600 mpirun --oversubscribe -np 2 "$moe" "${args[@]}" --parallel expert --collective-timeout 120 --out "$work/expert" > "$work/expert.log"
+# Expert parallelism at a lower learning rate: AdamW's first steps turn rounding noise in near-zero
+# gradients into parameter differences of about the learning rate, and at 1e-3 those can flip a
+# near-tied top-k choice within 6 steps (seen here: one slot at step 4), after which no two
+# implementations agree to 1e-5. At 3e-4 the routing stays the same and the comparison is fair.
+"$moe" "${args[@]}" --lr 3e-4 --out "$work/one-expert" > "$work/one-expert.log"
+timeout 600 mpirun --oversubscribe -np 2 "$moe" "${args[@]}" --lr 3e-4 --parallel expert --collective-timeout 120 --out "$work/expert" > "$work/expert.log"
 losses() { grep -E '^ {4,}"train_loss"' "$1/summary.json" | sed 's/.*: //; s/,$//'; }
-compare() {
-    paste <(losses "$work/one") <(losses "$work/$1") | awk -v what="$1" '
+compare() {  # reference run, parallel run
+    paste <(losses "$work/$1") <(losses "$work/$2") | awk -v what="$2" '
         { n++; d = $1 - $2; if (d < 0) d = -d; r = d / ($1 < 0 ? -$1 : $1)
           printf "mpi: %s: loss %d: 1 rank %s, 2 ranks %s, relative difference %.2g\n", what, n, $1, $2, r
           if (r > 1e-5) bad++ }
         END { if (n < 6) { print "mpi: " what ": expected the losses of 6 steps, got " n; exit 1 }
               if (bad) { print "mpi: " what ": " bad " losses differ by more than 1e-5 relative"; exit 1 } }'
 }
-compare two
-compare expert
+compare one two
+compare one-expert expert
 # Rank 0 wrote the full model: the expert-parallel run's checkpoint holds every expert.
 cmp <(ls "$work/one/model") <(ls "$work/expert/model") || { echo "mpi: expert-parallel model folder differs in its files" >&2; exit 1; }
 # A bad setup ends every rank with a message, in bounded time.

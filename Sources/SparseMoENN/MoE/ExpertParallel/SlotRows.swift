@@ -53,9 +53,9 @@ func combineSlotRows(_ rows: Tensor, gates: Tensor, rowOfSlot: [Int]) -> Tensor 
                 }
                 if let dgates {
                     let src = rp + a * c
-                    var dot: Float = 0
-                    for j in 0..<c { dot += g[j] * src[j] }
-                    dgates[i * k + s] += dot
+                    var dot = 0.0
+                    for j in 0..<c { dot += Double(g[j]) * Double(src[j]) }
+                    dgates[i * k + s] += Float(dot)
                 }
             }
         }
