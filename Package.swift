@@ -16,7 +16,7 @@ let kernelLinks: [LinkerSetting] = [
 //   moe (CLI) → SparseMoERuns → SparseMoEBench → SparseMoE (re-exports ↓)
 //   moe (CLI) → SparseMoEMPI → CMoEMPI → COpenMPI (system library: Open MPI via pkg-config)
 //   SparseMoETraining → SparseMoEAnalysis → SparseMoEModels → SparseMoENN → SparseMoECore → CMoEKernels
-//   SparseMoETraining → SparseMoEDistributed (collectives; depends on nothing)
+//   SparseMoETraining, SparseMoENN → SparseMoEDistributed (collectives; depends on nothing)
 //   SparseMoEServing → SparseMoEModels
 //   moe → SparseMoEServer (HTTP, Hummingbird) → SparseMoE; no library layer depends on it
 let package = Package(
@@ -45,7 +45,7 @@ let package = Package(
         // Tensors, autograd and the ops (the only Swift code that calls the kernels).
         .target(name: "SparseMoECore", dependencies: ["CMoEKernels"]),
         // Layers (Linear, norms, attention, FFN) and the MoE layer (routers, experts, losses).
-        .target(name: "SparseMoENN", dependencies: ["SparseMoECore"]),
+        .target(name: "SparseMoENN", dependencies: ["SparseMoECore", "SparseMoEDistributed"]),
         // TransformerLM, its configs and presets, Hugging Face families, safetensors IO.
         .target(name: "SparseMoEModels", dependencies: ["SparseMoECore", "SparseMoENN"]),
         // Parameter and FLOP accounting of configs and checkpoints, FLOPs of executed forwards.

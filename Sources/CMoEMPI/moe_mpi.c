@@ -58,10 +58,46 @@ int moe_mpi_init(int *rank, int *size, char *err, int errlen) {
     return 0;
 }
 
+/* Communicator handles: 0 is MPI_COMM_WORLD, the others come from moe_mpi_comm_split. */
+#define MOE_MPI_MAX_COMMS 64
+static MPI_Comm comms[MOE_MPI_MAX_COMMS];
+static int comm_count = 1;
+
+static MPI_Comm comm_of(int handle) {
+    return handle > 0 && handle < comm_count ? comms[handle] : MPI_COMM_WORLD;
+}
+
+int moe_mpi_comm_split(int comm, int color, int key, int *newcomm, int *rank, int *size,
+                       double timeout, char *err, int errlen) {
+    if (comm_count >= MOE_MPI_MAX_COMMS) {
+        snprintf(err, (size_t)errlen, "split: at most %d communicators per process", MOE_MPI_MAX_COMMS - 1);
+        return 2;
+    }
+    MPI_Comm parent = comm_of(comm);
+    MPI_Request req;
+    int rc = MPI_Ibarrier(parent, &req);
+    int status = rc != MPI_SUCCESS ? failed(rc, "MPI_Ibarrier", err, errlen) : wait_for(&req, timeout, "split (barrier)", err, errlen);
+    if (status != 0) return status;
+    MPI_Comm made;
+    rc = MPI_Comm_split(parent, color, key, &made);
+    if (rc != MPI_SUCCESS) return failed(rc, "MPI_Comm_split", err, errlen);
+    MPI_Comm_set_errhandler(made, MPI_ERRORS_RETURN);
+    comms[comm_count] = made;
+    *newcomm = comm_count++;
+    MPI_Comm_rank(made, rank);
+    MPI_Comm_size(made, size);
+    return 0;
+}
+
 int moe_mpi_allreduce_sum(float *buf, int64_t n, double timeout, char *err, int errlen) {
+    return moe_mpi_allreduce_sum_on(0, buf, n, timeout, err, errlen);
+}
+
+int moe_mpi_allreduce_sum_on(int handle, float *buf, int64_t n, double timeout, char *err, int errlen) {
+    MPI_Comm comm = comm_of(handle);
     int rank, size;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
     if (n > INT_MAX / 2) { snprintf(err, (size_t)errlen, "allreduce of %lld floats: at most %d per call", (long long)n, INT_MAX / 2); return 2; }
     int *counts = malloc(sizeof(int) * 4 * (size_t)size);
     int *displs = counts + size, *rcounts = counts + 2 * size, *rdispls = counts + 3 * size;
@@ -74,7 +110,7 @@ int moe_mpi_allreduce_sum(float *buf, int64_t n, double timeout, char *err, int 
     for (int r = 0; r < size; r++) { rcounts[r] = mine; rdispls[r] = r * mine; }
     float *parts = malloc(sizeof(float) * ((size_t)mine * (size_t)size + 1));
     MPI_Request req;
-    int rc = MPI_Ialltoallv(buf, counts, displs, MPI_FLOAT, parts, rcounts, rdispls, MPI_FLOAT, MPI_COMM_WORLD, &req);
+    int rc = MPI_Ialltoallv(buf, counts, displs, MPI_FLOAT, parts, rcounts, rdispls, MPI_FLOAT, comm, &req);
     int status = rc != MPI_SUCCESS ? failed(rc, "MPI_Ialltoallv", err, errlen)
                                    : wait_for(&req, timeout, "allreduce (reduce-scatter)", err, errlen);
     if (status == 0) {
@@ -84,7 +120,7 @@ int moe_mpi_allreduce_sum(float *buf, int64_t n, double timeout, char *err, int 
             const float *p = parts + (size_t)r * mine;
             for (int i = 0; i < mine; i++) out[i] += p[i];
         }
-        rc = MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, MPI_FLOAT, MPI_COMM_WORLD, &req);
+        rc = MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, MPI_FLOAT, comm, &req);
         status = rc != MPI_SUCCESS ? failed(rc, "MPI_Iallgatherv", err, errlen)
                                    : wait_for(&req, timeout, "allreduce (all-gather)", err, errlen);
     }
@@ -94,29 +130,47 @@ int moe_mpi_allreduce_sum(float *buf, int64_t n, double timeout, char *err, int 
 }
 
 int moe_mpi_bcast(float *buf, int64_t n, int root, double timeout, char *err, int errlen) {
+    return moe_mpi_bcast_on(0, buf, n, root, timeout, err, errlen);
+}
+
+int moe_mpi_bcast_on(int handle, float *buf, int64_t n, int root, double timeout, char *err, int errlen) {
     if (n > INT_MAX) { snprintf(err, (size_t)errlen, "broadcast of %lld floats: at most %d per call", (long long)n, INT_MAX); return 2; }
     MPI_Request req;
-    int rc = MPI_Ibcast(buf, (int)n, MPI_FLOAT, root, MPI_COMM_WORLD, &req);
+    int rc = MPI_Ibcast(buf, (int)n, MPI_FLOAT, root, comm_of(handle), &req);
     return rc != MPI_SUCCESS ? failed(rc, "MPI_Ibcast", err, errlen) : wait_for(&req, timeout, "broadcast", err, errlen);
 }
 
 int moe_mpi_alltoall_int(const int *send, int *recv, double timeout, char *err, int errlen) {
+    return moe_mpi_alltoall_int_on(0, send, recv, timeout, err, errlen);
+}
+
+int moe_mpi_alltoall_int_on(int handle, const int *send, int *recv, double timeout, char *err, int errlen) {
     MPI_Request req;
-    int rc = MPI_Ialltoall(send, 1, MPI_INT, recv, 1, MPI_INT, MPI_COMM_WORLD, &req);
+    int rc = MPI_Ialltoall(send, 1, MPI_INT, recv, 1, MPI_INT, comm_of(handle), &req);
     return rc != MPI_SUCCESS ? failed(rc, "MPI_Ialltoall", err, errlen) : wait_for(&req, timeout, "all-to-all (counts)", err, errlen);
 }
 
 int moe_mpi_alltoallv_float(const float *send, const int *sendcounts, const int *sdispls,
                             float *recv, const int *recvcounts, const int *rdispls,
                             double timeout, char *err, int errlen) {
+    return moe_mpi_alltoallv_float_on(0, send, sendcounts, sdispls, recv, recvcounts, rdispls, timeout, err, errlen);
+}
+
+int moe_mpi_alltoallv_float_on(int handle, const float *send, const int *sendcounts, const int *sdispls,
+                               float *recv, const int *recvcounts, const int *rdispls,
+                               double timeout, char *err, int errlen) {
     MPI_Request req;
-    int rc = MPI_Ialltoallv(send, sendcounts, sdispls, MPI_FLOAT, recv, recvcounts, rdispls, MPI_FLOAT, MPI_COMM_WORLD, &req);
+    int rc = MPI_Ialltoallv(send, sendcounts, sdispls, MPI_FLOAT, recv, recvcounts, rdispls, MPI_FLOAT, comm_of(handle), &req);
     return rc != MPI_SUCCESS ? failed(rc, "MPI_Ialltoallv", err, errlen) : wait_for(&req, timeout, "all-to-all (rows)", err, errlen);
 }
 
 int moe_mpi_barrier(double timeout, char *err, int errlen) {
+    return moe_mpi_barrier_on(0, timeout, err, errlen);
+}
+
+int moe_mpi_barrier_on(int handle, double timeout, char *err, int errlen) {
     MPI_Request req;
-    int rc = MPI_Ibarrier(MPI_COMM_WORLD, &req);
+    int rc = MPI_Ibarrier(comm_of(handle), &req);
     return rc != MPI_SUCCESS ? failed(rc, "MPI_Ibarrier", err, errlen) : wait_for(&req, timeout, "barrier", err, errlen);
 }
 
@@ -145,6 +199,19 @@ int moe_mpi_alltoallv_float(const float *s, const int *sc, const int *sd, float 
     return missing(err, errlen);
 }
 int moe_mpi_barrier(double t, char *err, int errlen) { (void)t; return missing(err, errlen); }
+int moe_mpi_comm_split(int c, int color, int key, int *nc, int *rank, int *size, double t, char *err, int errlen) {
+    (void)c; (void)color; (void)key; (void)t; *nc = 0; *rank = 0; *size = 1;
+    return missing(err, errlen);
+}
+int moe_mpi_allreduce_sum_on(int c, float *b, int64_t n, double t, char *err, int errlen) { (void)c; (void)b; (void)n; (void)t; return missing(err, errlen); }
+int moe_mpi_bcast_on(int c, float *b, int64_t n, int r, double t, char *err, int errlen) { (void)c; (void)b; (void)n; (void)r; (void)t; return missing(err, errlen); }
+int moe_mpi_alltoall_int_on(int c, const int *s, int *r, double t, char *err, int errlen) { (void)c; (void)s; (void)r; (void)t; return missing(err, errlen); }
+int moe_mpi_alltoallv_float_on(int c, const float *s, const int *sc, const int *sd, float *r, const int *rc, const int *rd,
+                               double t, char *err, int errlen) {
+    (void)c; (void)s; (void)sc; (void)sd; (void)r; (void)rc; (void)rd; (void)t;
+    return missing(err, errlen);
+}
+int moe_mpi_barrier_on(int c, double t, char *err, int errlen) { (void)c; (void)t; return missing(err, errlen); }
 void moe_mpi_abort(int code) { exit(code); }
 void moe_mpi_finalize(void) {}
 

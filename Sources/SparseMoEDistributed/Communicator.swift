@@ -24,6 +24,11 @@ public protocol Communicator: AnyObject {
     func allToAllv(_ send: [Float], sendCounts: [Int], rowLength: Int) throws -> (rows: [Float], counts: [Int])
     /// Returns once every rank has called it.
     func barrier() throws
+    /// Sub-communicators (`MPI_Comm_split`): every rank calls it; the ranks that pass the same
+    /// `color` (≥ 0) form one new communicator, ranked by `key` (ties: by rank here). Collectives
+    /// on it involve only its members and keep this communicator's timeout. Expert parallelism
+    /// uses it for the expert groups and for the ranks that hold the same experts.
+    func split(color: Int, key: Int) throws -> any Communicator
 }
 
 extension Communicator {

@@ -26,6 +26,9 @@ public final class LocalCommunicatorGroup: @unchecked Sendable {
     private var contributions: [[Float]]
     private var results: [[Float]] = []
     private var failure: String?
+    /// Communicators made by `split`, by split number, one per rank of this group.
+    private var splits: [Int: [LocalCommunicator]] = [:]
+    private var splitCount = 0
 
     /// A group of `size` ranks whose collectives wait at most `timeout` seconds.
     public init(size: Int, timeout: Double = 60) throws {
@@ -127,6 +130,36 @@ public final class LocalCommunicatorGroup: @unchecked Sendable {
     }
 }
 
+extension LocalCommunicatorGroup {
+    /// `Communicator.split` for rank `rank`: the last rank to arrive builds one new group per
+    /// color (under the rendezvous lock) and every rank takes its communicator from it.
+    func split(rank: Int, color: Int, key: Int) throws -> any Communicator {
+        let made = try collective("split", rank: rank, signature: "split", data: [Float(color), Float(key)]) { parts in
+            var members: [Int: [(key: Int, rank: Int)]] = [:]
+            for (r, p) in parts.enumerated() { members[Int(p[0]), default: []].append((Int(p[1]), r)) }
+            var made = [LocalCommunicator?](repeating: nil, count: self.size)
+            for (_, list) in members {
+                let ordered = list.sorted { ($0.key, $0.rank) < ($1.key, $1.rank) }
+                let group = try LocalCommunicatorGroup(size: ordered.count, timeout: self.timeout)
+                for (newRank, m) in ordered.enumerated() { made[m.rank] = group.communicator(rank: newRank) }
+            }
+            self.splitCount += 1
+            self.splits[self.splitCount] = made.map { $0! }
+            return [[Float(self.splitCount)]]
+        }
+        condition.lock()
+        defer { condition.unlock() }
+        return splits[Int(made[0])]![rank]
+    }
+
+    /// Checks a split's color.
+    static func checkColor(_ color: Int) throws {
+        guard color >= 0, color < 1 << 24 else {
+            throw CommunicatorError.invalidArgument(operation: "split", message: "color must be in 0..<2²⁴, got \(color)")
+        }
+    }
+}
+
 /// One rank's view of a `LocalCommunicatorGroup`.
 public final class LocalCommunicator: Communicator, @unchecked Sendable {
     public let group: LocalCommunicatorGroup
@@ -182,6 +215,11 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
 
     public func barrier() throws {
         _ = try group.collective("barrier", rank: rank, signature: "barrier", data: []) { _ in [[]] }
+    }
+
+    public func split(color: Int, key: Int) throws -> any Communicator {
+        try LocalCommunicatorGroup.checkColor(color)
+        return try group.split(rank: rank, color: color, key: key)
     }
 }
 

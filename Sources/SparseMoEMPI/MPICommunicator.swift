@@ -11,6 +11,8 @@ public final class MPICommunicator: Communicator {
     public let rank: Int
     public let size: Int
     public let timeout: Double
+    /// The shim's handle of this communicator: 0 = `MPI_COMM_WORLD`, others from `split`.
+    let handle: Int32
 
     /// Whether this build has MPI (Open MPI's headers were found when it was built).
     public static var isAvailable: Bool { moe_mpi_available() != 0 }
@@ -27,6 +29,15 @@ public final class MPICommunicator: Communicator {
         }
         rank = Int(r)
         size = Int(s)
+        self.timeout = timeout
+        handle = 0
+    }
+
+    /// A sub-communicator made by `split`.
+    init(handle: Int32, rank: Int, size: Int, timeout: Double) {
+        self.handle = handle
+        self.rank = rank
+        self.size = size
         self.timeout = timeout
     }
 
@@ -45,7 +56,7 @@ public final class MPICommunicator: Communicator {
 
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
         guard size > 1, let p = buffer.baseAddress else { return }
-        try check("allReduceSum") { moe_mpi_allreduce_sum(p, Int64(buffer.count), timeout, $0, $1) }
+        try check("allReduceSum") { moe_mpi_allreduce_sum_on(handle, p, Int64(buffer.count), timeout, $0, $1) }
     }
 
     public func broadcast(_ buffer: UnsafeMutableBufferPointer<Float>, root: Int) throws {
@@ -53,14 +64,14 @@ public final class MPICommunicator: Communicator {
             throw CommunicatorError.invalidArgument(operation: "broadcast", message: "root \(root) outside 0..<\(size)")
         }
         guard size > 1, let p = buffer.baseAddress else { return }
-        try check("broadcast") { moe_mpi_bcast(p, Int64(buffer.count), Int32(root), timeout, $0, $1) }
+        try check("broadcast") { moe_mpi_bcast_on(handle, p, Int64(buffer.count), Int32(root), timeout, $0, $1) }
     }
 
     public func allToAllv(_ send: [Float], sendCounts: [Int], rowLength: Int) throws -> (rows: [Float], counts: [Int]) {
         try checkAllToAllvArguments(send, sendCounts: sendCounts, rowLength: rowLength)
         var received = [Int32](repeating: 0, count: size)
         let rowsOut = sendCounts.map(Int32.init)
-        try check("allToAllv") { e, n in moe_mpi_alltoall_int(rowsOut, &received, timeout, e, n) }
+        try check("allToAllv") { e, n in moe_mpi_alltoall_int_on(handle, rowsOut, &received, timeout, e, n) }
         let counts = received.map(Int.init)
         func layout(_ rows: [Int]) -> ([Int32], [Int32]) {
             var displs: [Int32] = [], at = 0
@@ -72,7 +83,7 @@ public final class MPICommunicator: Communicator {
         try check("allToAllv") { e, n in
             send.withUnsafeBufferPointer { s in
                 rows.withUnsafeMutableBufferPointer { r in
-                    moe_mpi_alltoallv_float(s.baseAddress, sc, sd, r.baseAddress, rc, rd, timeout, e, n)
+                    moe_mpi_alltoallv_float_on(handle, s.baseAddress, sc, sd, r.baseAddress, rc, rd, timeout, e, n)
                 }
             }
         }
@@ -80,7 +91,17 @@ public final class MPICommunicator: Communicator {
     }
 
     public func barrier() throws {
-        try check("barrier") { moe_mpi_barrier(timeout, $0, $1) }
+        try check("barrier") { moe_mpi_barrier_on(handle, timeout, $0, $1) }
+    }
+
+    /// `MPI_Comm_split` (after a barrier polled against the timeout).
+    public func split(color: Int, key: Int) throws -> any Communicator {
+        guard color >= 0, color <= Int(Int32.max), key >= Int(Int32.min), key <= Int(Int32.max) else {
+            throw CommunicatorError.invalidArgument(operation: "split", message: "color must be in 0...\(Int32.max) and key a 32-bit integer, got \(color), \(key)")
+        }
+        var made: Int32 = 0, r: Int32 = 0, s: Int32 = 1
+        try check("split") { moe_mpi_comm_split(handle, Int32(color), Int32(key), &made, &r, &s, timeout, $0, $1) }
+        return MPICommunicator(handle: made, rank: Int(r), size: Int(s), timeout: timeout)
     }
 
     /// Ends every rank of the job (`MPI_Abort`) with `code`: after an error on one rank, so

@@ -195,9 +195,9 @@ public final class TrainingRun {
     /// cosine schedule is recomputed over the new total). Resuming a run that already
     /// reached its steps, without a larger `steps`, throws. With `communicator`, every rank
     /// builds the same run and trains data-parallel (`Trainer`); rank 0 alone writes the
-    /// report, checkpoints and model.
+    /// report, checkpoints and model (`parallel`: data, expert or both; see `Trainer`).
     public init(options: TrainingRunOptions, resume: Bool = false, force: Bool = false, steps: Int? = nil,
-                communicator: (any Communicator)? = nil) throws {
+                communicator: (any Communicator)? = nil, parallel: ParallelLayout = .data) throws {
         guard !(resume && force) else {
             throw SparseMoEError.invalidArgument(op: "TrainingRun", message: "resume continues the run in \(options.outputDirectory) and force deletes it: choose one")
         }
@@ -270,7 +270,7 @@ public final class TrainingRun {
         guard maxToken < Int32(model.config.vocabSize) else {
             throw SparseMoEError.invalidConfig(field: "vocab_size", message: "the model's vocabulary (\(model.config.vocabSize)) is smaller than the byte tokenizer's (\(ByteTokenizer.vocabularySize)) and the data uses ids up to \(maxToken)")
         }
-        trainer = try Trainer(model: model, dataset: dataset, config: t, communicator: communicator)
+        trainer = try Trainer(model: model, dataset: dataset, config: t, communicator: communicator, parallel: parallel)
         rank = communicator?.rank ?? 0
         if let folder = checkpoint { try TrainingCheckpoint.restore(trainer, from: folder) }
         accounting = try ModelAccounting(ModelArchitecture(transformer: model.config), sequenceLength: t.sequenceLength)
@@ -333,13 +333,15 @@ public final class TrainingRun {
                 onEvaluation(report.step, lastVal)
             }
             history.append(point)
-            if writes && c.checkpointEvery > 0 && report.step % c.checkpointEvery == 0 && report.step < c.steps {
-                try TrainingCheckpoint.save(trainer, to: output.appendingPathComponent("checkpoints"))
+            if c.checkpointEvery > 0 && report.step % c.checkpointEvery == 0 && report.step < c.steps {
+                try trainer.gatherExperts()  // expert parallelism: rank 0 gets the full model
+                if writes { try TrainingCheckpoint.save(trainer, to: output.appendingPathComponent("checkpoints")) }
             }
             onStep(report, elapsed())
         }
         let seconds = elapsed()
         peakRSSOfTraining = ProcessMemory.peakResidentBytes  // before the final checkpoint and model files
+        try trainer.gatherExperts()
         if writes {
             try TrainingCheckpoint.save(trainer, to: output.appendingPathComponent("checkpoints"))
             try ModelFiles.save(trainer.model, to: output.appendingPathComponent("model"))

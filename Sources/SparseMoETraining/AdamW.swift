@@ -192,6 +192,13 @@ public final class AdamW {
         }
     }
 
+    /// The moments (exp_avg, exp_avg_sq) of parameter `tensor`, once it has taken a step
+    /// (expert parallelism gathers them for checkpoints).
+    func moments(of tensor: Tensor) -> (Tensor, Tensor)? {
+        guard let e = entries.first(where: { $0.tensor === tensor }), let m = e.expAvg, let v = e.expAvgSq else { return nil }
+        return (m, v)
+    }
+
     /// Adds every parameter whose name satisfies `predicate` to `frozen` and returns
     /// those names (e.g. `{ $0.contains(".mlp.gate.") }` to freeze the routers).
     @discardableResult

@@ -53,6 +53,13 @@ public struct TrainerState: Codable, Sendable, Equatable {
 /// tokens), capacity limits and expert-choice routing (per rank's tokens), and the routing
 /// statistics in the step report (rank's last micro-batch). Debug builds check after every
 /// step that all replicas hold identical parameters.
+///
+/// With `parallel: .expert` or `.dataExpert(expertRanks: M)` the routed experts are also
+/// partitioned (`ExpertParallel`): groups of M ranks, each rank computing and training E/M
+/// experts for the tokens of its group (all-to-all dispatch inside the MoE layers), the rest
+/// data parallel as above. Same step as one process on the global batch; capacity limits act
+/// per rank's tokens (a single process matches with `CapacityLimit.groups` = N). Before a
+/// checkpoint, every rank calls `gatherExperts()` so that rank 0 holds the full model.
 public final class Trainer {
     public let model: TransformerLM
     public let dataset: TextDataset
@@ -64,13 +71,17 @@ public final class Trainer {
     let masker: MaskedLM?
     /// Data parallelism over the communicator; nil for single-process training.
     let dataParallel: DataParallel?
+    /// Expert parallelism (with `dataParallel` over the non-expert parameters); nil without.
+    let expertParallel: ExpertParallel?
 
     /// Throws on an invalid config, a dataset of other windows, and when training would
     /// not fit in memory (`TrainingConfig.checkMemory`, before any optimiser state or batch).
     /// With `communicator`, every rank must call it (rank 0's parameters are broadcast), and
-    /// `batch_size` must be a multiple of the number of ranks.
+    /// `batch_size` must be a multiple of the number of ranks; with expert parallelism, the
+    /// model must have MoE layers, the expert group size M must divide N and M must divide
+    /// every layer's number of experts (errors name `moe`, `expert_ranks`, `num_experts`).
     public init(model: TransformerLM, dataset: TextDataset, config: TrainingConfig,
-                communicator: (any Communicator)? = nil) throws {
+                communicator: (any Communicator)? = nil, parallel: ParallelLayout = .data) throws {
         try config.validate()
         if let c = communicator, config.batchSize % c.size != 0 {
             throw SparseMoEError.invalidConfig(field: "batch_size", message: "\(config.batchSize) sequences cannot be split evenly over \(c.size) data-parallel ranks: use a multiple of \(c.size)")
@@ -103,11 +114,20 @@ public final class Trainer {
         dataRNG = RandomGenerator(seed: config.seed)
         masker = config.objective == .masked ? try MaskedLM() : nil
         if let c = communicator {
-            let dp = DataParallel(communicator: c, parameters: optimizer.trainableParameters.map(\.tensor))
+            let m = parallel.expertRanks(worldSize: c.size)
+            var ep: ExpertParallel?
+            if m > 1 || parallel != .data { ep = try ExpertParallel(world: c, expertRanks: m, model: model) }
+            let replicated = optimizer.trainableParameters.map(\.tensor).filter { ep?.isExpert($0) != true }
+            let dp = DataParallel(communicator: c, parameters: replicated)
             try dp.broadcast(named.map(\.tensor).filter { $0.dtype == .float32 })
             dataParallel = dp
+            expertParallel = ep
         } else {
+            guard parallel == .data else {
+                throw SparseMoEError.invalidConfig(field: "parallel", message: "expert parallelism needs a communicator of the ranks (run under mpirun, or with LocalCommunicatorGroup)")
+            }
             dataParallel = nil
+            expertParallel = nil
         }
     }
 
@@ -152,12 +172,22 @@ public final class Trainer {
             routing = model.routingStatistics(out)
         }
         if let dp = dataParallel {
+            try expertParallel?.reduceExpertGradients()
             try dp.averageGradients()
             let means = try dp.mean([ceSum, auxSum])
             (ceSum, auxSum) = (means[0], means[1])
         }
-        let clip = config.gradClip > 0 ? optimizer.clipGradients(maxNorm: config.gradClip)
-            : GradientClipResult(norm: optimizer.gradientNorm(), scale: 1)
+        let clip: GradientClipResult
+        if let ep = expertParallel {
+            let trainable = optimizer.trainableParameters.map(\.tensor)
+            let norm = try ep.gradientNorm(trainable)
+            let coef = config.gradClip > 0 && norm.isFinite ? config.gradClip / (norm + 1e-6) : 1
+            if coef < 1 { AdamW.scaleGradients(trainable, by: Float(coef)) }
+            clip = GradientClipResult(norm: norm, scale: coef < 1 ? Float(coef) : 1)
+        } else {
+            clip = config.gradClip > 0 ? optimizer.clipGradients(maxNorm: config.gradClip)
+                : GradientClipResult(norm: optimizer.gradientNorm(), scale: 1)
+        }
         let lr = schedule.lr(step: step)
         step += 1
         let skipped = !clip.isFinite
@@ -174,8 +204,13 @@ public final class Trainer {
             }
         }
         if _isDebugAssertConfiguration(), let dp = dataParallel {
-            let same = try dp.replicasIdentical(model.namedParameters().map(\.tensor).filter { $0.dtype == .float32 })
+            let replicated = model.namedParameters().map(\.tensor).filter { $0.dtype == .float32 && expertParallel?.isExpert($0) != true }
+            let same = try dp.replicasIdentical(replicated)
             precondition(same, "data parallel: rank \(dp.rank)'s parameters differ from rank 0's after step \(step)")
+            if let ep = expertParallel {
+                let sameExperts = try DataParallel(communicator: ep.expertReplicas, parameters: []).replicasIdentical(ep.ownedSlices())
+                precondition(sameExperts, "expert parallel: rank \(dp.rank)'s experts differ from those of the first rank holding the same experts after step \(step)")
+            }
         }
         return StepReport(step: step, loss: ceSum / Double(accum), auxLoss: auxSum / Double(accum), learningRate: lr,
                           gradNorm: clip.norm, skipped: skipped, tokens: accum * config.batchSize * config.sequenceLength,
@@ -190,6 +225,13 @@ public final class Trainer {
         return try LanguageModelEvaluation.loss(model, batches: batches) { batch in
             try masker.map { try $0.apply(to: batch.inputs, using: &rng) } ?? (batch.inputs, batch.targets)
         }
+    }
+
+    /// Expert parallelism: copies every rank's experts (and their optimiser moments) to rank 0,
+    /// so that rank 0 holds the full model and can write a checkpoint or model folder. Every rank
+    /// must call it before rank 0 saves; nothing to do otherwise.
+    public func gatherExperts() throws {
+        try expertParallel?.gatherToRankZero(optimizer: optimizer)
     }
 
     /// The state to save with a checkpoint.

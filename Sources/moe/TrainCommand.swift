@@ -28,12 +28,19 @@ struct Train: ParsableCommand {
           moe train --resume --out runs/tiny-moe --steps 600  # train a run further
           moe train --force --out runs/tiny-moe  # replace the run there
           mpirun -np 2 moe train --parallel data --threads 1  # data parallel, 2 processes
+          mpirun -np 2 moe train --parallel expert --threads 1  # 4 of the 8 experts per process
+          mpirun -np 4 moe train --parallel data,expert --expert-ranks 2 --threads 1
 
         --parallel data (under mpirun, one process per rank): every rank trains on
         batch-size / N sequences of each batch and the gradients are averaged, so the
         run trains like one process on the whole batch; rank 0 writes the report and
         checkpoints (which resume on any number of ranks). A rank that waits longer
         than --collective-timeout seconds for its peers ends the whole job with a message.
+        --parallel expert: the same, and the routed experts are split over the N ranks
+        (E/N each; tokens travel to their experts and back by all-to-all); the experts
+        must divide by N. --parallel data,expert --expert-ranks M: groups of M ranks
+        split the experts, the N/M groups replicate them. With a capacity factor, each
+        rank applies the capacity to its own tokens.
 
         An --out folder that already holds a run is refused unless --resume or
         --force is given.
@@ -79,7 +86,8 @@ struct Train: ParsableCommand {
     @Flag(name: .long, help: "Continue the run in --out from its latest checkpoint.") var resume = false
     @Flag(name: .long, help: "Delete the run already in --out (report, model, checkpoints) and start clean.") var force = false
     @Flag(name: .long, help: "Only the final report, no progress.") var quiet = false
-    @Option(name: .long, help: "Under mpirun: 'data' (data parallel over the ranks). Default: one process.") var parallel: String?
+    @Option(name: .long, help: "Under mpirun: data (data parallel), expert (experts split over the ranks) or data,expert (with --expert-ranks). Default: one process.") var parallel: String?
+    @Option(name: .customLong("expert-ranks"), help: "With --parallel data,expert: ranks per expert group (divides the ranks and the experts).") var expertRanks: Int?
     @Option(name: .customLong("collective-timeout"), help: "With --parallel: seconds a rank waits for its peers before the job ends with an error.")
     var collectiveTimeout: Double = 300
 
@@ -122,16 +130,20 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        guard let parallel else { return try train(communicator: nil) }
-        guard parallel == "data" else {
-            throw ValidationError("--parallel must be data (expert parallelism is not implemented yet), got '\(parallel)'")
+        guard let parallel else {
+            if expertRanks != nil { throw ValidationError("--expert-ranks needs --parallel data,expert") }
+            return try train(communicator: nil)
         }
+        let layout = try Self.layout(parallel, expertRanks: expertRanks)
         guard collectiveTimeout > 0 && collectiveTimeout.isFinite else {
             throw ValidationError("--collective-timeout must be > 0 seconds, got \(collectiveTimeout)")
         }
         let comm = try MPICommunicator(timeout: collectiveTimeout)
         do {
-            try train(communicator: comm)
+            if case let .dataExpert(m) = layout, comm.size % m != 0 {
+                throw ValidationError("--expert-ranks \(m) must divide the \(comm.size) ranks (one of \((1...comm.size).filter { comm.size % $0 == 0 }.map(String.init).joined(separator: ", ")))")
+            }
+            try train(communicator: comm, parallel: layout)
             comm.finalize()
         } catch {
             // One rank's error ends every rank, so that no peer waits for it.
@@ -141,8 +153,26 @@ struct Train: ParsableCommand {
         }
     }
 
-    /// The run, single-process or as one data-parallel rank (rank 0 alone prints).
-    func train(communicator: MPICommunicator?) throws {
+    /// The layout `--parallel` and `--expert-ranks` ask for.
+    static func layout(_ parallel: String, expertRanks: Int?) throws -> ParallelLayout {
+        let parts = Set(parallel.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        switch parts {
+        case ["data"], ["expert"]:
+            if expertRanks != nil {
+                throw ValidationError("--expert-ranks is for --parallel data,expert (with --parallel \(parallel) it is fixed: \(parallel == "data" ? "1" : "all ranks"))")
+            }
+            return parts == ["data"] ? .data : .expert
+        case ["data", "expert"]:
+            guard let m = expertRanks else { throw ValidationError("--parallel data,expert needs --expert-ranks M (ranks per expert group, dividing the ranks)") }
+            guard m >= 1 else { throw ValidationError("--expert-ranks must be ≥ 1, got \(m)") }
+            return .dataExpert(expertRanks: m)
+        default:
+            throw ValidationError("--parallel must be data, expert or data,expert, got '\(parallel)'")
+        }
+    }
+
+    /// The run, single-process or as one rank (rank 0 alone prints).
+    func train(communicator: MPICommunicator?, parallel: ParallelLayout = .data) throws {
         let rank = communicator?.rank ?? 0
         func print(_ line: String) { if rank == 0 { Swift.print(line) } }
         try applyThreads(threads)
@@ -154,7 +184,8 @@ struct Train: ParsableCommand {
             }
             opts = try decodeJSON(TrainingRunOptions.self, from: data)
         }
-        let run = try TrainingRun(options: opts, resume: resume, force: force, steps: resume ? steps : nil, communicator: communicator)
+        let run = try TrainingRun(options: opts, resume: resume, force: force, steps: resume ? steps : nil, communicator: communicator,
+                                  parallel: parallel)
         for skipped in run.skippedCheckpoints { print("moe train: skipping damaged checkpoint \(skipped)") }
         if let from = run.resumedFrom, !run.skippedCheckpoints.isEmpty { print("moe train: resuming from \(from.path)") }
         let c = run.config
@@ -166,12 +197,20 @@ struct Train: ParsableCommand {
               + " (\(grouped(run.trainer.dataset.trainRange.count)) train / \(grouped(run.trainer.dataset.validationRange.count)) validation tokens)")
         print("  \(c.steps) steps × \(c.batchSize)×\(c.sequenceLength) tokens\(c.gradAccumulation > 1 ? " × \(c.gradAccumulation)" : ""), \(c.objective.rawValue) LM, lr \(c.learningRate), \(Threads.count) threads"
               + (run.trainer.step > 0 ? ", resuming at step \(run.trainer.step)" : "")
-              + (communicator.map { ", data parallel over \($0.size) ranks (\(c.batchSize / $0.size) sequences each)" } ?? ""))
+              + (communicator.map { ", \(Self.describe(parallel, ranks: $0.size)) over \($0.size) ranks (\(c.batchSize / $0.size) sequences each)" } ?? ""))
         let progress = Progress(total: c.steps, startStep: run.trainer.step, terminal: stdoutIsTerminal, quiet: quiet || rank != 0)
         let summary = try run.run(onStep: { report, elapsed in progress.step(report, elapsed: elapsed) },
                                   onEvaluation: { step, loss in progress.evaluation(step: step, loss: loss) })
         progress.finish()
         if rank == 0 { printSummary(summary, run: run) }
+    }
+
+    static func describe(_ layout: ParallelLayout, ranks: Int) -> String {
+        switch layout {
+        case .data: return "data parallel"
+        case .expert: return "expert parallel"
+        case let .dataExpert(m): return "data and expert parallel (\(ranks / m) groups of \(m))"
+        }
     }
 
     func describe(_ s: ModelSource) -> String {

@@ -22,6 +22,20 @@ int moe_mpi_alltoallv_float(const float *send, const int *sendcounts, const int 
                             float *recv, const int *recvcounts, const int *rdispls,
                             double timeout, char *err, int errlen);
 int moe_mpi_barrier(double timeout, char *err, int errlen);
+/* Sub-communicators. A communicator is a small handle: 0 is MPI_COMM_WORLD, others come from
+ * moe_mpi_comm_split (MPI_Comm_split of `comm` by color and key, after a non-blocking barrier
+ * polled against the timeout, so a missing peer ends in a timeout rather than a hang); the
+ * new handle, this rank's rank and the size are written out. At most 64 handles per process. */
+int moe_mpi_comm_split(int comm, int color, int key, int *newcomm, int *rank, int *size,
+                       double timeout, char *err, int errlen);
+/* The collectives above on communicator handle `comm`. */
+int moe_mpi_allreduce_sum_on(int comm, float *buf, int64_t n, double timeout, char *err, int errlen);
+int moe_mpi_bcast_on(int comm, float *buf, int64_t n, int root, double timeout, char *err, int errlen);
+int moe_mpi_alltoall_int_on(int comm, const int *send, int *recv, double timeout, char *err, int errlen);
+int moe_mpi_alltoallv_float_on(int comm, const float *send, const int *sendcounts, const int *sdispls,
+                               float *recv, const int *recvcounts, const int *rdispls,
+                               double timeout, char *err, int errlen);
+int moe_mpi_barrier_on(int comm, double timeout, char *err, int errlen);
 /* MPI_Abort(MPI_COMM_WORLD, code): ends every rank. */
 void moe_mpi_abort(int code);
 void moe_mpi_finalize(void);

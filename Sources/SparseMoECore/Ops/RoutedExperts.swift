@@ -53,6 +53,12 @@ public struct RoutedExpertsStats: Sendable, Equatable {
     public var assignments: Int
     /// The schedule that ran (`.sequential` or `.parallel`, never `.auto`).
     public var schedule: ExpertSchedule
+
+    package init(tokensPerExpert: [Int], assignments: Int, schedule: ExpertSchedule) {
+        self.tokensPerExpert = tokensPerExpert
+        self.assignments = assignments
+        self.schedule = schedule
+    }
 }
 
 /// Sparse MoE expert computation (C kernels `moe_dispatch_plan`, `moe_routed_experts_*`):

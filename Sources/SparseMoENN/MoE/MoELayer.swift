@@ -59,6 +59,9 @@ public final class MoELayer: Module {
     /// per-token analyses such as expert specialisation by task (a checkpointing
     /// recomputation leaves it as the forward set it).
     public private(set) var lastExperts: Tensor?
+    /// Expert parallelism: this rank's expert group, whose ranks compute E/M experts each for
+    /// the tokens of all of them (`setExpertParallel`); nil: every expert runs here.
+    public private(set) var expertParallel: ExpertParallelGroup?
 
     public init(router: any Router, experts: Experts, shared: FeedForward? = nil,
                 sharedGating: SharedExpertGating = .none, losses: MoELossConfig, rng: inout RandomGenerator) throws {
@@ -74,6 +77,17 @@ public final class MoELayer: Module {
         self.sharedGate = shared != nil && sharedGating == .sigmoid
             ? Linear(inFeatures: experts.hiddenSize, outFeatures: 1, rng: &rng) : nil
         self.losses = losses
+    }
+
+    /// Runs the experts expert-parallel over `group` (nil: locally). The stacked expert weights
+    /// stay allocated whole on every rank, but a rank computes with (and gets gradients for) only
+    /// its slice [g·E/M, (g+1)·E/M); the router, shared experts and losses run on every rank for
+    /// its own tokens. Throws when E is not divisible by the group's size M.
+    public func setExpertParallel(_ group: ExpertParallelGroup?) throws {
+        if let g = group, experts.numExperts % g.size != 0 {
+            throw SparseMoEError.invalidConfig(field: "num_experts", message: "\(experts.numExperts) experts cannot be split over \(g.size) expert-parallel ranks: the number of experts must be a multiple of the expert group size \(g.size)")
+        }
+        expertParallel = group
     }
 
     public func namedParameters() -> [(name: String, tensor: Tensor)] {
@@ -92,7 +106,11 @@ public final class MoELayer: Module {
         let t = flat.shape[0]
         let routing = try router.route(flat, context: &context)
         if !context.recomputing { lastExperts = routing.experts }
-        var (y, dispatch) = try experts(flat, routing: routing)
+        var (y, dispatch) = if let group = expertParallel {
+            try experts(flat, routing: routing, group: group)
+        } else {
+            try experts(flat, routing: routing)
+        }
         if let s = shared {
             let sy = s(flat)
             if let g = sharedGate {

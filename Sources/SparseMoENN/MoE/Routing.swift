@@ -97,25 +97,71 @@ extension Router {
 
 /// Expert capacity for token-choice routers:
 /// capacity = max(minimum, ceil(factor · T · K / E)) assignments per expert.
+///
+/// `groups` (GShard's groups): the T tokens of one call are split into `groups` contiguous
+/// groups of T/groups tokens and the limit applies to each group on its own, with the capacity
+/// of T/groups tokens. A data- or expert-parallel rank routes only its own T/N tokens, so N
+/// ranks with `groups = 1` drop exactly like one process with `groups = N` on the same global
+/// batch. Default 1: one group, the whole call. A T that `groups` does not divide is one group.
 public struct CapacityLimit: Codable, Sendable, Equatable {
     public var factor: Double
     public var minimum: Int
     public var policy: DropPolicy
+    /// Contiguous token groups the limit applies to separately (≥ 1).
+    public var groups: Int
 
-    public init(factor: Double, minimum: Int = 1, policy: DropPolicy = .probability) throws {
+    public init(factor: Double, minimum: Int = 1, policy: DropPolicy = .probability, groups: Int = 1) throws {
         guard factor > 0, factor.isFinite else {
             throw SparseMoEError.invalidConfig(field: "capacity_factor", message: "must be > 0, got \(factor)")
         }
         guard minimum >= 0 else {
             throw SparseMoEError.invalidConfig(field: "min_capacity", message: "must be ≥ 0, got \(minimum)")
         }
+        guard groups >= 1 else {
+            throw SparseMoEError.invalidConfig(field: "capacity_groups", message: "must be ≥ 1, got \(groups)")
+        }
         self.factor = factor
         self.minimum = minimum
         self.policy = policy
+        self.groups = groups
+    }
+
+    enum CodingKeys: String, CodingKey { case factor, minimum, policy, groups }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        try self.init(factor: c.decode(Double.self, forKey: .factor), minimum: c.decode(Int.self, forKey: .minimum),
+                      policy: c.decode(DropPolicy.self, forKey: .policy),
+                      groups: c.decodeIfPresent(Int.self, forKey: .groups) ?? 1)
     }
 
     /// Assignments each expert may take for `tokens` tokens with `topK` slots and `numExperts` experts.
     public func capacity(tokens: Int, topK: Int, numExperts: Int) -> Int {
         max(minimum, Int((factor * Double(tokens * topK) / Double(numExperts)).rounded(.up)))
+    }
+
+    /// Applies the limit to a selection (int32 `[T, K]` and its weights `[T, K]`), group by group:
+    /// the kept selection (dropped slots -1) and the number dropped.
+    public func apply(indices: Tensor, weights: Tensor, numExperts: Int) -> (indices: Tensor, dropped: Int) {
+        let (t, k) = (indices.shape[0], indices.shape[1])
+        let g = groups > 1 && t % groups == 0 ? groups : 1
+        if g == 1 {
+            return applyCapacity(indices: indices, weights: weights, numExperts: numExperts,
+                                 capacity: capacity(tokens: t, topK: k, numExperts: numExperts), policy: policy)
+        }
+        let rows = t / g
+        let cap = capacity(tokens: rows, topK: k, numExperts: numExperts)
+        let kept = Tensor(zeros: [t, k], dtype: .int32)
+        var dropped = 0
+        withNoGrad {
+            for i in 0..<g {
+                let range = (i * rows)..<((i + 1) * rows)
+                let part = applyCapacity(indices: indices.slice(rows: range), weights: weights.slice(rows: range),
+                                         numExperts: numExperts, capacity: cap, policy: policy)
+                kept.int32s.advanced(by: i * rows * k).update(from: part.indices.int32s, count: rows * k)
+                dropped += part.dropped
+            }
+        }
+        return (kept, dropped)
     }
 }

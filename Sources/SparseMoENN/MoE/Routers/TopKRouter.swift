@@ -53,10 +53,7 @@ public final class TopKRouter: Router {
         let sel = softmaxTopK(logits, topK: topK, renormalize: renormalize)
         var experts = sel.indices, dropped = 0
         if let cap = capacity {
-            let t = x.shape[0]
-            (experts, dropped) = applyCapacity(indices: sel.indices, weights: sel.weights, numExperts: numExperts,
-                                                   capacity: cap.capacity(tokens: t, topK: topK, numExperts: numExperts),
-                                                   policy: cap.policy)
+            (experts, dropped) = cap.apply(indices: sel.indices, weights: sel.weights, numExperts: numExperts)
         }
         return Routing(experts: experts, gates: sel.weights, selected: sel.indices, probs: sel.probs,
                        logits: logits, dropped: dropped)
