@@ -49,7 +49,7 @@ let package = Package(
         // TransformerLM, its configs and presets, Hugging Face families, safetensors IO.
         .target(name: "SparseMoEModels", dependencies: ["SparseMoECore", "SparseMoENN"]),
         // Parameter and FLOP accounting of configs and checkpoints, FLOPs of executed forwards.
-        .target(name: "SparseMoEAnalysis", dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels"]),
+        .target(name: "SparseMoEAnalysis", dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels", "SparseMoEDistributed"]),
         // The Communicator protocol (all-reduce, broadcast, all-to-all, barrier with timeouts) and
         // its in-process implementation; the MPI one is a side target of the CLI.
         .target(name: "SparseMoEDistributed"),
