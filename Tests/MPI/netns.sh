@@ -44,6 +44,7 @@ if ip netns add "$a" 2>"$work/netns.err"; then
     cat > "$work/agent.sh" <<AGENT
 #!/bin/sh
 host="\$1"; shift
+echo "\$host" >> "$work/agent.calls"
 case "\$host" in
     10.77.0.1) ns="$a" ;;
     10.77.0.2) ns="$b" ;;
@@ -59,6 +60,13 @@ AGENT
         "$moe" "${args[@]}" --parallel data --collective-timeout 120 --out "$work/netns" > "$work/netns.log" 2>&1 \
         || { echo "netns: 2 ranks in 2 namespaces failed:" >&2; cat "$work/netns.log" >&2; exit 1; }
     compare "2 ranks in 2 network namespaces over a veth pair (TCP, $((SECONDS - start)) s)" "$work/netns"
+    # The second rank was started in the second namespace, and the gradients crossed the veth:
+    # at least 6 steps × 2(N−1)/N · 4 bytes · trained parameters arrived there.
+    grep -qx 10.77.0.2 "$work/agent.calls" || { echo "netns: the launch agent was never asked for 10.77.0.2" >&2; exit 1; }
+    rx=$(ip netns exec "$b" cat "/sys/class/net/veth-$$-b/statistics/rx_bytes")
+    params=$(grep -E '"trainable_params"' "$work/netns/summary.json" | grep -oE '[0-9]+')
+    (( rx >= 6 * 4 * params )) || { echo "netns: only $rx bytes arrived over the veth, expected ≥ $((6 * 4 * params))" >&2; exit 1; }
+    echo "netns: $rx bytes arrived in the second namespace over the veth (6 steps of gradients: $((6 * 4 * params)))"
     passed=$((passed + 1))
 else
     echo "netns: this machine does not allow network namespaces ($(cat "$work/netns.err")); skipping the two-namespace run"
