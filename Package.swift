@@ -16,7 +16,7 @@ let kernelLinks: [LinkerSetting] = [
 //   moe (CLI) → SparseMoERuns → SparseMoEBench → SparseMoE (re-exports ↓)
 //   moe (CLI) → SparseMoEMPI → CMoEMPI → COpenMPI (system library: Open MPI via pkg-config)
 //   SparseMoETraining → SparseMoEAnalysis → SparseMoEModels → SparseMoENN → SparseMoECore → CMoEKernels
-//   SparseMoETraining → SparseMoEDistributed (collectives; depends on nothing)
+//   SparseMoETraining, SparseMoEAnalysis → SparseMoEDistributed (collectives; depends on nothing)
 //   SparseMoEServing → SparseMoEModels
 //   moe → SparseMoEServer (HTTP, Hummingbird) → SparseMoE; no library layer depends on it
 let package = Package(

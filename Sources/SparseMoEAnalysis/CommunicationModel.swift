@@ -52,6 +52,10 @@ public struct CommunicationModel: Sendable, Equatable {
         public var balanceCounts: Bool
         /// The aux-loss-free bias update sums the expert loads over the ranks.
         public var loadSums: Bool
+        /// Gradient all-reduces per step (data parallel), when the tensors are known
+        /// (`gradientBuckets(tensorSizes:)`); nil: ⌈P / 4 Mi⌉, which undercounts when tensors
+        /// do not fill the buckets.
+        public var gradientBuckets: Int? = nil
 
         public init(parameters: Int, expertParameters: Int, parameterTensors: Int, moeLayers: [(experts: Int, topK: Int)], hiddenSize: Int,
                     tokensPerMicroBatch: Int, microBatches: Int = 1, balanceCounts: Bool, loadSums: Bool) {
@@ -139,6 +143,18 @@ public struct CommunicationModel: Sendable, Equatable {
         return Double(workload.tokensPerMicroBatch) / Double(ranks) * Double(topK) * (m - 1) / m
     }
 
+    /// How many buckets the trainer packs gradients of tensors of these sizes (in order) into:
+    /// a tensor joins the current bucket unless that would pass `bucketFloats`, then starts
+    /// the next one (a tensor larger than a bucket gets one of its own).
+    public static func gradientBuckets(tensorSizes: [Int], bucketFloats: Int = 1 << 22) -> Int {
+        var buckets = 0, floats = 0, open = false
+        for n in tensorSizes {
+            if open && floats + n > bucketFloats { buckets += 1; floats = 0; open = false }
+            floats += n; open = true
+        }
+        return buckets + (open ? 1 : 0)
+    }
+
     /// Traffic per step and rank, by kind (`CommunicationKind`); kinds with no traffic left out.
     public var traffic: [CommunicationKind: Traffic] {
         let w = workload, n = ranks, m = expertRanks, replicas = ranks / expertRanks
@@ -147,9 +163,10 @@ public struct CommunicationModel: Sendable, Equatable {
         let nonExpert = Double(m > 1 ? w.parameters - w.expertParameters : w.parameters)
         var gradientBytes = Self.allReduceBytes(floats: nonExpert, ranks: n)
         if m > 1 { gradientBytes += Self.allReduceBytes(floats: Double(w.expertParameters) / Double(m), ranks: replicas) }
-        // One all-reduce per bucket of at most 4 Mi floats (an estimate: tensors are not split).
+        // One all-reduce per bucket of at most 4 Mi floats (exact for data parallelism with
+        // `gradientBuckets`, else an estimate).
         let bucket = Double(1 << 22)
-        let nonExpertCalls = (nonExpert / bucket).rounded(.up)
+        let nonExpertCalls = m == 1 && w.gradientBuckets != nil ? Double(w.gradientBuckets!) : (nonExpert / bucket).rounded(.up)
         let expertCalls = m > 1 && replicas > 1 ? (Double(w.expertParameters) / Double(m) / bucket).rounded(.up) : 0
         out[.gradients] = Traffic(calls: nonExpertCalls + expertCalls, bytes: gradientBytes, ranks: n,
                                   messages: nonExpertCalls * 2 * Double(n - 1) + expertCalls * 2 * Double(replicas - 1))

@@ -41,7 +41,7 @@ struct Flops: ParsableCommand {
     @Flag(help: "Training memory per layer (parameters, gradients, AdamW state, activations) instead of FLOPs; needs --config.")
     var memory = false
 
-    @Option(name: .customLong("batch-size"), help: "With --memory: sequences per micro-batch.")
+    @Option(name: .customLong("batch-size"), help: "With --memory: sequences per micro-batch; with --parallel: of the global micro-batch.")
     var batchSize: Int = 16
 
     @Option(help: "With --memory: activation checkpointing none, attention or block.")
@@ -170,9 +170,10 @@ extension Flops {
             throw ValidationError("--batch-size \(batchSize) sequences cannot be split evenly over \(ranks) ranks: use a multiple of \(ranks)")
         }
         // Trainable tensors (one statistics flag each): counted on the model itself.
-        let tensors = try TransformerLM(config: model, seed: 0).namedParameters().filter { $0.tensor.requiresGrad }.count
-        let workload = try CommunicationModel.Workload(transformer: model, parameterTensors: tensors, batchSize: batchSize,
+        let trained = try TransformerLM(config: model, seed: 0).namedParameters().filter { $0.tensor.requiresGrad }
+        var workload = try CommunicationModel.Workload(transformer: model, parameterTensors: trained.count, batchSize: batchSize,
                                                        sequenceLength: t, microBatches: accumulate)
+        workload.gradientBuckets = CommunicationModel.gradientBuckets(tensorSizes: trained.map(\.tensor.count))
         let m = parallel == "data" ? 1 : (expertRanks ?? ranks)
         let predicted = try CommunicationModel(workload, ranks: ranks, expertRanks: m)
         var lines = ["\(spec): predicted communication per training step and rank, --parallel \(parallel), N = \(ranks) ranks"

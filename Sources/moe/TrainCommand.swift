@@ -188,7 +188,7 @@ struct Train: ParsableCommand {
 
     /// Rank 0's collectives per step, by kind.
     static func communicationTable(_ c: CommunicationReport) -> String {
-        func mb(_ b: Double) -> String { String(format: "%10.3f MB", b / 1e6) }
+        func mb(_ b: Double) -> String { b >= 1e6 ? String(format: "%.3f MB", b / 1e6) : b >= 1e3 ? String(format: "%.3f kB", b / 1e3) : String(format: "%.0f B", b) }
         var lines = ["communication per step, rank \(c.rank) of \(c.ranks) (mean over \(c.steps) steps; payload bytes handed to the transport):",
                      pad("kind", -36) + pad("calls", 8) + pad("sent", 14) + pad("received", 14) + pad("wait", 12)]
         for name in c.perStep.keys.sorted() {

@@ -82,9 +82,10 @@ final class CommunicationAccountingTests: XCTestCase {
         m.moe!.sequenceLevelAuxLoss = sequenceLevel
         var c = DataParallelTrainingTests.trainingConfig(steps: 2)
         c.gradAccumulation = accumulate
-        let tensors = try TransformerLM(config: m, seed: 0).namedParameters().filter { $0.tensor.requiresGrad }.count
-        let workload = try CommunicationModel.Workload(transformer: m, parameterTensors: tensors, batchSize: c.batchSize,
+        let trained = try TransformerLM(config: m, seed: 0).namedParameters().filter { $0.tensor.requiresGrad }
+        var workload = try CommunicationModel.Workload(transformer: m, parameterTensors: trained.count, batchSize: c.batchSize,
                                                        sequenceLength: c.sequenceLength, microBatches: accumulate)
+        workload.gradientBuckets = CommunicationModel.gradientBuckets(tensorSizes: trained.map(\.tensor.count))
         let predicted = try CommunicationModel(workload, ranks: ranks).traffic
         let measured = try Self.measuredSteps(m, c, ranks: ranks)
         let what = "\(router) aux \(auxLoss) seq-level \(sequenceLevel) accumulate \(accumulate) N=\(ranks)"
@@ -114,6 +115,17 @@ final class CommunicationAccountingTests: XCTestCase {
         try assertPredictionMatches(router: .softmaxTopK, auxLoss: 0.5, accumulate: 2, ranks: 2)
         try assertPredictionMatches(router: .softmaxTopK, auxLoss: 0.5, sequenceLevel: true, ranks: 2)
         try assertPredictionMatches(router: .sigmoidBias, auxLoss: 0, ranks: 4)
+    }
+
+    func testGradientBucketsAreTheTrainersBuckets() throws {
+        // Tensors of 3, 3, 5, 1, 1 and 2 Mi floats in 4 Mi-float buckets: [3] [3] [5] [1 1 2], more than ⌈15/4⌉ = 4.
+        let mi = 1 << 20
+        let tensors = [3, 3, 5, 1, 1, 2].map { Tensor(zeros: [$0 * mi]) }
+        let dp = DataParallel(communicator: try LocalCommunicatorGroup(size: 1).communicator(rank: 0), parameters: tensors)
+        XCTAssertEqual(dp.buckets.map { $0.count }, [1, 1, 1, 3])
+        XCTAssertEqual(CommunicationModel.gradientBuckets(tensorSizes: tensors.map(\.count)), 4)
+        XCTAssertEqual(CommunicationModel.gradientBuckets(tensorSizes: [3, 3, 5, 1], bucketFloats: 4), 4)  // [3] [3] [5] [1]
+        XCTAssertEqual(CommunicationModel.gradientBuckets(tensorSizes: [], bucketFloats: 4), 0)
     }
 
     func testExpertParallelAndTimePredictionsByHand() throws {
