@@ -34,6 +34,10 @@ struct Train: ParsableCommand {
         run trains like one process on the whole batch; rank 0 writes the report and
         checkpoints (which resume on any number of ranks). A rank that waits longer
         than --collective-timeout seconds for its peers ends the whole job with a message.
+        At startup every rank compares its settings with rank 0's and the job ends, naming
+        the fields, when any differ. The report shows rank 0's communication per step by
+        kind (bytes, calls, time waiting); `moe flops --parallel` predicts it
+        (docs/scale-out.md).
 
         An --out folder that already holds a run is refused unless --resume or
         --force is given.
