@@ -16,7 +16,7 @@ let kernelLinks: [LinkerSetting] = [
 //   moe (CLI) → SparseMoERuns → SparseMoEBench → SparseMoE (re-exports ↓)
 //   moe (CLI) → SparseMoEMPI → CMoEMPI → COpenMPI (system library: Open MPI via pkg-config)
 //   SparseMoETraining → SparseMoEAnalysis → SparseMoEModels → SparseMoENN → SparseMoECore → CMoEKernels
-//   SparseMoETraining, SparseMoENN → SparseMoEDistributed (collectives; depends on nothing)
+//   SparseMoETraining, SparseMoEAnalysis, SparseMoENN → SparseMoEDistributed (collectives; depends on nothing)
 //   SparseMoEServing → SparseMoEModels
 //   moe → SparseMoEServer (HTTP, Hummingbird) → SparseMoE; no library layer depends on it
 let package = Package(
@@ -49,7 +49,7 @@ let package = Package(
         // TransformerLM, its configs and presets, Hugging Face families, safetensors IO.
         .target(name: "SparseMoEModels", dependencies: ["SparseMoECore", "SparseMoENN"]),
         // Parameter and FLOP accounting of configs and checkpoints, FLOPs of executed forwards.
-        .target(name: "SparseMoEAnalysis", dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels"]),
+        .target(name: "SparseMoEAnalysis", dependencies: ["SparseMoECore", "SparseMoENN", "SparseMoEModels", "SparseMoEDistributed"]),
         // The Communicator protocol (all-reduce, broadcast, all-to-all, barrier with timeouts) and
         // its in-process implementation; the MPI one is a side target of the CLI.
         .target(name: "SparseMoEDistributed"),

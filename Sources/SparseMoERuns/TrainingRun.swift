@@ -116,9 +116,11 @@ public struct TrainingSummary: Codable, Sendable {
     /// Analytic peak: parameters, gradients, AdamW moments, activations and the backward
     /// transient (`TrainingMemoryEstimate.totalBytes`); peak RSS adds the process's own footprint.
     public var analyticPeakBytes: Int? = nil
+    /// Data parallel: this rank's (rank 0's) collectives per step, by kind; nil for one process.
+    public var communication: CommunicationReport? = nil
 
     enum CodingKeys: String, CodingKey {
-        case model, ffn, data, objective, steps, threads, seconds, history, checkpointing
+        case model, ffn, data, objective, steps, threads, seconds, history, checkpointing, communication
         case peakRSSBytes = "peak_rss_bytes", baselineRSSBytes = "baseline_rss_bytes", activationBytes = "activation_bytes", analyticPeakBytes = "analytic_peak_bytes"
         case skippedSteps = "skipped_steps", trainLoss = "train_loss", valLoss = "val_loss"
         case stepMSP50 = "step_ms_p50", stepMSP95 = "step_ms_p95"
@@ -184,6 +186,10 @@ public final class TrainingRun {
     let replaceExisting: Bool
     /// Data-parallel rank of this process (0 without a communicator); only rank 0 writes files.
     public let rank: Int
+    /// Number of data-parallel ranks (1 without a communicator).
+    public let ranks: Int
+    /// This rank's collectives summed over the steps of this run (`StepReport.communication`).
+    public private(set) var stepCommunication = CommunicationTally()
 
     /// Builds the run. Fails before any training on bad options, configs or data.
     ///
@@ -196,8 +202,14 @@ public final class TrainingRun {
     /// reached its steps, without a larger `steps`, throws. With `communicator`, every rank
     /// builds the same run and trains data-parallel (`Trainer`); rank 0 alone writes the
     /// report, checkpoints and model (`parallel`: data, expert or both; see `Trainer`).
+    ///
+    /// With a communicator of more than one rank, every rank first compares its settings with
+    /// rank 0's (`RunSettings`: the options, how the run was started, the resolved model
+    /// config, the data, and `settings`, the caller's own fields such as its parallel flags)
+    /// and throws `SettingsMismatch`, naming the differing fields, on every rank when any differ.
     public init(options: TrainingRunOptions, resume: Bool = false, force: Bool = false, steps: Int? = nil,
-                communicator: (any Communicator)? = nil, parallel: ParallelLayout = .data) throws {
+                communicator: (any Communicator)? = nil, parallel: ParallelLayout = .data,
+                settings: [(name: String, value: String)] = []) throws {
         guard !(resume && force) else {
             throw SparseMoEError.invalidArgument(op: "TrainingRun", message: "resume continues the run in \(options.outputDirectory) and force deletes it: choose one")
         }
@@ -270,8 +282,15 @@ public final class TrainingRun {
         guard maxToken < Int32(model.config.vocabSize) else {
             throw SparseMoEError.invalidConfig(field: "vocab_size", message: "the model's vocabulary (\(model.config.vocabSize)) is smaller than the byte tokenizer's (\(ByteTokenizer.vocabularySize)) and the data uses ids up to \(maxToken)")
         }
-        trainer = try Trainer(model: model, dataset: dataset, config: t, communicator: communicator, parallel: parallel)
+        let counting = communicator.map { CountingCommunicator.wrapping($0) }
+        if let c = counting {
+            let fields = try RunSettings.fields(options: options, model: model.config, dataset: dataset, resume: resume, force: force,
+                                                steps: steps, extra: settings)
+            try SettingsAgreement.check(fields, communicator: c)
+        }
+        trainer = try Trainer(model: model, dataset: dataset, config: t, communicator: counting, parallel: parallel)
         rank = communicator?.rank ?? 0
+        ranks = communicator?.size ?? 1
         if let folder = checkpoint { try TrainingCheckpoint.restore(trainer, from: folder) }
         accounting = try ModelAccounting(ModelArchitecture(transformer: model.config), sequenceLength: t.sequenceLength)
         let layers = model.moeLayers
@@ -323,6 +342,7 @@ public final class TrainingRun {
             let report = try trainer.trainStep()
             stepMS.append(MachinePeak.seconds(clock.now - stepStart) * 1e3)
             tokens += report.tokens
+            stepCommunication = stepCommunication + report.communication
             if report.skipped { skipped += 1 }
             record(report.routing)
             lastTrain = report.loss
@@ -433,7 +453,10 @@ public final class TrainingRun {
             achievedGFLOPS: achieved, peakGFLOPS: finite(peak), modelFLOPsUtilization: finite(peak.map { achieved / $0 }),
             expertLoad: load, expertLoadByTask: try expertLoadByTask(), history: history,
             checkpointing: config.checkpointing, peakRSSBytes: peakRSS, baselineRSSBytes: baselineRSS,
-            activationBytes: memory?.activationBytes, analyticPeakBytes: memory?.totalBytes)
+            activationBytes: memory?.activationBytes, analyticPeakBytes: memory?.totalBytes,
+            communication: ranks > 1 ? CommunicationReport(ranks: ranks, rank: rank, steps: stepMS.count, tally: stepCommunication,
+                                                           setup: (trainer.communicationTally ?? CommunicationTally()) - stepCommunication,
+                                                           stepMSMean: stepMS.isEmpty ? 0 : stepMS.reduce(0, +) / Double(stepMS.count)) : nil)
     }
 
     func writeReport(_ summary: TrainingSummary) throws {

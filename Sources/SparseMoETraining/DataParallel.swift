@@ -13,7 +13,8 @@ import SparseMoEDistributed
 /// single-process training would); a parameter with a gradient on some rank only gets zeros
 /// elsewhere before the sum.
 final class DataParallel {
-    let communicator: any Communicator
+    /// The communicator, counting what each step sends (`CommunicationTally`).
+    let communicator: CountingCommunicator
     /// Floats per gradient bucket (16 MiB).
     static let bucketFloats = 1 << 22
     /// Parameters in buckets; a parameter larger than a bucket gets a bucket of its own.
@@ -21,7 +22,7 @@ final class DataParallel {
     let parameters: [Tensor]
 
     init(communicator: any Communicator, parameters: [Tensor]) {
-        self.communicator = communicator
+        self.communicator = CountingCommunicator.wrapping(communicator)
         self.parameters = parameters
         var buckets: [[Tensor]] = [], current: [Tensor] = [], floats = 0
         for p in parameters {
@@ -48,7 +49,7 @@ final class DataParallel {
     func averageGradients() throws {
         // Which parameters have a gradient anywhere: one flag each, summed.
         var has = parameters.map { $0.grad == nil ? Float(0) : 1 }
-        try communicator.allReduceSum(&has)
+        try communicator.counting(as: .statistics) { try communicator.allReduceSum(&has) }
         let inverse = 1 / Float(size)
         var index = 0
         for bucket in buckets {
@@ -58,7 +59,7 @@ final class DataParallel {
                 if let g = p.grad { flat.withUnsafeMutableBufferPointer { $0.baseAddress!.advanced(by: offset).update(from: g.floats, count: p.count) } }
                 offset += p.count
             }
-            try communicator.allReduceSum(&flat)
+            try communicator.counting(as: .gradients) { try communicator.allReduceSum(&flat) }
             offset = 0
             for p in bucket {
                 if has[index] > 0 {
@@ -76,14 +77,14 @@ final class DataParallel {
     /// The mean over the ranks of each value (losses for the step report).
     func mean(_ values: [Double]) throws -> [Double] {
         var v = values.map(Float.init)
-        try communicator.allReduceSum(&v)
+        try communicator.counting(as: .statistics) { try communicator.allReduceSum(&v) }
         return v.map { Double($0) / Double(size) }
     }
 
     /// The replica mean handed to the forward pass (`ForwardOptions.replicaMean`).
     var replicaMean: (UnsafeMutableBufferPointer<Float>) throws -> Void {
         { [communicator] buffer in
-            try communicator.allReduceSum(buffer)
+            try communicator.counting(as: .statistics) { try communicator.allReduceSum(buffer) }
             let inverse = 1 / Float(communicator.size)
             for i in buffer.indices { buffer[i] *= inverse }
         }
@@ -91,7 +92,7 @@ final class DataParallel {
 
     /// The replica sum (pending router loads).
     var replicaSum: (UnsafeMutableBufferPointer<Float>) throws -> Void {
-        { [communicator] buffer in try communicator.allReduceSum(buffer) }
+        { [communicator] buffer in try communicator.counting(as: .statistics) { try communicator.allReduceSum(buffer) } }
     }
 
     /// Copies rank 0's values of `tensors` to every rank.
@@ -111,7 +112,12 @@ final class DataParallel {
         }
         let mine = [Float(h & 0x3f_ffff), Float((h >> 22) & 0x3f_ffff), Float(h >> 44)]
         var root = mine
-        try communicator.broadcast(&root, root: 0)
+        try communicator.counting(as: .replicaCheck) { try communicator.broadcast(&root, root: 0) }
         return root == mine
     }
+}
+
+extension CommunicationKind {
+    /// Debug builds' check after every step that all replicas hold rank 0's parameters.
+    static let replicaCheck = CommunicationKind("broadcast replica check (debug builds)")
 }

@@ -23,6 +23,8 @@ public struct StepReport: Sendable {
     public var routing: [RoutingStatistics?]
     /// Matmul FLOPs the MoE layers executed in the forward passes of this step.
     public var moeExecutedFLOPs: Int
+    /// This rank's collectives during the step, by kind (empty without a communicator).
+    public var communication = CommunicationTally()
 }
 
 /// Mutable progress of a run, saved with checkpoints so a resumed run continues
@@ -131,6 +133,10 @@ public final class Trainer {
         }
     }
 
+    /// This rank's collectives since the trainer was made (the initial broadcast included), by
+    /// kind; nil without a communicator.
+    public var communicationTally: CommunicationTally? { dataParallel?.communicator.tally }
+
     /// Parameters the optimiser updates.
     public var trainableParameterCount: Int { optimizer.trainableParameters.reduce(0) { $0 + $1.tensor.count } }
 
@@ -153,6 +159,7 @@ public final class Trainer {
 
     /// One optimiser step over `gradAccumulation` micro-batches.
     public func trainStep() throws -> StepReport {
+        let talliedBefore = dataParallel?.communicator.tally
         model.zeroGrad()
         var ceSum = 0.0, auxSum = 0.0, moeFLOPs = 0
         var routing: [RoutingStatistics?] = []
@@ -212,9 +219,11 @@ public final class Trainer {
                 precondition(sameExperts, "expert parallel: rank \(dp.rank)'s experts differ from those of the first rank holding the same experts after step \(step)")
             }
         }
-        return StepReport(step: step, loss: ceSum / Double(accum), auxLoss: auxSum / Double(accum), learningRate: lr,
-                          gradNorm: clip.norm, skipped: skipped, tokens: accum * config.batchSize * config.sequenceLength,
-                          routing: routing, moeExecutedFLOPs: moeFLOPs)
+        var report = StepReport(step: step, loss: ceSum / Double(accum), auxLoss: auxSum / Double(accum), learningRate: lr,
+                                gradNorm: clip.norm, skipped: skipped, tokens: accum * config.batchSize * config.sequenceLength,
+                                routing: routing, moeExecutedFLOPs: moeFLOPs)
+        if let dp = dataParallel, let before = talliedBefore { report.communication = dp.communicator.tally - before }
+        return report
     }
 
     /// Mean cross-entropy per target token on up to `evalBatches` sequential batches of

@@ -91,6 +91,8 @@ struct Bench: ParsableCommand {
           help: "Do not park worker threads before each timed run (to see what their spinning does).")
     var noPark = false
     @Flag(help: "Also time training steps of the tiny-moe model (tokens/s, MFU).") var train = false
+    @Flag(help: "Under mpirun: time all-reduces through the MPI communicator and fit latency and bandwidth (docs/scale-out.md).")
+    var collectives = false
     @Option(name: .customLong("train-steps"), help: "Timed training steps with --train.") var trainSteps: Int = 20
     @Flag(name: .customLong("skip-dense-total"), help: "Skip the dense FFN with the same total parameters (the slowest part).")
     var skipDenseTotal = false
@@ -130,6 +132,7 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         try applyThreads(threads)
+        if collectives { return try CollectiveBenchmark.run(runs: runs) }
         if let model { return try runModel(model) }
         let outDir = out.map { URL(fileURLWithPath: $0) }
         if let d = outDir { try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true) }

@@ -41,7 +41,7 @@ struct Flops: ParsableCommand {
     @Flag(help: "Training memory per layer (parameters, gradients, AdamW state, activations) instead of FLOPs; needs --config.")
     var memory = false
 
-    @Option(name: .customLong("batch-size"), help: "With --memory: sequences per micro-batch.")
+    @Option(name: .customLong("batch-size"), help: "With --memory: sequences per micro-batch; with --parallel: of the global micro-batch.")
     var batchSize: Int = 16
 
     @Option(help: "With --memory: activation checkpointing none, attention or block.")
@@ -49,6 +49,27 @@ struct Flops: ParsableCommand {
 
     @Flag(help: "Print one JSON object instead of the table.")
     var json = false
+
+    @Option(help: "Communication per training step and rank instead of FLOPs (needs --config): data, expert or data,expert.")
+    var parallel: String?
+
+    @Option(help: "With --parallel: ranks N.")
+    var ranks: Int = 2
+
+    @Option(name: .customLong("expert-ranks"), help: "With --parallel expert: ranks M each MoE layer's experts are split over (default N with expert alone; must be given with data,expert).")
+    var expertRanks: Int?
+
+    @Option(help: "With --parallel: micro-batches per step (gradient accumulation).")
+    var accumulate: Int = 1
+
+    @Option(help: "With --parallel: link bandwidth in Gb/s for the predicted step time (alpha-beta model; see docs/scale-out.md).")
+    var bandwidth: Double?
+
+    @Option(help: "With --parallel: latency per message in microseconds for the predicted step time.")
+    var latency: Double = 5
+
+    @Option(name: .customLong("node-tokens-per-second"), help: "With --bandwidth: training tokens/s of one node (as `moe train` reports it) for the compute term.")
+    var nodeTokensPerSecond: Double?
 
     func validate() throws {
         guard (hfConfig == nil) != (config == nil) else { throw ValidationError("give exactly one of --hf-config PATH and --config FILE|PRESET") }
@@ -58,6 +79,24 @@ struct Flops: ParsableCommand {
             throw ValidationError("--checkpointing must be one of \(ActivationCheckpointing.allCases.map(\.rawValue).joined(separator: ", ")), got '\(checkpointing)'")
         }
         if memory && config == nil { throw ValidationError("--memory needs --config FILE|PRESET (the library's own model)") }
+        if let parallel {
+            guard ["data", "expert", "data,expert"].contains(parallel) else {
+                throw ValidationError("--parallel must be data, expert or data,expert, got '\(parallel)'")
+            }
+            guard config != nil else { throw ValidationError("--parallel needs --config FILE|PRESET (the library's own model)") }
+            guard ranks >= 1 else { throw ValidationError("--ranks must be at least 1, got \(ranks)") }
+            guard accumulate >= 1 else { throw ValidationError("--accumulate must be at least 1, got \(accumulate)") }
+            if parallel == "data" && expertRanks != nil { throw ValidationError("--expert-ranks needs --parallel expert or data,expert") }
+            if parallel == "data,expert" && expertRanks == nil { throw ValidationError("--parallel data,expert needs --expert-ranks M") }
+            if let b = bandwidth { guard b > 0 && b.isFinite else { throw ValidationError("--bandwidth must be > 0 Gb/s, got \(b)") } }
+            guard latency >= 0 && latency.isFinite else { throw ValidationError("--latency must be ≥ 0 µs, got \(latency)") }
+            if let t = nodeTokensPerSecond { guard t > 0 && t.isFinite else { throw ValidationError("--node-tokens-per-second must be > 0, got \(t)") } }
+            if bandwidth != nil && nodeTokensPerSecond == nil {
+                throw ValidationError("--bandwidth needs --node-tokens-per-second (one node's training tokens/s) for the compute term")
+            }
+        } else if bandwidth != nil || nodeTokensPerSecond != nil || expertRanks != nil {
+            throw ValidationError("--bandwidth, --node-tokens-per-second and --expert-ranks need --parallel")
+        }
     }
 
     /// The architecture to account, from whichever source option was given, and the
@@ -90,6 +129,7 @@ struct Flops: ParsableCommand {
     }
 
     func run() throws {
+        if let parallel, let spec = config { return try communication(parallel: parallel, spec: spec) }
         if memory, let spec = config {
             let model = try TransformerConfig.load(presetOrPath: spec)
             let t = seq ?? model.maxSequenceLength
@@ -114,6 +154,69 @@ struct Flops: ParsableCommand {
         } else {
             print(FlopsReport.table(accounting))
         }
+    }
+}
+
+extension Flops {
+    /// `--parallel`: the predicted traffic per step and rank (`CommunicationModel`), and with
+    /// `--bandwidth` the predicted step time for 8…1024 nodes.
+    func communication(parallel: String, spec: String) throws {
+        let model = try TransformerConfig.load(presetOrPath: spec)
+        let t = seq ?? model.maxSequenceLength
+        guard t <= model.maxSequenceLength else {
+            throw ValidationError("--seq \(t) exceeds the model's max_position_embeddings (\(model.maxSequenceLength))")
+        }
+        guard batchSize % ranks == 0 else {
+            throw ValidationError("--batch-size \(batchSize) sequences cannot be split evenly over \(ranks) ranks: use a multiple of \(ranks)")
+        }
+        // Trainable tensors (one statistics flag each): counted on the model itself.
+        let trained = try TransformerLM(config: model, seed: 0).namedParameters().filter { $0.tensor.requiresGrad }
+        var workload = try CommunicationModel.Workload(transformer: model, parameterTensors: trained.count, batchSize: batchSize,
+                                                       sequenceLength: t, microBatches: accumulate)
+        workload.gradientBuckets = CommunicationModel.gradientBuckets(tensorSizes: trained.map(\.tensor.count))
+        let m = parallel == "data" ? 1 : (expertRanks ?? ranks)
+        let predicted = try CommunicationModel(workload, ranks: ranks, expertRanks: m)
+        var lines = ["\(spec): predicted communication per training step and rank, --parallel \(parallel), N = \(ranks) ranks"
+                     + (m > 1 ? ", experts over M = \(m)" : "") + ", global batch \(batchSize) × \(t) tokens"
+                     + (accumulate > 1 ? " × \(accumulate) micro-batches" : ""),
+                     "(payload bytes the library hands to the collectives, sent = received; uniform routing for the all-to-alls)", ""]
+        lines.append(FlopsReport.pad("kind", 32, left: true) + FlopsReport.pad("calls", 8) + FlopsReport.pad("bytes", 14) + FlopsReport.pad("ranks", 7))
+        for (kind, traffic) in predicted.traffic.sorted(by: { $0.key < $1.key }) {
+            lines.append(FlopsReport.pad(kind.name, 32, left: true) + FlopsReport.pad(String(format: "%.0f", traffic.calls), 8)
+                         + FlopsReport.pad(String(format: "%.0f", traffic.bytes), 14) + FlopsReport.pad("\(traffic.ranks)", 7))
+        }
+        lines.append(FlopsReport.pad("total", 32, left: true) + FlopsReport.pad("", 8) + FlopsReport.pad(String(format: "%.0f", predicted.bytesPerStep), 14))
+        lines.append("")
+        lines.append("parameters \(workload.parameters) trained (\(workload.expertParameters) in routed experts), \(workload.parameterTensors) tensors")
+        if let gbps = bandwidth, let nodeTPS = nodeTokensPerSecond {
+            // Weak scaling: every rank keeps the tokens per step it has at N = --ranks.
+            let localTokens = Double(batchSize * t * accumulate) / Double(ranks)
+            let beta = gbps * 1e9 / 8, alpha = latency * 1e-6
+            let compute = localTokens / nodeTPS
+            lines.append("")
+            lines.append(String(format: "predicted step time, %.0f Gb/s links, %.1f µs per message, nodes at %.0f tokens/s, %.0f tokens per node and step (weak scaling):",
+                                gbps, latency, nodeTPS, localTokens))
+            lines.append(["nodes", "compute ms", "comm ms", "step ms", "efficiency", "tokens/s"].enumerated()
+                         .map { FlopsReport.pad($0.element, $0.offset == 0 ? 6 : 12) }.joined())
+            var n = 8
+            while n <= 1024 {
+                var w = workload
+                w.tokensPerMicroBatch = Int(localTokens) * n / accumulate
+                let mN = parallel == "data" ? 1 : (parallel == "expert" ? n : min(m, n))
+                if let model = try? CommunicationModel(w, ranks: n, expertRanks: mN) {
+                    let comm = model.seconds(latency: alpha, bandwidth: beta)
+                    let step = compute + comm
+                    lines.append(FlopsReport.pad("\(n)", 6) + FlopsReport.pad(String(format: "%.1f", compute * 1e3), 12)
+                                 + FlopsReport.pad(String(format: "%.1f", comm * 1e3), 12) + FlopsReport.pad(String(format: "%.1f", step * 1e3), 12)
+                                 + FlopsReport.pad(String(format: "%.1f%%", 100 * compute / step), 12)
+                                 + FlopsReport.pad(String(format: "%.0f", Double(n) * localTokens / step), 12))
+                } else {
+                    lines.append(FlopsReport.pad("\(n)", 6) + "  (experts do not split over \(mN) ranks)")
+                }
+                n *= 2
+            }
+        }
+        print(lines.joined(separator: "\n"))
     }
 }
 

@@ -41,6 +41,10 @@ struct Train: ParsableCommand {
         must divide by N. --parallel data,expert --expert-ranks M: groups of M ranks
         split the experts, the N/M groups replicate them. With a capacity factor, each
         rank applies the capacity to its own tokens.
+        At startup every rank compares its settings with rank 0's and the job ends, naming
+        the fields, when any differ. The report shows rank 0's communication per step by
+        kind (bytes, calls, time waiting); `moe flops --parallel` predicts it
+        (docs/scale-out.md).
 
         An --out folder that already holds a run is refused unless --resume or
         --force is given.
@@ -184,8 +188,13 @@ struct Train: ParsableCommand {
             }
             opts = try decodeJSON(TrainingRunOptions.self, from: data)
         }
+        // Flags that are not run options but must match across ranks too.
+        let flags: [(name: String, value: String)] = communicator == nil ? [] : [("flags.parallel", "\(parallel)"),
+                                                                                 ("flags.collective_timeout", "\(collectiveTimeout)")]
         let run = try TrainingRun(options: opts, resume: resume, force: force, steps: resume ? steps : nil, communicator: communicator,
-                                  parallel: parallel)
+                                  parallel: parallel, settings: flags)
+        // Tests of a rank that dies mid-run (Tests/MPI/run.sh): rank 1 kills itself after this step.
+        let exitAtStep = rank == 1 ? ProcessInfo.processInfo.environment["SPARSEMOE_DEBUG_EXIT_AT_STEP"].flatMap { Int($0) } : nil
         for skipped in run.skippedCheckpoints { print("moe train: skipping damaged checkpoint \(skipped)") }
         if let from = run.resumedFrom, !run.skippedCheckpoints.isEmpty { print("moe train: resuming from \(from.path)") }
         let c = run.config
@@ -199,7 +208,13 @@ struct Train: ParsableCommand {
               + (run.trainer.step > 0 ? ", resuming at step \(run.trainer.step)" : "")
               + (communicator.map { ", \(Self.describe(parallel, ranks: $0.size)) over \($0.size) ranks (\(c.batchSize / $0.size) sequences each)" } ?? ""))
         let progress = Progress(total: c.steps, startStep: run.trainer.step, terminal: stdoutIsTerminal, quiet: quiet || rank != 0)
-        let summary = try run.run(onStep: { report, elapsed in progress.step(report, elapsed: elapsed) },
+        let summary = try run.run(onStep: { report, elapsed in
+                                      progress.step(report, elapsed: elapsed)
+                                      if report.step == exitAtStep {
+                                          FileHandle.standardError.write(Data("moe train: rank 1: SPARSEMOE_DEBUG_EXIT_AT_STEP: killing this rank after step \(report.step)\n".utf8))
+                                          kill(getpid(), SIGKILL)
+                                      }
+                                  },
                                   onEvaluation: { step, loss in progress.evaluation(step: step, loss: loss) })
         progress.finish()
         if rank == 0 { printSummary(summary, run: run) }
@@ -211,6 +226,22 @@ struct Train: ParsableCommand {
         case .expert: return "expert parallel"
         case let .dataExpert(m): return "data and expert parallel (\(ranks / m) groups of \(m))"
         }
+    }
+
+    /// Rank 0's collectives per step, by kind.
+    static func communicationTable(_ c: CommunicationReport) -> String {
+        func mb(_ b: Double) -> String { b >= 1e6 ? String(format: "%.3f MB", b / 1e6) : b >= 1e3 ? String(format: "%.3f kB", b / 1e3) : String(format: "%.0f B", b) }
+        var lines = ["communication per step, rank \(c.rank) of \(c.ranks) (mean over \(c.steps) steps; payload bytes handed to the transport):",
+                     pad("kind", -36) + pad("calls", 8) + pad("sent", 14) + pad("received", 14) + pad("wait", 12)]
+        for name in c.perStep.keys.sorted() {
+            let e = c.perStep[name]!
+            lines.append(pad(name, -36) + pad(String(format: "%.1f", e.calls), 8) + pad(mb(e.bytesSent), 14) + pad(mb(e.bytesReceived), 14)
+                         + pad(String(format: "%.2f ms", e.waitMS), 12))
+        }
+        lines.append(pad("total", -36) + pad("", 8) + pad(mb(c.bytesSentPerStep), 14) + pad(mb(c.bytesReceivedPerStep), 14)
+                     + pad(String(format: "%.2f ms", c.waitMSPerStep), 12)
+                     + String(format: "  (%.1f%% of the %.1f ms step)", 100 * c.waitMSPerStep / max(c.stepMSMean, 1e-9), c.stepMSMean))
+        return lines.joined(separator: "\n")
     }
 
     func describe(_ s: ModelSource) -> String {
@@ -233,6 +264,7 @@ struct Train: ParsableCommand {
                          Double(rss) / 1e6, Double(rss - (s.baselineRSSBytes ?? 0)) / 1e6, Double(s.baselineRSSBytes ?? 0) / 1e6,
                          Double(peak) / 1e6, Double(act) / 1e6, (s.checkpointing ?? .none).rawValue))
         }
+        if let c = s.communication { print(Self.communicationTable(c)) }
         print("parameters: \(grouped(s.totalParams)) total, \(grouped(s.activeParams)) active per token, \(grouped(s.trainableParams)) trained")
         var line = "forward FLOPs/token (seq \(run.config.sequenceLength)): \(humanCount(s.forwardFlopsPerToken))"
         if let d = s.denseSameActiveForwardFlopsPerToken {

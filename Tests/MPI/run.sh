@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Data- and expert-parallel training under Open MPI train like one process: `moe train` on 1
 # process, `mpirun -np 2 moe train --parallel data` and `mpirun -np 2 moe train --parallel expert`
-# on the same global batches must give losses within 1e-5 relative at every step; and setups
-# every rank rejects (batch 4 over 3 ranks; 8 experts over 3 expert-parallel ranks) must end the
-# job with a message naming batch_size / num_experts, not hang. Needs mpirun (openmpi-bin libopenmpi-dev).
+# on the same global batches must give losses within 1e-5 relative at every step; setups every
+# rank rejects (batch 4 over 3 ranks; 8 experts over 3 expert-parallel ranks), ranks started with
+# different flags, and a rank killed mid-run must each end the job with a message naming the
+# cause, never hang. Needs mpirun (openmpi-bin libopenmpi-dev). Tests/MPI/netns.sh (opt-in) runs
+# 2 ranks over TCP in two network namespaces.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -45,4 +47,26 @@ if timeout 300 mpirun --oversubscribe -np 3 "$moe" "${args[@]}" --batch-size 6 -
     echo "mpi: 8 experts over 3 expert-parallel ranks were accepted" >&2; cat "$work/three-ep.log" >&2; exit 1
 fi
 grep -q "num_experts" "$work/three-ep.log" || { echo "mpi: no message naming num_experts:" >&2; cat "$work/three-ep.log" >&2; exit 1; }
-echo "mpi: 4 passed, 0 failed"
+# Ranks started with different flags (MPMD: one rank with --lr 1e-3, one with 2e-3) end at startup,
+# before any training and well before the collective timeout, with a message naming the field.
+start=$SECONDS
+if timeout 300 mpirun --oversubscribe -np 1 "$moe" "${args[@]}" --lr 1e-3 --parallel data --collective-timeout 60 --out "$work/mismatch" \
+        : -np 1 "$moe" "${args[@]}" --lr 2e-3 --parallel data --collective-timeout 60 --out "$work/mismatch" > "$work/mismatch.log" 2>&1; then
+    echo "mpi: ranks with different --lr were accepted" >&2; cat "$work/mismatch.log" >&2; exit 1
+fi
+grep -q "learning_rate (rank 0: 0.001" "$work/mismatch.log" || { echo "mpi: no message naming learning_rate:" >&2; cat "$work/mismatch.log" >&2; exit 1; }
+(( SECONDS - start < 60 )) || { echo "mpi: the mismatch took $((SECONDS - start)) s to end (collective timeout 60 s)" >&2; exit 1; }
+echo "mpi: mismatched --lr ended in $((SECONDS - start)) s: $(grep -m1 -o 'learning_rate (rank 0: [^;]*' "$work/mismatch.log")"
+# A rank killed mid-run (rank 1 sends itself SIGKILL after step 3; the variable is read by rank 1
+# alone) ends the job with a message in bounded time, never a hang: Open MPI notices the dead
+# process and ends the others, or the others' collective times out (20 s) and they abort.
+start=$SECONDS
+if SPARSEMOE_DEBUG_EXIT_AT_STEP=3 timeout 300 mpirun --oversubscribe -x SPARSEMOE_DEBUG_EXIT_AT_STEP -np 2 "$moe" "${args[@]}" \
+        --parallel data --collective-timeout 20 --out "$work/killed" > "$work/killed.log" 2>&1; then
+    echo "mpi: the job with a killed rank succeeded" >&2; cat "$work/killed.log" >&2; exit 1
+fi
+(( SECONDS - start < 120 )) || { echo "mpi: the job with a killed rank took $((SECONDS - start)) s to end" >&2; exit 1; }
+grep -qE "timed out after|exited on signal 9|killed|exiting improperly" "$work/killed.log" \
+    || { echo "mpi: no message about the dead rank:" >&2; cat "$work/killed.log" >&2; exit 1; }
+echo "mpi: a killed rank ended the job in $((SECONDS - start)) s: $(grep -m1 -E 'timed out after|exited on signal 9|killed|exiting improperly' "$work/killed.log")"
+echo "mpi: 6 passed, 0 failed"

@@ -191,6 +191,49 @@ final class ExpertParallelTrainingTests: XCTestCase {
         XCTAssertEqual(Array(parts[0].3[perRank...]), [Float](repeating: 0, count: perRank), "rank 0 has no gradient for experts it does not hold")
     }
 
+    /// With a counting communicator, the all-to-alls of one layer land under their four kinds,
+    /// with the bytes of the rows that cross ranks: a (token, slot) routed to an expert another
+    /// rank holds sends its C floats there (dispatch forward), gets its output back (combine
+    /// forward), sends the output's gradient (combine backward) and gets the input's gradient
+    /// back (dispatch backward); the per-expert counts (E/M floats to each other rank) go with
+    /// the dispatch. Rows for this rank's own experts cost nothing.
+    func testExpertParallelTrafficIsCountedByKind() throws {
+        let (t, c, e, m) = (10, 8, 4, 2)
+        let results = try withOneKernelThread {
+            try LocalCommunicatorGroup.run(size: m, timeout: 10) { comm -> (CommunicationTally, Int) in
+                var rng = RandomGenerator(seed: 3)
+                let router = try TopKRouter(hiddenSize: c, numExperts: e, topK: 2, rng: &rng)
+                let experts = try Experts(kind: .swiglu, numExperts: e, hiddenSize: c, intermediateSize: 6, rng: &rng)
+                let l = try MoELayer(router: router, experts: experts, losses: MoELossConfig(balanceCoefficient: 0), rng: &rng)
+                let counting = CountingCommunicator(comm)
+                let group = ExpertParallelGroup(communicator: try counting.split(color: 0, key: comm.rank))
+                try l.setExpertParallel(group)
+                var data = RandomGenerator(seed: UInt64(11 + comm.rank))
+                let x = Tensor((0..<(t * c)).map { _ in Float(data.normal()) }, shape: [t, c], requiresGrad: true)
+                var context = RoutingContext(training: true)
+                let before = counting.tally
+                let y = try l(x, context: &context).output
+                y.backward(gradient: Tensor(repeating: 1, shape: y.shape))
+                try group.throwIfFailed()
+                let ids = l.lastExperts!.indexScalars.map { Int($0) }
+                let crossing = ids.filter { $0 >= 0 && $0 / (e / m) != comm.rank }.count
+                return (counting.tally - before, crossing)
+            }.map { try $0.get() }
+        }
+        for (rank, (tally, crossing)) in results.enumerated() {
+            XCTAssertGreaterThan(crossing, 0, "rank \(rank): some rows must cross for the check to mean anything")
+            let rows = 4 * c * crossing, counts = 4 * (e / m) * (m - 1)
+            XCTAssertEqual(tally[.dispatchForward].bytesSent, rows + counts, "rank \(rank) dispatch forward")
+            XCTAssertEqual(tally[.combineForward].bytesReceived, rows, "rank \(rank) combine forward")
+            XCTAssertEqual(tally[.combineBackward].bytesSent, rows, "rank \(rank) combine backward")
+            XCTAssertEqual(tally[.dispatchBackward].bytesReceived, rows, "rank \(rank) dispatch backward")
+            XCTAssertEqual(tally[.dispatchForward].calls, 2, "rank \(rank): counts, then rows")
+            XCTAssertEqual(tally[.allToAll].calls, 0, "rank \(rank): no untagged all-to-all")
+        }
+        // What one rank sends, the other receives.
+        XCTAssertEqual(results[0].0[.combineForward].bytesSent, results[1].0[.combineForward].bytesReceived)
+    }
+
     func testBadSetupsThrowNamingTheField() throws {
         let config = DataParallelTrainingTests.trainingConfig(batchSize: 12)
         func failures(ranks: Int, model: TransformerConfig, parallel: ParallelLayout) throws -> [String] {

@@ -1,4 +1,5 @@
 import SparseMoECore
+import SparseMoEDistributed
 
 extension Experts {
     /// Expert-parallel form of `callAsFunction(_:routing:)`: the same y, with this rank computing
@@ -38,9 +39,12 @@ extension Experts {
         let sendCounts = (0..<m).map { d in perExpert[(d * local)..<((d + 1) * local)].reduce(0, +) }
         // 2. Counts per local expert from every source, then the rows.
         let comm = group.communicator
-        let (countRows, _) = try comm.allToAllv(perExpert.map(Float.init), sendCounts: [Int](repeating: 1, count: m), rowLength: local)
+        let (countRows, _) = try comm.accounted(as: .dispatchForward) {
+            try comm.allToAllv(perExpert.map(Float.init), sendCounts: [Int](repeating: 1, count: m), rowLength: local)
+        }
         let sendRows = gatherTokenRows(x, tokens: tokenOfRow)
-        let (received, receivedCounts) = try allToAllRows(sendRows, sendCounts: sendCounts, group: group)
+        let (received, receivedCounts) = try allToAllRows(sendRows, sendCounts: sendCounts, group: group,
+                                                          kinds: (.dispatchForward, .dispatchBackward))
         let r = received.shape[0]
         var localExpert = [Int32]()
         localExpert.reserveCapacity(r)
@@ -75,7 +79,8 @@ extension Experts {
             }
         }
         // 4. Back to the tokens' ranks; combine with the gates.
-        let (returned, _) = try allToAllRows(computed, sendCounts: receivedCounts, group: group)
+        let (returned, _) = try allToAllRows(computed, sendCounts: receivedCounts, group: group,
+                                             kinds: (.combineForward, .combineBackward))
         let y = combineSlotRows(returned, gates: routing.gates, rowOfSlot: rowOfSlot)
         return (y, RoutedExpertsStats(tokensPerExpert: perExpert, assignments: assignments, schedule: ran))
     }
