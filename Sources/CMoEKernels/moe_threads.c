@@ -2,7 +2,7 @@
 #include "moe_threads.h"
 #include "internal.h"
 
-#include <dirent.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -22,13 +22,16 @@ static _Atomic int g_team_limit = 0; /* tests: 0 = no limit */
 static _Atomic int g_generation = 1;
 static _Thread_local int t_generation = 0;
 
-/* The sampler: at most every MOE_LOAD_SAMPLE_NS, one thread counts the machine's runnable
- * tasks that are not ours; the team follows the mean of the last MOE_LOAD_WINDOW counts. */
+/* The sampler: at most every MOE_LOAD_SAMPLE_NS, one thread reads the machine's busy CPU time
+ * (/proc/stat) and this process's own (CLOCK_PROCESS_CPUTIME_ID); the cores the other processes
+ * kept busy over the last MOE_LOAD_WINDOW samples decide the team. */
 #define MOE_LOAD_SAMPLE_NS 50000000LL
-#define MOE_LOAD_WINDOW 4
+#define MOE_LOAD_WINDOW 6
+#define MOE_LOAD_MIN_SPAN_NS 100000000LL
+typedef struct { long long wall_ns, machine_busy_ns, own_ns; } load_sample;
 static _Atomic long long g_next_sample_ns = 0;
 static atomic_flag g_sampling = ATOMIC_FLAG_INIT;
-static int g_window[MOE_LOAD_WINDOW];
+static load_sample g_window[MOE_LOAD_WINDOW];
 static int g_window_fill = 0, g_window_next = 0;
 static _Atomic int g_others_x100 = 0;
 
@@ -64,66 +67,57 @@ void moe_set_adaptive_threads(int on) {
 
 int moe_threads_team_for_load(int requested, int cpus, int others_x100) {
     if (requested <= 1) return 1;
-    /* Round the mean count half down: a task seen in one sample of four is noise. */
-    const int others = (others_x100 + 49) / 100;
+    /* Count a core as taken only when the others kept it busy ≥ 90 % of the time: a neighbour
+     * that runs part of the time (a load generator waiting on our output) costs a team of 2 far
+     * less than halving the team does; a spinning one costs it 5×. */
+    const int others = (others_x100 + 10) / 100;
     int free_cores = cpus - others;
     if (free_cores < 1) free_cores = 1;
     return requested < free_cores ? requested : free_cores;
 }
 
-/* Runnable tasks on the machine: the fourth field of /proc/loadavg, "running/total". */
-static int machine_running(void) {
-    char buf[128];
-    int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+/* Nanoseconds the machine's CPUs have been busy (user, nice, system, irq, softirq, steal of the
+ * "cpu" line of /proc/stat), or -1. */
+static long long machine_busy_ns(void) {
+    char buf[512];
+    int fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;
     ssize_t n = read(fd, buf, sizeof buf - 1);
     close(fd);
     if (n <= 0) return -1;
     buf[n] = 0;
-    const char *p = buf;
-    for (int field = 0; field < 3 && p; field++) { p = strchr(p, ' '); if (p) p++; }
-    return p ? atoi(p) : -1;
+    unsigned long long v[8] = {0};
+    if (sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) < 8)
+        return -1;
+    static long ticks_per_second = 0;
+    if (ticks_per_second <= 0) ticks_per_second = sysconf(_SC_CLK_TCK);
+    if (ticks_per_second <= 0) return -1;
+    const unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+    return (long long)(busy * (1000000000ULL / (unsigned long long)ticks_per_second));
 }
 
-/* This process's threads in state R (running or runnable): spinning OpenMP workers, the
- * caller, and whatever else of ours runs. */
-static int own_running(void) {
-    DIR *dir = opendir("/proc/self/task");
-    if (!dir) return -1;
-    int count = 0;
-    struct dirent *entry;
-    char path[64], buf[512];
-    while ((entry = readdir(dir))) {
-        if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
-        if (strlen(entry->d_name) > 20) continue;
-        strcpy(path, "/proc/self/task/");
-        strcat(path, entry->d_name);
-        strcat(path, "/stat");
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue;
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (n <= 0) continue;
-        buf[n] = 0;
-        const char *close_paren = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
-        if (close_paren && close_paren[1] == ' ' && close_paren[2] == 'R') count++;
-    }
-    closedir(dir);
-    return count;
+static long long clock_ns(clockid_t clock) {
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 static void sample_load(void) {
-    const int running = machine_running();
-    const int ours = own_running();
-    if (running < 0 || ours < 0) return; /* no /proc: keep the full team */
-    int others = running - ours;
-    if (others < 0) others = 0;
-    g_window[g_window_next] = others;
+    const long long busy = machine_busy_ns();
+    if (busy < 0) return; /* no /proc: keep the full team */
+    const load_sample now = {clock_ns(CLOCK_MONOTONIC), busy, clock_ns(CLOCK_PROCESS_CPUTIME_ID)};
+    const int oldest = g_window_fill < MOE_LOAD_WINDOW ? 0 : g_window_next;
+    const load_sample then = g_window[oldest];
+    const int have = g_window_fill;
+    g_window[g_window_next] = now;
     g_window_next = (g_window_next + 1) % MOE_LOAD_WINDOW;
     if (g_window_fill < MOE_LOAD_WINDOW) g_window_fill++;
-    int sum = 0;
-    for (int i = 0; i < g_window_fill; i++) sum += g_window[i];
-    const int others_x100 = sum * 100 / g_window_fill;
+    if (have == 0 || now.wall_ns - then.wall_ns < MOE_LOAD_MIN_SPAN_NS) return;
+    /* Cores the others used on average over the span: machine busy time minus ours, per second. */
+    double others = (double)((now.machine_busy_ns - then.machine_busy_ns) - (now.own_ns - then.own_ns))
+                    / (double)(now.wall_ns - then.wall_ns);
+    if (others < 0) others = 0;
+    const int others_x100 = (int)(others * 100 + 0.5);
     atomic_store(&g_others_x100, others_x100);
     const int team = moe_threads_team_for_load(g_threads, omp_get_num_procs(), others_x100);
     if (team != atomic_load(&g_team)) {
@@ -132,11 +126,7 @@ static void sample_load(void) {
     }
 }
 
-static long long now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
+static long long now_ns(void) { return clock_ns(CLOCK_MONOTONIC_COARSE); }
 
 int moe_threads_current(void) {
     if (g_threads == 0) {
@@ -177,7 +167,7 @@ void moe_threads_set_team_limit(int n) {
     bump_generation();
 }
 
-int moe_threads_other_runnable_x100(void) { return atomic_load(&g_others_x100); }
+int moe_threads_others_cores_x100(void) { return atomic_load(&g_others_x100); }
 
 int moe_threads_team_probe(void) {
     int team = 1;

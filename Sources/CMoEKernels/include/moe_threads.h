@@ -16,26 +16,30 @@ int moe_get_num_threads(void);
 /// turn them off). OpenMP threads wait for each other at the end of every parallel region; on
 /// a machine where another process keeps a core busy, a region's thread that has no core makes
 /// the others spin at the barrier for a whole scheduler slice, so 2 threads end up far slower
-/// than 1. The library therefore counts, at most every 50 ms and at a kernel's entry, the
-/// machine's runnable tasks (/proc/loadavg) minus this process's own (/proc/self/task), and
-/// runs its parallel regions on at most as many threads as there are cores left:
-///   team = clamp(cores − round(mean of the last 4 counts), 1, thread count).
+/// than 1. The library therefore measures, at most every 50 ms and at a kernel's entry, the
+/// CPU time other processes used over the last quarter second (the machine's busy time from
+/// /proc/stat minus this process's CPU time), and runs its parallel regions on at most as many
+/// threads as there are cores left:
+///   team = clamp(cores − ⌊cores the others used + 0.1⌋, 1, thread count):
+/// a core counts as taken when others kept it busy ≥ 90 % of the time (a neighbour that runs
+/// part of the time, such as a load generator waiting on our output, costs a team of 2 less
+/// than halving the team would; a spinning one costs it 5×).
 /// Every split of work, and so every result, follows the thread count asked for, never the
 /// team: a kernel whose team is smaller runs the same pieces one after the other, and its
 /// output is bit-identical. Without /proc the team is the thread count.
 int moe_adaptive_threads(void);
 void moe_set_adaptive_threads(int on);
 
-/// The team size for `requested` threads on `cpus` cores while other tasks use
-/// others_x100 / 100 of them on average (the rule above; exposed for tests).
+/// The team size for `requested` threads on `cpus` cores while other processes use
+/// others_x100 / 100 cores on average (the rule above; exposed for tests).
 int moe_threads_team_for_load(int requested, int cpus, int others_x100);
 
 /// Caps every team at n threads (n ≤ 0: no cap), whatever the load: tests use it to run the
 /// kernels on teams smaller than the thread count.
 void moe_threads_set_team_limit(int n);
 
-/// The last mean count of other runnable tasks, × 100 (0 before the first sample).
-int moe_threads_other_runnable_x100(void);
+/// The cores other processes used over the last window, × 100 (0 before the first).
+int moe_threads_others_cores_x100(void);
 
 /// The size of the team a parallel region gets now (runs an empty region): the thread count,
 /// or fewer on a busy machine.

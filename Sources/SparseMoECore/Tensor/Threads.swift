@@ -21,11 +21,13 @@ public enum Threads {
     /// threads wait for each other at the end of every parallel region, so on a machine where
     /// another process keeps a core busy, `count` threads that outnumber the free cores spend
     /// most of their time spinning at barriers for a thread that has no core (2 threads decoded
-    /// 5× slower than 1 with one of two cores busy). With adaptive teams the library counts,
-    /// at most every 50 ms, the machine's runnable tasks that are not its own
-    /// (`/proc/loadavg` minus `/proc/self/task`) and runs each parallel region on at most as
-    /// many threads as cores are left: team = clamp(cores − round(mean of the last 4 counts),
-    /// 1, count). Work is always split by `count`, never by the team (a smaller team runs the
+    /// 5× slower than 1 with one of two cores busy). With adaptive teams the library measures,
+    /// at most every 50 ms, the CPU time other processes used over the last quarter second
+    /// (`/proc/stat` busy time minus this process's CPU time) and runs each parallel region on
+    /// at most as many threads as cores are left: team = clamp(cores − ⌊cores used by others +
+    /// 0.1⌋, 1, count) (a core counts as taken when others kept it ≥ 90 % busy; a neighbour that
+    /// runs part of the time costs a team of 2 less than halving the team would).
+    /// Work is always split by `count`, never by the team (a smaller team runs the
     /// same pieces in turn), so results are bit-identical under any load.
     public static var adaptive: Bool {
         get { moe_adaptive_threads() != 0 }
@@ -36,11 +38,11 @@ public enum Threads {
     /// teams on a busy machine.
     public static var currentTeam: Int { Int(moe_threads_team_probe()) }
 
-    /// The mean number of other runnable tasks the last load samples saw (0 before the first).
-    public static var otherRunnableTasks: Double { Double(moe_threads_other_runnable_x100()) / 100 }
+    /// The cores other processes used over the last load window (0 before the first).
+    public static var coresUsedByOthers: Double { Double(moe_threads_others_cores_x100()) / 100 }
 
-    /// The team `adaptive` gives `requested` threads on `cores` cores while `others` tasks of
-    /// other processes are runnable on average.
+    /// The team `adaptive` gives `requested` threads on `cores` cores while other processes
+    /// use `others` cores on average.
     package static func team(requested: Int, cores: Int, others: Double) -> Int {
         Int(moe_threads_team_for_load(Int32(requested), Int32(cores), Int32((others * 100).rounded())))
     }
