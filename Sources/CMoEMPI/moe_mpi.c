@@ -1,4 +1,5 @@
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep */
+#include <sched.h>
 #include "moe_mpi.h"
 
 #include <stdio.h>
@@ -26,9 +27,14 @@ static int failed(int rc, const char *op, char *err, int errlen) {
     return 2;
 }
 
-/* Polls `req` until done or the deadline (0.05 ms sleeps, so a waiting rank leaves its core). */
+/* Polls `req` until done or the deadline. Open MPI advances a non-blocking collective only
+ * inside MPI calls, so the first MOE_MPI_SPIN_SECONDS poll back to back (yielding the core to
+ * any other runnable task between polls): a large all-reduce's pipeline then moves at the
+ * transport's speed. After that, 0.05 ms sleeps between polls, so a rank waiting for a slow
+ * or dead peer leaves its core. */
+#define MOE_MPI_SPIN_SECONDS 0.005
 static int wait_for(MPI_Request *req, double timeout, const char *op, char *err, int errlen) {
-    const double deadline = now() + timeout;
+    const double start = now(), deadline = start + timeout;
     for (;;) {
         int done = 0;
         int rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
@@ -37,6 +43,10 @@ static int wait_for(MPI_Request *req, double timeout, const char *op, char *err,
         if (now() > deadline) {
             snprintf(err, (size_t)errlen, "%s did not complete within %.1f s", op, timeout);
             return 1;
+        }
+        if (now() - start < MOE_MPI_SPIN_SECONDS) {
+            sched_yield();
+            continue;
         }
         struct timespec pause = {0, 50000};
         nanosleep(&pause, NULL);

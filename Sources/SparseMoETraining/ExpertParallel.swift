@@ -96,7 +96,8 @@ final class ExpertParallel {
         let owned = trainable.filter(isExpert).reduce(0.0) { total, t in
             guard let g = t.grad else { return total }
             var s = 0.0
-            for j in ownedRange(t) { s += Double(g.floats[j]) * Double(g.floats[j]) }
+            let p = g.floats
+            for j in ownedRange(t) { s += Double(p[j]) * Double(p[j]) }
             return total + s
         }
         // The double travels as two floats (high part, remainder): the sum keeps ~48 bits.
