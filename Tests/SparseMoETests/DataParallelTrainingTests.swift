@@ -51,13 +51,6 @@ final class DataParallelTrainingTests: XCTestCase {
         return run
     }
 
-    func withOneKernelThread<T>(_ body: () throws -> T) rethrows -> T {
-        let saved = Threads.count
-        Threads.count = 1
-        defer { Threads.count = saved }
-        return try body()
-    }
-
     func assertEquivalent(router: RouterKind, auxLoss: Float, ranks: Int, sequenceLevel: Bool = false, accumulate: Int = 1,
                           file: StaticString = #filePath, line: UInt = #line) throws {
         var m = Self.modelConfig(router: router, auxLoss: auxLoss)
@@ -65,7 +58,7 @@ final class DataParallelTrainingTests: XCTestCase {
         var c = Self.trainingConfig()
         c.gradAccumulation = accumulate
         let (model, config) = (m, c)
-        try withOneKernelThread {
+        try Threads.with(1) {
             let single = try Self.train(model, config, communicator: nil, seed: 7)
             let runs = try LocalCommunicatorGroup.run(size: ranks, timeout: 60) { comm in
                 try Self.train(model, config, communicator: comm, seed: 7 + UInt64(comm.rank))

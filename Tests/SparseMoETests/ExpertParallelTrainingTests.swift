@@ -51,18 +51,11 @@ final class ExpertParallelTrainingTests: XCTestCase {
         return run
     }
 
-    func withOneKernelThread<T>(_ body: () throws -> T) rethrows -> T {
-        let saved = Threads.count
-        Threads.count = 1
-        defer { Threads.count = saved }
-        return try body()
-    }
-
     func assertEquivalent(_ model: TransformerConfig, ranks: Int, parallel: ParallelLayout, expectDrops: Bool = false,
                           file: StaticString = #filePath, line: UInt = #line) throws {
         let config = DataParallelTrainingTests.trainingConfig()
         let what = "\(parallel) N=\(ranks) E=\(model.moe!.numExperts) \(model.moe!.expertKind) capacity \(model.moe!.capacityFactor.map { "\($0)" } ?? "none")"
-        try withOneKernelThread {
+        try Threads.with(1) {
             let single = try Self.train(model, config, communicator: nil, capacityGroups: ranks)
             if expectDrops { XCTAssertGreaterThan(single.dropped, 0, "\(what): the capacity dropped nothing", file: file, line: line) }
             let runs = try LocalCommunicatorGroup.run(size: ranks, timeout: 60) { comm in
@@ -169,7 +162,7 @@ final class ExpertParallelTrainingTests: XCTestCase {
         let whole = try layer()
         let reference = try run(whole, rows: 0..<t)
         @Sendable func grad(_ p: Tensor) -> [Float] { (0..<p.count).map { p.grad?.floats[$0] ?? 0 } }
-        let parts = try withOneKernelThread {
+        let parts = try Threads.with(1) {
             try LocalCommunicatorGroup.run(size: 2, timeout: 10) { comm -> ([Float], [Float], [Float], [Float]) in
                 let l = try layer()
                 try l.setExpertParallel(ExpertParallelGroup(communicator: comm))
@@ -199,7 +192,7 @@ final class ExpertParallelTrainingTests: XCTestCase {
     /// the dispatch. Rows for this rank's own experts cost nothing.
     func testExpertParallelTrafficIsCountedByKind() throws {
         let (t, c, e, m) = (10, 8, 4, 2)
-        let results = try withOneKernelThread {
+        let results = try Threads.with(1) {
             try LocalCommunicatorGroup.run(size: m, timeout: 10) { comm -> (CommunicationTally, Int) in
                 var rng = RandomGenerator(seed: 3)
                 let router = try TopKRouter(hiddenSize: c, numExperts: e, topK: 2, rng: &rng)
