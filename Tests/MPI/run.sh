@@ -4,7 +4,7 @@
 # on the same global batches must give losses within 1e-5 relative at every step; setups every
 # rank rejects (batch 4 over 3 ranks; 8 experts over 3 expert-parallel ranks), ranks started with
 # different flags, and a rank killed mid-run must each end the job with a message naming the
-# cause, never hang. Needs mpirun (openmpi-bin libopenmpi-dev). Tests/MPI/netns.sh (opt-in) runs
+# cause, never hang. Needs mpirun (openmpi-bin libopenmpi-dev). Tests/MPI/netns.sh (run by .ci/run after this script) runs
 # 2 ranks over TCP in two network namespaces.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
