@@ -34,9 +34,11 @@ final class ExpertParallelTrainingTests: XCTestCase {
     /// `capacityGroups`: the single process's capacity groups (N ranks' worth of token groups).
     static func train(_ model: TransformerConfig, _ config: TrainingConfig, communicator: (any Communicator)?,
                       parallel: ParallelLayout = .data, capacityGroups: Int = 1) throws -> Run {
+        var model = model
+        model.moe?.capacityGroups = capacityGroups  // the config field (`capacity_groups`), as a user would set it
         let lm = try TransformerLM(config: model, seed: 7 + UInt64(communicator?.rank ?? 0))
         for layer in lm.moeLayers {
-            if let router = layer.router as? TopKRouter { router.capacity?.groups = capacityGroups }
+            precondition((layer.router as? TopKRouter)?.capacity.map { $0.groups == capacityGroups } ?? true, "capacity_groups did not reach the router")
         }
         let trainer = try Trainer(model: lm, dataset: try DataParallelTrainingTests.dataset(), config: config,
                                   communicator: communicator, parallel: parallel)

@@ -94,6 +94,7 @@ final class TransformerLMTests: XCTestCase {
         XCTAssertEqual(field { $0.moe!.topK = 4 }, "moe.top_k")
         XCTAssertEqual(field { $0.moe!.capacityFactor = 0 }, "moe.capacity_factor")
         XCTAssertEqual(field { $0.moe!.nGroup = 2 }, "moe.n_group")
+        XCTAssertEqual(field { $0.moe!.capacityGroups = 0 }, "moe.capacity_groups")
         XCTAssertEqual(field { $0.vocabSize = 0 }, "vocab_size")
         XCTAssertEqual(field { _ in }, "valid")
     }

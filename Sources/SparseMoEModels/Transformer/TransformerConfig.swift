@@ -43,6 +43,10 @@ public struct MoEConfig: Codable, Sendable, Equatable {
     public var capacityFactor: Double?
     public var minCapacity: Int = 1
     public var dropPolicy: DropPolicy = .probability
+    /// Contiguous token groups the capacity applies to separately (GShard's groups,
+    /// `CapacityLimit.groups`): one process with N groups drops exactly what N data- or
+    /// expert-parallel ranks drop, each routing its own tokens. Default 1.
+    public var capacityGroups: Int = 1
     /// Switch multiplicative jitter ε on the router input (training only).
     public var jitter: Float = 0
     /// DeepSeek-V3 group-limited routing.
@@ -74,6 +78,7 @@ public struct MoEConfig: Codable, Sendable, Equatable {
         case numExperts = "num_experts", topK = "top_k", expertIntermediateSize = "expert_intermediate_size"
         case expertKind = "expert_kind", router, normalizeTopK = "norm_topk_prob"
         case capacityFactor = "capacity_factor", minCapacity = "min_capacity", dropPolicy = "drop_policy"
+        case capacityGroups = "capacity_groups"
         case jitter = "router_jitter_noise", nGroup = "n_group", topkGroup = "topk_group"
         case routedScalingFactor = "routed_scaling_factor", biasUpdateRate = "bias_update_rate"
         case sharedExperts = "shared_experts", sharedExpertIntermediateSize = "shared_expert_intermediate_size"
@@ -93,6 +98,7 @@ public struct MoEConfig: Codable, Sendable, Equatable {
         capacityFactor = try c.decodeIfPresent(Double.self, forKey: .capacityFactor)
         minCapacity = try c.decodeIfPresent(Int.self, forKey: .minCapacity) ?? 1
         dropPolicy = try c.decodeIfPresent(DropPolicy.self, forKey: .dropPolicy) ?? .probability
+        capacityGroups = try c.decodeIfPresent(Int.self, forKey: .capacityGroups) ?? 1
         jitter = try c.decodeIfPresent(Float.self, forKey: .jitter) ?? 0
         nGroup = try c.decodeIfPresent(Int.self, forKey: .nGroup) ?? 1
         topkGroup = try c.decodeIfPresent(Int.self, forKey: .topkGroup) ?? 1
@@ -210,6 +216,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
             if let cf = m.capacityFactor { try requireConfig(cf > 0 && cf.isFinite, "moe.capacity_factor", "must be > 0, got \(cf)") }
             if m.router == .switchTop1 { try requireConfig(m.topK == 1, "moe.top_k", "switch_top1 routing needs top_k = 1, got \(m.topK)") }
             try requireConfig(m.minCapacity >= 0, "moe.min_capacity", "must be ≥ 0, got \(m.minCapacity)")
+            try requireConfig(m.capacityGroups >= 1, "moe.capacity_groups", "must be ≥ 1, got \(m.capacityGroups)")
             try requireConfig(m.nGroup >= 1 && m.numExperts % m.nGroup == 0, "moe.n_group", "must divide num_experts (\(m.numExperts)), got \(m.nGroup)")
             try requireConfig(m.topkGroup >= 1 && m.topkGroup <= m.nGroup, "moe.topk_group", "must be in 1...n_group (\(m.nGroup)), got \(m.topkGroup)")
             try requireConfig(m.every >= 1, "moe.moe_every", "must be ≥ 1, got \(m.every)")

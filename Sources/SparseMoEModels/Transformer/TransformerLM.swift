@@ -115,14 +115,15 @@ public final class TransformerLM: Module {
 
     static func makeMoE(_ m: MoEConfig, hiddenSize c: Int, rng: inout RandomGenerator) throws -> MoELayer {
         let router: any Router
-        let capacity = try m.capacityFactor.map { try CapacityLimit(factor: $0, minimum: m.minCapacity, policy: m.dropPolicy) }
+        let capacity = try m.capacityFactor.map { try CapacityLimit(factor: $0, minimum: m.minCapacity, policy: m.dropPolicy, groups: m.capacityGroups) }
         switch m.router {
         case .softmaxTopK:
             router = try TopKRouter(hiddenSize: c, numExperts: m.numExperts, topK: m.topK, renormalize: m.normalizeTopK,
                                     capacity: capacity, jitter: m.jitter, rng: &rng)
         case .switchTop1:
             router = try TopKRouter.switchTop1(hiddenSize: c, numExperts: m.numExperts, capacityFactor: m.capacityFactor ?? 1.25,
-                                               minimumCapacity: m.minCapacity, policy: m.dropPolicy, jitter: m.jitter, rng: &rng)
+                                               minimumCapacity: m.minCapacity, policy: m.dropPolicy, groups: m.capacityGroups,
+                                               jitter: m.jitter, rng: &rng)
         case .noisyTopK:
             router = try NoisyTopKRouter(hiddenSize: c, numExperts: m.numExperts, topK: m.topK, rng: &rng)
         case .expertChoice:

@@ -34,10 +34,10 @@ public final class TopKRouter: Router {
 
     /// Switch Transformer router: top-1 with a capacity factor and token dropping.
     public static func switchTop1(hiddenSize: Int, numExperts: Int, capacityFactor: Double = 1.25, minimumCapacity: Int = 1,
-                                  policy: DropPolicy = .position, jitter: Float = 0,
+                                  policy: DropPolicy = .position, groups: Int = 1, jitter: Float = 0,
                                   rng: inout RandomGenerator) throws -> TopKRouter {
         try TopKRouter(hiddenSize: hiddenSize, numExperts: numExperts, topK: 1, renormalize: false,
-                       capacity: CapacityLimit(factor: capacityFactor, minimum: minimumCapacity, policy: policy),
+                       capacity: CapacityLimit(factor: capacityFactor, minimum: minimumCapacity, policy: policy, groups: groups),
                        jitter: jitter, rng: &rng)
     }
 
