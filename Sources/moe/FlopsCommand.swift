@@ -56,7 +56,7 @@ struct Flops: ParsableCommand {
     @Option(help: "With --parallel: ranks N.")
     var ranks: Int = 2
 
-    @Option(name: .customLong("expert-ranks"), help: "With --parallel expert: ranks M each MoE layer's experts are split over (default N with expert alone; must be given with data,expert).")
+    @Option(name: .customLong("expert-ranks"), help: "With --parallel data,expert: ranks M per expert group (with expert alone the experts split over all N ranks).")
     var expertRanks: Int?
 
     @Option(help: "With --parallel: micro-batches per step (gradient accumulation).")
@@ -80,14 +80,10 @@ struct Flops: ParsableCommand {
         }
         if memory && config == nil { throw ValidationError("--memory needs --config FILE|PRESET (the library's own model)") }
         if let parallel {
-            guard ["data", "expert", "data,expert"].contains(parallel) else {
-                throw ValidationError("--parallel must be data, expert or data,expert, got '\(parallel)'")
-            }
+            _ = try parallelLayout(parallel, expertRanks: expertRanks)
             guard config != nil else { throw ValidationError("--parallel needs --config FILE|PRESET (the library's own model)") }
             guard ranks >= 1 else { throw ValidationError("--ranks must be at least 1, got \(ranks)") }
             guard accumulate >= 1 else { throw ValidationError("--accumulate must be at least 1, got \(accumulate)") }
-            if parallel == "data" && expertRanks != nil { throw ValidationError("--expert-ranks needs --parallel expert or data,expert") }
-            if parallel == "data,expert" && expertRanks == nil { throw ValidationError("--parallel data,expert needs --expert-ranks M") }
             if let b = bandwidth { guard b > 0 && b.isFinite else { throw ValidationError("--bandwidth must be > 0 Gb/s, got \(b)") } }
             guard latency >= 0 && latency.isFinite else { throw ValidationError("--latency must be ≥ 0 µs, got \(latency)") }
             if let t = nodeTokensPerSecond { guard t > 0 && t.isFinite else { throw ValidationError("--node-tokens-per-second must be > 0, got \(t)") } }
@@ -174,7 +170,8 @@ extension Flops {
         var workload = try CommunicationModel.Workload(transformer: model, parameterTensors: trained.count, batchSize: batchSize,
                                                        sequenceLength: t, microBatches: accumulate)
         workload.gradientBuckets = CommunicationModel.gradientBuckets(tensorSizes: trained.map(\.tensor.count))
-        let m = parallel == "data" ? 1 : (expertRanks ?? ranks)
+        let layout = try parallelLayout(parallel, expertRanks: expertRanks)
+        let m = layout.expertRanks(worldSize: ranks)
         let predicted = try CommunicationModel(workload, ranks: ranks, expertRanks: m)
         var lines = ["\(spec): predicted communication per training step and rank, --parallel \(parallel), N = \(ranks) ranks"
                      + (m > 1 ? ", experts over M = \(m)" : "") + ", global batch \(batchSize) × \(t) tokens"
@@ -202,7 +199,7 @@ extension Flops {
             while n <= 1024 {
                 var w = workload
                 w.tokensPerMicroBatch = Int(localTokens) * n / accumulate
-                let mN = parallel == "data" ? 1 : (parallel == "expert" ? n : min(m, n))
+                let mN = min(layout.expertRanks(worldSize: n), n)
                 if let model = try? CommunicationModel(w, ranks: n, expertRanks: mN) {
                     let comm = model.seconds(latency: alpha, bandwidth: beta)
                     let step = compute + comm

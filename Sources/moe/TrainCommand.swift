@@ -138,7 +138,7 @@ struct Train: ParsableCommand {
             if expertRanks != nil { throw ValidationError("--expert-ranks needs --parallel data,expert") }
             return try train(communicator: nil)
         }
-        let layout = try Self.layout(parallel, expertRanks: expertRanks)
+        let layout = try parallelLayout(parallel, expertRanks: expertRanks)
         guard collectiveTimeout > 0 && collectiveTimeout.isFinite else {
             throw ValidationError("--collective-timeout must be > 0 seconds, got \(collectiveTimeout)")
         }
@@ -154,24 +154,6 @@ struct Train: ParsableCommand {
             FileHandle.standardError.write(Data("moe train: rank \(comm.rank) of \(comm.size): \(error)\n".utf8))
             if comm.size > 1 { comm.abort(code: 1) }
             throw error
-        }
-    }
-
-    /// The layout `--parallel` and `--expert-ranks` ask for.
-    static func layout(_ parallel: String, expertRanks: Int?) throws -> ParallelLayout {
-        let parts = Set(parallel.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
-        switch parts {
-        case ["data"], ["expert"]:
-            if expertRanks != nil {
-                throw ValidationError("--expert-ranks is for --parallel data,expert (with --parallel \(parallel) it is fixed: \(parallel == "data" ? "1" : "all ranks"))")
-            }
-            return parts == ["data"] ? .data : .expert
-        case ["data", "expert"]:
-            guard let m = expertRanks else { throw ValidationError("--parallel data,expert needs --expert-ranks M (ranks per expert group, dividing the ranks)") }
-            guard m >= 1 else { throw ValidationError("--expert-ranks must be ≥ 1, got \(m)") }
-            return .dataExpert(expertRanks: m)
-        default:
-            throw ValidationError("--parallel must be data, expert or data,expert, got '\(parallel)'")
         }
     }
 
