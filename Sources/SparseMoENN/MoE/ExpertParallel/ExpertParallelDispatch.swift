@@ -21,21 +21,11 @@ extension Experts {
         let m = group.size, e = numExperts
         precondition(e % m == 0, "expert parallelism: \(e) experts over \(m) ranks")
         let local = e / m
-        // 1. Counting sort by expert (stable: token order, then slot order, within an expert).
-        let ids = routing.experts.int32s
-        var perExpert = [Int](repeating: 0, count: e)
-        for i in 0..<(t * k) where ids[i] >= 0 { perExpert[Int(ids[i])] += 1 }
-        var next = [Int](repeating: 0, count: e)
-        for j in 1..<max(e, 1) { next[j] = next[j - 1] + perExpert[j - 1] }
-        let assignments = perExpert.reduce(0, +)
-        var tokenOfRow = [Int](repeating: 0, count: assignments)
-        var rowOfSlot = [Int](repeating: -1, count: t * k)
-        for i in 0..<(t * k) where ids[i] >= 0 {
-            let ex = Int(ids[i])
-            tokenOfRow[next[ex]] = i / k
-            rowOfSlot[i] = next[ex]
-            next[ex] += 1
-        }
+        // 1. Counting sort by expert (`DispatchPlan`, stable: token order, then slot order, within an expert).
+        let plan = try DispatchPlan(expertIndices: routing.experts, numExperts: e, op: "expert-parallel dispatch")
+        let perExpert = plan.tokensPerExpert, assignments = plan.assignments
+        let tokenOfRow = plan.sorted.prefix(assignments).map { Int($0) / k }
+        let rowOfSlot = plan.position.prefix(t * k).map { Int($0) }
         let sendCounts = (0..<m).map { d in perExpert[(d * local)..<((d + 1) * local)].reduce(0, +) }
         // 2. Counts per local expert from every source, then the rows.
         let comm = group.communicator
