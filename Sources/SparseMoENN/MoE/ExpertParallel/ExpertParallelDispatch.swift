@@ -24,7 +24,7 @@ extension Experts {
         // 1. Counting sort by expert (`DispatchPlan`, stable: token order, then slot order, within an expert).
         let plan = try DispatchPlan(expertIndices: routing.experts, numExperts: e, op: "expert-parallel dispatch")
         let perExpert = plan.tokensPerExpert, assignments = plan.assignments
-        let tokenOfRow = plan.sorted.prefix(assignments).map { Int($0) / k }
+        let tokenOfRow = plan.sorted.prefix(assignments).map { $0 / Int32(k) }
         let rowOfSlot = plan.position.prefix(t * k).map { Int($0) }
         let sendCounts = (0..<m).map { d in perExpert[(d * local)..<((d + 1) * local)].reduce(0, +) }
         // 2. Counts per local expert from every source, then the rows.
@@ -32,7 +32,8 @@ extension Experts {
         let (countRows, _) = try comm.accounted(as: .dispatchForward) {
             try comm.allToAllv(perExpert.map(Float.init), sendCounts: [Int](repeating: 1, count: m), rowLength: local)
         }
-        let sendRows = gatherTokenRows(x, tokens: tokenOfRow)
+        // One row per kept assignment, its token's (`embedding`: backward adds each row's gradient to its token's).
+        let sendRows = embedding(x, Tensor(indices: Array(tokenOfRow), shape: [assignments]))
         let (received, receivedCounts) = try allToAllRows(sendRows, sendCounts: sendCounts, group: group,
                                                           kinds: (.dispatchForward, .dispatchBackward))
         let r = received.shape[0]

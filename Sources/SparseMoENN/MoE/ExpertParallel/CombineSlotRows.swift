@@ -1,21 +1,5 @@
 import SparseMoECore
 
-/// rows[i] = x[tokens[i]]: x `[T, C]` → `[A, C]` (A = tokens.count), one row per (token, slot)
-/// assignment. Backward adds each row's gradient to its token's: dx[tokens[i]] += drows[i].
-func gatherTokenRows(_ x: Tensor, tokens: [Int]) -> Tensor {
-    let c = x.shape[1]
-    let out = Tensor(zeros: [tokens.count, c])
-    let xp = x.floats, op = out.floats
-    for (i, t) in tokens.enumerated() { (op + i * c).update(from: xp + t * c, count: c) }
-    return out.recording("gatherTokenRows", inputs: [x]) { g in
-        let dx = x.gradBuffer().floats, gp = g.floats
-        for (i, t) in tokens.enumerated() {
-            let d = dx + t * c, s = gp + i * c
-            for j in 0..<c { d[j] += s[j] }
-        }
-    }
-}
-
 /// The weighted combine of expert outputs on the tokens' own rank:
 ///
 ///     y[t] = Σ_{s : rowOfSlot[t·K+s] ≥ 0} gates[t,s] · rows[rowOfSlot[t·K+s]]   (slots in order)
