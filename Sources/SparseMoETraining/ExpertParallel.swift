@@ -65,7 +65,7 @@ final class ExpertParallel {
     func reduceExpertGradients() throws {
         try expertGroup.throwIfFailed()
         var has = expertTensors.map { $0.grad == nil ? Float(0) : 1 }
-        try world.allReduceSum(&has)
+        try world.accounted(as: .statistics) { try world.allReduceSum(&has) }
         let ranges = expertTensors.map(ownedRange)
         var flat = [Float](repeating: 0, count: ranges.reduce(0) { $0 + $1.count })
         var offset = 0
@@ -75,7 +75,7 @@ final class ExpertParallel {
             }
             offset += range.count
         }
-        if expertReplicas.size > 1 { try expertReplicas.allReduceSum(&flat) }
+        if expertReplicas.size > 1 { try expertReplicas.accounted(as: .gradients) { try expertReplicas.allReduceSum(&flat) } }
         let inverse = 1 / Float(world.size)
         offset = 0
         for (i, (t, range)) in zip(expertTensors, ranges).enumerated() {
@@ -103,7 +103,7 @@ final class ExpertParallel {
         // The double travels as two floats (high part, remainder): the sum keeps ~48 bits.
         let high = Float(owned)
         var parts = [high, Float(owned - Double(high))]
-        try expertGroup.communicator.allReduceSum(&parts)
+        try expertGroup.communicator.accounted(as: .statistics) { try expertGroup.communicator.allReduceSum(&parts) }
         return (local * local + Double(parts[0]) + Double(parts[1])).squareRoot()
     }
 
