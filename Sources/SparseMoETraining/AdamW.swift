@@ -245,7 +245,12 @@ public final class AdamW {
     /// `maxNorm` is not positive (clipping off: `maxNorm <= 0` or infinite).
     @discardableResult
     public static func clipGradients(_ tensors: [Tensor], maxNorm: Double) -> GradientClipResult {
-        let norm = gradientNorm(tensors)
+        clipGradients(tensors, norm: gradientNorm(tensors), maxNorm: maxNorm)
+    }
+
+    /// The same with the global norm computed elsewhere (expert parallelism: over the ranks).
+    @discardableResult
+    public static func clipGradients(_ tensors: [Tensor], norm: Double, maxNorm: Double) -> GradientClipResult {
         guard norm.isFinite, maxNorm > 0, maxNorm.isFinite else { return GradientClipResult(norm: norm, scale: 1) }
         let coef = maxNorm / (norm + 1e-6)
         guard coef < 1 else { return GradientClipResult(norm: norm, scale: 1) }

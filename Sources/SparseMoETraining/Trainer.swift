@@ -187,10 +187,7 @@ public final class Trainer {
         let clip: GradientClipResult
         if let ep = expertParallel {
             let trainable = optimizer.trainableParameters.map(\.tensor)
-            let norm = try ep.gradientNorm(trainable)
-            let coef = config.gradClip > 0 && norm.isFinite ? config.gradClip / (norm + 1e-6) : 1
-            if coef < 1 { AdamW.scaleGradients(trainable, by: Float(coef)) }
-            clip = GradientClipResult(norm: norm, scale: coef < 1 ? Float(coef) : 1)
+            clip = AdamW.clipGradients(trainable, norm: try ep.gradientNorm(trainable), maxNorm: config.gradClip)
         } else {
             clip = config.gradClip > 0 ? optimizer.clipGradients(maxNorm: config.gradClip)
                 : GradientClipResult(norm: optimizer.gradientNorm(), scale: 1)
