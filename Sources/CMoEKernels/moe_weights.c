@@ -140,10 +140,9 @@ void moe_weight_dequantize(float *dst, moe_weight w, int64_t first, int64_t coun
 static int weight_threads(void) { return moe_in_region() ? 1 : moe_threads_current(); }
 
 /* Rows up to which a matmul runs as GEMV (each weight read once for all rows) rather than
- * dequantized panels × sgemm: MOE_WEIGHT_DECODE_MAX_M for the stored formats, which dequantize
- * a row again for every 4 rows; 32 for float32, where sgemm would pack W on every call (a
- * decode step of many sequences, measured in docs/serving.md). SPARSEMOE_DECODE_MAX_M (1…256),
- * read once, sets both, for measurements. */
+ * dequantized panels × sgemm (float32: plain sgemm, which would pack W on every call):
+ * MOE_WEIGHT_DECODE_MAX_M in every format (measured in moe_weights_internal.h).
+ * SPARSEMOE_DECODE_MAX_M (1…256), read once, overrides it, for measurements. */
 static int64_t g_decode_max_m = 0; /* 0: not read yet; -1: no override */
 
 int64_t moe_weight_decode_max_m(int format) {
@@ -153,7 +152,8 @@ int64_t moe_weight_decode_max_m(int format) {
         g_decode_max_m = v >= 1 && v <= 256 ? v : -1;
     }
     if (g_decode_max_m > 0) return g_decode_max_m;
-    return format == MOE_WEIGHT_F32 ? MOE_WEIGHT_F32_DECODE_MAX_M : MOE_WEIGHT_DECODE_MAX_M;
+    (void)format;
+    return MOE_WEIGHT_DECODE_MAX_M;
 }
 
 int64_t moe_weight_matmul_workspace_size(moe_weight w, int64_t m) {

@@ -9,13 +9,15 @@
 
 /* m ≤ this: the decode path (dot products with W dequantized in registers, every W byte
  * read from memory once; x rows four at a time, the W row re-read from L1); larger m: the
- * prefill path (W dequantized panel by panel, sgemm). Measured on 2 Zen 3 cores with
- * N = 8192, K = 2048: decode is faster than prefill up to m ≈ 12 in every format. */
+ * prefill path (W dequantized panel by panel, sgemm). One GEMM in isolation (2 Zen 3 cores,
+ * N = 8192, K = 2048) is faster on the decode path up to m ≈ 12, but in a model the prefill
+ * path pays more: sgemm packs x again for every 64-row panel and runs small-m tiles. End to
+ * end (OLMoE-1B-7B, `moe bench --model … --prompt-tokens 16|128`, the limit set with
+ * SPARSEMOE_DECODE_MAX_M) 32 instead of 8 prefilled 16 tokens 1.2–1.4× faster in bf16, int8
+ * and int4 (the 2048 × 2048 attention projections with m = 16) and 128 tokens at the same speed
+ * within the run-to-run noise; float32 had 32 already (docs/serving.md). */
 #ifndef MOE_WEIGHT_DECODE_MAX_M /* overridable for measurements */
-#define MOE_WEIGHT_DECODE_MAX_M 8
-#endif
-#ifndef MOE_WEIGHT_F32_DECODE_MAX_M
-#define MOE_WEIGHT_F32_DECODE_MAX_M 32
+#define MOE_WEIGHT_DECODE_MAX_M 32
 #endif
 
 /* The Q8 and Q4 decode kernels prefetch the W bytes this far ahead of the ones they read

@@ -251,7 +251,7 @@ final class WeightKernelTests: XCTestCase {
     func testMatmulWideShapesAndThreads() {
         for format in Format.allCases {
             let w = Stored(values(rows: 300, cols: 160, seed: 9), rows: 300, cols: 160, format: format)
-            for m in [1, 4, 6, 9, 40] {
+            for m in [1, 4, 6, 9, 40, 100] {
                 checkMatmul(w, m: m, accumulate: m == 4, threads: [1, 2], "wide \(format) m \(m)")
             }
         }
