@@ -2,6 +2,7 @@
 #include "internal.h"
 #include "moe_math.h"
 #include <math.h>
+#include <stdlib.h>
 
 /* Query rows per block when causal: a block multiplies only the keys its last
  * row can see, so about half of the T×S products are skipped for T = S. */
@@ -113,6 +114,35 @@ void moe_attention_forward(float *out, float *probs,
 #pragma omp parallel for schedule(static)
     for (int64_t p = 0; p < pairs; p++) FORWARD_PAIR(p);
 #undef FORWARD_PAIR
+}
+
+void moe_attention_segments_forward(float *out, float *probs, const float *q,
+                                    const float *const *k, const float *const *v,
+                                    const int64_t *first_row, const int64_t *rows, const int64_t *keys,
+                                    int64_t segments, int64_t H, int64_t Hkv, int64_t D, int64_t Dv,
+                                    int causal, float scale) {
+    if (segments <= 0 || H <= 0) return;
+    const int64_t group = H / Hkv, pairs = segments * H;
+    /* probs offset of segment g: Σ_{g' < g} H·T_g'·S_g' */
+    int64_t *offset = malloc((size_t)segments * sizeof *offset);
+    if (offset == NULL) abort();
+    int64_t total = 0;
+    for (int64_t g = 0; g < segments; g++) { offset[g] = total; total += H * rows[g] * keys[g]; }
+    const int threads = moe_threads_current();
+#define SEGMENT_PAIR(p) do { \
+        const int64_t g_ = (p) / H, h_ = (p) % H, kv_ = h_ / group; \
+        head_forward(out + first_row[g_] * H * Dv + h_ * Dv, probs + offset[g_] + h_ * rows[g_] * keys[g_], \
+                     q + first_row[g_] * H * D + h_ * D, k[g_] + kv_ * D, v[g_] + kv_ * Dv, rows[g_], keys[g_], \
+                     H * D, Hkv * D, Hkv * Dv, H * Dv, D, Dv, causal, scale); \
+    } while (0)
+    if (threads == 1 || pairs < 2 || moe_in_region()) {
+        for (int64_t p = 0; p < pairs; p++) SEGMENT_PAIR(p);
+    } else {
+#pragma omp parallel for schedule(static, 1) num_threads(moe_team(threads))
+        for (int64_t p = 0; p < pairs; p++) SEGMENT_PAIR(p);
+    }
+#undef SEGMENT_PAIR
+    free(offset);
 }
 
 int64_t moe_attention_backward_workspace_size(int64_t B, int64_t T, int64_t S, int64_t H) {

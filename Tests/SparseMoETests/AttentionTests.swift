@@ -160,6 +160,41 @@ final class AttentionTests: XCTestCase {
         }
     }
 
+    /// Several sequences in one call (continuous batching): each sequence's rows equal, bit for
+    /// bit, `attention` on that sequence alone — decode rows (1), the row-update path (≤ 4) and
+    /// the sgemm path (> 4 rows), GQA, empty and single-key caches, 1 and 2 threads.
+    func testSegmentedAttentionEqualsPerSequence() throws {
+        for (h, hkv, d, dv) in [(4, 2, 8, 8), (3, 1, 5, 6), (1, 1, 16, 16)] {
+            for causal in [true, false] {
+                // (new rows, earlier cached positions) per sequence
+                let segments = [(1, 9), (4, 36), (7, 0), (1, 0), (3, 2), (70, 5)]
+                let n = segments.reduce(0) { $0 + $1.0 }
+                let q = randomTensor([1, n, h, d], seed: 91)
+                var keys = [Tensor](), values = [Tensor](), rows = [Range<Int>]()
+                var row = 0
+                for (i, (t, cached)) in segments.enumerated() {
+                    keys.append(randomTensor([1, cached + t, hkv, d], seed: UInt64(100 + i)))
+                    values.append(randomTensor([1, cached + t, hkv, dv], seed: UInt64(200 + i)))
+                    rows.append(row..<(row + t))
+                    row += t
+                }
+                for threads in [1, 2] {
+                    let label = "H\(h) Hkv\(hkv) D\(d) Dv\(dv) causal=\(causal) threads \(threads)"
+                    let batched = Threads.with(threads) {
+                        withNoGrad { segmentedAttention(q, keys: keys, values: values, rows: rows, causal: causal) }
+                    }
+                    XCTAssertEqual(batched.shape, [1, n, h, dv], label)
+                    let all = batched.scalars
+                    for (g, r) in rows.enumerated() {
+                        let qg = Tensor(Array(q.scalars[(r.lowerBound * h * d)..<(r.upperBound * h * d)]), shape: [1, r.count, h, d])
+                        let alone = Threads.with(threads) { attention(qg, keys[g], values[g], causal: causal).scalars }
+                        XCTAssertEqual(Array(all[(r.lowerBound * h * dv)..<(r.upperBound * h * dv)]), alone, "segment \(g) \(label)")
+                    }
+                }
+            }
+        }
+    }
+
     func testDeterministicAndThreadIndependent() throws {
         let c = Config(b: 2, t: 70, s: 70, h: 4, hkv: 2, d: 16, dv: 16, causal: true)
         let (q, k, v) = inputs(c, seed: 71)

@@ -30,6 +30,22 @@ void moe_attention_forward(float *out, float *probs,
                            int64_t B, int64_t T, int64_t S, int64_t H, int64_t Hkv,
                            int64_t D, int64_t Dv, int causal, float scale);
 
+/*
+ * Attention of several sequences' new rows, each over its own keys (continuous batching; no
+ * backward). Segment g has rows[g] query rows starting at row first_row[g] of q [N, H, D],
+ * keys k[g] [keys[g], Hkv, D] and values v[g] [keys[g], Hkv, Dv] (its cache, new rows
+ * included), and writes the same rows of out [N, H, Dv]; causal as moe_attention_forward with
+ * T = rows[g], S = keys[g] (requires keys[g] ≥ rows[g]). Each (segment, head) pair computes
+ * exactly what moe_attention_forward computes for that sequence alone, so the results are the
+ * same bits; all pairs run in one parallel region. probs: Σ_g H·rows[g]·keys[g] floats of
+ * scratch (the probabilities, [H, rows[g], keys[g]] per segment, one after another).
+ */
+void moe_attention_segments_forward(float *out, float *probs, const float *q,
+                                    const float *const *k, const float *const *v,
+                                    const int64_t *first_row, const int64_t *rows, const int64_t *keys,
+                                    int64_t segments, int64_t H, int64_t Hkv, int64_t D, int64_t Dv,
+                                    int causal, float scale);
+
 /* Workspace (in floats) that moe_attention_backward needs: B·H·T·S. */
 int64_t moe_attention_backward_workspace_size(int64_t B, int64_t T, int64_t S, int64_t H);
 

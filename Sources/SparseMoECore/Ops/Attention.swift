@@ -74,3 +74,44 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, causal: Bool, scale
                                dims.0, dims.1, dims.2, dims.3, dims.4, dims.5, dims.6, c, sc)
     }
 }
+
+/// Attention of several sequences at once, each over its own keys and values (continuous
+/// batching), inference only (no gradient; call it under `withNoGrad`).
+///
+/// - q `[1, N, H, D]`: the rows of all sequences; sequence g owns rows `rows[g]` (ranges that
+///   tile 0..<N in order).
+/// - `keys[g]` `[1, S_g, Hkv, D]`, `values[g]` `[1, S_g, Hkv, Dv]`: sequence g's cache, its
+///   new rows included (the queries are the last `rows[g].count` of its S_g positions).
+/// - → `[1, N, H, Dv]`, each sequence's rows equal to (the same bits as)
+///   `attention(q_g, keys[g], values[g], causal:scale:)` on its rows alone, with one parallel
+///   region for all (sequence, head) pairs instead of one per sequence.
+package func segmentedAttention(_ q: Tensor, keys: [Tensor], values: [Tensor], rows: [Range<Int>],
+                                causal: Bool, scale: Float? = nil) -> Tensor {
+    precondition(!GradMode.isEnabled, "segmentedAttention has no backward: call it under withNoGrad")
+    precondition(q.dtype == .float32 && q.shape.count == 4 && q.shape[0] == 1, "segmentedAttention: q [1, N, H, D], got \(q.shape)")
+    precondition(keys.count == rows.count && values.count == rows.count, "segmentedAttention: one key and one value tensor per segment")
+    let (n, h, d) = (q.shape[1], q.shape[2], q.shape[3])
+    guard let first = keys.first else { return Tensor(zeros: [1, n, h, 0]) }
+    let (hkv, dv) = (first.shape[2], values[0].shape[3])
+    precondition(hkv > 0 && h % hkv == 0 && d > 0 && dv > 0, "segmentedAttention: H = \(h) query heads over Hkv = \(hkv), D = \(d), Dv = \(dv)")
+    var next = 0
+    for (g, r) in rows.enumerated() {
+        let (k, v) = (keys[g], values[g])
+        precondition(r.lowerBound == next, "segmentedAttention: segment rows must tile 0..<\(n) in order, got \(rows)")
+        next = r.upperBound
+        precondition(k.dtype == .float32 && v.dtype == .float32 && k.shape == [1, k.shape[1], hkv, d] && v.shape == [1, k.shape[1], hkv, dv],
+                     "segmentedAttention: segment \(g) keys \(k.shape), values \(v.shape); expected [1, S, \(hkv), \(d)] and [1, S, \(hkv), \(dv)]")
+        precondition(k.shape[1] >= max(r.count, 1), "segmentedAttention: segment \(g) has \(r.count) queries over \(k.shape[1]) keys")
+    }
+    precondition(next == n, "segmentedAttention: segment rows must tile 0..<\(n), got \(rows)")
+    let sc = scale ?? 1 / Float(d).squareRoot()
+    let out = Tensor(zeros: [1, n, h, dv])
+    let probs = Tensor(zeros: [max(rows.indices.reduce(0) { $0 + h * rows[$1].count * keys[$1].shape[1] }, 1)])
+    let kp = keys.map { Optional(UnsafePointer($0.floats)) }, vp = values.map { Optional(UnsafePointer($0.floats)) }
+    let firstRow = rows.map { Int64($0.lowerBound) }, counts = rows.map { Int64($0.count) }, lengths = keys.map { Int64($0.shape[1]) }
+    withExtendedLifetime((keys, values)) {
+        moe_attention_segments_forward(out.floats, probs.floats, q.floats, kp, vp, firstRow, counts, lengths,
+                                       Int64(rows.count), Int64(h), Int64(hkv), Int64(d), Int64(dv), causal ? 1 : 0, sc)
+    }
+    return out
+}

@@ -41,6 +41,16 @@ extension AttentionContext {
             let inner = Array(x.shape.dropFirst(2))
             return x.reshaped([t] + inner).slice(rows: r).reshaped([1, r.count] + inner)
         }
+        if GradMode.inferenceKernels {
+            // One kernel call for all sequences (the same bits as the per-sequence path below).
+            var keys = [Tensor](), values = [Tensor]()
+            for s in segments {
+                let (kc, vc) = try s.cache.append(layer: layer, keys: rows(k, s.rows), values: rows(v, s.rows))
+                keys.append(kc)
+                values.append(vc)
+            }
+            return segmentedAttention(q, keys: keys, values: values, rows: segments.map(\.rows), causal: causal, scale: scale)
+        }
         let outputs = try segments.map { s -> Tensor in
             let (keys, values) = try s.cache.append(layer: layer, keys: rows(k, s.rows), values: rows(v, s.rows))
             let a = attention(rows(q, s.rows), keys, values, causal: causal, scale: scale)
