@@ -63,6 +63,22 @@ static void softmax_row(float *row, int64_t lim, int64_t S) {
 }
 
 /* One (b, h) pair: P[T, S] (row stride S), O rows with stride ldo. */
+/* One query row without sgemm (decode): P[s] = scale·(q · k_s) for s < lim, softmax, then
+ * o = Σ_s P[s]·v_s, keys in order. AVX2 + FMA where the CPU has them (chosen at load time),
+ * plain C otherwise; the same clone runs for every call in a process. */
+__attribute__((target_clones("arch=x86-64-v3", "default")))
+static void attend_row(float *restrict o, float *restrict row, const float *restrict q, const float *restrict K,
+                       const float *restrict V, int64_t lim, int64_t S, int64_t ldk, int64_t ldv, int64_t D,
+                       int64_t Dv, float scale) {
+    for (int64_t s = 0; s < lim; s++) row[s] = scale * dot8(q, K + s * ldk, D);
+    softmax_row(row, lim, S);
+    for (int64_t d = 0; d < Dv; d++) o[d] = 0.0f;
+    for (int64_t s = 0; s < lim; s++) {
+        const float p = row[s], *restrict v = V + s * ldv;
+        for (int64_t d = 0; d < Dv; d++) o[d] += p * v[d];
+    }
+}
+
 static void head_forward(float *O, float *P, const float *Q, const float *K, const float *V,
                          int64_t T, int64_t S, int64_t ldq, int64_t ldk, int64_t ldv, int64_t ldo,
                          int64_t D, int64_t Dv, int causal, float scale) {
@@ -72,18 +88,8 @@ static void head_forward(float *O, float *P, const float *Q, const float *K, con
         int64_t n = visible_keys(i1 - 1, T, S, causal);
         float *Pb = P + i0 * S;
         if (i1 - i0 <= ATTN_GEMV_ROWS) {
-            /* P[i, s] = scale·(q_i · k_s); O_i = Σ_s P[i, s]·v_s, keys in order. */
-            for (int64_t i = i0; i < i1; i++) {
-                float *row = P + i * S, *o = O + i * ldo;
-                const int64_t lim = visible_keys(i, T, S, causal);
-                for (int64_t s = 0; s < lim; s++) row[s] = scale * dot8(Q + i * ldq, K + s * ldk, D);
-                softmax_row(row, lim, S);
-                for (int64_t d = 0; d < Dv; d++) o[d] = 0.0f;
-                for (int64_t s = 0; s < lim; s++) {
-                    const float p = row[s], *v = V + s * ldv;
-                    for (int64_t d = 0; d < Dv; d++) o[d] += p * v[d];
-                }
-            }
+            for (int64_t i = i0; i < i1; i++)
+                attend_row(O + i * ldo, P + i * S, Q + i * ldq, K, V, visible_keys(i, T, S, causal), S, ldk, ldv, D, Dv, scale);
             continue;
         }
         moe_sgemm(0, 1, i1 - i0, n, D, scale, Q + i0 * ldq, ldq, K, ldk, 0.0f, Pb, S);
