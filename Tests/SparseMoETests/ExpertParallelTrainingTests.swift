@@ -54,9 +54,10 @@ final class ExpertParallelTrainingTests: XCTestCase {
     }
 
     func assertEquivalent(_ model: TransformerConfig, ranks: Int, parallel: ParallelLayout, expectDrops: Bool = false,
+                          checkpointing: ActivationCheckpointing = .none,
                           file: StaticString = #filePath, line: UInt = #line) throws {
-        let config = DataParallelTrainingTests.trainingConfig()
-        let what = "\(parallel) N=\(ranks) E=\(model.moe!.numExperts) \(model.moe!.expertKind) capacity \(model.moe!.capacityFactor.map { "\($0)" } ?? "none")"
+        let config = { var c = DataParallelTrainingTests.trainingConfig(); c.checkpointing = checkpointing; return c }()
+        let what = "\(parallel) N=\(ranks) E=\(model.moe!.numExperts) \(model.moe!.expertKind) capacity \(model.moe!.capacityFactor.map { "\($0)" } ?? "none") checkpointing \(checkpointing)"
         try Threads.with(1) {
             let single = try Self.train(model, config, communicator: nil, capacityGroups: ranks)
             if expectDrops { XCTAssertGreaterThan(single.dropped, 0, "\(what): the capacity dropped nothing", file: file, line: line) }
@@ -97,6 +98,14 @@ final class ExpertParallelTrainingTests: XCTestCase {
     func testExpertParallelWithACapacityLimitTrainsLikeOneProcessWithCapacityGroups() throws {
         try assertEquivalent(Self.modelConfig(capacity: 1), ranks: 2, parallel: .expert, expectDrops: true)
         try assertEquivalent(Self.modelConfig(experts: 8, capacity: 1), ranks: 4, parallel: .dataExpert(expertRanks: 2), expectDrops: true)
+    }
+
+    /// Block checkpointing recomputes each block, MoE layer and its all-to-alls included, in
+    /// backward: every rank must recompute the same collectives in the same order.
+    func testExpertParallelWithBlockCheckpointingTrainsLikeOneProcess() throws {
+        try assertEquivalent(Self.modelConfig(), ranks: 2, parallel: .expert, checkpointing: .block)
+        try assertEquivalent(Self.modelConfig(experts: 8, capacity: 1), ranks: 4, parallel: .dataExpert(expertRanks: 2),
+                             expectDrops: true, checkpointing: .block)
     }
 
     /// The differentiable all-to-all: forward delivers rows by destination, backward sends each
