@@ -62,7 +62,6 @@ static void softmax_row(float *row, int64_t lim, int64_t S) {
     for (j = lim; j < S; j++) row[j] = 0.0f;
 }
 
-/* One (b, h) pair: P[T, S] (row stride S), O rows with stride ldo. */
 /* One query row without sgemm (decode): P[s] = scale·(q · k_s) for s < lim, softmax, then
  * o = Σ_s P[s]·v_s, keys in order. AVX2 + FMA where the CPU has them (chosen at load time),
  * plain C otherwise; the same clone runs for every call in a process. */
@@ -79,6 +78,7 @@ static void attend_row(float *restrict o, float *restrict row, const float *rest
     }
 }
 
+/* One (b, h) pair: P[T, S] (row stride S), O rows with stride ldo. */
 static void head_forward(float *O, float *P, const float *Q, const float *K, const float *V,
                          int64_t T, int64_t S, int64_t ldq, int64_t ldk, int64_t ldv, int64_t ldo,
                          int64_t D, int64_t Dv, int causal, float scale) {
