@@ -1,6 +1,7 @@
 #include "moe_attention.h"
 #include "internal.h"
 #include "moe_math.h"
+#include "moe_weights.h"
 #include <math.h>
 #include <stdlib.h>
 
@@ -63,12 +64,11 @@ static void softmax_row(float *row, int64_t lim, int64_t S) {
 }
 
 /* One query row without sgemm (decode): P[s] = scale·(q · k_s) for s < lim, softmax, then
- * o = Σ_s P[s]·v_s, keys in order. AVX2 + FMA where the CPU has them (chosen at load time),
- * plain C otherwise; the same clone runs for every call in a process. */
-__attribute__((target_clones("arch=x86-64-v3", "default")))
-static void attend_row(float *restrict o, float *restrict row, const float *restrict q, const float *restrict K,
-                       const float *restrict V, int64_t lim, int64_t S, int64_t ldk, int64_t ldv, int64_t D,
-                       int64_t Dv, float scale) {
+ * o = Σ_s P[s]·v_s, keys in order. Compiled twice: plain C, and for AVX2 + FMA; head_forward
+ * picks one by the kernels' SIMD level (moe_weight_simd_level: the CPU's, SPARSEMOE_SIMD). */
+static inline __attribute__((always_inline)) void attend_row_body(
+    float *restrict o, float *restrict row, const float *restrict q, const float *restrict K,
+    const float *restrict V, int64_t lim, int64_t S, int64_t ldk, int64_t ldv, int64_t D, int64_t Dv, float scale) {
     for (int64_t s = 0; s < lim; s++) row[s] = scale * dot8(q, K + s * ldk, D);
     softmax_row(row, lim, S);
     for (int64_t d = 0; d < Dv; d++) o[d] = 0.0f;
@@ -76,6 +76,29 @@ static void attend_row(float *restrict o, float *restrict row, const float *rest
         const float p = row[s], *restrict v = V + s * ldv;
         for (int64_t d = 0; d < Dv; d++) o[d] += p * v[d];
     }
+}
+
+typedef void (*attend_row_fn)(float *, float *, const float *, const float *, const float *, int64_t, int64_t,
+                              int64_t, int64_t, int64_t, int64_t, float);
+
+static void attend_row_plain(float *o, float *row, const float *q, const float *K, const float *V, int64_t lim,
+                             int64_t S, int64_t ldk, int64_t ldv, int64_t D, int64_t Dv, float scale) {
+    attend_row_body(o, row, q, K, V, lim, S, ldk, ldv, D, Dv, scale);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma")))
+static void attend_row_avx2(float *o, float *row, const float *q, const float *K, const float *V, int64_t lim,
+                            int64_t S, int64_t ldk, int64_t ldv, int64_t D, int64_t Dv, float scale) {
+    attend_row_body(o, row, q, K, V, lim, S, ldk, ldv, D, Dv, scale);
+}
+#endif
+
+static attend_row_fn attend_row_current(void) {
+#if defined(__x86_64__)
+    if (moe_weight_simd_level() >= 2) return attend_row_avx2;
+#endif
+    return attend_row_plain;
 }
 
 /* One (b, h) pair: P[T, S] (row stride S), O rows with stride ldo. */
@@ -88,6 +111,7 @@ static void head_forward(float *O, float *P, const float *Q, const float *K, con
         int64_t n = visible_keys(i1 - 1, T, S, causal);
         float *Pb = P + i0 * S;
         if (i1 - i0 <= ATTN_GEMV_ROWS) {
+            const attend_row_fn attend_row = attend_row_current();
             for (int64_t i = i0; i < i1; i++)
                 attend_row(O + i * ldo, P + i * S, Q + i * ldq, K, V, visible_keys(i, T, S, causal), S, ldk, ldv, D, Dv, scale);
             continue;

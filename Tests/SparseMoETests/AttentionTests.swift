@@ -84,6 +84,23 @@ final class AttentionTests: XCTestCase {
                     atol: 2e-5, rtol: 1e-4, "attention scale 60")
     }
 
+    /// The one-row decode path (≤ 4 query rows) at every SIMD level this CPU has (plain C and
+    /// AVX2 + FMA), against the Double reference.
+    func testDecodeRowsMatchReferenceAtEachSIMDLevel() throws {
+        let original = moe_weight_simd_level()
+        defer { _ = moe_weight_set_simd_level(original) }
+        var levels = 0
+        for level: Int32 in [0, 2] where moe_weight_set_simd_level(level) == level {
+            levels += 1
+            for c in forwardConfigs where c.t <= 4 {
+                let (q, k, v) = inputs(c, seed: 23)
+                assertClose(attention(q, k, v, causal: c.causal).scalars, referenceAttention(q, k, v, c, scale: 1 / Double(c.d).squareRoot()),
+                            atol: 2e-5, rtol: 1e-4, "SIMD level \(level) \(c)")
+            }
+        }
+        XCTAssertGreaterThanOrEqual(levels, 1)
+    }
+
     func testGradients() throws {
         let configs = [
             Config(b: 1, t: 3, s: 3, h: 2, hkv: 2, d: 4, dv: 4, causal: false),

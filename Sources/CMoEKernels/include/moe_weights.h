@@ -121,8 +121,8 @@ void moe_routed_experts_infer(float *y, float *workspace,
                               const float *b1, const float *b2,
                               int64_t T, int64_t C, int64_t F, int64_t E, int64_t K, int activation);
 
-/* Which SIMD path the weight kernels use on this CPU: 0 scalar, 2 AVX2+FMA+F16C, 3 AVX-512
- * (F, BW, VL). */
+/* Which SIMD path the weight kernels (and the one-row decode attention) use on this CPU:
+ * 0 scalar, 2 AVX2+FMA+F16C, 3 AVX-512 (F, BW, VL). */
 int moe_weight_simd_level(void);
 
 /* Sets the SIMD path of the weight kernels to the highest level ≤ `level` this CPU supports
