@@ -154,6 +154,9 @@ public struct ScalingFits: Codable, Sendable {
         let xs = runs.map(x), ys = runs.map { $0.validationLoss! }
         do {
             let (law, fit) = try PowerLaw.fit(x: xs, y: ys)
+            if Set(xs).count == 3 {
+                notes.append("\(label): 3 points for 3 coefficients, so the law passes through them exactly; its R² and intervals say nothing (give the grid a 4th point)")
+            }
             var estimate = [law.a, law.alpha, law.c]
             if let e = extra { estimate.append(law(e)) }
             let ci = Bootstrap.intervals(points: runs.count, estimate: estimate, resamples: resamples, level: level, seed: seed) { idx in

@@ -118,8 +118,8 @@ public struct ScalingGrid: Codable, Sendable, Equatable {
                 predict: ScalingTarget(shape: ScalingShape(layers: 2, hidden: 64, heads: 4, ffn: 128)))
         case "small":
             return ScalingGrid(
-                name: "small", sequenceLength: 64, batchSize: 16, learningRate: 2e-3, evalBatches: 8, seed: 0,
-                tokens: 614_400, flops: 5e12, budgetFractions: [0.25, 0.5, 1],
+                name: "small", sequenceLength: 64, batchSize: 16, learningRate: 2e-3, evalBatches: 32, seed: 0,
+                tokens: 614_400, flops: 5e12, budgetFractions: [0.125, 0.25, 0.5, 1],
                 dense: [ScalingShape(layers: 1, hidden: 32, heads: 2, ffn: 64), ScalingShape(layers: 2, hidden: 48, heads: 4, ffn: 96),
                         ScalingShape(layers: 2, hidden: 64, heads: 4, ffn: 128), ScalingShape(layers: 3, hidden: 96, heads: 4, ffn: 192),
                         ScalingShape(layers: 4, hidden: 128, heads: 4, ffn: 256)],
@@ -210,8 +210,15 @@ public struct ScalingPoint: Codable, Sendable, Equatable {
 
     /// The model: RoPE, RMSNorm, SwiGLU, the presets' vocabulary; MoE = softmax top-k routing
     /// over `experts` experts of width `ffn` in every layer (dropless, the default losses).
+    /// Top-1 gates by the router probability itself (Switch Transformer): renormalised over
+    /// one expert the gate would be exactly 1 and the router would learn from nothing but the
+    /// balancing and z losses.
     public func transformerConfig(sequenceLength: Int) -> TransformerConfig {
-        let moe = experts.map { MoEConfig(numExperts: $0, topK: min(topK, $0), expertIntermediateSize: shape.ffn) }
+        let moe = experts.map { e -> MoEConfig in
+            var moe = MoEConfig(numExperts: e, topK: min(topK, e), expertIntermediateSize: shape.ffn)
+            moe.normalizeTopK = moe.topK > 1
+            return moe
+        }
         return TransformerConfig(vocabSize: TransformerConfig.presetVocabSize, hiddenSize: shape.hidden, numLayers: shape.layers,
                                  numHeads: shape.heads, maxSequenceLength: sequenceLength,
                                  intermediateSize: moe.map { $0.topK * shape.ffn } ?? shape.ffn, moe: moe)

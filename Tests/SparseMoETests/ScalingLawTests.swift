@@ -1,5 +1,6 @@
 import XCTest
 @testable import SparseMoECore
+@testable import SparseMoEModels
 @testable import SparseMoEAnalysis
 @testable import SparseMoERuns
 
@@ -224,6 +225,44 @@ extension ScalingLawTests {
         // fits.json round-trips.
         let data = try JSONEncoder().encode(fits)
         XCTAssertEqual(try JSONDecoder().decode(ScalingFits.self, from: data).parameters?.alpha, p.alpha)
+        XCTAssertFalse(fits.notes.contains { $0.contains("exactly") }, "\(fits.notes)")
+    }
+
+    /// Three budget fractions determine L(D)'s three coefficients exactly: the fit is kept,
+    /// with a note that its R² and intervals carry no information.
+    func testAnExactlyDeterminedFitIsFlagged() throws {
+        let out = tempFolder()
+        defer { try? FileManager.default.removeItem(at: out) }
+        var grid = try ScalingGrid.builtIn("tiny")
+        grid.budgetFractions = [0.25, 0.5, 1]
+        let sweep = try ScalingSweep(grid: grid, budget: .tokens, output: out, includePrediction: false)
+        let fits = ScalingFits.compute(results: try sweep.run(trainer: StubScalingTrainer()), grid: grid, budget: .tokens,
+                                       target: nil, resamples: 20)
+        XCTAssertNotNil(fits.data)
+        let flagged = fits.notes.filter { $0.contains("passes through them exactly") }
+        XCTAssertEqual(flagged.count, 1, "\(fits.notes)")
+        XCTAssertTrue(flagged.first?.hasPrefix("L(D)") ?? false, "\(flagged)")
+    }
+
+    /// Top-1 grid models gate by the router probability (Switch Transformer). Renormalised
+    /// over one expert the gate is exactly 1, so the loss would give the router no gradient:
+    /// checked on the selection op itself, with a gate-weighted loss.
+    func testTopOneGridRoutersLearnFromTheLoss() throws {
+        let shape = ScalingShape(layers: 1, hidden: 8, heads: 2, ffn: 16)
+        func config(_ e: Int, _ k: Int) -> MoEConfig? {
+            ScalingPoint(shape: shape, experts: e, topK: k, fraction: 1, role: .grid).transformerConfig(sequenceLength: 8).moe
+        }
+        XCTAssertEqual(config(4, 1)?.normalizeTopK, false)
+        XCTAssertEqual(config(1, 2)?.normalizeTopK, false, "top_k is capped at E = 1")
+        XCTAssertEqual(config(4, 2)?.normalizeTopK, true)
+        let upstream = randomTensor([6, 1], seed: 9)
+        for renormalize in [true, false] {
+            let logits = Tensor(randomTensor([6, 4], seed: 7, scale: 2).scalars, shape: [6, 4], requiresGrad: true)
+            (softmaxTopK(logits, topK: 1, renormalize: renormalize).weights * upstream).sum().backward()
+            let largest = logits.grad!.scalars.map(abs).max()!
+            if renormalize { XCTAssertEqual(largest, 0, "renormalised top-1 gates are constant") }
+            else { XCTAssertGreaterThan(largest, 1e-3, "the top-1 probability carries the loss to the router") }
+        }
     }
 
     func testBadGridsAreNamed() throws {

@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""Markdown table of an ablation folder (scripts/ablation.sh): for every corpus and recipe,
+the mean validation loss over seeds (with its spread), the paired difference from the dense
+twin (same seed; negative = the recipe is better) and the median step time against dense.
+
+Usage: scripts/ablation_table.py OUT_DIR"""
+import json, os, statistics, sys
+
+out = sys.argv[1]
+for corpus in sorted(d for d in os.listdir(out) if os.path.isdir(os.path.join(out, d))):
+    runs = {}
+    for entry in os.listdir(os.path.join(out, corpus)):
+        path = os.path.join(out, corpus, entry, "summary.json")
+        if not os.path.isfile(path):
+            continue
+        recipe, seed = entry.rsplit("-s", 1)
+        runs.setdefault(recipe, {})[int(seed)] = json.load(open(path))
+    if not runs:
+        continue
+    dense = runs.get("dense", {})
+    print(f"\n**{corpus}**\n")
+    print("| recipe | seeds | total params | val loss (mean) | min–max | − dense (paired mean) | step ms p50 | × dense |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for recipe in sorted(runs, key=lambda r: (r != "dense", r != "moe", r)):
+        by_seed = runs[recipe]
+        losses = [s["val_loss"] for s in by_seed.values()]
+        steps = [s["step_ms_p50"] for s in by_seed.values()]
+        paired = [by_seed[k]["val_loss"] - dense[k]["val_loss"] for k in by_seed if k in dense]
+        d_steps = [dense[k]["step_ms_p50"] for k in by_seed if k in dense]
+        delta = f"{statistics.mean(paired):+.4f}" if paired and recipe != "dense" else ""
+        ratio = f"{statistics.median(steps) / statistics.median(d_steps):.2f}" if d_steps else ""
+        total = next(iter(by_seed.values()))["total_params"]
+        print(f"| {recipe} | {len(losses)} | {total:,} | {statistics.mean(losses):.4f} | "
+              f"{min(losses):.4f}–{max(losses):.4f} | {delta} | {statistics.median(steps):.0f} | {ratio} |")
