@@ -1,7 +1,7 @@
 #!/bin/sh
 # The dense-vs-sparse recipe ablation of docs/scaling.md ("A default that pays"): trains
 # every recipe on every corpus with every seed, JOBS runs at a time (one thread each),
-# skipping runs that already have a summary.json, then prints the table.
+# skipping runs that already have a result.json, then prints the table.
 #
 # Usage (package root):
 #   scripts/ablation.sh OUT_DIR "CORPORA" "RECIPES"
@@ -34,18 +34,23 @@ for corpus in $corpora; do
     [ "$corpus" = synthetic ] || args="$args --data $corpus"
     for seed in $seeds; do
       dir="$out/$name/$rname-s$seed"
-      [ -f "$dir/summary.json" ] && continue
+      [ -f "$dir/result.json" ] && continue
       echo "$dir|$args --seed $seed" >> "$list"
     done
   done
 done
 echo "$(wc -l < "$list") runs to train ($jobs at a time, $steps steps each); finished ones are skipped" >&2
 # One line per run: DIR|ARGS. Each run logs to DIR.log; a failed run is reported, the others go on.
+# A finished run leaves DIR/result.json: its summary.json without the per-step history and the
+# expert loads (a few hundred bytes, the file the table reads and the one worth keeping).
 tr '\n' '\0' < "$list" | xargs -0 -r -P "$jobs" -I{} sh -c '
   dir="${1%%|*}"; args="${1#*|}"
   mkdir -p "$(dirname "$dir")"
   if "$2" train $args --steps "$3" --threads 1 --eval-every "$3" --eval-batches "$4" \
        --quiet --force --out "$dir" > "$dir.log" 2>&1
-  then echo "done   $dir" >&2; else echo "FAILED $dir (see $dir.log)" >&2; fi
+  then python3 -c "import json, sys; s = json.load(open(sys.argv[1] + \"/summary.json\"))
+json.dump({k: v for k, v in s.items() if not isinstance(v, (list, dict))}, open(sys.argv[1] + \"/result.json\", \"w\"), indent=1)" "$dir"
+       echo "done   $dir" >&2
+  else echo "FAILED $dir (see $dir.log)" >&2; fi
 ' run {} "$moe" "$steps" "$eval_batches"
 python3 "$(dirname "$0")/ablation_table.py" "$out"

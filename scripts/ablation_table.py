@@ -10,7 +10,7 @@ out = sys.argv[1]
 for corpus in sorted(d for d in os.listdir(out) if os.path.isdir(os.path.join(out, d))):
     runs = {}
     for entry in os.listdir(os.path.join(out, corpus)):
-        path = os.path.join(out, corpus, entry, "summary.json")
+        path = os.path.join(out, corpus, entry, "result.json")
         if not os.path.isfile(path):
             continue
         recipe, seed = entry.rsplit("-s", 1)

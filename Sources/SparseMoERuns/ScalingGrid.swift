@@ -104,7 +104,7 @@ public struct ScalingGrid: Codable, Sendable, Equatable {
     public static let builtInNames = ["tiny", "small"]
 
     /// `tiny`: a smoke grid of a couple of minutes on 2 cores (too small for trustworthy
-    /// exponents). `small`: the default, aimed at ≤ 30 minutes on 2 idle cores.
+    /// exponents). `small`: the default, about 8 minutes on 2 idle cores (docs/scaling.md).
     public static func builtIn(_ name: String) throws -> ScalingGrid {
         switch name {
         case "tiny":

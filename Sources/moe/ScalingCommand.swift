@@ -15,8 +15,9 @@ struct Scaling: ParsableCommand {
         intervals. Resumable: run the same command again and finished points are skipped;
         a point that fails is recorded and the sweep goes on.
 
-        Grids: tiny (a smoke test, a few minutes on 2 cores), small (the default, about
-        half an hour on 2 idle cores), or a grid JSON file (see docs/scaling.md).
+        Grids: tiny (a smoke test, about a minute on 2 cores), small (the default, 33
+        points, about 8 minutes on 2 idle cores), or a grid JSON file (see
+        docs/scaling.md).
 
         Examples:
           moe scaling --data synthetic --grid tiny --out runs/scaling-tiny
