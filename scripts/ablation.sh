@@ -7,7 +7,8 @@
 #   scripts/ablation.sh OUT_DIR "CORPORA" "RECIPES"
 #   CORPORA: text files, or `synthetic` for the built-in corpus
 #   RECIPES: `moe` (tiny-moe), `dense` (its dense twin) or TransformerConfig JSON files
-# Environment: STEPS (1500), SEEDS ("0 1 2"), JOBS (2), EVAL_BATCHES (64), MOE (.build/release/moe)
+# Environment: STEPS (1500), SEEDS ("0 1 2"), JOBS (2), EVAL_BATCHES (64), MOE (.build/release/moe),
+# TRAIN_ARGS (more `moe train` options for every run, e.g. "--lr 2e-3"; use its own OUT_DIR)
 # Example:
 #   scripts/ablation.sh runs/ablation "synthetic tinyshakespeare.txt" \
 #     "moe dense Benchmarks/ablation/fine16-shared.json"
@@ -32,6 +33,7 @@ for corpus in $corpora; do
       *) echo "unknown recipe '$recipe': moe, dense or a .json config" >&2; exit 1 ;;
     esac
     [ "$corpus" = synthetic ] || args="$args --data $corpus"
+    args="$args ${TRAIN_ARGS:-}"
     for seed in $seeds; do
       dir="$out/$name/$rname-s$seed"
       [ -f "$dir/result.json" ] && continue
