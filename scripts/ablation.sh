@@ -18,6 +18,7 @@ corpora="${2:?list the corpora: text files or synthetic}"
 recipes="${3:?list the recipes: moe, dense or config JSON files}"
 steps="${STEPS:-1500}"; seeds="${SEEDS:-0 1 2}"; jobs="${JOBS:-2}"
 eval_batches="${EVAL_BATCHES:-64}"; moe="${MOE:-.build/release/moe}"
+table="$(dirname "$0")/ablation_table.py"
 [ -x "$moe" ] || swift build -c release --product moe >/dev/null
 mkdir -p "$out"
 list="$out/jobs.txt"; : > "$list"
@@ -50,9 +51,7 @@ tr '\n' '\0' < "$list" | xargs -0 -r -P "$jobs" -I{} sh -c '
   mkdir -p "$(dirname "$dir")"
   if "$2" train $args --steps "$3" --threads 1 --eval-every "$3" --eval-batches "$4" \
        --quiet --force --out "$dir" > "$dir.log" 2>&1
-  then python3 -c "import json, sys; s = json.load(open(sys.argv[1] + \"/summary.json\"))
-json.dump({k: v for k, v in s.items() if not isinstance(v, (list, dict))}, open(sys.argv[1] + \"/result.json\", \"w\"), indent=1)" "$dir"
-       echo "done   $dir" >&2
+  then python3 "$5" --result "$dir" && echo "done   $dir" >&2
   else echo "FAILED $dir (see $dir.log)" >&2; fi
-' run {} "$moe" "$steps" "$eval_batches"
-python3 "$(dirname "$0")/ablation_table.py" "$out"
+' run {} "$moe" "$steps" "$eval_batches" "$table"
+python3 "$table" "$out"

@@ -3,9 +3,19 @@
 the mean validation loss over seeds (with its spread), the paired difference from the dense
 twin (same seed; negative = the recipe is better) and the median step time against dense.
 
-Usage: scripts/ablation_table.py OUT_DIR"""
+Usage: scripts/ablation_table.py OUT_DIR
+       scripts/ablation_table.py --result RUN_DIR   (writes RUN_DIR/result.json: its summary.json
+                                                     without the per-step history and expert loads)"""
 import json, os, statistics, sys
 
+if len(sys.argv) == 3 and sys.argv[1] == "--result":
+    summary = json.load(open(os.path.join(sys.argv[2], "summary.json")))
+    with open(os.path.join(sys.argv[2], "result.json"), "w") as f:
+        json.dump({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}, f, indent=1)
+    sys.exit(0)
+if len(sys.argv) != 2 or not os.path.isdir(sys.argv[1]):
+    sys.exit("usage: scripts/ablation_table.py OUT_DIR (a folder written by scripts/ablation.sh)\n"
+             "       scripts/ablation_table.py --result RUN_DIR")
 out = sys.argv[1]
 for corpus in sorted(d for d in os.listdir(out) if os.path.isdir(os.path.join(out, d))):
     runs = {}
