@@ -89,6 +89,22 @@ final class JSONInputFuzzTests: XCTestCase {
         XCTAssertGreaterThan(counts.rejected, 0)
     }
 
+    /// Found by the fuzzer: a DeepSeek-V3 config with hidden_size / num_attention_heads odd (2 / 2)
+    /// crashed the forward, which built rotary tables for that width although latent attention
+    /// rotates only its qk_rope_head_dim features.
+    func testLatentAttentionIgnoresTheWidthPerHead() throws {
+        var tried = 0
+        for seed in try huggingFaceSeeds() {
+            guard case var .object(o) = seed, o["model_type"] == .string("deepseek_v3") else { continue }
+            o["hidden_size"] = .int(2); o["num_attention_heads"] = .int(2); o["num_key_value_heads"] = .int(2)
+            let config = try HuggingFaceFamilies.decode(JSONEncoder().encode(JSONValue.object(o))).transformerConfig()
+            XCTAssertNotNil(config.latentAttention)
+            try exercise(config)
+            tried += 1
+        }
+        XCTAssertGreaterThan(tried, 0, "no deepseek_v3 seed")
+    }
+
     /// Found by the fuzzer: `num_hidden_layers` 2⁶³−1 made the conversion walk every layer.
     func testAHugeLayerCountIsRefusedWithoutWalkingTheLayers() throws {
         for seed in try huggingFaceSeeds() {

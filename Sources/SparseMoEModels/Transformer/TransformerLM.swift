@@ -183,8 +183,9 @@ public final class TransformerLM: Module {
         case .rope:
             break
         }
-        let tables = rotary.map { $0.tables(start: start, count: t, headDim: config.resolvedHeadDim) }
-        let attentionContext = AttentionContext(start: start, rotary: config.latentAttention == nil ? tables : nil,
+        // Latent attention rotates only its own qk_rope_head_dim features, with its own tables.
+        let tables = config.latentAttention == nil ? rotary.map { $0.tables(start: start, count: t, headDim: config.resolvedHeadDim) } : nil
+        let attentionContext = AttentionContext(start: start, rotary: tables,
                                                 cache: options.cache, causal: config.causal)
         var routingContext = RoutingContext(training: options.training, rng: options.rng, tokenIds: tokens.reshaped([b * t]),
                                             sequenceLength: t)
