@@ -176,6 +176,35 @@ final class HuggingFaceExportTests: XCTestCase {
         refused(gated, mentions: "gated shared experts")
     }
 
+    /// An ungated shared expert (tiny-moe's) is written as Qwen2-MoE's gated one with a zero gate
+    /// and twice the down projection; read back, it computes the same logits bit for bit.
+    func testUngatedSharedExpertIsWrittenWithANeutralGate() throws {
+        var config = try TransformerConfig.preset(named: "tiny-moe")
+        config.numLayers = 2
+        XCTAssertEqual(config.moe?.sharedGating, SharedExpertGating.none)
+        let model = try TransformerLM(config: config, seed: 9)
+        try Self.randomise(model, seed: 9)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("hf-ungated-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try HuggingFaceModel.save(model, to: dir)
+        let back = try HuggingFaceModel.load(directory: dir)
+        XCTAssertTrue(type(of: back.hfConfig) == Qwen2MoEConfig.self)
+        XCTAssertEqual(back.model.config.moe?.sharedGating, .sigmoid)
+        let read = Dictionary(uniqueKeysWithValues: back.model.namedParameters().map { ($0.name, $0.tensor.scalars) })
+        var doubled = 0
+        for (name, t) in model.namedParameters() {
+            let expected = name.contains("shared_expert.down_proj") ? t.scalars.map { 2 * $0 } : t.scalars
+            doubled += name.contains("shared_expert.down_proj") ? 1 : 0
+            XCTAssertEqual(read[name], expected, name)
+        }
+        XCTAssertEqual(doubled, 2)
+        let gates = read.filter { $0.key.contains("shared_expert_gate") }
+        XCTAssertEqual(gates.count, 2)
+        XCTAssertTrue(gates.values.allSatisfy { $0.count == 128 && $0.allSatisfy { $0 == 0 } })
+        let tokens = Tensor(indices: (0..<20).map { Int32(($0 * 13 + 1) % 260) }, shape: [1, 20])
+        XCTAssertEqual(try model.forward(tokens).logits.scalars, try back.model.forward(tokens).logits.scalars)
+    }
+
     /// The Float fields print as their shortest decimal (1e-06, not 9.99999997e-07).
     func testConfigNumbersAreClean() throws {
         let (_, config, _) = Self.libraryConfigs()[1]

@@ -59,7 +59,9 @@ public enum HFConfigExport {
             check("moe.routed_scaling_factor", a.moe?.routedScalingFactor, b.moe?.routedScalingFactor),
             check("moe.shared_experts", (a.moe?.sharedExperts ?? 0) > 0, (b.moe?.sharedExperts ?? 0) > 0),
             check("moe.shared_expert_intermediate_size", a.moe?.sharedExpertIntermediateSize, b.moe?.sharedExpertIntermediateSize),
-            check("moe.shared_expert_gating", a.moe?.sharedGating, b.moe?.sharedGating),
+            // An ungated shared expert is written gated, with a neutral gate (`HuggingFaceModel.save`).
+            a.moe?.sharedGating == SharedExpertGating.none && b.moe?.sharedGating == .sigmoid ? nil
+                : check("moe.shared_expert_gating", a.moe?.sharedGating, b.moe?.sharedGating),
         ]
         return checks.compactMap { $0 }.first
     }

@@ -1,5 +1,6 @@
 import Foundation
 import SparseMoECore
+import SparseMoENN
 
 /// A Hugging Face model folder loaded as an ordinary `TransformerLM`, and the writer of
 /// such folders.
@@ -174,8 +175,12 @@ public struct HuggingFaceModel {
             throw SparseMoEError.file(path: directory.path, message: "cannot create folder: \(error.localizedDescription)")
         }
         let map = HFWeightMap(names: type.weightNames, numExperts: model.config.moe?.numExperts ?? 0)
-        let tensors = map.checkpointTensors(of: model.namedParameters())
-        json.merge(weightDTypeConfig(model), uniquingKeysWith: { new, _ in new })
+        var tensors = map.checkpointTensors(of: model.namedParameters())
+        var counts = model.weightStorage.parametersByDType
+        if type == Qwen2MoEConfig.self, model.config.moe?.sharedGating == SharedExpertGating.none {
+            counts[.float32, default: 0] += Qwen2MoEConfig.addNeutralSharedExpertGates(to: &tensors, hiddenSize: model.config.hiddenSize)
+        }
+        json.merge(weightDTypeConfig(counts: counts), uniquingKeysWith: { new, _ in new })
         try ShardedCheckpointWriter.write(tensors.map { .init(name: $0.key, shape: $0.value.shape, dtype: $0.value.dtype) },
                                           to: directory, maxShardBytes: maxShardBytes) { tensors[$0.name]! }
         let text = configText(.object(json)) + "\n"
@@ -185,12 +190,8 @@ public struct HuggingFaceModel {
     /// The config.json entries that say how the weights are stored: `torch_dtype` (the dtype of
     /// most matrix parameters when they are float types) and, when any weight is int8 or int4,
     /// `quantization_config` = `{"quant_method": "sparsemoe", "bits", "group_size", "scales":
-    /// "<weight>_scale", "modules": {dtype: parameter count}}`, which loading checks.
-    static func weightDTypeConfig(_ model: TransformerLM) -> [String: JSONValue] {
-        weightDTypeConfig(counts: model.weightStorage.parametersByDType)
-    }
-
-    /// `weightDTypeConfig` from the number of parameters stored in each dtype.
+    /// "<weight>_scale", "modules": {dtype: parameter count}}`, which loading checks;
+    /// `counts`: the number of parameters stored in each dtype.
     static func weightDTypeConfig(counts: [DType: Int]) -> [String: JSONValue] {
         var out: [String: JSONValue] = [:]
         let float = counts.filter { [.float32, .bfloat16, .float16].contains($0.key) }.max { $0.value < $1.value }?.key ?? .float32

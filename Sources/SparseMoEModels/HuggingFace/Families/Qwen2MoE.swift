@@ -66,8 +66,8 @@ public struct Qwen2MoEConfig: HuggingFaceFamily {
         try x.require(router: .softmaxTopK)
         try x.require(qkNorm: .none)
         try x.requireGroupedAttention()
-        guard x.moe.sharedExperts >= 1, x.moe.sharedGating == .sigmoid else {
-            throw x.refuse("moe.shared_experts", "\(x.moe.sharedExperts) shared experts with \(x.moe.sharedGating.rawValue) gating (Qwen2-MoE has one sigmoid-gated shared expert)")
+        guard x.moe.sharedExperts >= 1 else {
+            throw x.refuse("moe.shared_experts", "no shared expert (Qwen2-MoE has one, sigmoid-gated)")
         }
         if config.headDim != nil && config.resolvedHeadDim * config.numHeads != config.hiddenSize {
             throw x.refuse("head_dim", "head_dim \(config.resolvedHeadDim) ≠ hidden_size / num_attention_heads")
@@ -76,6 +76,27 @@ public struct Qwen2MoEConfig: HuggingFaceFamily {
         qwen = QwenMoEFields(exporting: x)
         sharedExpertIntermediateSize = x.moe.sharedExpertIntermediateSize
         qkvBias = config.attentionBias
+    }
+}
+
+extension Qwen2MoEConfig {
+    /// An ungated shared expert (`shared_expert_gating: none`) is written as Qwen2-MoE's gated
+    /// one with a zero gate and twice its down projection: σ(0) · 2·W_down·h = W_down·h, exact in
+    /// floating point (×2 and ×½ only change exponents). Adds `…mlp.shared_expert_gate.weight`
+    /// [1, C] (float32 zeros) beside every `…mlp.shared_expert.down_proj.weight` and doubles the
+    /// latter, keeping its storage dtype. Returns the number of parameters added.
+    static func addNeutralSharedExpertGates(to tensors: inout [String: Tensor], hiddenSize: Int) -> Int {
+        let down = "shared_expert.down_proj.weight"
+        var added = 0
+        for name in tensors.keys.sorted() where name.hasSuffix("mlp." + down) {
+            let w = tensors[name]!
+            let doubled = w.dequantized()
+            doubled.withUnsafeMutableFloats { for i in $0.indices { $0[i] *= 2 } }
+            tensors[name] = doubled.converted(to: w.dtype)
+            tensors[String(name.dropLast(down.count)) + "shared_expert_gate.weight"] = Tensor(zeros: [1, hiddenSize])
+            added += hiddenSize
+        }
+        return added
     }
 }
 
