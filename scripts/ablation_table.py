@@ -29,16 +29,17 @@ for corpus in sorted(d for d in os.listdir(out) if os.path.isdir(os.path.join(ou
         continue
     dense = runs.get("dense", {})
     print(f"\n**{corpus}**\n")
-    print("| recipe | seeds | total params | val loss (mean) | min–max | − dense (paired mean) | step ms p50 | × dense |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for recipe in sorted(runs, key=lambda r: (r != "dense", r != "moe", r)):
+    print("| recipe | seeds | total params | val loss (mean) | min–max | − dense (paired mean) | paired min–max | step ms p50 | × dense |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for recipe in sorted(runs, key=lambda r: (r != "dense", r)):
         by_seed = runs[recipe]
         losses = [s["val_loss"] for s in by_seed.values()]
         steps = [s["step_ms_p50"] for s in by_seed.values()]
         paired = [by_seed[k]["val_loss"] - dense[k]["val_loss"] for k in by_seed if k in dense]
         d_steps = [dense[k]["step_ms_p50"] for k in by_seed if k in dense]
         delta = f"{statistics.mean(paired):+.4f}" if paired and recipe != "dense" else ""
+        spread = f"{min(paired):+.4f} … {max(paired):+.4f}" if len(paired) > 1 and recipe != "dense" else ""
         ratio = f"{statistics.median(steps) / statistics.median(d_steps):.2f}" if d_steps else ""
         total = next(iter(by_seed.values()))["total_params"]
         print(f"| {recipe} | {len(losses)} | {total:,} | {statistics.mean(losses):.4f} | "
-              f"{min(losses):.4f}–{max(losses):.4f} | {delta} | {statistics.median(steps):.0f} | {ratio} |")
+              f"{min(losses):.4f}–{max(losses):.4f} | {delta} | {spread} | {statistics.median(steps):.0f} | {ratio} |")

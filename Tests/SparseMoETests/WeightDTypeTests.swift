@@ -397,13 +397,13 @@ final class ExpertPruningTests: XCTestCase {
         config.moe!.topK = 2
         config.moe!.normalizeTopK = true
         let lm = try TransformerLM(config: config, seed: 11)
-        let batch = Tensor(indices: (0..<6).map { Int32($0 * 7 % 50) }, shape: [1, 6])
+        let batch = Tensor(indices: (0..<3).map { Int32($0 * 7 % 50) }, shape: [1, 3])
         let usage = try ExpertPruning.usage(lm, batches: [batch])
         XCTAssertEqual(usage.count, lm.moeLayers.count)
         let totals: [Int] = usage.map { $0.reduce(0, +) }
-        XCTAssertEqual(totals, [Int](repeating: 12, count: usage.count))
+        XCTAssertEqual(totals, [Int](repeating: 6, count: usage.count))
         let used: Int = usage.map { (counts: [Int]) -> Int in counts.filter { $0 > 0 }.count }.max()!
-        XCTAssertLessThan(used, 8, "6 tokens × top-2 should leave some of 8 experts idle in every layer")
+        XCTAssertLessThanOrEqual(used, 6, "3 tokens × top-2 = 6 assignments leave at least 2 of 8 experts idle")
         let survivors = ExpertPruning.survivors(usage: usage, keep: used)
         for (counts, s) in zip(usage, survivors) {
             for e in 0..<8 where counts[e] > 0 { XCTAssertTrue(s.contains(e)) }
