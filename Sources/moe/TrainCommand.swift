@@ -29,7 +29,7 @@ struct Train: ParsableCommand {
           moe train --resume --out runs/tiny-moe --steps 600  # train a run further
           moe train --force --out runs/tiny-moe  # replace the run there
           mpirun -np 2 moe train --parallel data --threads 1  # data parallel, 2 processes
-          mpirun -np 2 moe train --parallel expert --threads 1  # 4 of the 8 experts per process
+          mpirun -np 2 moe train --parallel expert --threads 1  # 8 of the 16 experts per process
           mpirun -np 4 moe train --parallel data,expert --expert-ranks 2 --threads 1
 
         --parallel data (under mpirun, one process per rank): every rank trains on
