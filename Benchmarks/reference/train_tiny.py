@@ -4,14 +4,11 @@ training-throughput ratio in docs/benchmarks.md.
 
 Requirements:  pip install torch
 Run:           python Benchmarks/reference/train_tiny.py [--threads 2] [--steps 20] [--warmup 3]
-                   [--preset tiny-moe|tiny-moe-8x256]
 
 Model (as SparseMoE's tiny-moe): byte vocabulary 260, 4 pre-norm layers, width 128, 4 heads,
-RoPE (theta 10000), RMSNorm (eps 1e-6), causal attention, MoE FFN = a shared SwiGLU expert of
-hidden 256 plus 16 routed SwiGLU experts of hidden 128 (`--preset tiny-moe-8x256`: the first
-tiny-moe, 8 experts of 256, no shared expert), softmax top-2 renormalised (HF Mixtral block: loop
-over experts + index_add_), load-balancing aux loss 0.01, untied lm_head. Training: batch 16 x
-seq 128, AdamW lr 2e-3 (betas 0.9/0.95,
+RoPE (theta 10000), RMSNorm (eps 1e-6), causal attention, MoE FFN = 8 SwiGLU experts of hidden
+256, softmax top-2 renormalised (HF Mixtral block: loop over experts + index_add_), load-balancing
+aux loss 0.01, untied lm_head. Training: batch 16 x seq 128, AdamW lr 1e-3 (betas 0.9/0.95,
 weight decay 0.1 on matrices), grad-norm clip 1.0, fp32. Data: random bytes (throughput only).
 Prints one JSON line: median step ms, tokens/s (tokens per step / median step time).
 
@@ -26,10 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-V, C, LAYERS, HEADS, K, T, B = 260, 128, 4, 4, 2, 128, 16
-# preset: (routed experts E, routed width, shared-expert width or 0)
-PRESETS = {"tiny-moe": (16, 128, 256), "tiny-moe-8x256": (8, 256, 0)}
-E, FH, SH = PRESETS["tiny-moe"]
+V, C, LAYERS, HEADS, E, K, FH, T, B = 260, 128, 4, 4, 8, 2, 256, 128, 16
 
 
 class RMSNorm(nn.Module):
@@ -65,11 +59,11 @@ class Attention(nn.Module):
 
 
 class Expert(nn.Module):
-    def __init__(self, width):
+    def __init__(self):
         super().__init__()
-        self.w1 = nn.Linear(C, width, bias=False)
-        self.w3 = nn.Linear(C, width, bias=False)
-        self.w2 = nn.Linear(width, C, bias=False)
+        self.w1 = nn.Linear(C, FH, bias=False)
+        self.w3 = nn.Linear(C, FH, bias=False)
+        self.w2 = nn.Linear(FH, C, bias=False)
 
     def forward(self, x):
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
@@ -79,8 +73,7 @@ class MoE(nn.Module):
     def __init__(self):
         super().__init__()
         self.gate = nn.Linear(C, E, bias=False)
-        self.experts = nn.ModuleList([Expert(FH) for _ in range(E)])
-        self.shared = Expert(SH) if SH else None
+        self.experts = nn.ModuleList([Expert() for _ in range(E)])
 
     def forward(self, x):
         shape = x.shape
@@ -95,8 +88,6 @@ class MoE(nn.Module):
             if tok.numel():
                 out.index_add_(0, tok, ex(x[tok]) * w[tok, slot, None])
         # Switch/Mixtral load-balancing loss: E * sum_e f_e * P_e
-        if self.shared is not None:
-            out = out + self.shared(x)
         f = F.one_hot(sel, E).float().sum((0, 1)) / (x.shape[0] * K)
         aux = E * (f * probs.mean(0)).sum()
         return out.view(shape), aux
@@ -144,17 +135,14 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny-moe")
     a = ap.parse_args()
-    global E, FH, SH
-    E, FH, SH = PRESETS[a.preset]
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     model = TinyMoE()
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
     other = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": other, "weight_decay": 0.0}],
-                            lr=2e-3, betas=(0.9, 0.95))
+                            lr=1e-3, betas=(0.9, 0.95))
     g = torch.Generator().manual_seed(0)
     times, losses = [], []
     for step in range(a.warmup + a.steps):
@@ -174,7 +162,7 @@ def main():
     s = sorted(times)
     med = s[len(s) // 2] if len(s) % 2 else 0.5 * (s[len(s) // 2 - 1] + s[len(s) // 2])
     print(json.dumps({
-        "model": a.preset, "implementation": "pytorch-eager", "torch": torch.__version__,
+        "model": "tiny-moe", "implementation": "pytorch-eager", "torch": torch.__version__,
         "threads": torch.get_num_threads(), "steps": a.steps, "tokens_per_step": B * T,
         "parameters": sum(p.numel() for p in model.parameters()),
         "step_ms": med, "tokens_per_second": B * T / (med / 1e3),

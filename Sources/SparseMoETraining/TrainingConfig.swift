@@ -33,8 +33,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var steps = 300
     public var batchSize = 16
     public var sequenceLength = 128
-    /// Peak learning rate; 2e-3 beat 1e-3 for the tiny presets, dense and MoE (docs/scaling.md).
-    public var learningRate = 2e-3
+    public var learningRate = 1e-3
     public var warmupSteps = 30
     /// Cosine decay ends at learningRate × minLRFraction.
     public var minLRFraction = 0.1

@@ -9,9 +9,8 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train an MoE (or dense) language model and report loss, speed, FLOPs and expert load.",
         discussion: """
-        With no arguments, trains the `tiny-moe` preset (4 layers, width 128, a shared
-        SwiGLU expert of 256 + 16 routed experts of 128, top-2; peak learning rate 2e-3)
-        on a built-in synthetic multi-task corpus (arithmetic,
+        With no arguments, trains the `tiny-moe` preset (4 layers, width 128, 8 SwiGLU
+        experts of 256, top-2) on a built-in synthetic multi-task corpus (arithmetic,
         copy, reverse, bracket balance, key-value lookup) for a minute or two on two
         cores, then prints the losses, parameters, FLOPs against dense models and the
         expert load per layer, and writes a report folder.
@@ -29,7 +28,7 @@ struct Train: ParsableCommand {
           moe train --resume --out runs/tiny-moe --steps 600  # train a run further
           moe train --force --out runs/tiny-moe  # replace the run there
           mpirun -np 2 moe train --parallel data --threads 1  # data parallel, 2 processes
-          mpirun -np 2 moe train --parallel expert --threads 1  # 8 of the 16 experts per process
+          mpirun -np 2 moe train --parallel expert --threads 1  # 4 of the 8 experts per process
           mpirun -np 4 moe train --parallel data,expert --expert-ranks 2 --threads 1
 
         --parallel data (under mpirun, one process per rank): every rank trains on
@@ -75,7 +74,7 @@ struct Train: ParsableCommand {
     @Option(name: .long, help: "Optimiser steps (default 300; with --resume: train the run on to this many steps).") var steps: Int?
     @Option(name: .customLong("batch-size"), help: "Sequences per micro-batch.") var batchSize: Int = 16
     @Option(name: .long, help: "Tokens per sequence.") var seq: Int = 128
-    @Option(name: .long, help: "Peak learning rate.") var lr: Double = 2e-3
+    @Option(name: .long, help: "Peak learning rate.") var lr: Double = 1e-3
     @Option(name: .long, help: "Linear warmup steps before cosine decay (default: 10% of the steps, at most 30).") var warmup: Int?
     @Option(name: .customLong("weight-decay"), help: "AdamW decoupled weight decay (not on norms, biases, embeddings).") var weightDecay: Double = 0.1
     @Option(name: .customLong("grad-clip"), help: "Clip the global gradient norm to this (0 = off).") var gradClip: Double = 1.0

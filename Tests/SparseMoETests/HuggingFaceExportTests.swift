@@ -176,11 +176,13 @@ final class HuggingFaceExportTests: XCTestCase {
         refused(gated, mentions: "gated shared experts")
     }
 
-    /// An ungated shared expert (tiny-moe's) is written as Qwen2-MoE's gated one with a zero gate
+    /// An ungated shared expert (DeepSeek-style) is written as Qwen2-MoE's gated one with a zero gate
     /// and twice the down projection; read back, it computes the same logits bit for bit.
     func testUngatedSharedExpertIsWrittenWithANeutralGate() throws {
         var config = try TransformerConfig.preset(named: "tiny-moe")
         config.numLayers = 2
+        config.moe!.sharedExperts = 1
+        config.moe!.sharedExpertIntermediateSize = 256
         XCTAssertEqual(config.moe?.sharedGating, SharedExpertGating.none)
         let model = try TransformerLM(config: config, seed: 9)
         try Self.randomise(model, seed: 9)

@@ -223,8 +223,8 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertGreaterThan(p50, 0)
         XCTAssertGreaterThanOrEqual(p95, p50)
         // tiny-moe by hand: embeddings and lm_head 2·260·128; per layer q,k,v,o 4·128², two norms,
-        // router 128·16, 16 SwiGLU experts 3·128·128 each, shared expert 3·128·256; final norm.
-        let perLayer = 4 * 128 * 128 + 2 * 128 + 128 * 16 + 16 * 3 * 128 * 128 + 3 * 128 * 256
+        // router 128·8, 8 SwiGLU experts 3·128·256 each; final norm.
+        let perLayer = 4 * 128 * 128 + 2 * 128 + 128 * 8 + 8 * 3 * 128 * 256
         XCTAssertEqual(json["total_params"] as? Int, 2 * 260 * 128 + 4 * perLayer + 128)
     }
 }

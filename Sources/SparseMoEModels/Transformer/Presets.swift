@@ -4,22 +4,17 @@ import SparseMoECore
 /// Named model configurations for the command line (`--config tiny-moe`) and the trainer.
 ///
 /// Each MoE preset has a dense twin with the same active parameters per token: its FFN
-/// width is the shared expert's width + K × the routed expert width (SwiGLU all), so the
-/// pair differs only in the router and the E − K idle experts.
+/// width is K × the expert width (SwiGLU both), so the pair differs only in the router
+/// and the E − K idle experts.
 ///
-/// | name        | layers | C   | heads | FFN                                              | max T |
-/// |-------------|--------|-----|-------|--------------------------------------------------|-------|
-/// | tiny-moe    | 4      | 128 | 4     | shared SwiGLU 256 + 16 experts of 128, top-2     | 128   |
-/// | tiny-dense  | 4      | 128 | 4     | SwiGLU 512                                       | 128   |
-/// | small-moe   | 8      | 256 | 8     | 16 SwiGLU experts of 512, top-2                  | 256   |
-/// | small-dense | 8      | 256 | 8     | SwiGLU 1024                                      | 256   |
-/// | medium-moe  | 8      | 512 | 8     | 16 SwiGLU experts of 1024, top-2                 | 512   |
-/// | medium-dense| 8      | 512 | 8     | SwiGLU 2048                                      | 512   |
-///
-/// tiny-moe's fine-grained experts with a shared expert (DeepSeekMoE's recipe) are what beat
-/// the dense twin at 1,500 steps on every corpus of the ablation in docs/scaling.md; its first
-/// form (8 experts of 256, no shared expert) lost to the twin on the King James Bible and is
-/// kept as `Benchmarks/ablation/tiny-moe-8x256.json` for the numbers measured with it.
+/// | name        | layers | C   | heads | FFN                                  | max T |
+/// |-------------|--------|-----|-------|--------------------------------------|-------|
+/// | tiny-moe    | 4      | 128 | 4     | 8 SwiGLU experts of 256, top-2       | 128   |
+/// | tiny-dense  | 4      | 128 | 4     | SwiGLU 512                           | 128   |
+/// | small-moe   | 8      | 256 | 8     | 16 SwiGLU experts of 512, top-2      | 256   |
+/// | small-dense | 8      | 256 | 8     | SwiGLU 1024                          | 256   |
+/// | medium-moe  | 8      | 512 | 8     | 16 SwiGLU experts of 1024, top-2     | 512   |
+/// | medium-dense| 8      | 512 | 8     | SwiGLU 2048                          | 512   |
 ///
 /// medium-moe holds ≈ 210 M parameters (≈ 34 M active per token): training it in float32
 /// needs ≈ 3.3 GB for weights, gradients and AdamW moments plus the activations of a batch
@@ -37,8 +32,7 @@ extension TransformerConfig {
     /// The preset called `name`; throws `invalidConfig(field: "preset")` listing the known names.
     public static func preset(named name: String) throws -> TransformerConfig {
         switch name {
-        case "tiny-moe": return makePreset(layers: 4, hiddenSize: 128, heads: 4, maxSequence: 128, numExperts: 16, topK: 2,
-                                           expertIntermediateSize: 128, sharedExpertIntermediateSize: 256)
+        case "tiny-moe": return makePreset(layers: 4, hiddenSize: 128, heads: 4, maxSequence: 128, numExperts: 8, topK: 2, expertIntermediateSize: 256)
         case "tiny-dense": return makePreset(layers: 4, hiddenSize: 128, heads: 4, maxSequence: 128, intermediateSize: 2 * 256)
         case "small-moe": return makePreset(layers: 8, hiddenSize: 256, heads: 8, maxSequence: 256, numExperts: 16, topK: 2, expertIntermediateSize: 512)
         case "small-dense": return makePreset(layers: 8, hiddenSize: 256, heads: 8, maxSequence: 256, intermediateSize: 2 * 512)
@@ -79,18 +73,9 @@ extension TransformerConfig {
     }
 
     private static func makePreset(layers: Int, hiddenSize: Int, heads: Int, maxSequence: Int, numExperts: Int = 0, topK: Int = 0,
-                                   expertIntermediateSize: Int = 0, sharedExpertIntermediateSize: Int = 0,
-                                   intermediateSize: Int? = nil) -> TransformerConfig {
-        var moe: MoEConfig?
-        if numExperts > 0 {
-            moe = MoEConfig(numExperts: numExperts, topK: topK, expertIntermediateSize: expertIntermediateSize)
-            if sharedExpertIntermediateSize > 0 {
-                moe?.sharedExperts = 1
-                moe?.sharedExpertIntermediateSize = sharedExpertIntermediateSize
-            }
-        }
-        let activeWidth = sharedExpertIntermediateSize + topK * expertIntermediateSize
+                                   expertIntermediateSize: Int = 0, intermediateSize: Int? = nil) -> TransformerConfig {
+        let moe = numExperts > 0 ? MoEConfig(numExperts: numExperts, topK: topK, expertIntermediateSize: expertIntermediateSize) : nil
         return TransformerConfig(vocabSize: presetVocabSize, hiddenSize: hiddenSize, numLayers: layers, numHeads: heads,
-                                 maxSequenceLength: maxSequence, intermediateSize: intermediateSize ?? activeWidth, moe: moe)
+                                 maxSequenceLength: maxSequence, intermediateSize: intermediateSize ?? topK * expertIntermediateSize, moe: moe)
     }
 }
