@@ -81,10 +81,11 @@ public struct Qwen2MoEConfig: HuggingFaceFamily {
 
 extension Qwen2MoEConfig {
     /// An ungated shared expert (`shared_expert_gating: none`) is written as Qwen2-MoE's gated
-    /// one with a zero gate and twice its down projection: σ(0) · 2·W_down·h = W_down·h, exact in
-    /// floating point (×2 and ×½ only change exponents). Adds `…mlp.shared_expert_gate.weight`
-    /// [1, C] (float32 zeros) beside every `…mlp.shared_expert.down_proj.weight` and doubles the
-    /// latter, keeping its storage dtype. Returns the number of parameters added.
+    /// one with a zero gate and twice its down projection: σ(0) · 2·W_down·h = W_down·h, exact for
+    /// float32/bf16/f16 weights (×2 and ×½ only change exponents); int8/int4 weights are
+    /// requantized from the doubled values. Adds `…mlp.shared_expert_gate.weight` [1, C] (float32
+    /// zeros) beside every `…mlp.shared_expert.down_proj.weight` and doubles the latter, keeping
+    /// its storage dtype. Returns the number of parameters added.
     static func addNeutralSharedExpertGates(to tensors: inout [String: Tensor], hiddenSize: Int) -> Int {
         let down = "shared_expert.down_proj.weight"
         var added = 0
