@@ -1,7 +1,7 @@
 /* Private math helpers for the elementwise / row kernels. Not part of the public header.
  *
  * - moe_expf: exp(x) for float without libm calls, written so that loops over it
- *   vectorise (no branches, only selects). Cephes-style: n = round(x·log2 e),
+ *   vectorise (no branches, only selects, no calls). Cephes-style: n = round(x·log2 e),
  *   r = x − n·ln 2 (two-constant split), degree-6 polynomial, scale by 2ⁿ built
  *   from exponent bits. Relative error ≈ 1–2 ulp over the normal range.
  *   x > 88.72 → +inf; x < −87.33 → 0 (results that would be subnormal flush to 0);
@@ -26,7 +26,12 @@ static inline float moe_pow2i(int32_t n) { /* 2ⁿ for n in [-126, 127] */
 static inline float moe_expf(float x) {
     const float hi = 88.72283f, lo = -87.33654f;
     float xc = x > hi ? hi : (x < lo ? lo : x);
-    float fn = __builtin_floorf(xc * 1.44269504088896341f + 0.5f);
+    /* n = round(x·log2 e), to nearest even by adding and removing 1.5·2²³ (|x·log2 e| ≤ 128):
+     * plain SSE2 arithmetic, where floorf is a libm call per element in a build without
+     * -msse4.1 (the package's is portable), which kept these loops from vectorising. Two
+     * statements, so that no FMA contraction changes the rounding. */
+    const float t = xc * 1.44269504088896341f;
+    const float fn = (t + 12582912.0f) - 12582912.0f;
     float r = xc - fn * 0.693359375f;
     r = r - fn * -2.12194440e-4f;
     float p = 1.9875691500e-4f;

@@ -261,13 +261,37 @@ final class WeightKernelTests: XCTestCase {
     /// group remainder, x with zero, tiny and huge blocks (checked against the Q8-activation
     /// reference and, within the stated per-block bound, the float32 product).
     func testQ4IntegerDecodeMatchesNaive() {
-        for k in [2048 + 33, 95, 4096] {
+        for k in [2048 + 33, 95, 4096, 32 * 300 + 5] { // the last: two windows of x sums (256 + 45 groups)
             var src = values(rows: 37, cols: k, seed: UInt64(k))
             for j in 0..<min(k, 40) { src[5 * k + j] = 0 } // a zero group at the start of row 5
             let w = Stored(src, rows: 37, cols: k, format: .q4)
             for m in [1, 2, 3, 4, 8] {
                 checkMatmul(w, m: m, accumulate: m == 2, threads: [1, 2], "q4 integer k \(k) m \(m)")
             }
+        }
+    }
+
+    /// The integer Q4 path gives every x row the same bits whatever rows share its call
+    /// (decode of a sequence alone or in a batch of any size, up to the GEMV limit).
+    func testQ4IntegerDecodeRowDoesNotDependOnItsBatch() {
+        let k = 32 * 70 + 9, n = 19, m = 11
+        let w = Stored(values(rows: n, cols: k, seed: 31), rows: n, cols: k, format: .q4)
+        let x = randomTensor([m, k], seed: 32).scalars
+        func run(_ rows: Range<Int>) -> [Float] {
+            var y = [Float](repeating: 0, count: rows.count * n)
+            var ws = [Float](repeating: 0, count: Int(moe_weight_matmul_workspace_size(w.view, Int64(rows.count))) + 1)
+            let xs = Array(x[(rows.lowerBound * k)..<(rows.upperBound * k)])
+            Threads.with(1) {
+                moe_weight_matmul(&y, Int64(n), xs, Int64(k), w.view, Int64(rows.count), 0, &ws)
+            }
+            return y
+        }
+        forEachLevel { level in
+            let all = run(0..<m)
+            for i in 0..<m {
+                XCTAssertEqual(run(i..<(i + 1)), Array(all[(i * n)..<((i + 1) * n)]), "level \(level): x row \(i) alone vs in a batch of \(m)")
+            }
+            XCTAssertEqual(run(3..<7), Array(all[(3 * n)..<(7 * n)]), "level \(level): rows 3..<7 vs in a batch of \(m)")
         }
     }
 
