@@ -18,6 +18,16 @@ int omp_get_level(void);
 int kmp_get_blocktime(void);
 void kmp_set_blocktime(int);
 
+/* Hot elementwise loops (activations, softmax rows) compiled twice: for x86-64-v3 (AVX2,
+ * FMA: 8 lanes, fused multiply-adds) and for the portable baseline the package is built for
+ * (SSE2), the CPU choosing once at load time. Results differ between the two in the last
+ * bits (FMA contraction), never between runs on one machine. */
+#if defined(__x86_64__) && defined(__linux__)
+#define MOE_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define MOE_SIMD_CLONES
+#endif
+
 /* OpenBLAS thread control (pthread build). */
 void openblas_set_num_threads(int);
 int openblas_get_num_threads(void);

@@ -16,7 +16,7 @@
 #define INV_SQRT_2PI 0.3989422804014327f
 
 /* act[0..n) from h[0..n) (SwiGLU: h = gate branch, u = up branch). */
-static inline void activation_forward(float *restrict act, float *restrict h, const float *restrict u,
+static inline __attribute__((always_inline)) void activation_forward(float *restrict act, float *restrict h, const float *restrict u,
                                const float *restrict bias, int64_t n, int kind) {
     switch (kind) {
     case MOE_EXPERT_SWIGLU:
@@ -41,7 +41,7 @@ static inline void activation_forward(float *restrict act, float *restrict h, co
 }
 
 /* In place: d1 holds dAct on entry and dH1 on exit; SwiGLU also writes d3 = dH3. */
-static inline void activation_backward(float *restrict d1, float *restrict d3, const float *restrict h,
+static inline __attribute__((always_inline)) void activation_backward(float *restrict d1, float *restrict d3, const float *restrict h,
                                 const float *restrict u, int64_t n, int kind) {
     switch (kind) {
     case MOE_EXPERT_SWIGLU:

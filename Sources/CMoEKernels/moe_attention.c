@@ -42,7 +42,7 @@ static inline float dot8(const float *a, const float *b, int64_t n) {
 }
 
 /* In-place softmax of row[0..lim) (lim >= 1); row[lim..S) set to 0. */
-static void softmax_row(float *row, int64_t lim, int64_t S) {
+MOE_SIMD_CLONES static void softmax_row(float *row, int64_t lim, int64_t S) {
     float mx8[8];
     for (int u = 0; u < 8; u++) mx8[u] = row[0];
     int64_t j = 0;

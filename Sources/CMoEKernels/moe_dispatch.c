@@ -160,7 +160,7 @@ static void gather_rows(const fwd_args *a, int64_t r0, int64_t r1) {
         memcpy(a->xs + r * a->C, a->x + (int64_t)(a->sorted[r] / a->K) * a->C, (size_t)a->C * sizeof(float));
 }
 
-static void act_rows(const fwd_args *a, int64_t e, int64_t r0, int64_t r1) {
+MOE_SIMD_CLONES static void act_rows(const fwd_args *a, int64_t e, int64_t r0, int64_t r1) {
     const int64_t F = a->F;
     for (int64_t r = r0; r < r1; r++)
         activation_forward(a->act + r * F, a->h1 + r * F, a->h3 ? a->h3 + r * F : NULL,
@@ -284,7 +284,7 @@ static void deo_rows(const bwd_args *a, int64_t r0, int64_t r1) {
     }
 }
 
-static void dact_rows(const bwd_args *a, int64_t r0, int64_t r1) {
+MOE_SIMD_CLONES static void dact_rows(const bwd_args *a, int64_t r0, int64_t r1) {
     const int64_t F = a->F;
     for (int64_t r = r0; r < r1; r++)
         activation_backward(a->dh1 + r * F, a->dh3 ? a->dh3 + r * F : NULL, a->h1 + r * F,

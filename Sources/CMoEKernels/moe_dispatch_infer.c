@@ -38,7 +38,7 @@ static void gather_row(const infer_args *a, int64_t r) {
 }
 
 /* act = activation(h1 (+ b1), h3) on columns f0 ..< f1 of expert e's rows. */
-static void act_cols(const infer_args *a, int64_t e, int64_t f0, int64_t f1) {
+MOE_SIMD_CLONES static void act_cols(const infer_args *a, int64_t e, int64_t f0, int64_t f1) {
     const int64_t F = a->F;
     for (int64_t r = a->offsets[e]; r < a->offsets[e + 1]; r++)
         activation_forward(a->act + r * F + f0, a->h1 + r * F + f0, a->h3 ? a->h3 + r * F + f0 : NULL,

@@ -171,37 +171,52 @@ void moe_sum_last_backward(float *d_x, const float *d_out, int64_t n, int64_t d)
 
 /* ---- Activations -------------------------------------------------------------- */
 
-void moe_silu_forward(float *out, const float *x, int64_t n) {
-    int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) out[i] = x[i] * moe_sigmoidf(x[i]);
+/* The activations: each element's math in a range function compiled for AVX2 + FMA and the
+ * baseline (MOE_SIMD_CLONES), run on contiguous ranges of [0, n), one per thread (an
+ * elementwise map: the split changes no result). */
+#define FOR_RANGES(n, range_call)                                                              \
+    do {                                                                                       \
+        const int64_t n_ = (n);                                                                \
+        const int nt_ = moe_threads_current();                                                 \
+        _Pragma("omp parallel num_threads(moe_team(nt_)) if (n_ > PAR_MIN)")                   \
+        {                                                                                      \
+            const int64_t t_ = omp_get_thread_num(), s_ = omp_get_num_threads();               \
+            const int64_t lo = n_ * t_ / s_, hi = n_ * (t_ + 1) / s_;                          \
+            range_call;                                                                        \
+        }                                                                                      \
+    } while (0)
+
+MOE_SIMD_CLONES static void silu_forward_range(float *out, const float *x, int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; i++) out[i] = x[i] * moe_sigmoidf(x[i]);
 }
 
-void moe_silu_backward(float *d_x, const float *d_out, const float *x, int64_t n) {
-    int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
+void moe_silu_forward(float *out, const float *x, int64_t n) { FOR_RANGES(n, silu_forward_range(out, x, lo, hi)); }
+
+MOE_SIMD_CLONES static void silu_backward_range(float *d_x, const float *d_out, const float *x, int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; i++) {
         float s = moe_sigmoidf(x[i]);
         d_x[i] += d_out[i] * s * (1.0f + x[i] * (1.0f - s));
     }
 }
 
+void moe_silu_backward(float *d_x, const float *d_out, const float *x, int64_t n) {
+    FOR_RANGES(n, silu_backward_range(d_x, d_out, x, lo, hi));
+}
+
 #define GELU_K 0.7978845608028654f /* √(2/π) */
 #define GELU_C 0.044715f
 
-void moe_gelu_tanh_forward(float *out, const float *x, int64_t n) {
-    int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
+MOE_SIMD_CLONES static void gelu_tanh_forward_range(float *out, const float *x, int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; i++) {
         float v = x[i];
         out[i] = 0.5f * v * (1.0f + moe_tanhf(GELU_K * (v + GELU_C * v * v * v)));
     }
 }
 
-void moe_gelu_tanh_backward(float *d_x, const float *d_out, const float *x, int64_t n) {
-    int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
+void moe_gelu_tanh_forward(float *out, const float *x, int64_t n) { FOR_RANGES(n, gelu_tanh_forward_range(out, x, lo, hi)); }
+
+MOE_SIMD_CLONES static void gelu_tanh_backward_range(float *d_x, const float *d_out, const float *x, int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; i++) {
         float v = x[i];
         float t = moe_tanhf(GELU_K * (v + GELU_C * v * v * v));
         float sech2 = 1.0f - t * t;
@@ -210,23 +225,29 @@ void moe_gelu_tanh_backward(float *d_x, const float *d_out, const float *x, int6
     }
 }
 
+void moe_gelu_tanh_backward(float *d_x, const float *d_out, const float *x, int64_t n) {
+    FOR_RANGES(n, gelu_tanh_backward_range(d_x, d_out, x, lo, hi));
+}
+
 #define INV_SQRT2 0.7071067811865476f
 #define INV_SQRT_2PI 0.3989422804014327f
 
-void moe_gelu_erf_forward(float *out, const float *x, int64_t n) {
-    int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) out[i] = 0.5f * x[i] * moe_erfcf(-x[i] * INV_SQRT2);
+MOE_SIMD_CLONES static void gelu_erf_forward_range(float *out, const float *x, int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; i++) out[i] = 0.5f * x[i] * moe_erfcf(-x[i] * INV_SQRT2);
 }
 
-void moe_gelu_erf_backward(float *d_x, const float *d_out, const float *x, int64_t n) {
-    int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
+void moe_gelu_erf_forward(float *out, const float *x, int64_t n) { FOR_RANGES(n, gelu_erf_forward_range(out, x, lo, hi)); }
+
+MOE_SIMD_CLONES static void gelu_erf_backward_range(float *d_x, const float *d_out, const float *x, int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; i++) {
         float v = x[i];
         float local = 0.5f * moe_erfcf(-v * INV_SQRT2) + v * INV_SQRT_2PI * moe_expf(-0.5f * v * v);
         d_x[i] += d_out[i] * local;
     }
+}
+
+void moe_gelu_erf_backward(float *d_x, const float *d_out, const float *x, int64_t n) {
+    FOR_RANGES(n, gelu_erf_backward_range(d_x, d_out, x, lo, hi));
 }
 
 void moe_relu_forward(float *out, const float *x, int64_t n) {
@@ -242,19 +263,24 @@ void moe_relu_backward(float *d_x, const float *d_out, const float *x, int64_t n
         if (x[i] > 0.0f) d_x[i] += d_out[i];
 }
 
-void moe_swiglu_forward(float *out, const float *gate, const float *up, int64_t n) {
-    int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) out[i] = gate[i] * moe_sigmoidf(gate[i]) * up[i];
+MOE_SIMD_CLONES static void swiglu_forward_range(float *out, const float *gate, const float *up, int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; i++) out[i] = gate[i] * moe_sigmoidf(gate[i]) * up[i];
 }
 
-void moe_swiglu_backward(float *d_gate, float *d_up, const float *d_out,
-                         const float *gate, const float *up, int64_t n) {
-    int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
+void moe_swiglu_forward(float *out, const float *gate, const float *up, int64_t n) {
+    FOR_RANGES(n, swiglu_forward_range(out, gate, up, lo, hi));
+}
+
+MOE_SIMD_CLONES static void swiglu_backward_range(float *d_gate, float *d_up, const float *d_out, const float *gate,
+                                                  const float *up, int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; i++) {
         float g = gate[i], s = moe_sigmoidf(g);
         if (d_gate) d_gate[i] += d_out[i] * up[i] * s * (1.0f + g * (1.0f - s));
         if (d_up) d_up[i] += d_out[i] * g * s;
     }
+}
+
+void moe_swiglu_backward(float *d_gate, float *d_up, const float *d_out,
+                         const float *gate, const float *up, int64_t n) {
+    FOR_RANGES(n, swiglu_backward_range(d_gate, d_up, d_out, gate, up, lo, hi));
 }
