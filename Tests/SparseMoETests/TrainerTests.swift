@@ -34,8 +34,10 @@ final class TrainerTests: XCTestCase {
             let text = ByteTokenizer().encode("the quick brown f")
             let dataset = try TextDataset(tokens: text, sequenceLength: 16, validationFraction: 0)
             let model = try TransformerLM(config: tinyModelConfig(causal: objective == .causal), seed: 1)
-            // Masked LM re-draws the masked positions every step, so it needs more steps.
-            var cfg = trainingConfig(steps: objective == .causal ? 150 : 400, objective: objective)
+            // Masked LM re-draws the masked positions every step, so it needs more steps: at 400
+            // the median below was 0.29–0.42 depending on the machine's sgemm kernels (AVX2 or
+            // AVX-512), still falling; at 800 it ends at 0.01–0.02 on both.
+            var cfg = trainingConfig(steps: objective == .causal ? 150 : 800, objective: objective)
             cfg.learningRate = 1e-2
             let trainer = try Trainer(model: model, dataset: dataset, config: cfg)
             var losses: [Double] = []
@@ -46,7 +48,7 @@ final class TrainerTests: XCTestCase {
                 // Each step masks other positions, so single-step losses swing (0.05–1.3 over the
                 // last steps, with the exact values depending on rounding); hold their median.
                 let median = losses.suffix(50).sorted()[25]
-                XCTAssertLessThan(median, 0.35, "masked: median of the last 50 step losses \(median) (first \(losses[0]))")
+                XCTAssertLessThan(median, 0.2, "masked: median of the last 50 step losses \(median) (first \(losses[0]))")
             }
         }
     }
