@@ -6,7 +6,7 @@
 #include <string.h>
 
 /* Workspace layout (floats): xs [A, C] | h1 [A, F] | h3 [A, F] (SwiGLU) | act [A, F] |
- * eo [A, C] | Q8 activation blocks of xs and of act (decode with Q4 weights) | per-thread
+ * eo [A, C] | Q8 activation blocks of xs and of act (decode with Q4 or Q8 weights) | per-thread
  * dequantized panels (only when an expert can have more than MOE_WEIGHT_DECODE_MAX_M rows). */
 int64_t moe_routed_experts_infer_workspace_size(int64_t A, int64_t C, int64_t F, int64_t E, int activation,
                                                 moe_weight w1, moe_weight w2) {
@@ -78,16 +78,15 @@ static void for_rows(const infer_args *a, int64_t n, int64_t lo, int64_t hi,
     }
 }
 
-/* Whether the decode GEMV of w runs on Q8 activation blocks (Q4 with an integer kernel). */
-static int uses_q8(const moe_weight *w) {
-    return w->format == MOE_WEIGHT_Q4 && moe_weight_kernels_current()->gemv_q4q8 != NULL;
-}
+/* Whether the decode GEMV of w runs on Q8 activation blocks (Q4, Q8 with an integer kernel). */
+static int uses_q8(const moe_weight *w) { return moe_weight_q8act_kernel(moe_weight_kernels_current(), w->format) != NULL; }
 
 /* y rows (stride ldy) = x rows (float, stride K; or their Q8 blocks) · rows n0 ..< n1 of w. */
 static void piece_gemv(const moe_weight *w, int64_t n0, int64_t n1, const float *x, const int8_t *xq,
                        const float *xd, int64_t m, float *y, int64_t ldy) {
     const moe_weight_kernels *kern = moe_weight_kernels_current();
-    if (uses_q8(w)) kern->gemv_q4q8(w, n0, n1, xq, xd, m, y, ldy, 0);
+    const moe_q8act_gemv q8 = moe_weight_q8act_kernel(kern, w->format);
+    if (q8) q8(w, n0, n1, xq, xd, m, y, ldy, 0);
     else kern->gemv(w, n0, n1, x, w->cols, m, y, ldy, 0);
 }
 
@@ -113,9 +112,9 @@ static void down_piece(const infer_args *a, int64_t e, int64_t c0, int64_t c1) {
     if (a->b2) bias2_cols(a, e, c0, c1);
 }
 
-/* Decode: one parallel region. Gather (and round each row to Q8 blocks once, for Q4 w1 / w3);
+/* Decode: one parallel region. Gather (and round each row to Q8 blocks once, for Q4 / Q8 w1, w3);
  * then the hidden units of all experts with rows, laid
- * end to end, split evenly over the threads (h1, h3, act); then (Q8 blocks of act, for a Q4 w2) the outputs likewise (eo);
+ * end to end, split evenly over the threads (h1, h3, act); then (Q8 blocks of act, for a Q4 / Q8 w2) the outputs likewise (eo);
  * then the tokens. Each element is computed by one thread with the same code whatever the
  * split, so the result does not depend on the thread count. */
 static void infer_decode(const infer_args *a, int64_t active) {

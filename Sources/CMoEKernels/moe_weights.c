@@ -157,7 +157,8 @@ int64_t moe_weight_decode_max_m(int format) {
 }
 
 int64_t moe_weight_matmul_workspace_size(moe_weight w, int64_t m) {
-    if (m <= moe_weight_decode_max_m(w.format)) return w.format == MOE_WEIGHT_Q4 ? moe_q8_blocks_floats(m, w.cols) : 0;
+    if (m <= moe_weight_decode_max_m(w.format))
+        return moe_weight_q8act_kernel(moe_weight_kernels_current(), w.format) ? moe_q8_blocks_floats(m, w.cols) : 0;
     if (w.format == MOE_WEIGHT_F32) return 0;
     return (int64_t)weight_threads() * moe_weight_panel_floats(w.cols);
 }
@@ -182,13 +183,13 @@ void moe_q8_blocks(const float *x, int64_t K, int8_t *q, float *d) {
     }
 }
 
-/* Decode: every thread a contiguous block of rows of W, dot products on the fly (Q4 with a
- * level's integer kernel: x as Q8 activation blocks in the workspace first). */
+/* Decode: every thread a contiguous block of rows of W, dot products on the fly (Q4 and Q8
+ * with a level's integer kernel: x as Q8 activation blocks in the workspace first). */
 static void matmul_decode(float *y, int64_t ldy, const float *x, int64_t ldx, const moe_weight *w, int64_t m,
                           int accumulate, float *workspace) {
     const moe_weight_kernels *kern = moe_weight_kernels_current();
     const int64_t N = w->rows, K = w->cols, G = (K + 31) / 32;
-    const int q8 = w->format == MOE_WEIGHT_Q4 && kern->gemv_q4q8 != NULL;
+    const moe_q8act_gemv q8 = moe_weight_q8act_kernel(kern, w->format);
     int8_t *xq = (int8_t *)workspace;
     float *xd = workspace + 8 * m * G;
     if (q8)
@@ -199,7 +200,7 @@ static void matmul_decode(float *y, int64_t ldy, const float *x, int64_t ldx, co
 #pragma omp parallel num_threads(moe_team(nt)) if (nt > 1)
     for (int64_t t = nt > 1 ? omp_get_thread_num() : 0; t < nt; t += nt > 1 ? omp_get_num_threads() : 1) {
         const int64_t n0 = N * t / nt, n1 = N * (t + 1) / nt;
-        if (q8) kern->gemv_q4q8(w, n0, n1, xq, xd, m, y, ldy, accumulate);
+        if (q8) q8(w, n0, n1, xq, xd, m, y, ldy, accumulate);
         else kern->gemv(w, n0, n1, x, ldx, m, y, ldy, accumulate);
     }
 }

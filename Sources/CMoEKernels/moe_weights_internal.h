@@ -78,23 +78,33 @@ static inline float moe_weight_at(const moe_weight *w, int64_t n, int64_t k) {
     }
 }
 
+/* An integer GEMV on Q8 activation blocks (moe_q8_blocks): y[i, n] (= or +=) the product of
+ * row n of w (n0 ≤ n < n1) and x row i (i < m), with xq row stride 32·G bytes, xd row stride
+ * G floats, G = ceil(K / 32); integer dot products per group of 32:
+ *   Q4 w: Σ_g s[n, g] · xd[i, g] · Σ_j q_w[n, 32g + j] · xq[i, 32g + j]
+ *   Q8 w: s[n] · Σ_g xd[i, g] · Σ_j q_w[n, 32g + j] · xq[i, 32g + j] */
+typedef void (*moe_q8act_gemv)(const moe_weight *w, int64_t n0, int64_t n1, const int8_t *xq, const float *xd,
+                               int64_t m, float *y, int64_t ldy, int accumulate);
+
 /*
- * The kernels of one SIMD level (moe_weights_simd.c). Both run on the calling thread.
+ * The kernels of one SIMD level (moe_weights_simd.c). All run on the calling thread.
  *   gemv:    y[i, n] (= or +=) Σ_k x[i, k] · W[n, k] for rows n0 ≤ n < n1 of w, i < m;
  *            x row stride ldx, y row stride ldy. Any m (x rows go four at a time).
  *   dequant: dst[(n − n0), k] = W[n, k] for n0 ≤ n < n1, dst row stride ldd.
+ *   gemv_q4q8, gemv_q8q8: the integer GEMVs for Q4 and Q8 w (NULL where the level has none:
+ *            decode then uses gemv with x in float32).
  */
 typedef struct moe_weight_kernels {
     void (*gemv)(const moe_weight *w, int64_t n0, int64_t n1, const float *x, int64_t ldx, int64_t m,
                  float *y, int64_t ldy, int accumulate);
     void (*dequant)(const moe_weight *w, int64_t n0, int64_t n1, float *dst, int64_t ldd);
-    /* gemv_q4q8 (NULL where the level has none: Q4 decode then uses gemv): y[i, n] (= or +=)
-     * Σ_g s[n, g] · xd[i, g] · Σ_j q_w[n, 32g + j] · xq[i, 32g + j] for rows n0 ≤ n < n1 of a
-     * Q4 w, i < m, with x as Q8 activation blocks (moe_q8_blocks): xq row stride 32·G bytes,
-     * xd row stride G floats, G = ceil(K / 32). Integer dot products per group. */
-    void (*gemv_q4q8)(const moe_weight *w, int64_t n0, int64_t n1, const int8_t *xq, const float *xd, int64_t m,
-                      float *y, int64_t ldy, int accumulate);
+    moe_q8act_gemv gemv_q4q8, gemv_q8q8;
 } moe_weight_kernels;
+
+/* The integer GEMV of `k` for a weight format (Q4, Q8), or NULL. */
+static inline moe_q8act_gemv moe_weight_q8act_kernel(const moe_weight_kernels *k, int format) {
+    return format == MOE_WEIGHT_Q4 ? k->gemv_q4q8 : format == MOE_WEIGHT_Q8 ? k->gemv_q8q8 : NULL;
+}
 
 /* Q8 activation blocks of one row x[0 ..< K] (see moe_weights.h): q [32·G] int8 (zero past
  * K), d [G] float32. Portable C, the same bits at every SIMD level. */

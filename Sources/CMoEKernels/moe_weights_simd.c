@@ -70,7 +70,7 @@ static void scalar_gemv(const moe_weight *w, int64_t n0, int64_t n1, const float
     }
 }
 
-static const moe_weight_kernels scalar_kernels = {scalar_gemv, scalar_dequant, NULL};
+static const moe_weight_kernels scalar_kernels = {scalar_gemv, scalar_dequant, NULL, NULL};
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -118,126 +118,14 @@ static inline ATTR void avx2_q4(const uint8_t *g, __m256 s, __m256 out[4]) {
 
 #include "moe_weights_simd_body.h"
 
-/* Q4 × Q8 activation blocks, integer dot products per group of 32. The nibbles u = q_w + 8 ∈
- * [0, 15] go into maddubs unsigned against the signed q_x: 16 exact int16 pair sums
- * (|·| ≤ 2·15·127), madd with ones 8 int32 lanes, converted and FMA'd with sc = s_w · d_x.
- * The −8 of every nibble is taken off once per (W row, x row) in floats:
- *   Σ_g sc_g · Σ_j q_w·q_x = Σ_g sc_g · Σ_j u·q_x − Σ_g sc_g · 8·Σ_j q_x,
- * with 8·Σ_j q_x per group (xs8, exact) computed once per call. The same code for every
- * x-row count (per x row: two accumulators, even / odd groups, and one for the correction),
- * so a row's result does not depend on how many rows share the call. Also used at the
- * AVX-512 level. */
+/* The integer decode kernels (moe_weights_simd_int.h) with maddubs + madd. */
+#define IV(name) avx2_##name
+#define DOT_U8S8(u, x) _mm256_madd_epi16(_mm256_maddubs_epi16((u), (x)), _mm256_set1_epi16(1))
+#include "moe_weights_simd_int.h"
+#undef DOT_U8S8
+#undef IV
 
-/* Groups per window: the x sums of one window (m × this many floats) live on the stack;
- * longer rows run window after window, the later windows accumulating. */
-#define Q4Q8_WINDOW_GROUPS 256
-
-/* The 32 nibbles of one group, unsigned: low nibbles (elements 0..15) in the low lane, high
- * nibbles (16..31) in the high lane (the high lane shifted right by 4 as whole 64-bit words:
- * bits that cross into a byte's high nibble are masked off). */
-static inline ATTR __m256i avx2_q4_nibbles(const uint8_t *g) {
-    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)g));
-    return _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_set_epi64x(4, 4, 0, 0)), _mm256_set1_epi8(0x0f));
-}
-
-/* 8 int32 lanes of Σ u·q_x over one group, as floats. */
-static inline ATTR __m256 avx2_q4q8_group(__m256i u, const int8_t *xq) {
-    const __m256i p16 = _mm256_maddubs_epi16(u, _mm256_loadu_si256((const __m256i *)xq));
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
-}
-
-/* out[i] = Σ_{g<G} s[g]·xd[i·ldd + g]·Σ_j q_w·xq[i·ldq + 32g + j] for i < mr (mr ≤ 4), the
- * groups g of one window; xs8[i·G + g] = 8·Σ_j xq[…]. */
-static inline __attribute__((always_inline)) ATTR void avx2_q4q8_rows(const int mr, const uint8_t *row,
-                                                                     const uint16_t *gs, int64_t G,
-                                                                     const int8_t *xq, int64_t ldq,
-                                                                     const float *xd, int64_t ldd,
-                                                                     const float *xs8, float *out) {
-    __m256 acc[4][2], cor[4];
-    float cor_tail[4] = {0, 0, 0, 0};
-    for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = cor[i] = _mm256_setzero_ps();
-    float sc[4][64]; /* s_w · d_x of the chunk's groups, per x row */
-    for (int64_t g0 = 0; g0 < G; g0 += 64) {
-        const int64_t gl = G - g0 < 64 ? G - g0 : 64;
-        int64_t j = 0;
-        for (; j + 8 <= gl; j += 8) {
-            const __m256 s = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(gs + g0 + j)));
-            for (int i = 0; i < mr; i++) {
-                const __m256 v = _mm256_mul_ps(s, _mm256_loadu_ps(xd + i * ldd + g0 + j));
-                _mm256_storeu_ps(sc[i] + j, v);
-                cor[i] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xs8 + i * G + g0 + j), cor[i]);
-            }
-        }
-        for (; j < gl; j++)
-            for (int i = 0; i < mr; i++) {
-                sc[i][j] = _cvtsh_ss(gs[g0 + j]) * xd[i * ldd + g0 + j];
-                cor_tail[i] += sc[i][j] * xs8[i * G + g0 + j];
-            }
-        int64_t g = 0;
-        for (; g + 2 <= gl; g += 2) { /* pairs into acc[·][0], acc[·][1]; a last odd group into [0] */
-            const int64_t ga = g0 + g;
-            __builtin_prefetch(row + 16 * ga + MOE_WEIGHT_PREFETCH_BYTES, 0, 3);
-            const __m256i ua = avx2_q4_nibbles(row + 16 * ga), ub = avx2_q4_nibbles(row + 16 * ga + 16);
-            for (int i = 0; i < mr; i++) {
-                const int8_t *xi = xq + i * ldq + 32 * ga;
-                acc[i][0] = _mm256_fmadd_ps(avx2_q4q8_group(ua, xi), _mm256_broadcast_ss(sc[i] + g), acc[i][0]);
-                acc[i][1] = _mm256_fmadd_ps(avx2_q4q8_group(ub, xi + 32), _mm256_broadcast_ss(sc[i] + g + 1), acc[i][1]);
-            }
-        }
-        if (g < gl) {
-            const __m256i ua = avx2_q4_nibbles(row + 16 * (g0 + g));
-            for (int i = 0; i < mr; i++)
-                acc[i][0] = _mm256_fmadd_ps(avx2_q4q8_group(ua, xq + i * ldq + 32 * (g0 + g)), _mm256_broadcast_ss(sc[i] + g), acc[i][0]);
-        }
-    }
-    for (int i = 0; i < mr; i++)
-        out[i] = avx2_hsum(_mm256_add_ps(acc[i][0], acc[i][1])) - (avx2_hsum(cor[i]) + cor_tail[i]);
-}
-
-static ATTR void avx2_gemv_q4q8(const moe_weight *w, int64_t n0, int64_t n1, const int8_t *xq, const float *xd,
-                                int64_t m, float *y, int64_t ldy, int accumulate) {
-    const int64_t G = moe_weight_scales_per_row(MOE_WEIGHT_Q4, w->cols);
-    const __m256i ones8 = _mm256_set1_epi8(1), ones = _mm256_set1_epi16(1);
-    for (int64_t i0 = 0; i0 < m; i0 += MOE_WEIGHT_DECODE_MAX_M) { /* x rows: at most the GEMV limit at a time */
-        const int64_t mb = m - i0 < MOE_WEIGHT_DECODE_MAX_M ? m - i0 : MOE_WEIGHT_DECODE_MAX_M;
-        for (int64_t w0 = 0; w0 < G; w0 += Q4Q8_WINDOW_GROUPS) {
-            const int64_t gw = G - w0 < Q4Q8_WINDOW_GROUPS ? G - w0 : Q4Q8_WINDOW_GROUPS;
-            const int add = accumulate || w0 > 0;
-            float xs8[MOE_WEIGHT_DECODE_MAX_M * Q4Q8_WINDOW_GROUPS];
-            for (int64_t i = 0; i < mb; i++)
-                for (int64_t g = 0; g < gw; g++) {
-                    const __m256i x = _mm256_loadu_si256((const __m256i *)(xq + (i0 + i) * 32 * G + 32 * (w0 + g)));
-                    const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, x), ones);
-                    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-                    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
-                    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
-                    xs8[i * gw + g] = (float)(8 * _mm_cvtsi128_si32(h));
-                }
-            for (int64_t n = n0; n < n1; n++) {
-                const uint8_t *row = (const uint8_t *)w->data + n * 16 * G + 16 * w0;
-                const uint16_t *gs = (const uint16_t *)w->scales + n * G + w0;
-                for (int64_t i1 = 0; i1 < mb; i1 += 4) {
-                    float out[4];
-                    const int64_t i = i0 + i1, mr = mb - i1 < 4 ? mb - i1 : 4;
-                    const int8_t *xi = xq + i * 32 * G + 32 * w0;
-                    const float *di = xd + i * G + w0, *si = xs8 + i1 * gw;
-                    switch (mr) {
-                    case 1: avx2_q4q8_rows(1, row, gs, gw, xi, 32 * G, di, G, si, out); break;
-                    case 2: avx2_q4q8_rows(2, row, gs, gw, xi, 32 * G, di, G, si, out); break;
-                    case 3: avx2_q4q8_rows(3, row, gs, gw, xi, 32 * G, di, G, si, out); break;
-                    default: avx2_q4q8_rows(4, row, gs, gw, xi, 32 * G, di, G, si, out); break;
-                    }
-                    for (int64_t r = 0; r < mr; r++) {
-                        float *yi = y + (i + r) * ldy + n;
-                        *yi = add ? *yi + out[r] : out[r];
-                    }
-                }
-            }
-        }
-    }
-}
-
-static const moe_weight_kernels avx2_kernels = {avx2_gemv, avx2_dequant, avx2_gemv_q4q8};
+static const moe_weight_kernels avx2_kernels = {avx2_gemv, avx2_dequant, avx2_gemv_q4q8, avx2_gemv_q8q8};
 #undef ATTR
 #undef VL
 #undef LV
@@ -284,10 +172,31 @@ static inline ATTR void avx512_q4(const uint8_t *g, __m512 s, __m512 out[2]) {
 }
 
 #include "moe_weights_simd_body.h"
-static const moe_weight_kernels avx512_kernels = {avx512_gemv, avx512_dequant, avx2_gemv_q4q8};
+/* Q8 W keeps x in float32 at this level: one x row through the integer kernel measured 0.76–0.79×
+ * the speed of converting W to floats in 512-bit registers (Benchmarks/weight-gemv/ab.sh), and
+ * 1.7× at 16 rows; decode is the case that counts. */
+static const moe_weight_kernels avx512_kernels = {avx512_gemv, avx512_dequant, avx2_gemv_q4q8, NULL};
 #undef ATTR
 #undef VL
 #undef LV
+
+/* AVX-512 VNNI: the Q4 integer decode kernel with vpdpbusd (one instruction where AVX2 needs
+ * maddubs + madd), on 256-bit vectors; the rest as AVX-512 above. */
+#define ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define IV(name) vnni_##name
+#define DOT_U8S8(u, x) _mm256_dpbusd_epi32(_mm256_setzero_si256(), (u), (x))
+#define INT_KERNELS_Q4_ONLY
+#include "moe_weights_simd_int.h"
+#undef INT_KERNELS_Q4_ONLY
+#undef DOT_U8S8
+#undef IV
+#undef ATTR
+static const moe_weight_kernels avx512_vnni_kernels = {avx512_gemv, avx512_dequant, vnni_gemv_q4q8, NULL};
+
+static int cpu_has_vnni(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni");
+}
 
 /* Best level of this CPU: 3 AVX-512 F+BW+VL (with FMA, F16C), 2 AVX2+FMA+F16C, else 0. */
 static int cpu_level(void) {
@@ -300,7 +209,14 @@ static int cpu_level(void) {
 }
 #else
 static int cpu_level(void) { return 0; }
+static int cpu_has_vnni(void) { return 0; }
 #endif
+
+int moe_weight_simd_vnni(void) { return moe_weight_simd_level() == 3 && cpu_has_vnni(); }
+
+int moe_weight_decode_rounds_x(int format) {
+    return moe_weight_q8act_kernel(moe_weight_kernels_current(), format) != NULL;
+}
 
 /* ------------------------------------------------------------------------------------
  * Level choice: once, from the CPU, lowered by SPARSEMOE_SIMD; moe_weight_set_simd_level.
@@ -340,7 +256,7 @@ int moe_weight_set_simd_level(int level) {
 const moe_weight_kernels *moe_weight_kernels_current(void) {
 #if defined(__x86_64__)
     switch (moe_weight_simd_level()) {
-    case 3: return &avx512_kernels;
+    case 3: return cpu_has_vnni() ? &avx512_vnni_kernels : &avx512_kernels;
     case 2: return &avx2_kernels;
     default: break;
     }

@@ -105,7 +105,11 @@ static double activate(double h, double u, int activation) {
     }
 }
 
-/* q8 != 0: Q8 activation blocks for Q4 weights (see moe_routed_experts_infer_q8act_naive). */
+/* Whether the kernels' decode path rounds x to Q8 activation blocks for w at the current SIMD
+ * level (which formats it does so for is the kernels' stated contract, moe_weights.h). */
+static int integer_format(moe_weight w) { return moe_weight_decode_rounds_x(w.format); }
+
+/* q8 != 0: Q8 activation blocks where the decode path rounds x (see moe_routed_experts_infer_q8act_naive). */
 static void routed_naive(float *y, float *bound, const float *x, const int32_t *experts, const float *gates,
                          moe_weight w1, moe_weight w3, moe_weight w2, const float *b1, const float *b2,
                          int64_t T, int64_t C, int64_t F, int64_t K, int activation, int q8) {
@@ -120,7 +124,7 @@ static void routed_naive(float *y, float *bound, const float *x, const int32_t *
     for (int64_t t = 0; t < T; t++) {
         const float *xt = x + t * C;
         q8_round_row(xr, xt, C);
-        const float *x1 = q8 && w1.format == MOE_WEIGHT_Q4 ? xr : xt, *x3 = q8 && w3.format == MOE_WEIGHT_Q4 ? xr : xt;
+        const float *x1 = q8 && integer_format(w1) ? xr : xt, *x3 = q8 && integer_format(w3) ? xr : xt;
         for (int64_t c = 0; c < C; c++) acc[c] = err[c] = 0;
         for (int64_t s = 0; s < K; s++) {
             const int32_t e = experts[t * K + s];
@@ -134,7 +138,7 @@ static void routed_naive(float *y, float *bound, const float *x, const int32_t *
                 hid[f] = activate(h, u, activation);
                 hf[f] = (float)hid[f];
             }
-            const int w2q = q8 && w2.format == MOE_WEIGHT_Q4;
+            const int w2q = q8 && integer_format(w2);
             if (w2q) moe_q8_blocks_naive(hf, F, hq, hd);
             for (int64_t c = 0; c < C; c++) {
                 double o = b2 ? b2[e * C + c] : 0.0, ob = 0.0;

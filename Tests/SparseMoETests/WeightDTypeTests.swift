@@ -26,10 +26,11 @@ final class WeightDTypeTests: XCTestCase {
         return y
     }
 
-    /// Whether an int4 product with m rows of x takes the kernels' Q8 activation path
-    /// (moe_weights.h: decode at SIMD level ≥ 2).
-    func q8Activations(m: Int) -> Bool {
-        moe_weight_simd_level() >= 2 && m <= Int(moe_weight_decode_max_m(Int32(MOE_WEIGHT_Q4.rawValue)))
+    /// Whether a product with a `dtype` weight and m rows of x takes the kernels' Q8 activation
+    /// path (moe_weights.h: decode, where moe_weight_decode_rounds_x says so).
+    func q8Activations(_ dtype: DType, m: Int) -> Bool {
+        guard dtype == .int4 || dtype == .int8 else { return false }
+        return moe_weight_decode_rounds_x(dtype.kernelFormat) != 0 && m <= Int(moe_weight_decode_max_m(dtype.kernelFormat))
     }
 
     /// x [m, k] with each row replaced by q·d of its Q8 activation blocks (naive reference).
@@ -99,8 +100,8 @@ final class WeightDTypeTests: XCTestCase {
         let w = randomTensor([n, k], seed: 3)
         for dtype in DType.weightFormats {
             let stored = w.converted(to: dtype)
-            // int4 decode rounds x to Q8 activation blocks first (the kernels' contract)
-            let xs = dtype == .int4 && q8Activations(m: m) ? q8Rounded(x.scalars, m: m, k: k) : x.scalars
+            // int4 and int8 decode round x to Q8 activation blocks first (the kernels' contract)
+            let xs = q8Activations(dtype, m: m) ? q8Rounded(x.scalars, m: m, k: k) : x.scalars
             let ref = naiveLinear(xs, stored.dequantized().scalars, m: m, n: n, k: k)
             let y = withNoGrad { linearProjection(x, stored) }
             XCTAssertEqual(y.shape, [m, n])
@@ -131,8 +132,8 @@ final class WeightDTypeTests: XCTestCase {
                                              w2: q2.dequantized(), activation: .swiglu)
             let (y, stats) = try withNoGrad { try routedExperts(x, experts: idx, gates: g, w1: q1, w3: q3, w2: q2, activation: .swiglu) }
             XCTAssertEqual(stats.assignments, t * k - 1)
-            if [d1, d3, d2].contains(.int4) && q8Activations(m: 6) { // ≤ 6 rows per expert: decode
-                // Q8 activation blocks for the int4 matrices: the naive twin of that path, within its
+            if [d1, d3, d2].contains(where: { q8Activations($0, m: 6) }) { // ≤ 6 rows per expert: decode
+                // Q8 activation blocks for the int4 / int8 matrices: the naive twin of that path, within its
                 // stated bound for the rounded hidden activations.
                 var yq = [Float](repeating: .nan, count: t * c), bound = yq
                 moe_routed_experts_infer_q8act_naive(&yq, &bound, x.scalars, experts, gates, q1.kernelWeight, q3.kernelWeight,

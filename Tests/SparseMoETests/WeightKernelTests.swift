@@ -193,9 +193,9 @@ final class WeightKernelTests: XCTestCase {
         mags.withUnsafeMutableBufferPointer {
             moe_weight_matmul_naive($0.baseAddress, Int64(ldy), x.map { abs($0) }, Int64(ldx), absW.view, Int64(m), 1)
         }
-        // Q4 decode at SIMD level ≥ 2 rounds x to Q8 activation blocks (moe_weights.h): its own
-        // reference, and against the float32 product the stated bound Σ_k |w| · d(k's block) / 2.
-        let q8 = w.format == .q4 && m <= Int(moe_weight_decode_max_m(Format.q4.rawValue))
+        // Q4 and Q8 decode round x to Q8 activation blocks where moe_weight_decode_rounds_x says so: their
+        // own reference, and against the float32 product the stated bound Σ_k |w| · d(k's block) / 2.
+        let q8 = (w.format == .q4 || w.format == .q8) && m <= Int(moe_weight_decode_max_m(w.format.rawValue))
         var refQ8 = y0, bound = [Float](repeating: 0, count: m * ldy)
         if q8 {
             refQ8.withUnsafeMutableBufferPointer { moe_weight_matmul_q8act_naive($0.baseAddress, Int64(ldy), x, Int64(ldx), w.view, Int64(m), accumulate ? 1 : 0) }
@@ -210,7 +210,7 @@ final class WeightKernelTests: XCTestCase {
         }
         var runs = 0
         forEachLevel { level in
-            let useQ8 = q8 && level >= 2
+            let useQ8 = q8 && moe_weight_decode_rounds_x(w.format.rawValue) != 0
             for t in threads {
                 var y = y0
                 let wsCount = Threads.with(t) { Int(moe_weight_matmul_workspace_size(w.view, Int64(m))) }
@@ -257,25 +257,33 @@ final class WeightKernelTests: XCTestCase {
         }
     }
 
-    /// The integer Q4 × Q8 decode path: m = 1..4 and 8, K past one 64-group scale chunk with a
+    /// The integer Q4 × Q8 and Q8 × Q8 decode paths: m = 1..4 and 8, K past one 64-group scale chunk with a
     /// group remainder, x with zero, tiny and huge blocks (checked against the Q8-activation
     /// reference and, within the stated per-block bound, the float32 product).
-    func testQ4IntegerDecodeMatchesNaive() {
-        for k in [2048 + 33, 95, 4096, 32 * 300 + 5] { // the last: two windows of x sums (256 + 45 groups)
-            var src = values(rows: 37, cols: k, seed: UInt64(k))
-            for j in 0..<min(k, 40) { src[5 * k + j] = 0 } // a zero group at the start of row 5
-            let w = Stored(src, rows: 37, cols: k, format: .q4)
-            for m in [1, 2, 3, 4, 8] {
-                checkMatmul(w, m: m, accumulate: m == 2, threads: [1, 2], "q4 integer k \(k) m \(m)")
+    func testIntegerDecodeMatchesNaive() {
+        for format in [Format.q4, .q8] {
+            for k in [2048 + 33, 95, 4096, 32 * 300 + 5] { // Q4, the last: two windows of x sums (256 + 45 groups)
+                var src = values(rows: 37, cols: k, seed: UInt64(k))
+                for j in 0..<min(k, 40) { src[5 * k + j] = 0 } // a zero group at the start of row 5
+                let w = Stored(src, rows: 37, cols: k, format: format)
+                for m in [1, 2, 3, 4, 8] {
+                    checkMatmul(w, m: m, accumulate: m == 2, threads: [1, 2], "\(format) integer k \(k) m \(m)")
+                }
             }
         }
     }
 
-    /// The integer Q4 path gives every x row the same bits whatever rows share its call
-    /// (decode of a sequence alone or in a batch of any size, up to the GEMV limit).
-    func testQ4IntegerDecodeRowDoesNotDependOnItsBatch() {
+    /// The integer Q4 and Q8 paths give every x row the same bits whatever rows share its call
+    /// (decode of a sequence alone or in a batch of any size, up to the GEMV limit), and the
+    /// same bits at every SIMD level that runs them (AVX2's maddubs + madd and AVX-512 VNNI's
+    /// vpdpbusd compute the same integers).
+    func testIntegerDecodeRowDoesNotDependOnItsBatch() {
+        for format in [Format.q4, .q8] { checkRowsIndependentOfBatch(format) }
+    }
+
+    func checkRowsIndependentOfBatch(_ format: Format) {
         let k = 32 * 70 + 9, n = 19, m = 11
-        let w = Stored(values(rows: n, cols: k, seed: 31), rows: n, cols: k, format: .q4)
+        let w = Stored(values(rows: n, cols: k, seed: 31), rows: n, cols: k, format: format)
         let x = randomTensor([m, k], seed: 32).scalars
         func run(_ rows: Range<Int>) -> [Float] {
             var y = [Float](repeating: 0, count: rows.count * n)
@@ -286,12 +294,20 @@ final class WeightKernelTests: XCTestCase {
             }
             return y
         }
+        var integerLevels: [Int32: [Float]] = [:]
+        var vnni = false
         forEachLevel { level in
+            guard moe_weight_decode_rounds_x(format.rawValue) != 0 else { return }
             let all = run(0..<m)
+            integerLevels[level] = all
+            if level == 3 { vnni = moe_weight_simd_vnni() != 0 }
             for i in 0..<m {
-                XCTAssertEqual(run(i..<(i + 1)), Array(all[(i * n)..<((i + 1) * n)]), "level \(level): x row \(i) alone vs in a batch of \(m)")
+                XCTAssertEqual(run(i..<(i + 1)), Array(all[(i * n)..<((i + 1) * n)]), "\(format) level \(level): x row \(i) alone vs in a batch of \(m)")
             }
-            XCTAssertEqual(run(3..<7), Array(all[(3 * n)..<(7 * n)]), "level \(level): rows 3..<7 vs in a batch of \(m)")
+            XCTAssertEqual(run(3..<7), Array(all[(3 * n)..<(7 * n)]), "\(format) level \(level): rows 3..<7 vs in a batch of \(m)")
+        }
+        if let avx2 = integerLevels[2], let avx512 = integerLevels[3] {
+            XCTAssertEqual(avx512, avx2, "\(format): AVX-512\(vnni ? " + VNNI" : "") vs AVX2")
         }
     }
 
@@ -441,7 +457,7 @@ final class WeightKernelTests: XCTestCase {
             return y
         }
 
-        /// The reference with Q8 activation blocks for Q4 weights, and the bound on what the
+        /// The reference with Q8 activation blocks for Q4 and Q8 weights, and the bound on what the
         /// kernel's rounding of the hidden activations adds (moe_routed_experts_infer_q8act_naive).
         func naiveQ8() -> (y: [Float], bound: [Float]) {
             var y = [Float](repeating: .nan, count: t * c), bound = [Float](repeating: .nan, count: t * c)
@@ -459,8 +475,10 @@ final class WeightKernelTests: XCTestCase {
 
         /// The reference for the kernel at `level` and its extra tolerance per element.
         func reference(level: Int32) -> (y: [Float], extra: [Float]) {
-            let q4 = [w1.format, activation == .swiglu ? w3.format : .f32, w2.format].contains(.q4)
-            if level >= 2 && q4 && decodes {
+            let integer = [w1.format, activation == .swiglu ? w3.format : .f32, w2.format].contains {
+                moe_weight_decode_rounds_x($0.rawValue) != 0
+            }
+            if integer && decodes {
                 let (y, bound) = naiveQ8()
                 return (y, bound.map { $0 * 1.01 })
             }
@@ -535,7 +553,7 @@ final class WeightKernelTests: XCTestCase {
         // Decode with 8 one-row assignments spread over the experts; GELU-tanh and ReLU with biases.
         for activation in [ExpertActivation.geluTanh, .relu] {
             p = makeExperts(activation, t: 4, formats: (.bf16, .f32, .q8), seed: 4) { ti, s in Int32((ti * 2 + s) % 5) }
-            assertClose(p.infer(threads: 2), p.naive(), atol: 2e-5, rtol: 1e-4, "\(activation)")
+            assertWithin(p.infer(threads: 2), p.reference(level: moe_weight_simd_level()), atol: 2e-5, rtol: 1e-4, "\(activation)")
         }
         // Decode results do not depend on the thread count.
         p = makeExperts(.swiglu, t: 2, formats: (.q4, .q8, .bf16), seed: 8) { ti, s in Int32(ti + 2 * s) }

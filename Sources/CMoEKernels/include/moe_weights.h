@@ -84,13 +84,15 @@ int64_t moe_weight_matmul_workspace_size(moe_weight w, int64_t m);
  *   x row stride ldx ≥ K, y row stride ldy ≥ N; workspace as sized above (may be NULL when 0).
  * Small m (decode): OpenMP over blocks of rows of W, each row's dot products dequantized on
  * the fly in SIMD (AVX-512 / AVX2+FMA+F16C chosen at run time, scalar otherwise); every W
- * byte is read once per call. Q4 W at SIMD level ≥ 2 (decode): x is first rounded to Q8
- * activation blocks, and the products are integer dot products per group of 32 (as
- * llama.cpp's Q4_0 × Q8_0):
+ * byte is read once per call. Q4 W at SIMD level ≥ 2 and Q8 W at level 2 (AVX2) (decode,
+ * moe_weight_decode_rounds_x): x is first rounded to Q8 activation blocks, and the products
+ * are integer dot products per group of 32 (as llama.cpp's Q4_0 × Q8_0 and Q8_0 × Q8_0):
  *   per row of x and block b of 32 columns (zero past K): d = max|x_b| / 127 (float32),
  *   q = round-half-even(x · (1/d)) ∈ [−127, 127] (0 where d = 0);
- *   y[i, n] = Σ_b s[n, b] · d[i, b] · Σ_j q_w · q_x,  so |x − q·d| ≤ d/2 per element (up to
- *   float32 rounding of x · (1/d)) is the added error. The scalar level keeps x in float32.
+ *   Q4: y[i, n] = Σ_b s[n, b] · d[i, b] · Σ_j q_w · q_x;  Q8: y[i, n] = s[n] · Σ_b d[i, b] · Σ_j q_w · q_x;
+ *   so |x − q·d| ≤ d/2 per element (up to float32 rounding of x · (1/d)) is the added error.
+ *   Other formats and levels keep x in float32 (Q8 at AVX-512: converting W to floats is the
+ *   faster for one row there).
  * Large m (prefill): W dequantized panel by panel into the
  * workspace and multiplied with single-threaded sgemm per thread. Inside an OpenMP
  * parallel region it runs on the calling thread. Deterministic for a fixed thread count.
@@ -124,6 +126,14 @@ void moe_routed_experts_infer(float *y, float *workspace,
 /* Which SIMD path the weight kernels (and the one-row decode attention) use on this CPU:
  * 0 scalar, 2 AVX2+FMA+F16C, 3 AVX-512 (F, BW, VL). */
 int moe_weight_simd_level(void);
+
+/* 1 when the integer decode kernels (weights × Q8 activation blocks) use AVX-512 VNNI's
+ * vpdpbusd: at level 3 on a CPU with VNNI. Their results are bit-identical to AVX2's. */
+int moe_weight_simd_vnni(void);
+
+/* 1 when moe_weight_matmul's decode path (m ≤ moe_weight_decode_max_m) at the current SIMD
+ * level rounds x to Q8 activation blocks for W in `format`: Q4 at levels 2 and 3, Q8 at 2. */
+int moe_weight_decode_rounds_x(int format);
 
 /* Sets the SIMD path of the weight kernels to the highest level ≤ `level` this CPU supports
  * and returns it (0 scalar, 2 AVX2+FMA+F16C, 3 AVX-512; 1 counts as 0). The first use starts

@@ -56,11 +56,12 @@ public enum Threads {
     /// Hardware threads available.
     public static var available: Int { Int(moe_available_threads()) }
 
-    /// The SIMD path the weight kernels chose for this CPU at run time: "AVX-512", "AVX2"
-    /// or "scalar" (`SPARSEMOE_SIMD=scalar|avx2|avx512` may lower it).
+    /// The SIMD path the weight kernels chose for this CPU at run time: "AVX-512 + VNNI"
+    /// (the int8/int4 kernels use vpdpbusd), "AVX-512", "AVX2" or "scalar"
+    /// (`SPARSEMOE_SIMD=scalar|avx2|avx512` may lower it).
     public static var simdPath: String {
         switch moe_weight_simd_level() {
-        case 3: return "AVX-512"
+        case 3: return moe_weight_simd_vnni() != 0 ? "AVX-512 + VNNI" : "AVX-512"
         case 2: return "AVX2"
         default: return "scalar"
         }

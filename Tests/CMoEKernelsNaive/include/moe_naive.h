@@ -82,14 +82,14 @@ void moe_weight_matmul_naive(float *y, int64_t ldy, const float *x, int64_t ldx,
  * d = 0; q [32·ceil(K/32)], d [ceil(K/32)]. */
 void moe_q8_blocks_naive(const float *x, int64_t K, int8_t *q, float *d);
 
-/* Reference of the Q4 decode product on Q8 activation blocks (tests only): each x row replaced
+/* Reference of the Q4 / Q8 decode product on Q8 activation blocks (tests only): each x row replaced
  * by q·d of moe_q8_blocks_naive, then moe_weight_matmul_naive. */
 void moe_weight_matmul_q8act_naive(float *y, int64_t ldy, const float *x, int64_t ldx, moe_weight w, int64_t m,
                                    int accumulate);
 
 /* Reference of moe_routed_experts_infer's decode path with Q8 activation blocks (tests only):
- * as moe_routed_experts_infer_naive, with x rounded by moe_q8_blocks_naive for a Q4 w1 (w3).
- * For a Q4 w2 the hidden activations stay exact and bound [T, C] gets the error the kernel's
+ * as moe_routed_experts_infer_naive, with x rounded by moe_q8_blocks_naive for a Q4 or Q8 w1
+ * (w3). For a Q4 or Q8 w2 the hidden activations stay exact and bound [T, C] gets the error the kernel's
  * rounding of them may add: Σ_slots |gate| · Σ_f |w2[c, f]| · d(f's block) / 2 (0 otherwise). */
 void moe_routed_experts_infer_q8act_naive(float *y, float *bound, const float *x, const int32_t *experts,
                                           const float *gates, moe_weight w1, moe_weight w3, moe_weight w2,

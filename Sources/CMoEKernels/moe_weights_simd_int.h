@@ -1,0 +1,193 @@
+/* Private: the integer decode kernels (Q4 and Q8 weights against Q8 activation blocks, see
+ * moe_weights_internal.h), written once on 256-bit integer vectors and included by
+ * moe_weights_simd.c per instruction set. The including file defines ATTR (target attribute),
+ * IV(name) (prefix), DOT_U8S8(u, x), and INT_KERNELS_Q4_ONLY to leave out the Q8 kernel.
+ * DOT_U8S8(u, x): 8 int32 lanes, lane l = Σ_{j<4} u[4l+j]·x[4l+j] for 32
+ * unsigned bytes u and 32 signed bytes x (AVX2: maddubs then madd with ones, exact while every
+ * pair sum fits int16, as it does here; AVX-512 VNNI: one vpdpbusd). Both give the same
+ * integers, so every level's results are bit-identical. */
+
+static inline ATTR float IV(hsum8)(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)); /* lanes i + (i+4) */
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));                                        /* + (i+2) */
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));                                         /* + (i+1) */
+    return _mm_cvtss_f32(s);
+}
+
+/* Q4 × Q8 activation blocks, integer dot products per group of 32. The nibbles u = q_w + 8 ∈
+ * [0, 15] go into DOT_U8S8 unsigned against the signed q_x (pair sums |·| ≤ 2·15·127): 8 int32
+ * lanes, converted and FMA'd with sc = s_w · d_x.
+ * The −8 of every nibble is taken off once per (W row, x row) in floats:
+ *   Σ_g sc_g · Σ_j q_w·q_x = Σ_g sc_g · Σ_j u·q_x − Σ_g sc_g · 8·Σ_j q_x,
+ * with 8·Σ_j q_x per group (xs8, exact) computed once per call. The same code for every
+ * x-row count (per x row: two accumulators, even / odd groups, and one for the correction),
+ * so a row's result does not depend on how many rows share the call. */
+
+/* Groups per window: the x sums of one window (m × this many floats) live on the stack;
+ * longer rows run window after window, the later windows accumulating. */
+#ifndef Q4Q8_WINDOW_GROUPS
+#define Q4Q8_WINDOW_GROUPS 256
+#endif
+
+/* The 32 nibbles of one group, unsigned: low nibbles (elements 0..15) in the low lane, high
+ * nibbles (16..31) in the high lane (the high lane shifted right by 4 as whole 64-bit words:
+ * bits that cross into a byte's high nibble are masked off). */
+static inline ATTR __m256i IV(q4_nibbles)(const uint8_t *g) {
+    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)g));
+    return _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_set_epi64x(4, 4, 0, 0)), _mm256_set1_epi8(0x0f));
+}
+
+/* 8 int32 lanes of Σ u·q_x over one group, as floats. */
+static inline ATTR __m256 IV(q4q8_group)(__m256i u, const int8_t *xq) {
+    return _mm256_cvtepi32_ps(DOT_U8S8(u, _mm256_loadu_si256((const __m256i *)xq)));
+}
+
+/* out[i] = Σ_{g<G} s[g]·xd[i·ldd + g]·Σ_j q_w·xq[i·ldq + 32g + j] for i < mr (mr ≤ 4), the
+ * groups g of one window; xs8[i·G + g] = 8·Σ_j xq[…]. */
+static inline __attribute__((always_inline)) ATTR void IV(q4q8_rows)(const int mr, const uint8_t *row,
+                                                                     const uint16_t *gs, int64_t G,
+                                                                     const int8_t *xq, int64_t ldq,
+                                                                     const float *xd, int64_t ldd,
+                                                                     const float *xs8, float *out) {
+    __m256 acc[4][2], cor[4];
+    float cor_tail[4] = {0, 0, 0, 0};
+    for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = cor[i] = _mm256_setzero_ps();
+    float sc[4][64]; /* s_w · d_x of the chunk's groups, per x row */
+    for (int64_t g0 = 0; g0 < G; g0 += 64) {
+        const int64_t gl = G - g0 < 64 ? G - g0 : 64;
+        int64_t j = 0;
+        for (; j + 8 <= gl; j += 8) {
+            const __m256 s = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(gs + g0 + j)));
+            for (int i = 0; i < mr; i++) {
+                const __m256 v = _mm256_mul_ps(s, _mm256_loadu_ps(xd + i * ldd + g0 + j));
+                _mm256_storeu_ps(sc[i] + j, v);
+                cor[i] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xs8 + i * G + g0 + j), cor[i]);
+            }
+        }
+        for (; j < gl; j++)
+            for (int i = 0; i < mr; i++) {
+                sc[i][j] = _cvtsh_ss(gs[g0 + j]) * xd[i * ldd + g0 + j];
+                cor_tail[i] += sc[i][j] * xs8[i * G + g0 + j];
+            }
+        int64_t g = 0;
+        for (; g + 2 <= gl; g += 2) { /* pairs into acc[·][0], acc[·][1]; a last odd group into [0] */
+            const int64_t ga = g0 + g;
+            __builtin_prefetch(row + 16 * ga + MOE_WEIGHT_PREFETCH_BYTES, 0, 3);
+            const __m256i ua = IV(q4_nibbles)(row + 16 * ga), ub = IV(q4_nibbles)(row + 16 * ga + 16);
+            for (int i = 0; i < mr; i++) {
+                const int8_t *xi = xq + i * ldq + 32 * ga;
+                acc[i][0] = _mm256_fmadd_ps(IV(q4q8_group)(ua, xi), _mm256_broadcast_ss(sc[i] + g), acc[i][0]);
+                acc[i][1] = _mm256_fmadd_ps(IV(q4q8_group)(ub, xi + 32), _mm256_broadcast_ss(sc[i] + g + 1), acc[i][1]);
+            }
+        }
+        if (g < gl) {
+            const __m256i ua = IV(q4_nibbles)(row + 16 * (g0 + g));
+            for (int i = 0; i < mr; i++)
+                acc[i][0] = _mm256_fmadd_ps(IV(q4q8_group)(ua, xq + i * ldq + 32 * (g0 + g)), _mm256_broadcast_ss(sc[i] + g), acc[i][0]);
+        }
+    }
+    for (int i = 0; i < mr; i++)
+        out[i] = IV(hsum8)(_mm256_add_ps(acc[i][0], acc[i][1])) - (IV(hsum8)(cor[i]) + cor_tail[i]);
+}
+
+static ATTR void IV(gemv_q4q8)(const moe_weight *w, int64_t n0, int64_t n1, const int8_t *xq, const float *xd,
+                                int64_t m, float *y, int64_t ldy, int accumulate) {
+    const int64_t G = moe_weight_scales_per_row(MOE_WEIGHT_Q4, w->cols);
+    const __m256i ones8 = _mm256_set1_epi8(1);
+    for (int64_t i0 = 0; i0 < m; i0 += MOE_WEIGHT_DECODE_MAX_M) { /* x rows: at most the GEMV limit at a time */
+        const int64_t mb = m - i0 < MOE_WEIGHT_DECODE_MAX_M ? m - i0 : MOE_WEIGHT_DECODE_MAX_M;
+        for (int64_t w0 = 0; w0 < G; w0 += Q4Q8_WINDOW_GROUPS) {
+            const int64_t gw = G - w0 < Q4Q8_WINDOW_GROUPS ? G - w0 : Q4Q8_WINDOW_GROUPS;
+            const int add = accumulate || w0 > 0;
+            float xs8[MOE_WEIGHT_DECODE_MAX_M * Q4Q8_WINDOW_GROUPS];
+            for (int64_t i = 0; i < mb; i++)
+                for (int64_t g = 0; g < gw; g++) {
+                    const __m256i x = _mm256_loadu_si256((const __m256i *)(xq + (i0 + i) * 32 * G + 32 * (w0 + g)));
+                    const __m256i s = DOT_U8S8(ones8, x);
+                    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+                    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+                    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+                    xs8[i * gw + g] = (float)(8 * _mm_cvtsi128_si32(h));
+                }
+            for (int64_t n = n0; n < n1; n++) {
+                const uint8_t *row = (const uint8_t *)w->data + n * 16 * G + 16 * w0;
+                const uint16_t *gs = (const uint16_t *)w->scales + n * G + w0;
+                for (int64_t i1 = 0; i1 < mb; i1 += 4) {
+                    float out[4];
+                    const int64_t i = i0 + i1, mr = mb - i1 < 4 ? mb - i1 : 4;
+                    const int8_t *xi = xq + i * 32 * G + 32 * w0;
+                    const float *di = xd + i * G + w0, *si = xs8 + i1 * gw;
+                    switch (mr) {
+                    case 1: IV(q4q8_rows)(1, row, gs, gw, xi, 32 * G, di, G, si, out); break;
+                    case 2: IV(q4q8_rows)(2, row, gs, gw, xi, 32 * G, di, G, si, out); break;
+                    case 3: IV(q4q8_rows)(3, row, gs, gw, xi, 32 * G, di, G, si, out); break;
+                    default: IV(q4q8_rows)(4, row, gs, gw, xi, 32 * G, di, G, si, out); break;
+                    }
+                    for (int64_t r = 0; r < mr; r++) {
+                        float *yi = y + (i + r) * ldy + n;
+                        *yi = add ? *yi + out[r] : out[r];
+                    }
+                }
+            }
+        }
+    }
+}
+
+#ifndef INT_KERNELS_Q4_ONLY
+/* Q8 × Q8 activation blocks, integer dot products per group of 32 (as llama.cpp's AVX2 Q8_0 ×
+ * Q8_0, with one weight scale per row): DOT_U8S8(|q_w|, sign(q_x, q_w)) gives 8 int32
+ * lanes (pair sums |·| ≤ 2·127·127), converted and FMA'd with d_x;
+ * the row scale multiplies the sum. A last partial group is read through a zero-padded copy
+ * (the row ends there). Per x row two accumulators (even / odd groups), the same code for
+ * every x-row count. */
+static inline __attribute__((always_inline)) ATTR void IV(q8q8_rows)(const int mr, const int8_t *row, int64_t K,
+                                                                     const int8_t *xq, int64_t ldq,
+                                                                     const float *xd, int64_t ldd, float *out) {
+    __m256 acc[4][2];
+    for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    const int64_t full = K / 32, G = (K + 31) / 32;
+    for (int64_t g = 0; g < G; g++) {
+        __m256i w;
+        if (g < full) {
+            w = _mm256_loadu_si256((const __m256i *)(row + 32 * g));
+            __builtin_prefetch(row + 32 * g + MOE_WEIGHT_PREFETCH_BYTES, 0, 3);
+        } else {
+            int8_t pad[32] = {0};
+            memcpy(pad, row + 32 * g, (size_t)(K - 32 * g));
+            w = _mm256_loadu_si256((const __m256i *)pad);
+        }
+        const __m256i aw = _mm256_sign_epi8(w, w);
+        for (int i = 0; i < mr; i++) {
+            const __m256i x = _mm256_loadu_si256((const __m256i *)(xq + i * ldq + 32 * g));
+            const __m256i p = DOT_U8S8(aw, _mm256_sign_epi8(x, w));
+            acc[i][g & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(xd + i * ldd + g), acc[i][g & 1]);
+        }
+    }
+    for (int i = 0; i < mr; i++) out[i] = IV(hsum8)(_mm256_add_ps(acc[i][0], acc[i][1]));
+}
+
+static ATTR void IV(gemv_q8q8)(const moe_weight *w, int64_t n0, int64_t n1, const int8_t *xq, const float *xd,
+                                int64_t m, float *y, int64_t ldy, int accumulate) {
+    const int64_t K = w->cols, G = (K + 31) / 32;
+    for (int64_t n = n0; n < n1; n++) {
+        const int8_t *row = (const int8_t *)w->data + n * K;
+        const float rs = ((const float *)w->scales)[n];
+        for (int64_t i0 = 0; i0 < m; i0 += 4) {
+            float out[4];
+            const int64_t mr = m - i0 < 4 ? m - i0 : 4;
+            const int8_t *xi = xq + i0 * 32 * G;
+            const float *di = xd + i0 * G;
+            switch (mr) {
+            case 1: IV(q8q8_rows)(1, row, K, xi, 32 * G, di, G, out); break;
+            case 2: IV(q8q8_rows)(2, row, K, xi, 32 * G, di, G, out); break;
+            case 3: IV(q8q8_rows)(3, row, K, xi, 32 * G, di, G, out); break;
+            default: IV(q8q8_rows)(4, row, K, xi, 32 * G, di, G, out); break;
+            }
+            for (int64_t r = 0; r < mr; r++) {
+                float *yi = y + (i0 + r) * ldy + n;
+                *yi = accumulate ? *yi + out[r] * rs : out[r] * rs;
+            }
+        }
+    }
+}
+#endif
