@@ -12,10 +12,15 @@ static void sgemm1(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
 
 void moe_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+    moe_gemm_split(sgemm1, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void moe_gemm_split(moe_gemm1 gemm1, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                    int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
     if (m <= 0 || n <= 0) return;
     int threads = moe_threads_current();
     if (threads == 1 || moe_in_region() || 2.0 * m * n * k < MOE_GEMM_PARALLEL_MIN_FLOPS || (m < 32 && n < 32)) {
-        sgemm1(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        gemm1(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
     /* Split the larger of M and N into one contiguous chunk per thread asked for (multiples
@@ -33,11 +38,11 @@ void moe_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, con
             if (split_rows) {
                 /* rows lo..<hi of op(A) and C */
                 const float *a_part = ta ? a + lo : a + lo * lda;
-                sgemm1(ta, tb, hi - lo, n, k, alpha, a_part, lda, b, ldb, beta, c + lo * ldc, ldc);
+                gemm1(ta, tb, hi - lo, n, k, alpha, a_part, lda, b, ldb, beta, c + lo * ldc, ldc);
             } else {
                 /* columns lo..<hi of op(B) and C */
                 const float *b_part = tb ? b + lo * ldb : b + lo;
-                sgemm1(ta, tb, m, hi - lo, k, alpha, a, lda, b_part, ldb, beta, c + lo, ldc);
+                gemm1(ta, tb, m, hi - lo, k, alpha, a, lda, b_part, ldb, beta, c + lo, ldc);
             }
         }
     }

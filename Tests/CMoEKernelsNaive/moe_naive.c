@@ -1,6 +1,7 @@
 /* Naive references (see moe_naive.h). Each was written beside its kernel and moved here
  * so that the library's public headers hold only what the library runs. */
 #include "moe_naive.h"
+#include <string.h>
 #include "moe_kernels.h"
 #include <math.h>
 #include <stdlib.h>
@@ -232,6 +233,35 @@ void moe_matmul_forward_naive(float *out, const float *a, const float *b,
                 O[i * n + j] = (float)s;
             }
     }
+}
+
+static double bf16_naive(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    const uint32_t lower = u & 0xffffu, keep = u >> 16;
+    uint32_t r = keep;
+    if (lower > 0x8000u || (lower == 0x8000u && (keep & 1u))) r = keep + 1; /* nearest, ties to even */
+    r <<= 16;
+    float f;
+    memcpy(&f, &r, 4);
+    return f;
+}
+
+void moe_sgemm_bf16_naive(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                          const float *b, int64_t ldb, float beta, float *c, int64_t ldc, float *abs_c) {
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double s = 0, sa = 0;
+            for (int64_t p = 0; p < k; p++) {
+                const double av = bf16_naive(ta ? a[p * lda + i] : a[i * lda + p]);
+                const double bv = bf16_naive(tb ? b[j * ldb + p] : b[p * ldb + j]);
+                s += av * bv;
+                sa += fabs(av * bv);
+            }
+            const double old = beta != 0.0f ? (double)beta * c[i * ldc + j] : 0.0;
+            c[i * ldc + j] = (float)((double)alpha * s + old);
+            if (abs_c) abs_c[i * ldc + j] = (float)(fabs((double)alpha) * sa);
+        }
 }
 
 /* from moe_optim.c */
