@@ -53,7 +53,8 @@ int moe_in_region(void);
  * only one pool of threads exists and nothing nests or competes. Called outside a
  * parallel region with more than one thread and enough work, moe_sgemm splits the
  * larger of M and N into one contiguous chunk per thread; inside a parallel region
- * (experts, heads or batches in parallel) it runs on the calling thread.
+ * (experts, heads or batches in parallel) it runs on the calling thread. Under
+ * moe_set_matmul_precision(1) it is moe_sgemm_bf16.
  */
 void moe_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                const float *b, int64_t ldb, float beta, float *c, int64_t ldc);

@@ -1,5 +1,6 @@
 #include "internal.h"
 #include <cblas.h>
+#include "moe_gemm_bf16.h"
 
 /* Below this many FLOPs a GEMM runs on the calling thread: waking the team costs more. */
 #define MOE_GEMM_PARALLEL_MIN_FLOPS (1 << 21)
@@ -10,9 +11,16 @@ static void sgemm1(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
                 (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
 }
 
+static int g_matmul_precision = 0; /* 0 float32, 1 bf16 operands (moe_gemm_bf16.h) */
+
+void moe_set_matmul_precision(int bf16) { __atomic_store_n(&g_matmul_precision, bf16 ? 1 : 0, __ATOMIC_RELAXED); }
+
+int moe_matmul_precision(void) { return __atomic_load_n(&g_matmul_precision, __ATOMIC_RELAXED); }
+
 void moe_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
-    moe_gemm_split(sgemm1, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    if (moe_matmul_precision()) moe_sgemm_bf16(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    else moe_gemm_split(sgemm1, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void moe_gemm_split(moe_gemm1 gemm1, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,

@@ -105,6 +105,8 @@ public struct TrainingSummary: Codable, Sendable {
     public var history: [LossPoint]
     /// What the forward kept for backward (`ActivationCheckpointing`); nil in older summaries.
     public var checkpointing: ActivationCheckpointing? = nil
+    /// The matmul arithmetic of the run (`MatmulPrecision`); nil in older summaries.
+    public var precision: MatmulPrecision? = nil
     /// Peak resident memory of the process over the training steps and evaluations (`VmHWM`
     /// when the last step ended, before the final checkpoint is written), bytes.
     public var peakRSSBytes: Int? = nil
@@ -120,7 +122,7 @@ public struct TrainingSummary: Codable, Sendable {
     public var communication: CommunicationReport? = nil
 
     enum CodingKeys: String, CodingKey {
-        case model, ffn, data, objective, steps, threads, seconds, history, checkpointing, communication
+        case model, ffn, data, objective, steps, threads, seconds, history, checkpointing, communication, precision
         case peakRSSBytes = "peak_rss_bytes", baselineRSSBytes = "baseline_rss_bytes", activationBytes = "activation_bytes", analyticPeakBytes = "analytic_peak_bytes"
         case skippedSteps = "skipped_steps", trainLoss = "train_loss", valLoss = "val_loss"
         case stepMSP50 = "step_ms_p50", stepMSP95 = "step_ms_p95"
@@ -452,7 +454,7 @@ public final class TrainingRun {
             denseSameTotalForwardFlopsPerToken: finite(a.denseSameTotal?.forwardFlopsPerToken),
             achievedGFLOPS: achieved, peakGFLOPS: finite(peak), modelFLOPsUtilization: finite(peak.map { achieved / $0 }),
             expertLoad: load, expertLoadByTask: try expertLoadByTask(), history: history,
-            checkpointing: config.checkpointing, peakRSSBytes: peakRSS, baselineRSSBytes: baselineRSS,
+            checkpointing: config.checkpointing, precision: config.precision, peakRSSBytes: peakRSS, baselineRSSBytes: baselineRSS,
             activationBytes: memory?.activationBytes, analyticPeakBytes: memory?.totalBytes,
             communication: ranks > 1 ? CommunicationReport(ranks: ranks, rank: rank, steps: stepMS.count, tally: stepCommunication,
                                                            setup: (trainer.communicationTally ?? CommunicationTally()) - stepCommunication,

@@ -157,8 +157,13 @@ public final class Trainer {
         return Tensor(indices: values, shape: [rows.count, width])
     }
 
-    /// One optimiser step over `gradAccumulation` micro-batches.
+    /// One optimiser step over `gradAccumulation` micro-batches, its matmuls in
+    /// `config.precision`.
     public func trainStep() throws -> StepReport {
+        try MatmulPrecision.with(config.precision) { try trainStepInPrecision() }
+    }
+
+    private func trainStepInPrecision() throws -> StepReport {
         let talliedBefore = dataParallel?.communicator.tally
         model.zeroGrad()
         var ceSum = 0.0, auxSum = 0.0, moeFLOPs = 0
@@ -224,8 +229,13 @@ public final class Trainer {
     }
 
     /// Mean cross-entropy per target token on up to `evalBatches` sequential batches of
-    /// `split` (masked LM: a fixed masking, the same at every evaluation).
+    /// `split` (masked LM: a fixed masking, the same at every evaluation), matmuls in
+    /// `config.precision`.
     public func evaluate(_ split: DatasetSplit = .validation) throws -> Double {
+        try MatmulPrecision.with(config.precision) { try evaluateInPrecision(split) }
+    }
+
+    private func evaluateInPrecision(_ split: DatasetSplit) throws -> Double {
         var rng = RandomGenerator(seed: config.seed ^ 0x5EED_0F_E7A1)
         let batches = try dataset.evaluationBatches(split, batchSize: config.batchSize, maxBatches: config.evalBatches)
         return try LanguageModelEvaluation.loss(model, batches: batches) { batch in

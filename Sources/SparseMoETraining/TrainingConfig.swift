@@ -53,6 +53,11 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// What the forward keeps for backward (`ActivationCheckpointing`); same gradients,
     /// less memory, more time. Absent in older configs: `none`.
     public var checkpointing: ActivationCheckpointing = .none
+    /// The arithmetic of the matmuls in forward and backward (`MatmulPrecision`): `bf16`
+    /// rounds their operands to bfloat16 and sums in float32 (mixed precision); weights,
+    /// gradients, optimizer state, router logits, softmax, norms and losses stay float32.
+    /// Absent in older configs: `fp32`.
+    public var precision: MatmulPrecision = .float32
 
     public init() {}
 
@@ -74,6 +79,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         freeze = try c.decode(FreezeMode.self, forKey: .freeze)
         checkpointEvery = try c.decode(Int.self, forKey: .checkpointEvery)
         checkpointing = try c.decodeIfPresent(ActivationCheckpointing.self, forKey: .checkpointing) ?? .none
+        precision = try c.decodeIfPresent(MatmulPrecision.self, forKey: .precision) ?? .float32
     }
 
     /// Throws `invalidConfig` naming the first bad field.
@@ -97,5 +103,6 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         case warmupSteps = "warmup_steps", minLRFraction = "min_lr_fraction", weightDecay = "weight_decay"
         case gradClip = "grad_clip", gradAccumulation = "grad_accumulation", evalEvery = "eval_every"
         case evalBatches = "eval_batches", seed, objective, freeze, checkpointEvery = "checkpoint_every", checkpointing
+        case precision
     }
 }

@@ -23,6 +23,12 @@ extern "C" {
 void moe_sgemm_bf16(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                     const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
+/* The arithmetic of every GEMM the kernels run (matmul, attention, expert GEMMs, prefill
+ * panels): 0 float32 (OpenBLAS sgemm), 1 bf16 operands with float32 sums (moe_sgemm_bf16).
+ * Process-wide; mixed-precision training sets 1 around its steps (float32 by default). */
+void moe_set_matmul_precision(int bf16);
+int moe_matmul_precision(void);
+
 /* The path moe_sgemm_bf16 takes: 1 AVX-512 BF16, 0 the portable one. The first use picks 1 where
  * the CPU has AVX-512 BF16 (and F, BW, VL) unless SPARSEMOE_SIMD=avx2|scalar lowers the level. */
 int moe_gemm_bf16_path(void);

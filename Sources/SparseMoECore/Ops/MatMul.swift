@@ -44,14 +44,18 @@ extension Check {
 ///   one large GEMM.
 /// FLOPs: 2·M·N·K per batch. Backward: dA = dC·op(B)ᵀ, dB = op(A)ᵀ·dC (mapped through
 /// the transposes), accumulated.
-public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
+/// `precision`: the arithmetic of the product and of its backward (nil: the ambient
+/// ``MatmulPrecision/current`` when the forward runs).
+public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false,
+                   precision: MatmulPrecision? = nil) -> Tensor {
     let op = "matmul"
     let l = Check.trapping { try Check.matmul(a, b, transposeA: transposeA, transposeB: transposeB) }
+    let precision = precision ?? MatmulPrecision.current
     // A shared 2-D right operand with an untransposed batched left operand is one GEMM.
     if b.rank == 2 && a.rank > 2 && !transposeA {
         let rows = a.shape.dropLast().reduce(1, *)
         let flat = a.reshaped([rows, a.shape[a.rank - 1]])
-        let out = matmul(flat, b, transposeB: transposeB)
+        let out = matmul(flat, b, transposeB: transposeB, precision: precision)
         return out.reshaped(Array(a.shape.dropLast()) + [out.shape[1]])
     }
     let (batchShape, m, n, k, bStride) = (l.batchShape, l.m, l.n, l.k, l.bStride)
@@ -59,15 +63,19 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transpose
     let out = Tensor(zeros: batchShape + [m, n])
     if m * n > 0 && batch > 0 {
         if k == 0 { /* product of empty inner dimension is zero */ } else {
-            moe_matmul_forward(out.floats, a.floats, b.floats, Int64(batch), Int64(m), Int64(n), Int64(k),
-                               transposeA ? 1 : 0, transposeB ? 1 : 0, Int64(m * k), Int64(bStride))
+            MatmulPrecision.with(precision) {
+                moe_matmul_forward(out.floats, a.floats, b.floats, Int64(batch), Int64(m), Int64(n), Int64(k),
+                                   transposeA ? 1 : 0, transposeB ? 1 : 0, Int64(m * k), Int64(bStride))
+            }
         }
     }
     return out.recording(op, inputs: [a, b]) { g in
         guard m * n * k * batch > 0 else { return }
         let da = a.requiresGrad ? a.gradBuffer().floats : nil
         let db = b.requiresGrad ? b.gradBuffer().floats : nil
-        moe_matmul_backward(da, db, g.floats, a.floats, b.floats, Int64(batch), Int64(m), Int64(n), Int64(k),
-                            transposeA ? 1 : 0, transposeB ? 1 : 0, Int64(m * k), Int64(bStride))
+        MatmulPrecision.with(precision) {
+            moe_matmul_backward(da, db, g.floats, a.floats, b.floats, Int64(batch), Int64(m), Int64(n), Int64(k),
+                                transposeA ? 1 : 0, transposeB ? 1 : 0, Int64(m * k), Int64(bStride))
+        }
     }
 }

@@ -35,7 +35,7 @@ public final class ExpertChoiceRouter: Router {
 
     public func route(_ x: Tensor, context: inout RoutingContext) throws -> Routing {
         try RouterConfigCheck.input(x, hiddenSize: weight.shape[1], router: "ExpertChoiceRouter")
-        let logits = matmul(x, weight, transposeB: true)
+        let logits = matmul(x, weight, transposeB: true, precision: .float32)
         let probs = softmax(logits)
         let (indices, weights) = expertChoice(probs, capacity: capacity(tokens: x.shape[0]))
         return Routing(experts: indices, gates: weights, probs: probs, logits: logits)

@@ -28,10 +28,10 @@ public final class NoisyTopKRouter: Router {
 
     public func route(_ x: Tensor, context: inout RoutingContext) throws -> Routing {
         try RouterConfigCheck.input(x, hiddenSize: weight.shape[1], router: "NoisyTopKRouter")
-        let clean = matmul(x, weight, transposeB: true)
+        let clean = matmul(x, weight, transposeB: true, precision: .float32)
         var logits = clean
         if context.training {
-            let rawStd = matmul(x, noiseWeight, transposeB: true)
+            let rawStd = matmul(x, noiseWeight, transposeB: true, precision: .float32)
             let noise = Tensor.normal(clean.shape, using: &context.rng)
             logits = noisyLogits(clean: clean, rawStd: rawStd, noise: noise)
         }

@@ -61,7 +61,7 @@ public final class SigmoidBiasRouter: Router {
 
     public func route(_ x: Tensor, context: inout RoutingContext) throws -> Routing {
         try RouterConfigCheck.input(x, hiddenSize: weight.shape[1], router: "SigmoidBiasRouter")
-        let logits = matmul(x, weight, transposeB: true)
+        let logits = matmul(x, weight, transposeB: true, precision: .float32)
         let sel = sigmoidTopK(logits, bias: bias, topK: topK, nGroup: nGroup, topkGroup: topkGroup,
                                   normalize: normalize, scaling: routedScalingFactor)
         if context.training && !context.recomputing {

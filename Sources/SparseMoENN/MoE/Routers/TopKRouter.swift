@@ -49,7 +49,7 @@ public final class TopKRouter: Router {
         if context.training && jitter > 0 {
             input = try applyJitter(x, epsilon: jitter, rng: &context.rng)
         }
-        let logits = matmul(input, weight, transposeB: true)
+        let logits = matmul(input, weight, transposeB: true, precision: .float32)
         let sel = softmaxTopK(logits, topK: topK, renormalize: renormalize)
         var experts = sel.indices, dropped = 0
         if let cap = capacity {
