@@ -141,7 +141,8 @@ static int weight_threads(void) { return moe_in_region() ? 1 : moe_threads_curre
 
 /* Rows up to which a matmul runs as GEMV (each weight read once for all rows) rather than
  * dequantized panels × sgemm (float32: plain sgemm, which would pack W on every call):
- * MOE_WEIGHT_DECODE_MAX_M in every format (measured in moe_weights_internal.h).
+ * MOE_WEIGHT_DECODE_MAX_M, or no limit for a format with an integer kernel at this level
+ * (both measured in moe_weights_internal.h).
  * SPARSEMOE_DECODE_MAX_M (1…256), read once, overrides it, for measurements. */
 static int64_t g_decode_max_m = 0; /* 0: not read yet; -1: no override */
 
@@ -152,7 +153,7 @@ int64_t moe_weight_decode_max_m(int format) {
         g_decode_max_m = v >= 1 && v <= 256 ? v : -1;
     }
     if (g_decode_max_m > 0) return g_decode_max_m;
-    (void)format;
+    if (moe_weight_q8act_kernel(moe_weight_kernels_current(), format)) return MOE_WEIGHT_INTEGER_MAX_M;
     return MOE_WEIGHT_DECODE_MAX_M;
 }
 

@@ -20,6 +20,13 @@
 #define MOE_WEIGHT_DECODE_MAX_M 32
 #endif
 
+/* Formats with an integer kernel at the current level (moe_weight_decode_rounds_x) take the
+ * GEMV path at every m: one W row against blocks of MOE_WEIGHT_DECODE_MAX_M x rows runs
+ * 2.2–2.6× the rate of dequantized panels × sgemm at 32–256 rows (Q4 with AVX-512 VNNI and
+ * with AVX2, Q8 with AVX2; 512 × 2048 in cache, one thread, Intel Xeon with AVX-512 BF16,
+ * Benchmarks/weight-gemv/gemv.c with SPARSEMOE_DECODE_MAX_M 256 against 1). */
+#define MOE_WEIGHT_INTEGER_MAX_M ((int64_t)1 << 40)
+
 /* The Q8 and Q4 decode kernels prefetch the W bytes this far ahead of the ones they read
  * (rows are contiguous, so across rows too). Measured on 2 Zen 3 cores: the GEMV alone reads
  * faster with it in every format, but end to end (moe bench, weights mapped from the file)

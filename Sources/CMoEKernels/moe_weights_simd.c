@@ -172,26 +172,24 @@ static inline ATTR void avx512_q4(const uint8_t *g, __m512 s, __m512 out[2]) {
 }
 
 #include "moe_weights_simd_body.h"
-/* Q8 W keeps x in float32 at this level: one x row through the integer kernel measured 0.76–0.79×
- * the speed of converting W to floats in 512-bit registers (Benchmarks/weight-gemv/ab.sh), and
- * 1.7× at 16 rows; decode is the case that counts. */
-static const moe_weight_kernels avx512_kernels = {avx512_gemv, avx512_dequant, avx2_gemv_q4q8, NULL};
+/* Q8 W through the integer kernel here too: one x row in cache ran at 0.76–0.79× the speed of
+ * converting W to floats in 512-bit registers, but decode reads W from memory at a fraction of
+ * either rate, and from 16 rows on (batched decode, prefill) the integer kernel is 1.7–2.3×. */
+static const moe_weight_kernels avx512_kernels = {avx512_gemv, avx512_dequant, avx2_gemv_q4q8, avx2_gemv_q8q8};
 #undef ATTR
 #undef VL
 #undef LV
 
-/* AVX-512 VNNI: the Q4 integer decode kernel with vpdpbusd (one instruction where AVX2 needs
- * maddubs + madd), on 256-bit vectors; the rest as AVX-512 above. */
+/* AVX-512 VNNI: the integer decode kernels with vpdpbusd (one instruction where AVX2 needs
+ * maddubs + madd), on 256-bit vectors; the float kernels as AVX-512 above. */
 #define ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define IV(name) vnni_##name
 #define DOT_U8S8(u, x) _mm256_dpbusd_epi32(_mm256_setzero_si256(), (u), (x))
-#define INT_KERNELS_Q4_ONLY
 #include "moe_weights_simd_int.h"
-#undef INT_KERNELS_Q4_ONLY
 #undef DOT_U8S8
 #undef IV
 #undef ATTR
-static const moe_weight_kernels avx512_vnni_kernels = {avx512_gemv, avx512_dequant, vnni_gemv_q4q8, NULL};
+static const moe_weight_kernels avx512_vnni_kernels = {avx512_gemv, avx512_dequant, vnni_gemv_q4q8, vnni_gemv_q8q8};
 
 static int cpu_has_vnni(void) {
     __builtin_cpu_init();

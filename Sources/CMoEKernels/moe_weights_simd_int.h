@@ -1,8 +1,7 @@
 /* Private: the integer decode kernels (Q4 and Q8 weights against Q8 activation blocks, see
  * moe_weights_internal.h), written once on 256-bit integer vectors and included by
  * moe_weights_simd.c per instruction set. The including file defines ATTR (target attribute),
- * IV(name) (prefix), DOT_U8S8(u, x), and INT_KERNELS_Q4_ONLY to leave out the Q8 kernel.
- * DOT_U8S8(u, x): 8 int32 lanes, lane l = Σ_{j<4} u[4l+j]·x[4l+j] for 32
+ * IV(name) (prefix) and DOT_U8S8(u, x): 8 int32 lanes, lane l = Σ_{j<4} u[4l+j]·x[4l+j] for 32
  * unsigned bytes u and 32 signed bytes x (AVX2: maddubs then madd with ones, exact while every
  * pair sum fits int16, as it does here; AVX-512 VNNI: one vpdpbusd). Both give the same
  * integers, so every level's results are bit-identical. */
@@ -133,7 +132,6 @@ static ATTR void IV(gemv_q4q8)(const moe_weight *w, int64_t n0, int64_t n1, cons
     }
 }
 
-#ifndef INT_KERNELS_Q4_ONLY
 /* Q8 × Q8 activation blocks, integer dot products per group of 32 (as llama.cpp's AVX2 Q8_0 ×
  * Q8_0, with one weight scale per row): DOT_U8S8(|q_w|, sign(q_x, q_w)) gives 8 int32
  * lanes (pair sums |·| ≤ 2·127·127), converted and FMA'd with d_x;
@@ -190,4 +188,3 @@ static ATTR void IV(gemv_q8q8)(const moe_weight *w, int64_t n0, int64_t n1, cons
         }
     }
 }
-#endif

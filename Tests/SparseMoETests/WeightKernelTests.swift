@@ -195,7 +195,7 @@ final class WeightKernelTests: XCTestCase {
         }
         // Q4 and Q8 decode round x to Q8 activation blocks where moe_weight_decode_rounds_x says so: their
         // own reference, and against the float32 product the stated bound Σ_k |w| · d(k's block) / 2.
-        let q8 = (w.format == .q4 || w.format == .q8) && m <= Int(moe_weight_decode_max_m(w.format.rawValue))
+        let q8 = w.format == .q4 || w.format == .q8  // whether a level rounds x: decided per level below
         var refQ8 = y0, bound = [Float](repeating: 0, count: m * ldy)
         if q8 {
             refQ8.withUnsafeMutableBufferPointer { moe_weight_matmul_q8act_naive($0.baseAddress, Int64(ldy), x, Int64(ldx), w.view, Int64(m), accumulate ? 1 : 0) }
@@ -210,7 +210,7 @@ final class WeightKernelTests: XCTestCase {
         }
         var runs = 0
         forEachLevel { level in
-            let useQ8 = q8 && moe_weight_decode_rounds_x(w.format.rawValue) != 0
+            let useQ8 = q8 && moe_weight_decode_rounds_x(w.format.rawValue) != 0 && m <= Int(moe_weight_decode_max_m(w.format.rawValue))
             for t in threads {
                 var y = y0
                 let wsCount = Threads.with(t) { Int(moe_weight_matmul_workspace_size(w.view, Int64(m))) }
@@ -470,7 +470,7 @@ final class WeightKernelTests: XCTestCase {
         var decodes: Bool {
             var rows = [Int](repeating: 0, count: e)
             for r in route where r >= 0 { rows[Int(r)] += 1 }
-            return rows.max()! <= Int(moe_weight_decode_max_m(Format.q4.rawValue))
+            return rows.max()! <= Int(moe_weight_decode_max_m(w1.format.rawValue))
         }
 
         /// The reference for the kernel at `level` and its extra tolerance per element.

@@ -72,7 +72,8 @@ int64_t moe_weight_find_nonfinite(const void *data, int format, int64_t n);
 /* dst [count, cols] = float32 values of rows first ..< first + count of w. OpenMP over rows. */
 void moe_weight_dequantize(float *dst, moe_weight w, int64_t first, int64_t count);
 
-/* Rows of x up to which moe_weight_matmul takes the decode path for W in `format`. */
+/* Rows of x up to which moe_weight_matmul takes the decode path for W in `format` at the current
+ * SIMD level (2⁴⁰, no limit, where the level has an integer kernel for the format). */
 int64_t moe_weight_decode_max_m(int format);
 
 /* Float32 scratch (in floats) that moe_weight_matmul needs for m rows of x on the current
@@ -84,15 +85,14 @@ int64_t moe_weight_matmul_workspace_size(moe_weight w, int64_t m);
  *   x row stride ldx ≥ K, y row stride ldy ≥ N; workspace as sized above (may be NULL when 0).
  * Small m (decode): OpenMP over blocks of rows of W, each row's dot products dequantized on
  * the fly in SIMD (AVX-512 / AVX2+FMA+F16C chosen at run time, scalar otherwise); every W
- * byte is read once per call. Q4 W at SIMD level ≥ 2 and Q8 W at level 2 (AVX2) (decode,
- * moe_weight_decode_rounds_x): x is first rounded to Q8 activation blocks, and the products
+ * byte is read once per call. Q4 and Q8 W at SIMD level ≥ 2 (moe_weight_decode_rounds_x)
+ * take this path at every m: x is first rounded to Q8 activation blocks, and the products
  * are integer dot products per group of 32 (as llama.cpp's Q4_0 × Q8_0 and Q8_0 × Q8_0):
  *   per row of x and block b of 32 columns (zero past K): d = max|x_b| / 127 (float32),
  *   q = round-half-even(x · (1/d)) ∈ [−127, 127] (0 where d = 0);
  *   Q4: y[i, n] = Σ_b s[n, b] · d[i, b] · Σ_j q_w · q_x;  Q8: y[i, n] = s[n] · Σ_b d[i, b] · Σ_j q_w · q_x;
  *   so |x − q·d| ≤ d/2 per element (up to float32 rounding of x · (1/d)) is the added error.
- *   Other formats and levels keep x in float32 (Q8 at AVX-512: converting W to floats is the
- *   faster for one row there).
+ *   Other formats and the scalar level keep x in float32.
  * Large m (prefill): W dequantized panel by panel into the
  * workspace and multiplied with single-threaded sgemm per thread. Inside an OpenMP
  * parallel region it runs on the calling thread. Deterministic for a fixed thread count.
@@ -132,7 +132,7 @@ int moe_weight_simd_level(void);
 int moe_weight_simd_vnni(void);
 
 /* 1 when moe_weight_matmul's decode path (m ≤ moe_weight_decode_max_m) at the current SIMD
- * level rounds x to Q8 activation blocks for W in `format`: Q4 at levels 2 and 3, Q8 at 2. */
+ * level rounds x to Q8 activation blocks for W in `format`: Q4 and Q8 at levels 2 and 3. */
 int moe_weight_decode_rounds_x(int format);
 
 /* Sets the SIMD path of the weight kernels to the highest level ≤ `level` this CPU supports
