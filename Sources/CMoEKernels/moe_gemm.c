@@ -1,12 +1,14 @@
 #include "internal.h"
 #include <cblas.h>
 #include "moe_gemm_bf16.h"
+#include "moe_threads.h"
 
 /* Below this many FLOPs a GEMM runs on the calling thread: waking the team costs more. */
 #define MOE_GEMM_PARALLEL_MIN_FLOPS (1 << 21)
 
 static void sgemm1(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                    const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+    moe_blas_core_init();
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                 (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
 }

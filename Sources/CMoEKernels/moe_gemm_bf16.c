@@ -8,6 +8,7 @@
  * Packing buffers are per thread, allocated on first use and kept for the thread's life. */
 #include "internal.h"
 #include "moe_gemm_bf16.h"
+#include "moe_threads.h"
 #include "moe_weights.h"
 #include <cblas.h>
 #include <stdlib.h>
@@ -57,6 +58,7 @@ static void *thread_buffer(size_t bytes) {
 
 static void gemm1_portable(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                            const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+    moe_blas_core_init();
     float *pb = thread_buffer(sizeof(float) * (KC * NC + MC * KC));
     float *pa = pb + KC * NC;
     if (!pb) __builtin_trap(); /* out of memory for < 2 MB: nothing sensible is left to do */
@@ -196,7 +198,8 @@ static int g_path = -1; /* -1: not chosen yet */
 int moe_gemm_bf16_path(void) {
     int path = __atomic_load_n(&g_path, __ATOMIC_ACQUIRE);
     if (path < 0) {
-        path = cpu_has_bf16();
+        const char *env = getenv("SPARSEMOE_BF16_GEMM");
+        path = env && strcmp(env, "avx512bf16") == 0 && cpu_has_bf16();
         __atomic_store_n(&g_path, path, __ATOMIC_RELEASE);
     }
     return path;

@@ -46,6 +46,7 @@ void moe_set_num_threads(int n) {
     bump_generation();
     omp_set_num_threads(n);
     /* BLAS is always single-threaded; moe_sgemm parallelises it with OpenMP. */
+    moe_blas_core_init();
     openblas_set_num_threads(1);
 }
 

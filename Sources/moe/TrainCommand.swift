@@ -84,7 +84,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("checkpoint-every"), help: "Save a resumable checkpoint every N steps (0 = at the end only).") var checkpointEvery: Int = 0
     @Option(name: .long, help: "Fine-tuning: none, routers, or all-but-experts.") var freeze: String = "none"
     @Option(name: .long, help: "Activation checkpointing: none, attention (recompute attention in backward) or block (keep only each block's input). Same gradients, less memory, more time.") var checkpointing: String = "none"
-    @Option(name: .long, help: "Matmul arithmetic: fp32, or bf16 (mixed precision: matmul operands rounded to bfloat16, float32 sums; weights, optimizer, routers, norms and losses stay float32). Fast with AVX-512 BF16; elsewhere the same numbers at float32 speed.") var precision: String = "fp32"
+    @Option(name: .long, help: "Matmul arithmetic: fp32, or bf16 (mixed precision: matmul operands rounded to bfloat16, float32 sums; weights, optimizer, routers, norms and losses stay float32). Today the arithmetic, not speed: 0.5–0.9× fp32's GEMM rate.") var precision: String = "fp32"
     @Option(name: .long, help: "Random seed (data order, initialisation, router noise).") var seed: UInt64 = 0
     @Option(name: .long, help: "Threads for kernels and BLAS (default: SPARSEMOE_NUM_THREADS or all cores).") var threads: Int?
     @Option(name: .long, help: "Report folder (default runs/<preset>[-dense]).") var out: String?
@@ -195,8 +195,8 @@ struct Train: ParsableCommand {
               + (run.trainer.step > 0 ? ", resuming at step \(run.trainer.step)" : "")
               + (communicator.map { ", \(Self.describe(parallel, ranks: $0.size)) over \($0.size) ranks (\(c.batchSize / $0.size) sequences each)" } ?? ""))
         if c.precision == .bfloat16 {
-            print(MatmulPrecision.hardwareBF16 ? "  matmuls in bf16 (AVX-512 BF16), float32 sums; routers, norms, losses and optimizer in float32"
-                  : "  matmuls in bf16, float32 sums: this CPU has no AVX-512 BF16, so they run through float32 GEMMs (same numbers, no faster)")
+            print("  matmuls with bf16 operands and float32 sums" + (MatmulPrecision.hardwareBF16 ? " (AVX-512 BF16 kernel)" : " (rounded, then float32 GEMMs: slower than fp32 for now)")
+                  + "; routers, norms, losses and optimizer in float32")
         }
         let progress = Progress(total: c.steps, startStep: run.trainer.step, terminal: stdoutIsTerminal, quiet: quiet || rank != 0)
         let summary = try run.run(onStep: { report, elapsed in

@@ -89,8 +89,9 @@ final class TrainerTests: XCTestCase {
         let dataset = try TextDataset(tokens: corpus.tokens, sequenceLength: 16)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sparsemoe-resume-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let cfg = trainingConfig(steps: 12)
-        for router in [RouterKind.softmaxTopK, .sigmoidBias] {
+        for (router, precision) in [(RouterKind.softmaxTopK, MatmulPrecision.float32), (.sigmoidBias, .float32), (.softmaxTopK, .bfloat16)] {
+            var cfg = trainingConfig(steps: 12)
+            cfg.precision = precision
             // Uninterrupted run.
             let full = try Trainer(model: try TransformerLM(config: tinyModelConfig(router: router), seed: 6), dataset: dataset, config: cfg)
             var reference: [Double] = []
@@ -104,7 +105,7 @@ final class TrainerTests: XCTestCase {
             let second = try Trainer(model: try ModelFiles.load(from: folder), dataset: dataset, config: cfg)
             try TrainingCheckpoint.restore(second, from: folder)
             for _ in 5..<12 { resumed.append(try second.trainStep().loss) }
-            XCTAssertEqual(resumed, reference, "\(router)")
+            XCTAssertEqual(resumed, reference, "\(router) \(precision)")
             XCTAssertEqual(second.model.parameters.map(\.scalars), full.model.parameters.map(\.scalars))
         }
     }

@@ -13,10 +13,12 @@ extern "C" {
  *   bf16(x): x rounded to bfloat16, nearest even (8 significant bits). beta = 0 never reads C.
  * A and B are float32 in memory and rounded while they are packed, so callers keep one float32
  * copy. The products of two bf16 values are exact in float32; only the sums round.
- * Two paths, chosen once at run time:
- *   1  AVX-512 BF16 (vdpbf16ps: two bf16 products per float lane and instruction);
- *   0  any CPU: the operands rounded to bf16 into float32 buffers, then sgemm (same math,
- *      float32 speed).
+ * Two paths:
+ *   0  (default) any CPU: the operands rounded to bf16 into float32 buffers, then sgemm (same
+ *      math; 0.5–0.9× sgemm's speed, the rounding copies being the difference);
+ *   1  AVX-512 BF16 (vdpbf16ps: two bf16 products per float lane and instruction), a first
+ *      kernel at 0.4–0.6× OpenBLAS's AVX-512 sgemm (Benchmarks/gemm-bf16/run.sh), so not the
+ *      default: SPARSEMOE_BF16_GEMM=avx512bf16 or moe_gemm_bf16_set_path(1) selects it.
  * On the kernel threads like moe_sgemm (the larger of m and n split, one chunk per thread);
  * deterministic for a fixed thread count and path.
  */
@@ -29,8 +31,9 @@ void moe_sgemm_bf16(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha
 void moe_set_matmul_precision(int bf16);
 int moe_matmul_precision(void);
 
-/* The path moe_sgemm_bf16 takes: 1 AVX-512 BF16, 0 the portable one. The first use picks 1 where
- * the CPU has AVX-512 BF16 (and F, BW, VL) unless SPARSEMOE_SIMD=avx2|scalar lowers the level. */
+/* The path moe_sgemm_bf16 takes: 1 AVX-512 BF16, 0 the portable one. The first use picks 0, or 1
+ * with SPARSEMOE_BF16_GEMM=avx512bf16 where the CPU has AVX-512 BF16 (and F, BW, VL) at SIMD
+ * level 3. */
 int moe_gemm_bf16_path(void);
 
 /* Sets the path to `hardware` where the CPU allows it and returns the path chosen; for tests and

@@ -58,6 +58,13 @@ int moe_available_threads(void);
 /// pieces of work (benchmark runs), not inside a loop of kernels.
 void moe_threads_park(void);
 
+/// OpenBLAS's kernel set ("SkylakeX", "Haswell", …; "unknown" for another BLAS), after the
+/// one check every GEMM entry point makes first (moe_blas_core.c): an OpenBLAS too old for
+/// the CPU falls back to its generic SSE3 kernels ("Prescott"); unless OPENBLAS_CORETYPE is
+/// set, the kernels the CPU supports are chosen instead. *changed (may be NULL) = 1 when so.
+const char *moe_blas_core(int *changed);
+void moe_blas_core_init(void);
+
 #ifdef __cplusplus
 }
 #endif

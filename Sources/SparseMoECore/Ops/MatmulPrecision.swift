@@ -7,9 +7,10 @@ internal import CMoEKernels
 /// The precision is ambient and process-wide: every GEMM the kernels run (``matmul(_:_:transposeA:transposeB:precision:)``,
 /// attention, the routed experts) uses ``current``, which ``with(_:_:)`` sets for a scope.
 /// Mixed-precision training runs its steps under `.bfloat16`; routers ask for `.float32`
-/// explicitly, so routing decisions never move with rounding. With AVX-512 BF16
-/// (``hardwareBF16``) bf16 products run at about twice float32's rate; elsewhere the same
-/// arithmetic runs through float32 GEMMs, no faster.
+/// explicitly, so routing decisions never move with rounding. The bf16 GEMMs round their
+/// operands into float32 buffers for sgemm (0.5–0.9× float32's speed); an AVX-512 BF16
+/// kernel (``hardwareBF16``, opt-in with `SPARSEMOE_BF16_GEMM=avx512bf16`) reaches 0.4–0.6× of
+/// OpenBLAS's AVX-512 sgemm so far. Today this buys the arithmetic, not speed.
 public enum MatmulPrecision: String, Codable, Sendable, CaseIterable {
     case float32 = "fp32"
     case bfloat16 = "bf16"
@@ -25,6 +26,6 @@ public enum MatmulPrecision: String, Codable, Sendable, CaseIterable {
         return try body()
     }
 
-    /// Whether bf16 GEMMs run on AVX-512 BF16 instructions on this CPU (else: float32 speed).
+    /// Whether bf16 GEMMs run on the AVX-512 BF16 kernel (else through float32 GEMMs).
     public static var hardwareBF16: Bool { moe_gemm_bf16_path() != 0 }
 }

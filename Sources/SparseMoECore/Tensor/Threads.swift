@@ -67,6 +67,15 @@ public enum Threads {
         }
     }
 
+    /// OpenBLAS's kernel set ("SkylakeX", "Haswell", …) and whether SparseMoE chose it over
+    /// the generic SSE3 fallback ("Prescott") an OpenBLAS older than the CPU picks
+    /// (`OPENBLAS_CORETYPE` set by the user is left alone).
+    public static var blasCore: (name: String, chosenBySparseMoE: Bool) {
+        var changed: Int32 = 0
+        let name = String(cString: moe_blas_core(&changed))
+        return (name, changed != 0)
+    }
+
     /// Puts to sleep the worker threads that keep spinning after parallel work (C
     /// `moe_threads_park`): OpenMP's workers spin for `KMP_BLOCKTIME` (200 ms by default)
     /// after every parallel region, and OpenBLAS's own threads, which only the benchmark
