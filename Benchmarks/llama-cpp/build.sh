@@ -11,7 +11,9 @@
 # the converter imports (torch, transformers, numpy, sentencepiece; about 0.9 GB).
 #
 # Environment: LLAMA_CPP_PYTHON_VERSION pins the sdist (e.g. 0.3.36); JOBS (default 2)
-# sets the build parallelism; TORCH_SPEC is the pip requirement for torch (default: the
+# sets the build parallelism; LLAMA_NO_AMX=1 builds without Intel AMX (on a 2-vCPU Xeon
+# with AMX, llama.cpp's native build died with SIGILL in its AMX Q8_0 kernel, `tilezero` on a
+# worker thread; changing it reconfigures and rebuilds); TORCH_SPEC is the pip requirement for torch (default: the
 # CPU-only wheel from https://download.pytorch.org/whl/cpu, falling back to PyPI's
 # `torch`, which pulls the CUDA libraries, several GB; with a local wheel directory in
 # pip's find-links, e.g. TORCH_SPEC="torch==2.13.0+cpu").
@@ -58,8 +60,12 @@ COMMIT="$(cat "$SRC/COMMIT" 2>/dev/null || true)"
 # llama-server (for Benchmarks/serving) is configured without its web UI: no npm build
 # and no download of prebuilt UI assets, so the build needs no network. A build tree
 # configured before the server was added is reconfigured once (the other targets stay).
-if [ ! -f "$BUILD/CMakeCache.txt" ] || ! grep -q '^LLAMA_BUILD_SERVER:BOOL=ON' "$BUILD/CMakeCache.txt"; then
+NO_AMX_FLAGS=""
+[ "${LLAMA_NO_AMX:-0}" = 1 ] && NO_AMX_FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+if [ ! -f "$BUILD/CMakeCache.txt" ] || ! grep -q '^LLAMA_BUILD_SERVER:BOOL=ON' "$BUILD/CMakeCache.txt" \
+    || ! grep -qx "CMAKE_C_FLAGS:STRING=$NO_AMX_FLAGS" "$BUILD/CMakeCache.txt"; then
     cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
+        -DCMAKE_C_FLAGS="$NO_AMX_FLAGS" -DCMAKE_CXX_FLAGS="$NO_AMX_FLAGS" \
         -DLLAMA_BUILD_COMMIT="${COMMIT:-unknown}" \
         -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_SERVER=ON \
         -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF
