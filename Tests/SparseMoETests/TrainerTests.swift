@@ -35,8 +35,8 @@ final class TrainerTests: XCTestCase {
             let dataset = try TextDataset(tokens: text, sequenceLength: 16, validationFraction: 0)
             let model = try TransformerLM(config: tinyModelConfig(causal: objective == .causal), seed: 1)
             // Masked LM re-draws the masked positions every step, so it needs more steps: at 400
-            // the median below was 0.29–0.42 depending on the machine's sgemm kernels (AVX2 or
-            // AVX-512), still falling; at 800 it ends at 0.01–0.02 on both.
+            // the median below was 0.29–0.42 depending on which OpenBLAS sgemm kernels ran (its
+            // Haswell or its generic SSE3 ones), still falling; at 800 it ends at 0.01–0.02.
             var cfg = trainingConfig(steps: objective == .causal ? 150 : 800, objective: objective)
             cfg.learningRate = 1e-2
             let trainer = try Trainer(model: model, dataset: dataset, config: cfg)
