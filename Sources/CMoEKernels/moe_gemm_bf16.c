@@ -88,40 +88,24 @@ static void gemm1_portable(int ta, int tb, int64_t m, int64_t n, int64_t k, floa
 #include <immintrin.h>
 #define ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
-/* Packs op(B)[pc ..< pc + kc, jc ..< jc + nc] as panels of NR columns: panel q, pair p holds NR
- * 32-bit words, word j = bf16(B[pc + 2p, j]) | bf16(B[pc + 2p + 1, j]) << 16 (0 past kc or nc). */
-static void pack_b(uint32_t *dst, const float *b, int64_t ldb, int tb, int64_t pc, int64_t kc, int64_t jc, int64_t nc) {
+/* Packs X[k0 ..< k0 + kc, j0 ..< j0 + nc] as panels of `width` columns, X[k, j] = trans ?
+ * x[j·ld + k] : x[k·ld + j]: panel q, pair p holds `width` 32-bit words, word j =
+ * bf16(X[k0 + 2p, j]) | bf16(X[k0 + 2p + 1, j]) << 16 (0 past kc or nc). op(B) is X with
+ * width NR; op(A)ᵀ (A's rows as columns, trans flipped) with width MR. */
+static void pack_pairs(uint32_t *dst, const float *x, int64_t ld, int trans, int64_t k0, int64_t kc, int64_t j0,
+                       int64_t nc, int width) {
     const int64_t pairs = (kc + 1) / 2;
-    for (int64_t q = 0; q < nc; q += NR) {
-        uint32_t *panel = dst + (q / NR) * pairs * NR;
+    for (int64_t q = 0; q < nc; q += width) {
+        uint32_t *panel = dst + (q / width) * pairs * width;
         for (int64_t p = 0; p < pairs; p++)
-            for (int64_t j = 0; j < NR; j++) {
-                const int64_t col = q + j, k0 = 2 * p;
+            for (int64_t j = 0; j < width; j++) {
+                const int64_t col = q + j, k = 2 * p;
                 uint32_t lo = 0, hi = 0;
                 if (col < nc) {
-                    lo = bf16_bits(op_b(b, ldb, tb, pc + k0, jc + col));
-                    if (k0 + 1 < kc) hi = bf16_bits(op_b(b, ldb, tb, pc + k0 + 1, jc + col));
+                    lo = bf16_bits(op_b(x, ld, trans, k0 + k, j0 + col));
+                    if (k + 1 < kc) hi = bf16_bits(op_b(x, ld, trans, k0 + k + 1, j0 + col));
                 }
-                panel[p * NR + j] = lo | hi << 16;
-            }
-    }
-}
-
-/* Packs op(A)[ic ..< ic + mc, pc ..< pc + kc] as panels of MR rows: panel r0, pair p holds MR
- * words, word i = bf16(A[i, pc + 2p]) | bf16(A[i, pc + 2p + 1]) << 16 (0 past mc or kc). */
-static void pack_a(uint32_t *dst, const float *a, int64_t lda, int ta, int64_t ic, int64_t mc, int64_t pc, int64_t kc) {
-    const int64_t pairs = (kc + 1) / 2;
-    for (int64_t r0 = 0; r0 < mc; r0 += MR) {
-        uint32_t *panel = dst + (r0 / MR) * pairs * MR;
-        for (int64_t p = 0; p < pairs; p++)
-            for (int64_t i = 0; i < MR; i++) {
-                const int64_t row = r0 + i, k0 = 2 * p;
-                uint32_t lo = 0, hi = 0;
-                if (row < mc) {
-                    lo = bf16_bits(op_a(a, lda, ta, ic + row, pc + k0));
-                    if (k0 + 1 < kc) hi = bf16_bits(op_a(a, lda, ta, ic + row, pc + k0 + 1));
-                }
-                panel[p * MR + i] = lo | hi << 16;
+                panel[p * width + j] = lo | hi << 16;
             }
     }
 }
@@ -166,10 +150,10 @@ static void gemm1_avx512bf16(int ta, int tb, int64_t m, int64_t n, int64_t k, fl
         const int64_t nc = n - jc < NC ? n - jc : NC;
         for (int64_t pc = 0; pc < k || pc == 0; pc += KC) {
             const int64_t kc = k - pc < KC ? k - pc : KC, pairs = (kc + 1) / 2;
-            pack_b(pb, b, ldb, tb, pc, kc, jc, nc);
+            pack_pairs(pb, b, ldb, tb, pc, kc, jc, nc, NR);
             for (int64_t ic = 0; ic < m; ic += MC) {
                 const int64_t mc = m - ic < MC ? m - ic : MC;
-                pack_a(pa, a, lda, ta, ic, mc, pc, kc);
+                pack_pairs(pa, a, lda, !ta, pc, kc, ic, mc, MR);
                 for (int64_t q = 0; q < nc; q += NR)
                     for (int64_t r0 = 0; r0 < mc; r0 += MR)
                         tile_8x32(pairs, pa + (r0 / MR) * pairs * MR, pb + (q / NR) * pairs * NR,
