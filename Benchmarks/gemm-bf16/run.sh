@@ -5,8 +5,9 @@
 #
 #   Benchmarks/gemm-bf16/run.sh [THREADS=2] [ROUNDS=9]
 #
-# SPARSEMOE_SIMD=avx2 forces the portable bf16 path. Needs clang (Swift's is fine) and
-# Debian's libopenblas-dev, libomp-dev.
+# The bf16 path is the portable one (rounded operands, sgemm) unless
+# SPARSEMOE_BF16_GEMM=avx512bf16 selects the AVX-512 BF16 kernel (moe_gemm_bf16.h).
+# Needs clang (Swift's is fine) and Debian's libopenblas-dev, libomp-dev.
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT

@@ -23,6 +23,10 @@ build() { # build VERSION NAME
     (cd "$TMP/$2/obj" && clang -fopenmp -O3 -std=c11 -I"$src/include" -I"$src" -c "$src"/*.c "$REPO/Benchmarks/weight-gemv/gemv.c")
     clang "$TMP/$2"/obj/*.o -o "$TMP/$2/gemv" -lopenblas -liomp5 -lm
 }
+for rev in "$A" "$B"; do
+    [ "$rev" = work ] || git -C "$REPO" rev-parse --verify -q "$rev^{commit}" >/dev/null \
+        || { echo "ab.sh: '$rev' is not a git revision of $REPO (or 'work' for the working tree)" >&2; exit 2; }
+done
 build "$A" a; build "$B" b
 echo "A = $A, B = $B; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "| format | m | level | A G weight-rows/s | B G weight-rows/s | B / A |"

@@ -1,4 +1,4 @@
-/* OpenBLAS's kernel choice (moe_blas_core, moe_gemm_bf16.h's neighbour in moe_threads.h).
+/* OpenBLAS's kernel choice (moe_blas_core and moe_blas_core_init, declared in moe_threads.h).
  * A DYNAMIC_ARCH OpenBLAS picks its kernels from the CPU model when it loads; a release that
  * predates the CPU does not know the model and falls back to "Prescott", plain SSE3. Debian
  * 12's OpenBLAS 0.3.21 does this on Intel Xeons of 2023 on (Sapphire and Emerald Rapids):

@@ -78,8 +78,8 @@ static void for_rows(const infer_args *a, int64_t n, int64_t lo, int64_t hi,
     }
 }
 
-/* Whether the decode GEMV of w runs on Q8 activation blocks (Q4, Q8 with an integer kernel). */
-static int uses_q8(const moe_weight *w) { return moe_weight_q8act_kernel(moe_weight_kernels_current(), w->format) != NULL; }
+/* Whether the decode GEMV of w runs on Q8 activation blocks (moe_weight_decode_rounds_x). */
+static int uses_q8(const moe_weight *w) { return moe_weight_decode_rounds_x(w->format); }
 
 /* y rows (stride ldy) = x rows (float, stride K; or their Q8 blocks) · rows n0 ..< n1 of w. */
 static void piece_gemv(const moe_weight *w, int64_t n0, int64_t n1, const float *x, const int8_t *xq,

@@ -159,7 +159,7 @@ int64_t moe_weight_decode_max_m(int format) {
 
 int64_t moe_weight_matmul_workspace_size(moe_weight w, int64_t m) {
     if (m <= moe_weight_decode_max_m(w.format))
-        return moe_weight_q8act_kernel(moe_weight_kernels_current(), w.format) ? moe_q8_blocks_floats(m, w.cols) : 0;
+        return moe_weight_decode_rounds_x(w.format) ? moe_q8_blocks_floats(m, w.cols) : 0;
     if (w.format == MOE_WEIGHT_F32) return 0;
     return (int64_t)weight_threads() * moe_weight_panel_floats(w.cols);
 }

@@ -191,9 +191,14 @@ static const moe_weight_kernels avx512_kernels = {avx512_gemv, avx512_dequant, a
 #undef ATTR
 static const moe_weight_kernels avx512_vnni_kernels = {avx512_gemv, avx512_dequant, vnni_gemv_q4q8, vnni_gemv_q8q8};
 
+/* Read once: moe_weight_kernels_current runs for every GEMV piece. */
 static int cpu_has_vnni(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512vnni");
+    static int vnni = -1; /* -1: not read yet; every thread reads the same answer */
+    if (vnni < 0) {
+        __builtin_cpu_init();
+        vnni = __builtin_cpu_supports("avx512vnni") ? 1 : 0;
+    }
+    return vnni;
 }
 
 /* Best level of this CPU: 3 AVX-512 F+BW+VL (with FMA, F16C), 2 AVX2+FMA+F16C, else 0. */

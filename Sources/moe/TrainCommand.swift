@@ -84,7 +84,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("checkpoint-every"), help: "Save a resumable checkpoint every N steps (0 = at the end only).") var checkpointEvery: Int = 0
     @Option(name: .long, help: "Fine-tuning: none, routers, or all-but-experts.") var freeze: String = "none"
     @Option(name: .long, help: "Activation checkpointing: none, attention (recompute attention in backward) or block (keep only each block's input). Same gradients, less memory, more time.") var checkpointing: String = "none"
-    @Option(name: .long, help: "Matmul arithmetic: fp32, or bf16 (mixed precision: matmul operands rounded to bfloat16, float32 sums; weights, optimizer, routers, norms and losses stay float32). Today the arithmetic, not speed: 0.5–0.9× fp32's GEMM rate.") var precision: String = "fp32"
+    @Option(name: .long, help: "Matmul arithmetic: fp32, or bf16 (mixed precision: matmul operands rounded to bfloat16, float32 sums; weights, optimizer, routers, norms and losses stay float32). Today the arithmetic, not speed: 0.5–0.9× fp32's GEMM rate. Default fp32; with --resume, the run's own.") var precision: String?
     @Option(name: .long, help: "Random seed (data order, initialisation, router noise).") var seed: UInt64 = 0
     @Option(name: .long, help: "Threads for kernels and BLAS (default: SPARSEMOE_NUM_THREADS or all cores).") var threads: Int?
     @Option(name: .long, help: "Report folder (default runs/<preset>[-dense]).") var out: String?
@@ -108,7 +108,7 @@ struct Train: ParsableCommand {
         guard ActivationCheckpointing(rawValue: checkpointing) != nil else {
             throw ValidationError("--checkpointing must be one of \(ActivationCheckpointing.allCases.map(\.rawValue).joined(separator: ", ")), got '\(checkpointing)'")
         }
-        guard MatmulPrecision(rawValue: precision) != nil else {
+        if let precision, MatmulPrecision(rawValue: precision) == nil {
             throw ValidationError("--precision must be fp32 or bf16, got '\(precision)'")
         }
         if resume && out == nil { throw ValidationError("--resume needs --out DIR (the run folder to continue)") }
@@ -131,7 +131,7 @@ struct Train: ParsableCommand {
         t.objective = Objective(rawValue: objective)!
         t.freeze = FreezeMode(rawValue: freeze)!
         t.checkpointing = ActivationCheckpointing(rawValue: checkpointing)!
-        t.precision = MatmulPrecision(rawValue: precision)!
+        t.precision = precision.flatMap { MatmulPrecision(rawValue: $0) } ?? .float32
         o.training = t
         let base = `init` != nil ? "finetune" : URL(fileURLWithPath: configSpec).deletingPathExtension().lastPathComponent
         o.outputDirectory = out ?? "runs/\(base)\(ffn == "dense" ? "-dense" : "")"
@@ -174,6 +174,11 @@ struct Train: ParsableCommand {
                 throw SparseMoEError.file(path: saved.path, message: "no run to resume here (run.json is missing)")
             }
             opts = try decodeJSON(TrainingRunOptions.self, from: data)
+            if let given = precision.flatMap({ MatmulPrecision(rawValue: $0) }), given != opts.training.precision {
+                throw ValidationError("--precision \(given.rawValue): the run in \(opts.outputDirectory) trains in "
+                                      + "\(opts.training.precision.rawValue), and --resume continues it as it was; leave --precision out, "
+                                      + "or start a new run (another --out, or --force)")
+            }
         }
         // Flags that are not run options but must match across ranks too.
         let flags: [(name: String, value: String)] = communicator == nil ? [] : [("flags.parallel", "\(parallel)"),
