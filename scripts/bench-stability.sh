@@ -59,6 +59,9 @@ table("forward ×roofline (op GFLOP/s ÷ grouped-sgemm roofline GFLOP/s, medians
 table("forward + backward ×roofline", "forward_backward_vs_roofline", ratio)
 table("forward_spread ((max − min) / median of the op's timed runs)", "forward_spread", pct)
 table("forward_backward_spread", "forward_backward_spread", pct)
+if all("control_forward_spread" in r for rs in rows.values() for r in rs):
+    table("machine control spread, forward rounds (each thread's own fixed sgemm, same rounds)", "control_forward_spread", pct)
+    table("machine control spread, forward + backward rounds", "control_forward_backward_spread", pct)
 print("\nspread warnings (> 10 %) per invocation, all measurements (op, references, variants)")
 print(f"{'workload':<20}" + "".join(f"{'#' + str(i):>7}" for i in range(1, n + 1)))
 for w, rs in rows.items():

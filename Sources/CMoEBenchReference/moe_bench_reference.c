@@ -86,6 +86,18 @@ void moe_bench_dense_sgemm(float *out, const float *a, const float *b, int64_t M
     openblas_set_num_threads(1);
 }
 
+int64_t moe_bench_machine_control_workspace_size(int64_t n) { return (int64_t)moe_get_num_threads() * 3 * n * n; }
+
+void moe_bench_machine_control(float *workspace, int64_t n, int64_t reps) {
+    const int threads = moe_get_num_threads();
+#pragma omp parallel num_threads(threads)
+    {
+        /* Each thread on its own three n×n blocks: nothing shared, no barrier until the end. */
+        float *a = workspace + (int64_t)omp_get_thread_num() * 3 * n * n, *b = a + n * n, *c = b + n * n;
+        for (int64_t r = 0; r < reps; r++) sgemm(0, 0, n, n, n, a, n, b, n, 0, c, n);
+    }
+}
+
 float moe_bench_stream_sum(const float *x, int64_t n) {
     float total = 0.0f;
     int nt = moe_get_num_threads();

@@ -34,6 +34,7 @@ static atomic_flag g_sampling = ATOMIC_FLAG_INIT;
 static load_sample g_window[MOE_LOAD_WINDOW];
 static int g_window_fill = 0, g_window_next = 0;
 static _Atomic int g_others_x100 = 0;
+static _Atomic int g_most_threads = 0; /* the largest count ever set: the pool's size, for park */
 
 static void bump_generation(void) { atomic_fetch_add(&g_generation, 1); }
 
@@ -41,6 +42,7 @@ void moe_set_num_threads(int n) {
     if (n < 1) n = 1;
     g_threads = n;
     atomic_store(&g_team, n);
+    if (n > atomic_load(&g_most_threads)) atomic_store(&g_most_threads, n);
     g_window_fill = g_window_next = 0;
     atomic_store(&g_others_x100, 0);
     bump_generation();
@@ -188,9 +190,13 @@ void moe_threads_park(void) {
     /* OpenMP: one region in which every thread sets its own block time to 0, so that each
      * worker goes to sleep as soon as the region ends (the block time is a per-thread setting:
      * set on the calling thread alone it did not stop the spinning worker here, libomp 14).
-     * The next region copies the caller's block time, restored here, to the workers again. */
+     * The next region copies the caller's block time, restored here, to the workers again.
+     * The region is as wide as the widest team so far: a worker of an earlier, larger team
+     * spins as well. */
     const int blocktime = kmp_get_blocktime();
-#pragma omp parallel num_threads(moe_threads_current())
+    int pool = moe_threads_current();
+    if (atomic_load(&g_most_threads) > pool) pool = atomic_load(&g_most_threads);
+#pragma omp parallel num_threads(pool)
     kmp_set_blocktime(0);
     kmp_set_blocktime(blocktime);
     /* OpenBLAS: its workers spin (sched_yield) for 2^28 cycles after each threaded call and

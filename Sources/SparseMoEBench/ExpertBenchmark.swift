@@ -23,6 +23,9 @@ public struct ExpertBenchmarkOptions: Sendable {
     /// runtime's workers still spin from the previous run (see docs/benchmarks.md, "Stable
     /// numbers"). Off only to show what that interference does.
     public var parkThreads = true
+    /// Also time the machine control (`MachineControl`) in the same rounds: its spread is the
+    /// machine's own noise, and a warning says when a measurement's spread is shared with it.
+    public var machineControl = true
 
     public init() {}
 }
@@ -103,6 +106,11 @@ public struct ExpertBenchmarkResult: Codable, Sendable {
     public var measurements: [String: MeasurementRecord]?
     /// Measurements whose spread exceeds `ExpertBenchmark.spreadWarningThreshold` (10 %).
     public var warnings: [String]?
+    /// (max − min) / median of the machine control's runs, interleaved with the forward and
+    /// with the forward + backward measurements (`MachineControl`): above 10 %, the machine
+    /// itself was noisy in those rounds. nil when not measured.
+    public var controlForwardSpread: Double?
+    public var controlForwardBackwardSpread: Double?
 
     public var forwardBackwardGFLOPSFresh: Double? {
         forwardBackwardFreshGradMS.map { usefulForwardGFLOP * 3e3 / $0 }
@@ -134,6 +142,7 @@ public struct ExpertBenchmarkResult: Codable, Sendable {
         case denseActiveForwardMS = "dense_active_forward_ms", denseActiveForwardBackwardMS = "dense_active_forward_backward_ms"
         case denseTotalForwardMS = "dense_total_forward_ms", denseTotalForwardBackwardMS = "dense_total_forward_backward_ms"
         case measurements, warnings
+        case controlForwardSpread = "control_forward_spread", controlForwardBackwardSpread = "control_forward_backward_spread"
     }
 }
 
@@ -181,6 +190,7 @@ public enum ExpertBenchmark {
         let harness = try ExpertHarness(w, rng: &rng)
         let roof = try GroupedGEMMReference(numExperts: e, rowsPerExpert: w.balancedRowsPerExpert, hiddenSize: c, intermediateSize: f)
         let dense = try DenseGEMMReference(m: t * k, n: 3 * f, k: c)
+        let control = o.machineControl ? try MachineControl() : nil
 
         // Forward: op (router routing), op (balanced), roofline both schedules, dense sgemm, layer.
         progress("\(w.name): forward (\(o.warmup) warm-up + \(o.runs) runs)")
@@ -192,6 +202,7 @@ public enum ExpertBenchmark {
             Probe { dense.run() },
         ]
         if o.layer { fwd.append(Probe { try harness.layerForward() }) }
+        if let control { fwd.append(Probe { control.run() }) }
         let f0 = try interleaved(fwd, warmup: o.warmup, runs: o.runs, park: o.parkThreads)
 
         progress("\(w.name): forward + backward")
@@ -203,6 +214,7 @@ public enum ExpertBenchmark {
         ]
         if o.layer { fb.append(Probe(setup: harness.zeroGradsInPlace) { try harness.layerForwardBackward() }) }
         if o.freshGradients { fb.append(Probe(setup: harness.dropGrads) { try harness.opForwardBackward(balanced: false) }) }
+        if let control { fb.append(Probe { control.run() }) }
         let b0 = try interleaved(fb, warmup: o.warmup, runs: o.runs, park: o.parkThreads)
 
         let useful = w.usefulForwardFLOPs, usefulFB = w.usefulForwardBackwardFLOPs
@@ -228,7 +240,7 @@ public enum ExpertBenchmark {
             maxExpertLoad: Double(stats.tokensPerExpert.max() ?? 0) / max(Double(stats.assignments) / Double(e), 1e-9),
             balancedForwardMS: f0[1].medianMS, balancedForwardBackwardMS: b0[1].medianMS,
             layerForwardMS: o.layer ? f0[5].medianMS : nil, layerForwardBackwardMS: o.layer ? b0[4].medianMS : nil,
-            forwardBackwardFreshGradMS: o.freshGradients ? b0[b0.count - 1].medianMS : nil,
+            forwardBackwardFreshGradMS: o.freshGradients ? b0[o.layer ? 5 : 4].medianMS : nil,
             rooflineGroupedForwardMS: roofFwdMS, rooflineGroupedForwardBackwardMS: roofFbMS,
             rooflineGroupedGFLOPS: roofFwd, rooflineGroupedForwardBackwardGFLOPS: roofFb,
             rooflineGroupedSequentialGFLOPS: rSeqF, rooflineGroupedParallelGFLOPS: rParF, rooflineDenseGFLOPS: denseG,
@@ -240,14 +252,18 @@ public enum ExpertBenchmark {
 
         var names = ["forward", "balanced_forward", "roofline_forward_sequential", "roofline_forward_parallel", "dense_sgemm"]
         if o.layer { names.append("layer_forward") }
-        var measured = Array(zip(names, f0))
+        if control != nil { names.append("machine_control_forward") }
+        let forwardMeasured = Array(zip(names, f0))
         names = ["forward_backward", "balanced_forward_backward", "roofline_forward_backward_sequential",
                  "roofline_forward_backward_parallel"]
         if o.layer { names.append("layer_forward_backward") }
         if o.freshGradients { names.append("forward_backward_fresh_grad") }
-        measured += zip(names, b0)
-        result.measurements = Dictionary(uniqueKeysWithValues: measured.map { ($0, MeasurementRecord($1)) })
-        result.warnings = spreadWarnings(measured)
+        if control != nil { names.append("machine_control_forward_backward") }
+        let backwardMeasured = Array(zip(names, b0))
+        if control != nil { (result.controlForwardSpread, result.controlForwardBackwardSpread) = (f0.last!.spread, b0.last!.spread) }
+        result.measurements = Dictionary(uniqueKeysWithValues: (forwardMeasured + backwardMeasured).map { ($0, MeasurementRecord($1)) })
+        result.warnings = spreadWarnings(forwardMeasured, control: control != nil ? f0.last : nil)
+            + spreadWarnings(backwardMeasured, control: control != nil ? b0.last : nil)
 
         if o.denseActive {
             progress("\(w.name): dense FFN, same active parameters (hidden \(k * f))")
@@ -318,12 +334,16 @@ public enum ExpertBenchmark {
     /// Above this spread ((max − min) / median of the runs) a measurement gets a warning.
     public static let spreadWarningThreshold = 0.10
 
-    /// One line per measurement whose spread exceeds `spreadWarningThreshold`, in order.
-    static func spreadWarnings(_ measured: [(String, TimingSummary)]) -> [String] {
-        measured.compactMap { name, t in
+    /// One line per measurement whose spread exceeds `spreadWarningThreshold`, in order; when
+    /// the machine control timed in the same rounds spread beyond it too, the line says so.
+    static func spreadWarnings(_ measured: [(String, TimingSummary)], control: TimingSummary? = nil) -> [String] {
+        let noisy = control.map { $0.spread > spreadWarningThreshold } ?? false
+        return measured.compactMap { name, t in
             guard t.spread > spreadWarningThreshold else { return nil }
-            return String(format: "%@ spread %.1f%% > %.0f%% (runs %.1f–%.1f ms, median %.1f)", name, 100 * t.spread,
-                          100 * spreadWarningThreshold, t.minMS, t.runsMS.max() ?? .nan, t.medianMS)
+            let line = String(format: "%@ spread %.1f%% > %.0f%% (runs %.1f–%.1f ms, median %.1f)", name, 100 * t.spread,
+                              100 * spreadWarningThreshold, t.minMS, t.runsMS.max() ?? .nan, t.medianMS)
+            guard noisy, let control, !name.hasPrefix("machine_control") else { return line }
+            return line + String(format: "; the machine control spread %.1f%% in the same rounds", 100 * control.spread)
         }
     }
 

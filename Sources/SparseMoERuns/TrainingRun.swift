@@ -87,6 +87,9 @@ public struct TrainingSummary: Codable, Sendable {
     /// checkpoints not included. p95 / p50 says how evenly the steps ran.
     public var stepMSP50: Double?
     public var stepMSP95: Double?
+    /// Every step's time in order, milliseconds (as `stepMSP50`): where the slow steps fall.
+    /// nil in older summaries.
+    public var stepMS: [Double]? = nil
     public var threads: Int
     public var totalParams: Int
     public var activeParams: Int
@@ -125,7 +128,7 @@ public struct TrainingSummary: Codable, Sendable {
         case model, ffn, data, objective, steps, threads, seconds, history, checkpointing, communication, precision
         case peakRSSBytes = "peak_rss_bytes", baselineRSSBytes = "baseline_rss_bytes", activationBytes = "activation_bytes", analyticPeakBytes = "analytic_peak_bytes"
         case skippedSteps = "skipped_steps", trainLoss = "train_loss", valLoss = "val_loss"
-        case stepMSP50 = "step_ms_p50", stepMSP95 = "step_ms_p95"
+        case stepMSP50 = "step_ms_p50", stepMSP95 = "step_ms_p95", stepMS = "step_ms"
         case tokensPerSecond = "tokens_per_second", totalParams = "total_params", activeParams = "active_params"
         case trainableParams = "trainable_params", forwardFlopsPerToken = "forward_flops_per_token"
         case trainingFlopsPerToken = "training_flops_per_token"
@@ -447,7 +450,8 @@ public final class TrainingRun {
             data: options.dataPath ?? "synthetic", objective: config.objective, steps: trainer.step, skippedSteps: skipped,
             trainLoss: trainLoss, valLoss: valLoss, tokensPerSecond: tps, seconds: seconds,
             stepMSP50: stepMS.isEmpty ? nil : finite(percentileOf(stepMS, 0.5)),
-            stepMSP95: stepMS.isEmpty ? nil : finite(percentileOf(stepMS, 0.95)), threads: Threads.count,
+            stepMSP95: stepMS.isEmpty ? nil : finite(percentileOf(stepMS, 0.95)),
+            stepMS: stepMS.isEmpty ? nil : stepMS.map { ($0 * 1000).rounded() / 1000 }, threads: Threads.count,
             totalParams: a.totalParams, activeParams: a.activeParams, trainableParams: trainer.trainableParameterCount,
             forwardFlopsPerToken: a.forwardFlopsPerToken, trainingFlopsPerToken: a.trainingFlopsPerToken,
             denseSameActiveForwardFlopsPerToken: finite(a.denseSameActive?.forwardFlopsPerToken),

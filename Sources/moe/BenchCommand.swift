@@ -50,7 +50,10 @@ struct Bench: ParsableCommand {
         every run of every measurement ("measurements": runs_ms, context
         switches, minor page faults, other threads busy at the start); a
         measurement whose spread (max − min) / median exceeds 10 % gets a
-        warning.
+        warning. The machine control runs in the same rounds: every thread
+        multiplies its own small matrices, the same work each time, sharing
+        nothing ("control" column: its forward/backward-round spread). When
+        the control spreads too, the noise is the machine's, not the op's.
 
         Sweeps (--sweep): experts (E = 1…128 at fixed active FLOPs,
         K·F = 1024), topk (1…8), tokens (256…8192), threads (1 vs --threads:
@@ -207,12 +210,13 @@ struct Bench: ParsableCommand {
         func f(_ v: Double?, _ w: Int, _ p: Int = 1) -> String { pad(v.map { String(format: "%.\(p)f", $0) } ?? "-", w) }
         print("\nrouted experts (op, router-chosen routing; router not timed) vs grouped-sgemm roofline (balanced routing)")
         print(pad("workload", -19) + pad("fwd ms", 9) + pad("GFLOP/s", 9) + pad("roof", 8) + pad("×roof", 7) + pad("paired", 7) + pad("×dense", 7)
-              + " |" + pad("f+b ms", 9) + pad("GFLOP/s", 9) + pad("roof", 8) + pad("×roof", 7) + pad("paired", 7) + pad("sched", 11) + pad("spread", 8))
+              + " |" + pad("f+b ms", 9) + pad("GFLOP/s", 9) + pad("roof", 8) + pad("×roof", 7) + pad("paired", 7) + pad("sched", 11) + pad("spread", 8) + pad("control", 9))
         for r in rs {
             print(pad(r.workload, -19) + f(r.forwardMS, 9) + f(r.forwardGFLOPS, 9) + f(r.rooflineGroupedGFLOPS, 8) + f(r.forwardVsRoofline, 7, 2)
                   + f(r.forwardVsRooflinePaired, 7, 2) + f(r.forwardVsDense, 7, 2) + " |" + f(r.forwardBackwardMS, 9) + f(r.forwardBackwardGFLOPS, 9)
                   + f(r.rooflineGroupedForwardBackwardGFLOPS, 8) + f(r.forwardBackwardVsRoofline, 7, 2) + f(r.forwardBackwardVsRooflinePaired, 7, 2)
-                  + pad(r.schedule, 11) + pad(String(format: "%.0f/%.0f%%", 100 * r.forwardSpread, 100 * r.forwardBackwardSpread), 8))
+                  + pad(r.schedule, 11) + pad(String(format: "%.0f/%.0f%%", 100 * r.forwardSpread, 100 * r.forwardBackwardSpread), 8)
+                  + pad(r.controlForwardSpread.map { String(format: "%.0f/%.0f%%", 100 * $0, 100 * (r.controlForwardBackwardSpread ?? .nan)) } ?? "-", 9))
         }
         print("\nvariants (ms, forward / forward+backward) and routing")
         print(pad("workload", -19) + pad("balanced", 16) + pad("×roof", 13) + pad("layer+router", 16) + pad("fresh grads", 12)

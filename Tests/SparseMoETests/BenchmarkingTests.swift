@@ -151,6 +151,43 @@ final class BenchmarkingTests: XCTestCase {
         let warnings = ExpertBenchmark.spreadWarnings([("forward", quiet), ("roofline_forward_parallel", noisy)])
         XCTAssertEqual(warnings.count, 1)
         XCTAssertTrue(warnings[0].hasPrefix("roofline_forward_parallel spread 10.9% > 10%"), warnings[0])
+        XCTAssertFalse(warnings[0].contains("machine control"), warnings[0])
+
+        // A machine control that spread too is named on the other lines, not on its own.
+        let measured = [("forward", noisy), ("machine_control_forward", noisy)]
+        let shared = ExpertBenchmark.spreadWarnings(measured, control: noisy)
+        XCTAssertEqual(shared.count, 2)
+        XCTAssertTrue(shared[0].hasSuffix("; the machine control spread 10.9% in the same rounds"), shared[0])
+        XCTAssertFalse(shared[1].contains("the machine control spread"), shared[1])
+        // A quiet control adds nothing.
+        XCTAssertEqual(ExpertBenchmark.spreadWarnings([("forward", noisy)], control: quiet), ExpertBenchmark.spreadWarnings([("forward", noisy)]))
+    }
+
+    /// The machine control does its stated work on every thread: thread t's third block is
+    /// the product of its first two (naive triple loop), whatever the thread count.
+    func testMachineControlMultipliesEachThreadsBlocks() throws {
+        let n = 7
+        for threads in [1, 2, 3] {
+            try Threads.with(threads) {
+                let size = Int(moe_bench_machine_control_workspace_size(Int64(n)))
+                XCTAssertEqual(size, threads * 3 * n * n)
+                var rng = RandomGenerator(seed: UInt64(threads))
+                var ws = (0..<size).map { _ in Float(rng.uniform()) - 0.5 }
+                for t in 0..<threads { for i in 0..<(n * n) { ws[t * 3 * n * n + 2 * n * n + i] = .nan } }
+                ws.withUnsafeMutableBufferPointer { moe_bench_machine_control($0.baseAddress, Int64(n), 2) }
+                for t in 0..<threads {
+                    let base = t * 3 * n * n
+                    for i in 0..<n {
+                        for j in 0..<n {
+                            var want: Float = 0
+                            for k in 0..<n { want += ws[base + i * n + k] * ws[base + n * n + k * n + j] }
+                            XCTAssertEqual(ws[base + 2 * n * n + i * n + j], want, accuracy: 1e-5, "thread \(t) of \(threads), [\(i), \(j)]")
+                        }
+                    }
+                }
+            }
+        }
+        XCTAssertThrowsError(try MachineControl(n: 0))
     }
 
     /// The per-run counters see what they claim to: page faults on first touch of fresh

@@ -42,6 +42,15 @@ void moe_bench_grouped_swiglu(float *workspace, float *dw1, float *dw3, float *d
 void moe_bench_dense_sgemm(float *out, const float *a, const float *b, int64_t M, int64_t N, int64_t K);
 
 /*
+ * The machine control: every thread (moe_get_num_threads()) multiplies its own n×n blocks,
+ * reps times, single-threaded BLAS: no shared data, no synchronisation but the end of the
+ * region, the same work in every run. Its run-to-run spread is what the machine itself adds
+ * to any measurement taken in the same rounds. workspace: at least
+ * moe_bench_machine_control_workspace_size(n) floats of finite values.
+ */
+int64_t moe_bench_machine_control_workspace_size(int64_t n);
+void moe_bench_machine_control(float *workspace, int64_t n, int64_t reps);
+/*
  * The memory read-bandwidth probe: returns Σ x[0..n) (float accumulation in 16 lanes),
  * read once by the kernel threads in contiguous chunks. Time it over an array far larger
  * than the caches to measure the bandwidth a decode step can use.
