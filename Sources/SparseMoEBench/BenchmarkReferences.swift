@@ -76,21 +76,22 @@ public final class DenseGEMMReference {
 /// control shares is not the measured code's.
 public final class MachineControl {
     public let n: Int, reps: Int
+    /// The thread count the workspace was sized for (`Threads.count` at initialisation).
+    public let threads: Int
     private let workspace: Tensor
 
     /// Blocks of n×n (default 256: 0.8 MB per thread, in L2/L3) multiplied `reps` times.
     public init(n: Int = 256, reps: Int = 64, seed: UInt64 = 13) throws {
         try Check.argument(n >= 1 && reps >= 1, "MachineControl", "needs n ≥ 1 and reps ≥ 1; got n = \(n), reps = \(reps)")
-        (self.n, self.reps) = (n, reps)
+        (self.n, self.reps, threads) = (n, reps, Threads.count)
         var rng = RandomGenerator(seed: seed)
-        // Sized for the thread count now: the benchmark does not change it between runs.
         let size = Int(moe_bench_machine_control_workspace_size(Int64(n)))
         workspace = Tensor.uniform([size], low: -0.1, high: 0.1, using: &rng)
     }
 
     /// One run on `Threads.count` threads (at most the count at initialisation).
     public func run() {
-        precondition(Threads.count * 3 * n * n <= workspace.count, "MachineControl: more threads than at initialisation")
+        precondition(Threads.count <= threads, "MachineControl: \(Threads.count) threads, sized for \(threads)")
         moe_bench_machine_control(workspace.floats, Int64(n), Int64(reps))
     }
 }
