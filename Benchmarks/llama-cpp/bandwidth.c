@@ -6,6 +6,8 @@
 //
 // The array is written first by the same threads (first touch), so it is resident and
 // each thread reads the pages it wrote. The sum is printed so the reads are not removed.
+// Every line is prefetched 2 KiB ahead: without it the read ran ~25 % below what a
+// prefetched stream (and a prefetching decode kernel) reaches, and fractions above 1 followed.
 #include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,6 +33,7 @@ int main(int argc, char **argv) {
         double t0 = omp_get_wtime();
 #pragma omp parallel for schedule(static) reduction(+ : total)
         for (size_t i = 0; i < n; i += 4) {
+            __builtin_prefetch(a + i + 256, 0, 3); // 2 KiB ahead, as the weight GEMVs prefetch
             total += a[i] + a[i + 1] + a[i + 2] + a[i + 3];
         }
         double dt = omp_get_wtime() - t0;
