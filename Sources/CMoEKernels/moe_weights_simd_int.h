@@ -4,7 +4,11 @@
  * IV(name) (prefix) and DOT_U8S8(u, x): 8 int32 lanes, lane l = Σ_{j<4} u[4l+j]·x[4l+j] for 32
  * unsigned bytes u and 32 signed bytes x (AVX2: maddubs then madd with ones, exact while every
  * pair sum fits int16, as it does here; AVX-512 VNNI: one vpdpbusd). Both give the same
- * integers, so every level's results are bit-identical. */
+ * integers, so every level's results are bit-identical.
+ * With DOT_U8S8_512 (AVX-512 VNNI) Q8 runs a pair of groups (even, odd) in one 512-bit
+ * vector: lanes 0..7 hold what the even-group accumulator holds, lanes 8..15 the odd one's,
+ * each lane summed in the same order as on 256-bit vectors, so the results stay bit-identical
+ * with fewer instructions per weight byte (one x row: 13 → 19 G weights/s in cache). */
 
 static inline ATTR float IV(hsum8)(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)); /* lanes i + (i+4) */
@@ -144,7 +148,31 @@ static inline __attribute__((always_inline)) ATTR void IV(q8q8_rows)(const int m
     __m256 acc[4][2];
     for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
     const int64_t full = K / 32, G = (K + 31) / 32;
-    for (int64_t g = 0; g < G; g++) {
+    int64_t g = 0;
+#ifdef DOT_U8S8_512
+    __m512 accw[4]; /* lanes 0..7: acc[i][0], 8..15: acc[i][1] */
+    for (int i = 0; i < mr; i++) accw[i] = _mm512_setzero_ps();
+    for (; g + 2 <= full; g += 2) {
+        const __m512i w = _mm512_loadu_si512(row + 32 * g);
+        __builtin_prefetch(row + 32 * g + MOE_WEIGHT_PREFETCH_BYTES, 0, 3);
+        const __m512i aw = _mm512_abs_epi8(w);
+        const __mmask64 neg = _mm512_movepi8_mask(w), zero = _mm512_testn_epi8_mask(w, w);
+        for (int i = 0; i < mr; i++) {
+            const __m512i x = _mm512_loadu_si512(xq + i * ldq + 32 * g);
+            /* sign(x, w): x where w > 0, −x where w < 0, 0 where w = 0 */
+            const __m512i sx = _mm512_maskz_mov_epi8(~zero, _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x));
+            const __m512 d = _mm512_cvtepi32_ps(DOT_U8S8_512(aw, sx));
+            const __m512 sv = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_broadcast_ss(xd + i * ldd + g)),
+                                                 _mm256_broadcast_ss(xd + i * ldd + g + 1), 1);
+            accw[i] = _mm512_fmadd_ps(d, sv, accw[i]);
+        }
+    }
+    for (int i = 0; i < mr; i++) { /* the rest (g even from here) continues each half in order */
+        acc[i][0] = _mm512_castps512_ps256(accw[i]);
+        acc[i][1] = _mm512_extractf32x8_ps(accw[i], 1);
+    }
+#endif
+    for (; g < G; g++) {
         __m256i w;
         if (g < full) {
             w = _mm256_loadu_si256((const __m256i *)(row + 32 * g));
