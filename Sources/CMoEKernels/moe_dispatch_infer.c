@@ -6,13 +6,14 @@
 #include <string.h>
 
 /* Workspace layout (floats): xs [A, C] | h1 [A, F] | h3 [A, F] (SwiGLU) | act [A, F] |
- * eo [A, C] | Q8 activation blocks of xs and of act (decode with Q4 or Q8 weights) | per-thread
+ * eo [A, C] | Q8 activation blocks of xs and of act (decode with Q4 or Q8 weights) | the blocks
+ * of xs in the Q4 order (w1 and w3 may differ in format) | per-thread
  * dequantized panels (only when an expert can have more than MOE_WEIGHT_DECODE_MAX_M rows). */
 int64_t moe_routed_experts_infer_workspace_size(int64_t A, int64_t C, int64_t F, int64_t E, int activation,
                                                 moe_weight w1, moe_weight w2) {
     (void)E; (void)w1; (void)w2; /* w3's format may differ from w1's: panels sized for any format */
     int64_t n = 2 * A * C + A * F * (activation == MOE_EXPERT_SWIGLU ? 3 : 2);
-    n += moe_q8_blocks_floats(A, C) + moe_q8_blocks_floats(A, F);
+    n += moe_q8_blocks_floats(A, C) + moe_q8_blocks_floats(A, F) + 8 * A * ((C + 31) / 32);
     if (A > moe_weight_decode_max_m(w1.format)) {
         const int nt = moe_in_region() ? 1 : moe_threads_current();
         n += (int64_t)nt * moe_weight_panel_floats(C > F ? C : F);
@@ -22,7 +23,9 @@ int64_t moe_routed_experts_infer_workspace_size(int64_t A, int64_t C, int64_t F,
 
 typedef struct {
     float *y, *xs, *h1, *h3, *act, *eo, *panels;
-    int8_t *xq, *aq; /* Q8 blocks of xs [A, 32·ceil(C/32)] and act [A, 32·ceil(F/32)] */
+    int8_t *xq, *aq; /* Q8 blocks of xs [A, 32·ceil(C/32)] and act [A, 32·ceil(F/32)] (act's in
+                      * the Q4 order when w2 is Q4) */
+    int8_t *xq4;     /* xq in the Q4 order (moe_q8_blocks_q4_order), where w1 or w3 is Q4 */
     float *xd, *ad;  /* their block scales [A, ceil(C/32)], [A, ceil(F/32)] */
     const float *x, *gates;
     const int64_t *offsets;
@@ -93,13 +96,13 @@ static void piece_gemv(const moe_weight *w, int64_t n0, int64_t n1, const float 
 /* h1, h3 and act of expert e on hidden units f0 ..< f1 (decode). */
 static void up_piece(const infer_args *a, int64_t e, int64_t f0, int64_t f1) {
     const int64_t r0 = a->offsets[e], m = a->offsets[e + 1] - r0, F = a->F, C = a->C, GC = (C + 31) / 32;
-    const int8_t *xq = a->xq + r0 * 32 * GC;
+    const int8_t *xq = a->xq + r0 * 32 * GC, *xq4 = a->xq4 + r0 * 32 * GC;
     const float *xd = a->xd + r0 * GC;
     const moe_weight w1 = moe_weight_rows(a->w1, e * F, F);
-    piece_gemv(&w1, f0, f1, a->xs + r0 * C, xq, xd, m, a->h1 + r0 * F, F);
+    piece_gemv(&w1, f0, f1, a->xs + r0 * C, w1.format == MOE_WEIGHT_Q4 ? xq4 : xq, xd, m, a->h1 + r0 * F, F);
     if (a->h3) {
         const moe_weight w3 = moe_weight_rows(a->w3, e * F, F);
-        piece_gemv(&w3, f0, f1, a->xs + r0 * C, xq, xd, m, a->h3 + r0 * F, F);
+        piece_gemv(&w3, f0, f1, a->xs + r0 * C, w3.format == MOE_WEIGHT_Q4 ? xq4 : xq, xd, m, a->h3 + r0 * F, F);
     }
     act_cols(a, e, f0, f1);
 }
@@ -120,6 +123,8 @@ static void down_piece(const infer_args *a, int64_t e, int64_t c0, int64_t c1) {
 static void infer_decode(const infer_args *a, int64_t active) {
     const int64_t A = a->offsets[a->E], C = a->C, F = a->F, GC = (C + 31) / 32, GF = (F + 31) / 32;
     const int xq8 = uses_q8(&a->w1) || (a->h3 && uses_q8(&a->w3)), aq8 = uses_q8(&a->w2);
+    const int xq4 = (uses_q8(&a->w1) && a->w1.format == MOE_WEIGHT_Q4) ||
+                    (a->h3 && uses_q8(&a->w3) && a->w3.format == MOE_WEIGHT_Q4);
     int nt = moe_in_region() ? 1 : moe_threads_current();
     if (active * (a->F + a->C) * a->C < MOE_WEIGHT_PARALLEL_MIN_ELEMENTS) nt = 1;
 #pragma omp parallel num_threads(moe_team(nt)) if (nt > 1)
@@ -130,13 +135,17 @@ static void infer_decode(const infer_args *a, int64_t active) {
         for (int64_t r = 0; r < A; r++) {
             gather_row(a, r);
             if (xq8) moe_q8_blocks(a->xs + r * C, C, a->xq + r * 32 * GC, a->xd + r * GC);
+            if (xq4) moe_q8_blocks_q4_order(a->xq + r * 32 * GC, a->xq4 + r * 32 * GC, C);
         }
         const int64_t up = active * a->F, down = active * a->C;
         for (int64_t t = first; t < nt; t += stride) for_rows(a, a->F, up * t / nt, up * (t + 1) / nt, up_piece);
 #pragma omp barrier
         if (aq8) {
 #pragma omp for schedule(static)
-            for (int64_t r = 0; r < A; r++) moe_q8_blocks(a->act + r * F, F, a->aq + r * 32 * GF, a->ad + r * GF);
+            for (int64_t r = 0; r < A; r++) {
+                moe_q8_blocks(a->act + r * F, F, a->aq + r * 32 * GF, a->ad + r * GF);
+                if (a->w2.format == MOE_WEIGHT_Q4) moe_q8_blocks_q4_order(a->aq + r * 32 * GF, a->aq + r * 32 * GF, F);
+            }
         }
         for (int64_t t = first; t < nt; t += stride) for_rows(a, a->C, down * t / nt, down * (t + 1) / nt, down_piece);
 #pragma omp barrier
@@ -177,9 +186,10 @@ void moe_routed_experts_infer(float *y, float *workspace,
     const int swiglu = activation == MOE_EXPERT_SWIGLU;
     float *xs = workspace, *h1 = xs + A * C, *h3 = h1 + A * F, *act = h3 + (swiglu ? A * F : 0);
     float *eo = act + A * F, *xd = eo + A * C + 8 * A * ((C + 31) / 32);
-    float *ad = xd + A * ((C + 31) / 32) + 8 * A * ((F + 31) / 32), *panels = ad + A * ((F + 31) / 32);
+    float *ad = xd + A * ((C + 31) / 32) + 8 * A * ((F + 31) / 32), *xq4f = ad + A * ((F + 31) / 32);
+    float *panels = xq4f + 8 * A * ((C + 31) / 32);
     int8_t *xq = (int8_t *)(eo + A * C), *aq = (int8_t *)(xd + A * ((C + 31) / 32));
-    infer_args a = {y, xs, h1, swiglu ? h3 : NULL, act, eo, panels, xq, aq, xd, ad, x, gates, offsets, sorted, position,
+    infer_args a = {y, xs, h1, swiglu ? h3 : NULL, act, eo, panels, xq, aq, (int8_t *)xq4f, xd, ad, x, gates, offsets, sorted, position,
                     w1, w3, w2, swiglu ? NULL : b1, b2, T, C, F, E, K, activation};
     int64_t active = 0, most = 0;
     for (int64_t e = 0; e < E; e++) {

@@ -184,6 +184,19 @@ void moe_q8_blocks(const float *x, int64_t K, int8_t *q, float *d) {
     }
 }
 
+void moe_q8_blocks_q4_order(const int8_t *src, int8_t *dst, int64_t K) {
+    const int64_t G = (K + 31) / 32;
+    for (int64_t b = 0; b + 4 <= G; b += 4) {
+        int8_t t[128];
+        memcpy(t, src + 32 * b, 128);
+        for (int64_t g = 0; g < 4; g++) {
+            memcpy(dst + 32 * b + 16 * g, t + 32 * g, 16);
+            memcpy(dst + 32 * b + 64 + 16 * g, t + 32 * g + 16, 16);
+        }
+    }
+    if (dst != src) memcpy(dst + 32 * (G - G % 4), src + 32 * (G - G % 4), (size_t)(32 * (G % 4)));
+}
+
 /* Decode: every thread a contiguous block of rows of W, dot products on the fly (Q4 and Q8
  * with a level's integer kernel: x as Q8 activation blocks in the workspace first). */
 static void matmul_decode(float *y, int64_t ldy, const float *x, int64_t ldx, const moe_weight *w, int64_t m,
@@ -194,7 +207,10 @@ static void matmul_decode(float *y, int64_t ldy, const float *x, int64_t ldx, co
     int8_t *xq = (int8_t *)workspace;
     float *xd = workspace + 8 * m * G;
     if (q8)
-        for (int64_t i = 0; i < m; i++) moe_q8_blocks(x + i * ldx, K, xq + i * 32 * G, xd + i * G);
+        for (int64_t i = 0; i < m; i++) {
+            moe_q8_blocks(x + i * ldx, K, xq + i * 32 * G, xd + i * G);
+            if (w->format == MOE_WEIGHT_Q4) moe_q8_blocks_q4_order(xq + i * 32 * G, xq + i * 32 * G, K);
+        }
     int nt = weight_threads();
     if (N * w->cols < MOE_WEIGHT_PARALLEL_MIN_ELEMENTS || N < 2) nt = 1;
     /* nt parts of rows, whatever the team that runs them (moe_team): the same result under load. */

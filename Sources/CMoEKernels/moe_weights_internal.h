@@ -27,12 +27,22 @@
  * Benchmarks/weight-gemv/gemv.c with SPARSEMOE_DECODE_MAX_M 256 against 1). */
 #define MOE_WEIGHT_INTEGER_MAX_M ((int64_t)1 << 40)
 
-/* The Q8 and Q4 decode kernels prefetch the W bytes this far ahead of the ones they read
- * (rows are contiguous, so across rows too). Measured on 2 Zen 3 cores: the GEMV alone reads
- * faster with it in every format, but end to end (moe bench, weights mapped from the file)
- * bf16 decode was slower with it and Q8 / Q4 faster, so bf16 / f16 / f32 do not prefetch. */
+/* The decode kernels prefetch every 64-byte line of W this far ahead of the bytes they read
+ * (rows are contiguous, so across rows too); Q8 and Q4 further, as they take longer per byte.
+ * Measured out of cache, one x row, 2 threads, Intel Xeon (Emerald Rapids) under KVM, GEMV
+ * bytes/s ÷ a plain read of the same bytes (3 rounds): bf16 0.61 without prefetching, 0.84–0.87
+ * at 2 KiB (4 and 16 KiB no better); Q8 0.80–0.83 at 2 KiB, 0.84–0.90 at 4 KiB; Q4 0.62–0.68 at
+ * 2 KiB, 0.68–0.78 at 8 KiB, worse at 16 KiB. (An earlier measurement on 2 Zen 3 cores had bf16
+ * decode end to end slower with prefetching, at one line per 128 bytes of bf16; not re-measured
+ * there since every line is prefetched.) */
 #ifndef MOE_WEIGHT_PREFETCH_BYTES /* overridable for measurements */
 #define MOE_WEIGHT_PREFETCH_BYTES 2048
+#endif
+#ifndef MOE_WEIGHT_PREFETCH_BYTES_Q8
+#define MOE_WEIGHT_PREFETCH_BYTES_Q8 4096
+#endif
+#ifndef MOE_WEIGHT_PREFETCH_BYTES_Q4
+#define MOE_WEIGHT_PREFETCH_BYTES_Q4 8192
 #endif
 
 /* Rows of W per dequantized prefill panel (at most; fewer when N is small). */
@@ -85,7 +95,8 @@ static inline float moe_weight_at(const moe_weight *w, int64_t n, int64_t k) {
     }
 }
 
-/* An integer GEMV on Q8 activation blocks (moe_q8_blocks): y[i, n] (= or +=) the product of
+/* An integer GEMV on Q8 activation blocks (moe_q8_blocks; for Q4 w in the Q4 order,
+ * moe_q8_blocks_q4_order): y[i, n] (= or +=) the product of
  * row n of w (n0 ≤ n < n1) and x row i (i < m), with xq row stride 32·G bytes, xd row stride
  * G floats, G = ceil(K / 32); integer dot products per group of 32:
  *   Q4 w: Σ_g s[n, g] · xd[i, g] · Σ_j q_w[n, 32g + j] · xq[i, 32g + j]
@@ -116,6 +127,14 @@ static inline moe_q8act_gemv moe_weight_q8act_kernel(const moe_weight_kernels *k
 /* Q8 activation blocks of one row x[0 ..< K] (see moe_weights.h): q [32·G] int8 (zero past
  * K), d [G] float32. Portable C, the same bits at every SIMD level. */
 void moe_q8_blocks(const float *x, int64_t K, int8_t *q, float *d);
+
+/* The Q4 kernels' order of one row's Q8 blocks q [32·G] (src and dst may be the same): per
+ * four whole groups a, b, c, d (128 bytes) the first halves (elements 0..15 of each group, the
+ * ones a Q4 group keeps in its low nibbles), then the second halves:
+ *   [a0..15 b0..15 c0..15 d0..15 | a16..31 b16..31 c16..31 d16..31];
+ * the G mod 4 groups after the last whole four as they are. So the low and the high nibbles of
+ * 64 bytes of Q4 weights (four groups) meet their x bytes without a shuffle. */
+void moe_q8_blocks_q4_order(const int8_t *src, int8_t *dst, int64_t K);
 
 /* Floats of workspace that holds the Q8 blocks of m rows of K columns (q and d). */
 static inline int64_t moe_q8_blocks_floats(int64_t m, int64_t K) { return 9 * m * ((K + 31) / 32); }

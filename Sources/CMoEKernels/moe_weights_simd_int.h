@@ -17,17 +17,24 @@ static inline ATTR float IV(hsum8)(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* Q4 × Q8 activation blocks, integer dot products per group of 32. The nibbles u = q_w + 8 ∈
- * [0, 15] go into DOT_U8S8 unsigned against the signed q_x (pair sums |·| ≤ 2·15·127): 8 int32
- * lanes, converted and FMA'd with sc = s_w · d_x.
+/* Q4 × Q8 activation blocks (in the Q4 order, moe_q8_blocks_q4_order), integer dot products
+ * per group of 32. The nibbles u = q_w + 8 ∈ [0, 15] go into DOT_U8S8 unsigned against the
+ * signed q_x (pair sums |·| ≤ 2·15·127). Four whole groups a, b, c, d (64 bytes of W) at a time:
+ * lo = the low nibbles [a b c d], hi = the high ones, each meeting its 64 x bytes of the Q4 order
+ * as loaded; int32 lane l (of 16) = Σ over the 4 bytes l of lo and of hi, so lanes 4q..4q+3 hold
+ * group q. 256-bit levels do a, b then c, d; the 512-bit VNNI level all four at once, with
+ * lanes 0..7 / 8..15 summed as the 256-bit accumulators ab / cd are, so every level gives the
+ * same bits. Lanes are converted and FMA'd with sc = s_w · d_x of their group (sc4: each group's
+ * sc four times). The G mod 4 groups after the last whole four (x as they are) run one at a
+ * time: the nibbles broadcast, 8 lanes, into their own accumulator.
  * The −8 of every nibble is taken off once per (W row, x row) in floats:
  *   Σ_g sc_g · Σ_j q_w·q_x = Σ_g sc_g · Σ_j u·q_x − Σ_g sc_g · 8·Σ_j q_x,
  * with 8·Σ_j q_x per group (xs8, exact) computed once per call. The same code for every
- * x-row count (per x row: two accumulators, even / odd groups, and one for the correction),
- * so a row's result does not depend on how many rows share the call. */
+ * x-row count, so a row's result does not depend on how many rows share the call:
+ *   out = hsum8((ab + cd) + rest) − (hsum8(cor) + cor_tail). */
 
 /* Groups per window: the x sums of one window (m × this many floats) live on the stack;
- * longer rows run window after window, the later windows accumulating. */
+ * longer rows run window after window, the later windows accumulating. A multiple of 64. */
 #ifndef Q4Q8_WINDOW_GROUPS
 #define Q4Q8_WINDOW_GROUPS 256
 #endif
@@ -45,17 +52,30 @@ static inline ATTR __m256 IV(q4q8_group)(__m256i u, const int8_t *xq) {
     return _mm256_cvtepi32_ps(DOT_U8S8(u, _mm256_loadu_si256((const __m256i *)xq)));
 }
 
+/* Two whole groups (32 bytes of W at w) against their x bytes of the Q4 order (lo at xlo, hi at
+ * xlo + 64), as floats: lanes 0..3 the first group, 4..7 the second. */
+static inline ATTR __m256 IV(q4q8_pair)(const uint8_t *w, const int8_t *xlo) {
+    const __m256i b = _mm256_loadu_si256((const __m256i *)w), m4 = _mm256_set1_epi8(0x0f);
+    const __m256i lo = _mm256_and_si256(b, m4), hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
+    return _mm256_cvtepi32_ps(_mm256_add_epi32(DOT_U8S8(lo, _mm256_loadu_si256((const __m256i *)xlo)),
+                                               DOT_U8S8(hi, _mm256_loadu_si256((const __m256i *)(xlo + 64)))));
+}
+
 /* out[i] = Σ_{g<G} s[g]·xd[i·ldd + g]·Σ_j q_w·xq[i·ldq + 32g + j] for i < mr (mr ≤ 4), the
- * groups g of one window; xs8[i·G + g] = 8·Σ_j xq[…]. */
+ * groups g of one window (whole fours in the Q4 order); xs8[i·G + g] = 8·Σ_j xq[…]. */
 static inline __attribute__((always_inline)) ATTR void IV(q4q8_rows)(const int mr, const uint8_t *row,
                                                                      const uint16_t *gs, int64_t G,
                                                                      const int8_t *xq, int64_t ldq,
                                                                      const float *xd, int64_t ldd,
                                                                      const float *xs8, float *out) {
-    __m256 acc[4][2], cor[4];
+    __m256 ab[4], cd[4], rest[4], cor[4];
     float cor_tail[4] = {0, 0, 0, 0};
-    for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = cor[i] = _mm256_setzero_ps();
-    float sc[4][64]; /* s_w · d_x of the chunk's groups, per x row */
+    for (int i = 0; i < mr; i++) ab[i] = cd[i] = rest[i] = cor[i] = _mm256_setzero_ps();
+#ifdef DOT_U8S8_512
+    __m512 abcd[4]; /* lanes 0..7: ab, 8..15: cd */
+    for (int i = 0; i < mr; i++) abcd[i] = _mm512_setzero_ps();
+#endif
+    float sc[4][64], sc4[4][256]; /* s_w · d_x of the chunk's groups per x row; each four times */
     for (int64_t g0 = 0; g0 < G; g0 += 64) {
         const int64_t gl = G - g0 < 64 ? G - g0 : 64;
         int64_t j = 0;
@@ -64,33 +84,54 @@ static inline __attribute__((always_inline)) ATTR void IV(q4q8_rows)(const int m
             for (int i = 0; i < mr; i++) {
                 const __m256 v = _mm256_mul_ps(s, _mm256_loadu_ps(xd + i * ldd + g0 + j));
                 _mm256_storeu_ps(sc[i] + j, v);
+                for (int q = 0; q < 4; q++)
+                    _mm256_storeu_ps(sc4[i] + 4 * j + 8 * q,
+                                     _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(2 * q, 2 * q, 2 * q, 2 * q,
+                                                                                   2 * q + 1, 2 * q + 1, 2 * q + 1, 2 * q + 1)));
                 cor[i] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xs8 + i * G + g0 + j), cor[i]);
             }
         }
         for (; j < gl; j++)
             for (int i = 0; i < mr; i++) {
                 sc[i][j] = _cvtsh_ss(gs[g0 + j]) * xd[i * ldd + g0 + j];
+                for (int q = 0; q < 4; q++) sc4[i][4 * j + q] = sc[i][j];
                 cor_tail[i] += sc[i][j] * xs8[i * G + g0 + j];
             }
-        int64_t g = 0;
-        for (; g + 2 <= gl; g += 2) { /* pairs into acc[·][0], acc[·][1]; a last odd group into [0] */
+        int64_t g = 0; /* windows and chunks start at multiples of 4 groups, as the Q4 order's fours */
+        for (; g + 4 <= gl; g += 4) {
             const int64_t ga = g0 + g;
-            __builtin_prefetch(row + 16 * ga + MOE_WEIGHT_PREFETCH_BYTES, 0, 3);
-            const __m256i ua = IV(q4_nibbles)(row + 16 * ga), ub = IV(q4_nibbles)(row + 16 * ga + 16);
+            __builtin_prefetch(row + 16 * ga + MOE_WEIGHT_PREFETCH_BYTES_Q4, 0, 3);
+#ifdef DOT_U8S8_512
+            const __m512i b = _mm512_loadu_si512(row + 16 * ga), m4 = _mm512_set1_epi8(0x0f);
+            const __m512i lo = _mm512_and_si512(b, m4), hi = _mm512_and_si512(_mm512_srli_epi16(b, 4), m4);
             for (int i = 0; i < mr; i++) {
                 const int8_t *xi = xq + i * ldq + 32 * ga;
-                acc[i][0] = _mm256_fmadd_ps(IV(q4q8_group)(ua, xi), _mm256_broadcast_ss(sc[i] + g), acc[i][0]);
-                acc[i][1] = _mm256_fmadd_ps(IV(q4q8_group)(ub, xi + 32), _mm256_broadcast_ss(sc[i] + g + 1), acc[i][1]);
+                const __m512i d = DOT_U8S8_512_ACC(DOT_U8S8_512_ACC(_mm512_setzero_si512(), lo, _mm512_loadu_si512(xi)),
+                                                   hi, _mm512_loadu_si512(xi + 64));
+                abcd[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_loadu_ps(sc4[i] + 4 * g), abcd[i]);
             }
+#else
+            for (int i = 0; i < mr; i++) {
+                const int8_t *xi = xq + i * ldq + 32 * ga;
+                ab[i] = _mm256_fmadd_ps(IV(q4q8_pair)(row + 16 * ga, xi), _mm256_loadu_ps(sc4[i] + 4 * g), ab[i]);
+                cd[i] = _mm256_fmadd_ps(IV(q4q8_pair)(row + 16 * ga + 32, xi + 32), _mm256_loadu_ps(sc4[i] + 4 * g + 8), cd[i]);
+            }
+#endif
         }
-        if (g < gl) {
-            const __m256i ua = IV(q4_nibbles)(row + 16 * (g0 + g));
+        for (; g < gl; g++) { /* the row's last G mod 4 groups */
+            const __m256i u = IV(q4_nibbles)(row + 16 * (g0 + g));
             for (int i = 0; i < mr; i++)
-                acc[i][0] = _mm256_fmadd_ps(IV(q4q8_group)(ua, xq + i * ldq + 32 * (g0 + g)), _mm256_broadcast_ss(sc[i] + g), acc[i][0]);
+                rest[i] = _mm256_fmadd_ps(IV(q4q8_group)(u, xq + i * ldq + 32 * (g0 + g)), _mm256_broadcast_ss(sc[i] + g), rest[i]);
         }
     }
+#ifdef DOT_U8S8_512
+    for (int i = 0; i < mr; i++) {
+        ab[i] = _mm512_castps512_ps256(abcd[i]);
+        cd[i] = _mm512_extractf32x8_ps(abcd[i], 1);
+    }
+#endif
     for (int i = 0; i < mr; i++)
-        out[i] = IV(hsum8)(_mm256_add_ps(acc[i][0], acc[i][1])) - (IV(hsum8)(cor[i]) + cor_tail[i]);
+        out[i] = IV(hsum8)(_mm256_add_ps(_mm256_add_ps(ab[i], cd[i]), rest[i])) - (IV(hsum8)(cor[i]) + cor_tail[i]);
 }
 
 static ATTR void IV(gemv_q4q8)(const moe_weight *w, int64_t n0, int64_t n1, const int8_t *xq, const float *xd,
@@ -103,15 +144,30 @@ static ATTR void IV(gemv_q4q8)(const moe_weight *w, int64_t n0, int64_t n1, cons
             const int64_t gw = G - w0 < Q4Q8_WINDOW_GROUPS ? G - w0 : Q4Q8_WINDOW_GROUPS;
             const int add = accumulate || w0 > 0;
             float xs8[MOE_WEIGHT_DECODE_MAX_M * Q4Q8_WINDOW_GROUPS];
-            for (int64_t i = 0; i < mb; i++)
-                for (int64_t g = 0; g < gw; g++) {
-                    const __m256i x = _mm256_loadu_si256((const __m256i *)(xq + (i0 + i) * 32 * G + 32 * (w0 + g)));
-                    const __m256i s = DOT_U8S8(ones8, x);
+            const int64_t fours = G - G % 4 - w0 < gw ? G - G % 4 - w0 : gw; /* window groups in whole fours */
+            for (int64_t i = 0; i < mb; i++) {
+                const int8_t *xb = xq + (i0 + i) * 32 * G + 32 * w0;
+                int64_t g = 0;
+                for (; g < fours; g += 4) { /* lanes 0..3 / 4..7 of ab: groups a / b (both halves) */
+                    const __m256i ab = _mm256_add_epi32(DOT_U8S8(ones8, _mm256_loadu_si256((const __m256i *)(xb + 32 * g))),
+                                                        DOT_U8S8(ones8, _mm256_loadu_si256((const __m256i *)(xb + 32 * g + 64))));
+                    const __m256i cd = _mm256_add_epi32(DOT_U8S8(ones8, _mm256_loadu_si256((const __m256i *)(xb + 32 * g + 32))),
+                                                        DOT_U8S8(ones8, _mm256_loadu_si256((const __m256i *)(xb + 32 * g + 96))));
+                    __m256i h = _mm256_hadd_epi32(ab, cd);
+                    h = _mm256_hadd_epi32(h, h); /* [a c a c | b d b d] */
+                    xs8[i * gw + g] = (float)(8 * _mm256_extract_epi32(h, 0));
+                    xs8[i * gw + g + 1] = (float)(8 * _mm256_extract_epi32(h, 4));
+                    xs8[i * gw + g + 2] = (float)(8 * _mm256_extract_epi32(h, 1));
+                    xs8[i * gw + g + 3] = (float)(8 * _mm256_extract_epi32(h, 5));
+                }
+                for (; g < gw; g++) { /* the row's last G mod 4 groups, 32 bytes each */
+                    const __m256i s = DOT_U8S8(ones8, _mm256_loadu_si256((const __m256i *)(xb + 32 * g)));
                     __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
                     h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
                     h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
                     xs8[i * gw + g] = (float)(8 * _mm_cvtsi128_si32(h));
                 }
+            }
             for (int64_t n = n0; n < n1; n++) {
                 const uint8_t *row = (const uint8_t *)w->data + n * 16 * G + 16 * w0;
                 const uint16_t *gs = (const uint16_t *)w->scales + n * G + w0;
@@ -154,7 +210,7 @@ static inline __attribute__((always_inline)) ATTR void IV(q8q8_rows)(const int m
     for (int i = 0; i < mr; i++) accw[i] = _mm512_setzero_ps();
     for (; g + 2 <= full; g += 2) {
         const __m512i w = _mm512_loadu_si512(row + 32 * g);
-        __builtin_prefetch(row + 32 * g + MOE_WEIGHT_PREFETCH_BYTES, 0, 3);
+        __builtin_prefetch(row + 32 * g + MOE_WEIGHT_PREFETCH_BYTES_Q8, 0, 3);
         const __m512i aw = _mm512_abs_epi8(w);
         const __mmask64 neg = _mm512_movepi8_mask(w), zero = _mm512_testn_epi8_mask(w, w);
         for (int i = 0; i < mr; i++) {
@@ -176,7 +232,7 @@ static inline __attribute__((always_inline)) ATTR void IV(q8q8_rows)(const int m
         __m256i w;
         if (g < full) {
             w = _mm256_loadu_si256((const __m256i *)(row + 32 * g));
-            __builtin_prefetch(row + 32 * g + MOE_WEIGHT_PREFETCH_BYTES, 0, 3);
+            __builtin_prefetch(row + 32 * g + MOE_WEIGHT_PREFETCH_BYTES_Q8, 0, 3);
         } else {
             int8_t pad[32] = {0};
             memcpy(pad, row + 32 * g, (size_t)(K - 32 * g));
