@@ -26,6 +26,31 @@ public struct TrainingRunOptions: Codable, Sendable, Equatable {
     public var outputDirectory = "runs/tiny-moe"
 
     public init() {}
+
+    /// The settings in which `other` differs from these, as "name: ours → theirs", named by
+    /// their keys in run.json (`training.learning_rate`, `dataPath`, …), in key order.
+    /// `ignoring` leaves keys out (a resumed run may change `training.steps`; the output folder
+    /// is where the run is, not a setting).
+    public func differences(from other: TrainingRunOptions, ignoring: Set<String> = []) throws -> [String] {
+        func flat(_ o: TrainingRunOptions) throws -> [String: String] {
+            let enc = JSONEncoder()
+            var out: [String: String] = [:]
+            func walk(_ v: Any, _ key: String) {
+                if let d = v as? [String: Any] {
+                    for (k, sub) in d { walk(sub, key.isEmpty ? k : "\(key).\(k)") }
+                } else if let data = try? JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed, .sortedKeys]) {
+                    out[key] = String(decoding: data, as: UTF8.self)
+                }
+            }
+            walk(try JSONSerialization.jsonObject(with: enc.encode(o)), "")
+            return out
+        }
+        let mine = try flat(self), theirs = try flat(other)
+        return Set(mine.keys).union(theirs.keys).subtracting(ignoring).sorted().compactMap { key in
+            let a = mine[key] ?? "(none)", b = theirs[key] ?? "(none)"
+            return a == b ? nil : "\(key): \(a) → \(b)"
+        }
+    }
 }
 
 /// A Double that JSON cannot hold as a number when it is NaN or infinite (a loss of a

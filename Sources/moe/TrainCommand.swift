@@ -59,8 +59,8 @@ struct Train: ParsableCommand {
     @Option(name: .long, help: "Model preset or TransformerConfig JSON file (default: tiny-moe).")
     var config: String?
 
-    @Option(name: .long, help: "FFN kind: moe (as configured) or dense (the dense twin with the same active parameters).")
-    var ffn: String = "moe"
+    @Option(name: .long, help: "FFN kind: moe (as configured; the default) or dense (the dense twin with the same active parameters).")
+    var ffn: String?
 
     @Option(name: .long, help: "Start from this saved model folder (fine-tuning) instead of --config.")
     var `init`: String?
@@ -68,24 +68,24 @@ struct Train: ParsableCommand {
     @Option(name: .long, help: "Text file to train on (UTF-8, byte-level). Default: the synthetic multi-task corpus.")
     var data: String?
 
-    @Option(name: .long, help: "Objective: causal (next token) or masked (BERT-style, bidirectional).")
-    var objective: String = "causal"
+    @Option(name: .long, help: "Objective: causal (next token; the default) or masked (BERT-style, bidirectional).")
+    var objective: String?
 
     @Option(name: .long, help: "Optimiser steps (default 300; with --resume: train the run on to this many steps).") var steps: Int?
-    @Option(name: .customLong("batch-size"), help: "Sequences per micro-batch.") var batchSize: Int = 16
-    @Option(name: .long, help: "Tokens per sequence.") var seq: Int = 128
-    @Option(name: .long, help: "Peak learning rate.") var lr: Double = 1e-3
+    @Option(name: .customLong("batch-size"), help: "Sequences per micro-batch (default 16).") var batchSize: Int?
+    @Option(name: .long, help: "Tokens per sequence (default 128).") var seq: Int?
+    @Option(name: .long, help: "Peak learning rate (default 1e-3).") var lr: Double?
     @Option(name: .long, help: "Linear warmup steps before cosine decay (default: 10% of the steps, at most 30).") var warmup: Int?
-    @Option(name: .customLong("weight-decay"), help: "AdamW decoupled weight decay (not on norms, biases, embeddings).") var weightDecay: Double = 0.1
-    @Option(name: .customLong("grad-clip"), help: "Clip the global gradient norm to this (0 = off).") var gradClip: Double = 1.0
-    @Option(name: .long, help: "Micro-batches per optimiser step (gradient accumulation).") var accumulate: Int = 1
-    @Option(name: .customLong("eval-every"), help: "Evaluate on the validation split every N steps.") var evalEvery: Int = 50
-    @Option(name: .customLong("eval-batches"), help: "Validation batches per evaluation.") var evalBatches: Int = 8
-    @Option(name: .customLong("checkpoint-every"), help: "Save a resumable checkpoint every N steps (0 = at the end only).") var checkpointEvery: Int = 0
-    @Option(name: .long, help: "Fine-tuning: none, routers, or all-but-experts.") var freeze: String = "none"
-    @Option(name: .long, help: "Activation checkpointing: none, attention (recompute attention in backward) or block (keep only each block's input). Same gradients, less memory, more time.") var checkpointing: String = "none"
+    @Option(name: .customLong("weight-decay"), help: "AdamW decoupled weight decay, not on norms, biases, embeddings (default 0.1).") var weightDecay: Double?
+    @Option(name: .customLong("grad-clip"), help: "Clip the global gradient norm to this, 0 = off (default 1).") var gradClip: Double?
+    @Option(name: .long, help: "Micro-batches per optimiser step, gradient accumulation (default 1).") var accumulate: Int?
+    @Option(name: .customLong("eval-every"), help: "Evaluate on the validation split every N steps (default 50).") var evalEvery: Int?
+    @Option(name: .customLong("eval-batches"), help: "Validation batches per evaluation (default 8).") var evalBatches: Int?
+    @Option(name: .customLong("checkpoint-every"), help: "Save a resumable checkpoint every N steps, 0 = at the end only (default 0).") var checkpointEvery: Int?
+    @Option(name: .long, help: "Fine-tuning: none (the default), routers, or all-but-experts.") var freeze: String?
+    @Option(name: .long, help: "Activation checkpointing: none, attention (recompute attention in backward) or block (keep only each block's input). Same gradients, less memory, more time. Default none.") var checkpointing: String?
     @Option(name: .long, help: "Matmul arithmetic: fp32, or bf16 (mixed precision: matmul operands rounded to bfloat16, float32 sums; weights, optimizer, routers, norms and losses stay float32). Today the arithmetic, not speed: 0.5–0.9× fp32's GEMM rate. Default fp32; with --resume, the run's own.") var precision: String?
-    @Option(name: .long, help: "Random seed (data order, initialisation, router noise).") var seed: UInt64 = 0
+    @Option(name: .long, help: "Random seed: data order, initialisation, router noise (default 0).") var seed: UInt64?
     @Option(name: .long, help: "Threads for kernels and BLAS (default: SPARSEMOE_NUM_THREADS or all cores).") var threads: Int?
     @Option(name: .long, help: "Report folder (default runs/<preset>[-dense]).") var out: String?
     @Flag(name: .long, help: "Continue the run in --out from its latest checkpoint.") var resume = false
@@ -100,12 +100,14 @@ struct Train: ParsableCommand {
     var configSpec: String { config ?? "tiny-moe" }
 
     func validate() throws {
-        guard ["moe", "dense"].contains(ffn) else { throw ValidationError("--ffn must be moe or dense, got '\(ffn)'") }
-        guard Objective(rawValue: objective) != nil else { throw ValidationError("--objective must be causal or masked, got '\(objective)'") }
-        guard FreezeMode(rawValue: freeze) != nil else {
+        if let ffn, !["moe", "dense"].contains(ffn) { throw ValidationError("--ffn must be moe or dense, got '\(ffn)'") }
+        if let objective, Objective(rawValue: objective) == nil {
+            throw ValidationError("--objective must be causal or masked, got '\(objective)'")
+        }
+        if let freeze, FreezeMode(rawValue: freeze) == nil {
             throw ValidationError("--freeze must be one of \(FreezeMode.allCases.map(\.rawValue).joined(separator: ", ")), got '\(freeze)'")
         }
-        guard ActivationCheckpointing(rawValue: checkpointing) != nil else {
+        if let checkpointing, ActivationCheckpointing(rawValue: checkpointing) == nil {
             throw ValidationError("--checkpointing must be one of \(ActivationCheckpointing.allCases.map(\.rawValue).joined(separator: ", ")), got '\(checkpointing)'")
         }
         if let precision, MatmulPrecision(rawValue: precision) == nil {
@@ -118,23 +120,46 @@ struct Train: ParsableCommand {
         if resume && force { throw ValidationError("--resume continues the run in --out and --force deletes it: choose one") }
     }
 
+    /// The run options of a new run: what the command line gives, defaults for the rest.
     func options() -> TrainingRunOptions {
         var o = TrainingRunOptions()
-        o.model = `init`.map { .initFrom($0) } ?? .config(configSpec)
-        o.dense = ffn == "dense"
-        o.dataPath = data
+        o.model = .config(configSpec)
         var t = TrainingConfig()
-        let steps = self.steps ?? 300
-        t.steps = steps; t.batchSize = batchSize; t.sequenceLength = seq; t.learningRate = lr; t.warmupSteps = warmup ?? max(1, min(30, steps / 10))
-        t.weightDecay = weightDecay; t.gradClip = gradClip; t.gradAccumulation = accumulate; t.evalEvery = evalEvery
-        t.evalBatches = evalBatches; t.checkpointEvery = checkpointEvery; t.seed = seed
-        t.objective = Objective(rawValue: objective)!
-        t.freeze = FreezeMode(rawValue: freeze)!
-        t.checkpointing = ActivationCheckpointing(rawValue: checkpointing)!
-        t.precision = precision.flatMap { MatmulPrecision(rawValue: $0) } ?? .float32
+        t.steps = steps ?? 300
+        t.warmupSteps = max(1, min(30, t.steps / 10))
+        t.batchSize = 16; t.sequenceLength = 128; t.learningRate = 1e-3; t.weightDecay = 0.1; t.gradClip = 1.0
+        t.gradAccumulation = 1; t.evalEvery = 50; t.evalBatches = 8; t.checkpointEvery = 0; t.seed = 0
+        t.objective = .causal; t.freeze = .none; t.checkpointing = .none; t.precision = .float32
         o.training = t
+        o = given(over: o)
         let base = `init` != nil ? "finetune" : URL(fileURLWithPath: configSpec).deletingPathExtension().lastPathComponent
         o.outputDirectory = out ?? "runs/\(base)\(ffn == "dense" ? "-dense" : "")"
+        return o
+    }
+
+    /// `base` with every run option the command line gives put over it (--steps and --out
+    /// aside: the length and the folder of the run, not its settings).
+    func given(over base: TrainingRunOptions) -> TrainingRunOptions {
+        var o = base
+        if let config { o.model = .config(config) }
+        if let path = `init` { o.model = .initFrom(path) }
+        if let ffn { o.dense = ffn == "dense" }
+        if let data { o.dataPath = data }
+        if let objective { o.training.objective = Objective(rawValue: objective)! }
+        if let batchSize { o.training.batchSize = batchSize }
+        if let seq { o.training.sequenceLength = seq }
+        if let lr { o.training.learningRate = lr }
+        if let warmup { o.training.warmupSteps = warmup }
+        if let weightDecay { o.training.weightDecay = weightDecay }
+        if let gradClip { o.training.gradClip = gradClip }
+        if let accumulate { o.training.gradAccumulation = accumulate }
+        if let evalEvery { o.training.evalEvery = evalEvery }
+        if let evalBatches { o.training.evalBatches = evalBatches }
+        if let checkpointEvery { o.training.checkpointEvery = checkpointEvery }
+        if let freeze { o.training.freeze = FreezeMode(rawValue: freeze)! }
+        if let checkpointing { o.training.checkpointing = ActivationCheckpointing(rawValue: checkpointing)! }
+        if let precision { o.training.precision = MatmulPrecision(rawValue: precision)! }
+        if let seed { o.training.seed = seed }
         return o
     }
 
@@ -174,9 +199,11 @@ struct Train: ParsableCommand {
                 throw SparseMoEError.file(path: saved.path, message: "no run to resume here (run.json is missing)")
             }
             opts = try decodeJSON(TrainingRunOptions.self, from: data)
-            if let given = precision.flatMap({ MatmulPrecision(rawValue: $0) }), given != opts.training.precision {
-                throw ValidationError("--precision \(given.rawValue): the run in \(opts.outputDirectory) trains in "
-                                      + "\(opts.training.precision.rawValue), and --resume continues it as it was; leave --precision out, "
+            // Options given with --resume must be the run's own: it continues as it was saved.
+            let changes = try opts.differences(from: given(over: opts), ignoring: ["training.steps", "outputDirectory"])
+            if !changes.isEmpty {
+                throw ValidationError("--resume continues the run in \(opts.outputDirectory) as saved in run.json, but the "
+                                      + "command line changes \(changes.joined(separator: "; ")). Leave those options out, "
                                       + "or start a new run (another --out, or --force)")
             }
         }

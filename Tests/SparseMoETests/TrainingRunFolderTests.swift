@@ -65,6 +65,28 @@ extension TrainingRunTests {
         XCTAssertEqual(saved.training.steps, 6, "run.json records the extended run")
     }
 
+    /// What `moe train --resume` refuses to change silently: every setting that differs from
+    /// the saved run is named by its run.json key with both values; equal options name nothing.
+    func testDifferencesNameEveryChangedSettingByItsRunJSONKey() throws {
+        var saved = TrainingRunOptions()
+        saved.training.learningRate = 1e-3
+        saved.outputDirectory = "runs/a"
+        XCTAssertEqual(try saved.differences(from: saved), [])
+        var given = saved
+        given.training.learningRate = 2e-3
+        given.training.checkpointing = .block
+        given.dataPath = "notes.txt"
+        given.training.steps = saved.training.steps + 100
+        given.outputDirectory = "runs/b"
+        XCTAssertEqual(try saved.differences(from: given, ignoring: ["training.steps", "outputDirectory"]),
+                       ["dataPath: (none) → \"notes.txt\"", "training.checkpointing: \"none\" → \"block\"",
+                        "training.learning_rate: 0.001 → 0.002"])
+        XCTAssertEqual(try saved.differences(from: given).count, 5)
+        given = saved
+        given.model = .initFrom("runs/a/model")
+        XCTAssertEqual(try saved.differences(from: given).count, 2, "config._0 gone, initFrom._0 new")
+    }
+
     func testAnOutputThatIsARegularFileIsAClearError() throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("sparsemoe-out-\(UUID().uuidString).txt")
         try Data("x".utf8).write(to: file)
