@@ -24,19 +24,21 @@ static inline ATTR float IV(hsum8)(__m256 v) {
  * as loaded; int32 lane l (of 16) = Σ over the 4 bytes l of lo and of hi, so lanes 4q..4q+3 hold
  * group q. 256-bit levels do a, b then c, d; the 512-bit VNNI level all four at once, with
  * lanes 0..7 / 8..15 summed as the 256-bit accumulators ab / cd are, so every level gives the
- * same bits. Lanes are converted and FMA'd with sc = s_w · d_x of their group (sc4: each group's
- * sc four times). The G mod 4 groups after the last whole four (x as they are) run one at a
- * time: the nibbles broadcast, 8 lanes, into their own accumulator.
+ * same bits. Lanes are converted and FMA'd with s_w · d_x of their group, both factors read
+ * from copies with every group's value four times (sw4 once per W row, dx4 once per call, so
+ * nothing per (W row, x row) but the product). The G mod 4 groups after the last whole four
+ * (x as they are) run one at a time: the nibbles broadcast, 8 lanes, into their own accumulator.
  * The −8 of every nibble is taken off once per (W row, x row) in floats:
- *   Σ_g sc_g · Σ_j q_w·q_x = Σ_g sc_g · Σ_j u·q_x − Σ_g sc_g · 8·Σ_j q_x,
- * with 8·Σ_j q_x per group (xs8, exact) computed once per call. The same code for every
+ *   Σ_g s_w·d_x · Σ_j q_w·q_x = Σ_g s_w·d_x · Σ_j u·q_x − Σ_g s_w · (d_x · 8·Σ_j q_x),
+ * with d_x · 8·Σ_j q_x per group (dxs8) computed once per call. The same code for every
  * x-row count, so a row's result does not depend on how many rows share the call:
- *   out = hsum8((ab + cd) + rest) − (hsum8(cor) + cor_tail). */
+ *   out = hsum8((ab + cd) + rest) − (hsum8(cor) + cor_tail), summed over windows into y. */
 
-/* Groups per window: the x sums of one window (m × this many floats) live on the stack;
- * longer rows run window after window, the later windows accumulating. A multiple of 64. */
+/* Groups per window: the x-side copies of one window (dx4, dxs8: m × 5 × this many floats)
+ * live on the stack; longer rows run window after window, the later windows accumulating into
+ * y. A multiple of 4. */
 #ifndef Q4Q8_WINDOW_GROUPS
-#define Q4Q8_WINDOW_GROUPS 256
+#define Q4Q8_WINDOW_GROUPS 64
 #endif
 
 /* The 32 nibbles of one group, unsigned: low nibbles (elements 0..15) in the low lane, high
@@ -61,68 +63,58 @@ static inline ATTR __m256 IV(q4q8_pair)(const uint8_t *w, const int8_t *xlo) {
                                                DOT_U8S8(hi, _mm256_loadu_si256((const __m256i *)(xlo + 64)))));
 }
 
-/* out[i] = Σ_{g<G} s[g]·xd[i·ldd + g]·Σ_j q_w·xq[i·ldq + 32g + j] for i < mr (mr ≤ 4), the
- * groups g of one window (whole fours in the Q4 order); xs8[i·G + g] = 8·Σ_j xq[…]. */
+/* out[i] = Σ_{g<G} sw[g]·xd[i·ldd + g]·Σ_j q_w·xq[i·ldq + 32g + j] for i < mr (mr ≤ 4), the
+ * groups g of one window, the first `fours` of them whole fours in the Q4 order. sw: the row's
+ * scales, sw4: each four times; dx4 [i·4·ldw + 4g + r] = xd[i·ldd + g]; dxs8[i·ldw + g] =
+ * xd[i·ldd + g] · 8·Σ_j xq[…]. */
 static inline __attribute__((always_inline)) ATTR void IV(q4q8_rows)(const int mr, const uint8_t *row,
-                                                                     const uint16_t *gs, int64_t G,
+                                                                     const float *sw, const float *sw4,
+                                                                     int64_t G, int64_t fours,
                                                                      const int8_t *xq, int64_t ldq,
                                                                      const float *xd, int64_t ldd,
-                                                                     const float *xs8, float *out) {
+                                                                     const float *dx4, const float *dxs8,
+                                                                     int64_t ldw, float *out) {
     __m256 ab[4], cd[4], rest[4], cor[4];
     float cor_tail[4] = {0, 0, 0, 0};
     for (int i = 0; i < mr; i++) ab[i] = cd[i] = rest[i] = cor[i] = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 8 <= G; j += 8) {
+        const __m256 s = _mm256_loadu_ps(sw + j);
+        for (int i = 0; i < mr; i++) cor[i] = _mm256_fmadd_ps(s, _mm256_loadu_ps(dxs8 + i * ldw + j), cor[i]);
+    }
+    for (; j < G; j++)
+        for (int i = 0; i < mr; i++) cor_tail[i] += sw[j] * dxs8[i * ldw + j];
 #ifdef DOT_U8S8_512
     __m512 abcd[4]; /* lanes 0..7: ab, 8..15: cd */
     for (int i = 0; i < mr; i++) abcd[i] = _mm512_setzero_ps();
 #endif
-    float sc[4][64], sc4[4][256]; /* s_w · d_x of the chunk's groups per x row; each four times */
-    for (int64_t g0 = 0; g0 < G; g0 += 64) {
-        const int64_t gl = G - g0 < 64 ? G - g0 : 64;
-        int64_t j = 0;
-        for (; j + 8 <= gl; j += 8) {
-            const __m256 s = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(gs + g0 + j)));
-            for (int i = 0; i < mr; i++) {
-                const __m256 v = _mm256_mul_ps(s, _mm256_loadu_ps(xd + i * ldd + g0 + j));
-                _mm256_storeu_ps(sc[i] + j, v);
-                for (int q = 0; q < 4; q++)
-                    _mm256_storeu_ps(sc4[i] + 4 * j + 8 * q,
-                                     _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(2 * q, 2 * q, 2 * q, 2 * q,
-                                                                                   2 * q + 1, 2 * q + 1, 2 * q + 1, 2 * q + 1)));
-                cor[i] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xs8 + i * G + g0 + j), cor[i]);
-            }
-        }
-        for (; j < gl; j++)
-            for (int i = 0; i < mr; i++) {
-                sc[i][j] = _cvtsh_ss(gs[g0 + j]) * xd[i * ldd + g0 + j];
-                for (int q = 0; q < 4; q++) sc4[i][4 * j + q] = sc[i][j];
-                cor_tail[i] += sc[i][j] * xs8[i * G + g0 + j];
-            }
-        int64_t g = 0; /* windows and chunks start at multiples of 4 groups, as the Q4 order's fours */
-        for (; g + 4 <= gl; g += 4) {
-            const int64_t ga = g0 + g;
-            __builtin_prefetch(row + 16 * ga + MOE_WEIGHT_PREFETCH_BYTES_Q4, 0, 3);
+    int64_t g = 0;
+    for (; g < fours; g += 4) {
+        __builtin_prefetch(row + 16 * g + MOE_WEIGHT_PREFETCH_BYTES_Q4, 0, 3);
 #ifdef DOT_U8S8_512
-            const __m512i b = _mm512_loadu_si512(row + 16 * ga), m4 = _mm512_set1_epi8(0x0f);
-            const __m512i lo = _mm512_and_si512(b, m4), hi = _mm512_and_si512(_mm512_srli_epi16(b, 4), m4);
-            for (int i = 0; i < mr; i++) {
-                const int8_t *xi = xq + i * ldq + 32 * ga;
-                const __m512i d = DOT_U8S8_512_ACC(DOT_U8S8_512_ACC(_mm512_setzero_si512(), lo, _mm512_loadu_si512(xi)),
-                                                   hi, _mm512_loadu_si512(xi + 64));
-                abcd[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_loadu_ps(sc4[i] + 4 * g), abcd[i]);
-            }
+        const __m512i b = _mm512_loadu_si512(row + 16 * g), m4 = _mm512_set1_epi8(0x0f);
+        const __m512i lo = _mm512_and_si512(b, m4), hi = _mm512_and_si512(_mm512_srli_epi16(b, 4), m4);
+        const __m512 s = _mm512_loadu_ps(sw4 + 4 * g);
+        for (int i = 0; i < mr; i++) {
+            const int8_t *xi = xq + i * ldq + 32 * g;
+            const __m512i d = DOT_U8S8_512_ACC(DOT_U8S8_512_ACC(_mm512_setzero_si512(), lo, _mm512_loadu_si512(xi)),
+                                               hi, _mm512_loadu_si512(xi + 64));
+            abcd[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(s, _mm512_loadu_ps(dx4 + i * 4 * ldw + 4 * g)), abcd[i]);
+        }
 #else
-            for (int i = 0; i < mr; i++) {
-                const int8_t *xi = xq + i * ldq + 32 * ga;
-                ab[i] = _mm256_fmadd_ps(IV(q4q8_pair)(row + 16 * ga, xi), _mm256_loadu_ps(sc4[i] + 4 * g), ab[i]);
-                cd[i] = _mm256_fmadd_ps(IV(q4q8_pair)(row + 16 * ga + 32, xi + 32), _mm256_loadu_ps(sc4[i] + 4 * g + 8), cd[i]);
-            }
+        const __m256 s0 = _mm256_loadu_ps(sw4 + 4 * g), s1 = _mm256_loadu_ps(sw4 + 4 * g + 8);
+        for (int i = 0; i < mr; i++) {
+            const int8_t *xi = xq + i * ldq + 32 * g;
+            const float *di = dx4 + i * 4 * ldw + 4 * g;
+            ab[i] = _mm256_fmadd_ps(IV(q4q8_pair)(row + 16 * g, xi), _mm256_mul_ps(s0, _mm256_loadu_ps(di)), ab[i]);
+            cd[i] = _mm256_fmadd_ps(IV(q4q8_pair)(row + 16 * g + 32, xi + 32), _mm256_mul_ps(s1, _mm256_loadu_ps(di + 8)), cd[i]);
+        }
 #endif
-        }
-        for (; g < gl; g++) { /* the row's last G mod 4 groups */
-            const __m256i u = IV(q4_nibbles)(row + 16 * (g0 + g));
-            for (int i = 0; i < mr; i++)
-                rest[i] = _mm256_fmadd_ps(IV(q4q8_group)(u, xq + i * ldq + 32 * (g0 + g)), _mm256_broadcast_ss(sc[i] + g), rest[i]);
-        }
+    }
+    for (; g < G; g++) { /* the row's last G mod 4 groups */
+        const __m256i u = IV(q4_nibbles)(row + 16 * g);
+        for (int i = 0; i < mr; i++)
+            rest[i] = _mm256_fmadd_ps(IV(q4q8_group)(u, xq + i * ldq + 32 * g), _mm256_set1_ps(sw[g] * xd[i * ldd + g]), rest[i]);
     }
 #ifdef DOT_U8S8_512
     for (int i = 0; i < mr; i++) {
@@ -143,10 +135,12 @@ static ATTR void IV(gemv_q4q8)(const moe_weight *w, int64_t n0, int64_t n1, cons
         for (int64_t w0 = 0; w0 < G; w0 += Q4Q8_WINDOW_GROUPS) {
             const int64_t gw = G - w0 < Q4Q8_WINDOW_GROUPS ? G - w0 : Q4Q8_WINDOW_GROUPS;
             const int add = accumulate || w0 > 0;
-            float xs8[MOE_WEIGHT_DECODE_MAX_M * Q4Q8_WINDOW_GROUPS];
+            float dx4[MOE_WEIGHT_DECODE_MAX_M * 4 * Q4Q8_WINDOW_GROUPS], dxs8[MOE_WEIGHT_DECODE_MAX_M * Q4Q8_WINDOW_GROUPS];
             const int64_t fours = G - G % 4 - w0 < gw ? G - G % 4 - w0 : gw; /* window groups in whole fours */
             for (int64_t i = 0; i < mb; i++) {
                 const int8_t *xb = xq + (i0 + i) * 32 * G + 32 * w0;
+                const float *d = xd + (i0 + i) * G + w0;
+                float *sums = dxs8 + i * Q4Q8_WINDOW_GROUPS;
                 int64_t g = 0;
                 for (; g < fours; g += 4) { /* lanes 0..3 / 4..7 of ab: groups a / b (both halves) */
                     const __m256i ab = _mm256_add_epi32(DOT_U8S8(ones8, _mm256_loadu_si256((const __m256i *)(xb + 32 * g))),
@@ -155,32 +149,50 @@ static ATTR void IV(gemv_q4q8)(const moe_weight *w, int64_t n0, int64_t n1, cons
                                                         DOT_U8S8(ones8, _mm256_loadu_si256((const __m256i *)(xb + 32 * g + 96))));
                     __m256i h = _mm256_hadd_epi32(ab, cd);
                     h = _mm256_hadd_epi32(h, h); /* [a c a c | b d b d] */
-                    xs8[i * gw + g] = (float)(8 * _mm256_extract_epi32(h, 0));
-                    xs8[i * gw + g + 1] = (float)(8 * _mm256_extract_epi32(h, 4));
-                    xs8[i * gw + g + 2] = (float)(8 * _mm256_extract_epi32(h, 1));
-                    xs8[i * gw + g + 3] = (float)(8 * _mm256_extract_epi32(h, 5));
+                    sums[g] = (float)(8 * _mm256_extract_epi32(h, 0));
+                    sums[g + 1] = (float)(8 * _mm256_extract_epi32(h, 4));
+                    sums[g + 2] = (float)(8 * _mm256_extract_epi32(h, 1));
+                    sums[g + 3] = (float)(8 * _mm256_extract_epi32(h, 5));
                 }
                 for (; g < gw; g++) { /* the row's last G mod 4 groups, 32 bytes each */
                     const __m256i s = DOT_U8S8(ones8, _mm256_loadu_si256((const __m256i *)(xb + 32 * g)));
                     __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
                     h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
                     h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
-                    xs8[i * gw + g] = (float)(8 * _mm_cvtsi128_si32(h));
+                    sums[g] = (float)(8 * _mm_cvtsi128_si32(h));
+                }
+                for (g = 0; g < gw; g++) {
+                    sums[g] *= d[g];
+                    for (int r = 0; r < 4; r++) dx4[i * 4 * Q4Q8_WINDOW_GROUPS + 4 * g + r] = d[g];
                 }
             }
             for (int64_t n = n0; n < n1; n++) {
                 const uint8_t *row = (const uint8_t *)w->data + n * 16 * G + 16 * w0;
                 const uint16_t *gs = (const uint16_t *)w->scales + n * G + w0;
+                float sw[Q4Q8_WINDOW_GROUPS], sw4[4 * Q4Q8_WINDOW_GROUPS];
+                int64_t g = 0;
+                for (; g + 8 <= gw; g += 8) {
+                    const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(gs + g)));
+                    _mm256_storeu_ps(sw + g, v);
+                    for (int q = 0; q < 4; q++)
+                        _mm256_storeu_ps(sw4 + 4 * g + 8 * q,
+                                         _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(2 * q, 2 * q, 2 * q, 2 * q,
+                                                                                       2 * q + 1, 2 * q + 1, 2 * q + 1, 2 * q + 1)));
+                }
+                for (; g < gw; g++) {
+                    sw[g] = _cvtsh_ss(gs[g]);
+                    for (int r = 0; r < 4; r++) sw4[4 * g + r] = sw[g];
+                }
                 for (int64_t i1 = 0; i1 < mb; i1 += 4) {
                     float out[4];
                     const int64_t i = i0 + i1, mr = mb - i1 < 4 ? mb - i1 : 4;
                     const int8_t *xi = xq + i * 32 * G + 32 * w0;
-                    const float *di = xd + i * G + w0, *si = xs8 + i1 * gw;
+                    const float *di = xd + i * G + w0, *d4 = dx4 + i1 * 4 * Q4Q8_WINDOW_GROUPS, *s8 = dxs8 + i1 * Q4Q8_WINDOW_GROUPS;
                     switch (mr) {
-                    case 1: IV(q4q8_rows)(1, row, gs, gw, xi, 32 * G, di, G, si, out); break;
-                    case 2: IV(q4q8_rows)(2, row, gs, gw, xi, 32 * G, di, G, si, out); break;
-                    case 3: IV(q4q8_rows)(3, row, gs, gw, xi, 32 * G, di, G, si, out); break;
-                    default: IV(q4q8_rows)(4, row, gs, gw, xi, 32 * G, di, G, si, out); break;
+                    case 1: IV(q4q8_rows)(1, row, sw, sw4, gw, fours, xi, 32 * G, di, G, d4, s8, Q4Q8_WINDOW_GROUPS, out); break;
+                    case 2: IV(q4q8_rows)(2, row, sw, sw4, gw, fours, xi, 32 * G, di, G, d4, s8, Q4Q8_WINDOW_GROUPS, out); break;
+                    case 3: IV(q4q8_rows)(3, row, sw, sw4, gw, fours, xi, 32 * G, di, G, d4, s8, Q4Q8_WINDOW_GROUPS, out); break;
+                    default: IV(q4q8_rows)(4, row, sw, sw4, gw, fours, xi, 32 * G, di, G, d4, s8, Q4Q8_WINDOW_GROUPS, out); break;
                     }
                     for (int64_t r = 0; r < mr; r++) {
                         float *yi = y + (i + r) * ldy + n;
