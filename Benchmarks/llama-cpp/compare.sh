@@ -13,7 +13,8 @@
 # (prompt of 128), decode_tokens_per_second (64 tokens after those 128), weights_bytes
 # (file size), and for llama.cpp
 # bytes_read_per_token and the fraction of the bandwidth limit; one read_bandwidth line;
-# then the ratio table SparseMoE / llama.cpp (Markdown). All lines are also appended to
+# then the ratio table SparseMoE / llama.cpp (Markdown); each dtype runs llama.cpp and then
+# SparseMoE back to back. All lines are also appended to
 # MODEL_DIR.gguf/results.jsonl. SparseMoE's side runs when `moe bench --help` lists
 # --model (moe: --moe PATH, else $MOE, else .build/release/moe, else `moe` on PATH).
 set -euo pipefail
@@ -94,8 +95,25 @@ for q in Q8_0 Q4_0; do
     fi
 done
 
-# 3. llama-bench: prefill of $PROMPT tokens; decode of $GEN tokens after a context of
-#    $PROMPT tokens (-d), as `moe bench` decodes after its prompt; $REPS repetitions each.
+# 3. Per dtype, llama-bench and then SparseMoE's `moe bench` (when it has the --model flag),
+#    back to back: this host's speed drifts over minutes, and a dtype's two engines measured
+#    minutes apart compared the drift as much as the engines.
+#    llama-bench: prefill of $PROMPT tokens; decode of $GEN tokens after a context of $PROMPT
+#    tokens (-d), as `moe bench` decodes after its prompt; $REPS repetitions each.
+if [ -z "$MOE_BIN" ]; then
+    if [ -x "$REPO/.build/release/moe" ]; then MOE_BIN="$REPO/.build/release/moe"
+    elif command -v moe >/dev/null 2>&1; then MOE_BIN="$(command -v moe)"; fi
+fi
+MOE_SIDE=0
+THREAD_FLAG=()
+if [ -n "$MOE_BIN" ] && "$MOE_BIN" bench --help 2>&1 | grep -- --model >/dev/null; then
+    MOE_SIDE=1
+    if "$MOE_BIN" bench --help 2>&1 | grep -- --threads >/dev/null; then THREAD_FLAG=(--threads "$THREADS"); fi
+elif [ -z "$MOE_BIN" ]; then
+    echo "note: SparseMoE's side skipped: no moe binary (build it with swift build -c release, or pass --moe PATH)" >&2
+else
+    echo "note: SparseMoE's side skipped: \`$MOE_BIN bench --help\` lists no --model flag yet" >&2
+fi
 for pair in bf16:BF16 int8:Q8_0 int4:Q4_0; do
     dtype="${pair%%:*}"; type="${pair##*:}"
     file="$OUT/$(echo "$type" | tr 'A-Z' 'a-z').gguf"
@@ -105,31 +123,15 @@ for pair in bf16:BF16 int8:Q8_0 int4:Q4_0; do
     emit "$("$PY" "$HERE/report.py" llama-bench "$OUT/bench-$dtype-prefill.json" "$OUT/bench-$dtype-decode.json" \
         --dtype "$dtype" --type "$type" \
         --gguf "$file" --bandwidth "$BANDWIDTH")"
-done
-
-# 4. SparseMoE's side, when its `moe bench` has the --model flag set.
-if [ -z "$MOE_BIN" ]; then
-    if [ -x "$REPO/.build/release/moe" ]; then MOE_BIN="$REPO/.build/release/moe"
-    elif command -v moe >/dev/null 2>&1; then MOE_BIN="$(command -v moe)"; fi
-fi
-if [ -n "$MOE_BIN" ] && "$MOE_BIN" bench --help 2>&1 | grep -- --model >/dev/null; then
-    THREAD_FLAG=()
-    if "$MOE_BIN" bench --help 2>&1 | grep -- --threads >/dev/null; then THREAD_FLAG=(--threads "$THREADS"); fi
-    for dtype in bf16 int8 int4; do
+    if [ "$MOE_SIDE" = 1 ]; then
         echo "moe bench $dtype" >&2
         OMP_NUM_THREADS="$THREADS" "$MOE_BIN" bench --model "$MODEL_DIR" --dtype "$dtype" "${THREAD_FLAG[@]}" --json \
             | grep '^{' | while IFS= read -r line; do
                 emit "$(echo "$line" | "$PY" -c 'import json,sys; r=json.load(sys.stdin); r.setdefault("engine","SparseMoE"); print(json.dumps(r))')"
             done
-    done
-else
-    if [ -z "$MOE_BIN" ]; then
-        echo "note: SparseMoE's side skipped: no moe binary (build it with swift build -c release, or pass --moe PATH)" >&2
-    else
-        echo "note: SparseMoE's side skipped: \`$MOE_BIN bench --help\` lists no --model flag yet" >&2
     fi
-fi
+done
 
-# 5. Ratio table of this run's lines.
+# 4. Ratio table of this run's lines.
 echo
 "$PY" "$HERE/report.py" table "$RUN_LINES"
