@@ -181,16 +181,13 @@ static const moe_weight_kernels avx512_kernels = {avx512_gemv, avx512_dequant, a
 #undef LV
 
 /* AVX-512 VNNI: the integer decode kernels with vpdpbusd (one instruction where AVX2 needs
- * maddubs + madd), on 256-bit vectors (Q8: pairs of groups, Q4: fours, on 512-bit ones, the
- * same sums);
- * the float kernels as AVX-512 above. */
+ * maddubs + madd), Q8 pairs of groups and Q4 fours on 512-bit vectors, the same sums as the
+ * 256-bit ones; the float kernels as AVX-512 above. */
 #define ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
 #define IV(name) vnni_##name
 #define DOT_U8S8(u, x) _mm256_dpbusd_epi32(_mm256_setzero_si256(), (u), (x))
-#define DOT_U8S8_512(u, x) _mm512_dpbusd_epi32(_mm512_setzero_si512(), (u), (x))
-#define DOT_U8S8_512_ACC(acc, u, x) _mm512_dpbusd_epi32((acc), (u), (x))
+#define DOT_U8S8_512(acc, u, x) _mm512_dpbusd_epi32((acc), (u), (x))
 #include "moe_weights_simd_int.h"
-#undef DOT_U8S8_512_ACC
 #undef DOT_U8S8_512
 #undef DOT_U8S8
 #undef IV

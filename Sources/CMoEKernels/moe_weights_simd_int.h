@@ -5,10 +5,11 @@
  * unsigned bytes u and 32 signed bytes x (AVX2: maddubs then madd with ones, exact while every
  * pair sum fits int16, as it does here; AVX-512 VNNI: one vpdpbusd). Both give the same
  * integers, so every level's results are bit-identical.
- * With DOT_U8S8_512 (AVX-512 VNNI) Q8 runs a pair of groups (even, odd) in one 512-bit
- * vector: lanes 0..7 hold what the even-group accumulator holds, lanes 8..15 the odd one's,
- * each lane summed in the same order as on 256-bit vectors, so the results stay bit-identical
- * with fewer instructions per weight byte (one x row: 13 → 19 G weights/s in cache). */
+ * With DOT_U8S8_512(acc, u, x) (AVX-512 VNNI: acc plus the 16 lanes of 64 bytes) Q8 runs a
+ * pair of groups (even, odd) in one 512-bit vector: lanes 0..7 hold what the even-group
+ * accumulator holds, lanes 8..15 the odd one's, each lane summed in the same order as on
+ * 256-bit vectors, so the results stay bit-identical with fewer instructions per weight byte
+ * (one x row: 13 → 19 G weights/s in cache). */
 
 static inline ATTR float IV(hsum8)(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)); /* lanes i + (i+4) */
@@ -97,8 +98,8 @@ static inline __attribute__((always_inline)) ATTR void IV(q4q8_rows)(const int m
         const __m512 s = _mm512_loadu_ps(sw4 + 4 * g);
         for (int i = 0; i < mr; i++) {
             const int8_t *xi = xq + i * ldq + 32 * g;
-            const __m512i d = DOT_U8S8_512_ACC(DOT_U8S8_512_ACC(_mm512_setzero_si512(), lo, _mm512_loadu_si512(xi)),
-                                               hi, _mm512_loadu_si512(xi + 64));
+            const __m512i d = DOT_U8S8_512(DOT_U8S8_512(_mm512_setzero_si512(), lo, _mm512_loadu_si512(xi)),
+                                           hi, _mm512_loadu_si512(xi + 64));
             abcd[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(s, _mm512_loadu_ps(dx4 + i * 4 * ldw + 4 * g)), abcd[i]);
         }
 #else
@@ -224,12 +225,12 @@ static inline __attribute__((always_inline)) ATTR void IV(q8q8_rows)(const int m
         const __m512i w = _mm512_loadu_si512(row + 32 * g);
         __builtin_prefetch(row + 32 * g + MOE_WEIGHT_PREFETCH_BYTES_Q8, 0, 3);
         const __m512i aw = _mm512_abs_epi8(w);
-        const __mmask64 neg = _mm512_movepi8_mask(w), zero = _mm512_testn_epi8_mask(w, w);
+        const __mmask64 neg = _mm512_movepi8_mask(w);
         for (int i = 0; i < mr; i++) {
             const __m512i x = _mm512_loadu_si512(xq + i * ldq + 32 * g);
-            /* sign(x, w): x where w > 0, −x where w < 0, 0 where w = 0 */
-            const __m512i sx = _mm512_maskz_mov_epi8(~zero, _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x));
-            const __m512 d = _mm512_cvtepi32_ps(DOT_U8S8_512(aw, sx));
+            /* x negated where w < 0 (where w = 0, |w| = 0 zeroes the product as sign() would) */
+            const __m512i sx = _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x);
+            const __m512 d = _mm512_cvtepi32_ps(DOT_U8S8_512(_mm512_setzero_si512(), aw, sx));
             const __m512 sv = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_broadcast_ss(xd + i * ldd + g)),
                                                  _mm256_broadcast_ss(xd + i * ldd + g + 1), 1);
             accw[i] = _mm512_fmadd_ps(d, sv, accw[i]);
