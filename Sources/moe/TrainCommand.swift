@@ -198,7 +198,10 @@ struct Train: ParsableCommand {
             guard let data = FileManager.default.contents(atPath: saved.path) else {
                 throw SparseMoEError.file(path: saved.path, message: "no run to resume here (run.json is missing)")
             }
-            opts = try decodeJSON(TrainingRunOptions.self, from: data)
+            do { opts = try decodeJSON(TrainingRunOptions.self, from: data) } catch {
+                throw SparseMoEError.file(path: saved.path, message: "cannot read the saved run (\(error)); "
+                                          + "restore it, or start a new run with --force")
+            }
             // Options given with --resume must be the run's own: it continues as it was saved.
             let changes = try opts.differences(from: given(over: opts), ignoring: ["training.steps", "outputDirectory"])
             if !changes.isEmpty {
