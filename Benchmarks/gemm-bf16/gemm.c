@@ -27,7 +27,8 @@ int main(int argc, char **argv) {
     moe_set_num_threads(threads);
     static const int64_t shapes[][3] = {{2048, 512, 128}, {2048, 128, 512}, {2048, 2048, 512}, {1024, 1024, 1024}, {512, 4096, 256}};
     static const int trans[][2] = {{0, 1}, {0, 0}, {1, 0}}; /* x·Wᵀ (forward), dy·W (dx), dyᵀ·x (dW) */
-    printf("path %s, %d threads\n", moe_gemm_bf16_path() ? "AVX-512 BF16" : "portable", threads);
+    static const char *const paths[] = {"portable", "AVX-512 BF16", "AMX"};
+    printf("path %s, %d threads\n", paths[moe_gemm_bf16_path()], threads);
     printf("| m | n | k | op | sgemm GFLOP/s | bf16 GFLOP/s | bf16 / sgemm |\n|---|---|---|---|---|---|---|\n");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (size_t t = 0; t < sizeof trans / sizeof trans[0]; t++) {

@@ -179,29 +179,41 @@ static int cpu_has_bf16(void) { return 0; }
 
 static int g_path = -1; /* -1: not chosen yet */
 
+/* Whether this CPU and OS run `path` (0 portable, 1 AVX-512 BF16, 2 AMX). */
+static int path_available(int path) {
+    switch (path) {
+    case 0: return 1;
+    case 1: return cpu_has_bf16();
+    case 2: return moe_gemm_bf16_amx_available();
+    default: return 0;
+    }
+}
+
 int moe_gemm_bf16_path(void) {
     int path = __atomic_load_n(&g_path, __ATOMIC_ACQUIRE);
     if (path < 0) {
         const char *env = getenv("SPARSEMOE_BF16_GEMM");
-        path = env && strcmp(env, "avx512bf16") == 0 && cpu_has_bf16();
+        const int asked = !env ? -1 : strcmp(env, "amx") == 0 ? 2 : strcmp(env, "avx512bf16") == 0 ? 1 : strcmp(env, "portable") == 0 ? 0 : -1;
+        path = asked >= 0 && path_available(asked) ? asked : path_available(2) ? 2 : 0;
         __atomic_store_n(&g_path, path, __ATOMIC_RELEASE);
     }
     return path;
 }
 
-int moe_gemm_bf16_set_path(int hardware) {
-    const int path = hardware && cpu_has_bf16();
-    __atomic_store_n(&g_path, path, __ATOMIC_RELEASE);
-    return path;
+int moe_gemm_bf16_set_path(int path) {
+    const int chosen = path_available(path) ? path : 0;
+    __atomic_store_n(&g_path, chosen, __ATOMIC_RELEASE);
+    return chosen;
 }
 
 void moe_sgemm_bf16(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                     const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+    static const moe_gemm1 paths[3] = {gemm1_portable,
 #if defined(__x86_64__)
-    if (moe_gemm_bf16_path()) {
-        moe_gemm_split(gemm1_avx512bf16, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-        return;
-    }
+                                       gemm1_avx512bf16,
+#else
+                                       gemm1_portable,
 #endif
-    moe_gemm_split(gemm1_portable, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+                                       moe_gemm1_bf16_amx};
+    moe_gemm_split(paths[moe_gemm_bf16_path()], ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }

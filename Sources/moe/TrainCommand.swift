@@ -230,7 +230,7 @@ struct Train: ParsableCommand {
               + (run.trainer.step > 0 ? ", resuming at step \(run.trainer.step)" : "")
               + (communicator.map { ", \(Self.describe(parallel, ranks: $0.size)) over \($0.size) ranks (\(c.batchSize / $0.size) sequences each)" } ?? ""))
         if c.precision == .bfloat16 {
-            print("  matmuls with bf16 operands and float32 sums" + (MatmulPrecision.hardwareBF16 ? " (AVX-512 BF16 kernel)" : " (rounded, then float32 GEMMs: slower than fp32 for now)")
+            print("  matmuls with bf16 operands and float32 sums (\(MatmulPrecision.bf16Kernel.summary))"
                   + "; routers, norms, losses and optimizer in float32")
         }
         let progress = Progress(total: c.steps, startStep: run.trainer.step, terminal: stdoutIsTerminal, quiet: quiet || rank != 0)

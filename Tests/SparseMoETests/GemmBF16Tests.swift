@@ -4,14 +4,14 @@ import CMoEKernelsNaive
 @testable import SparseMoECore
 
 /// moe_sgemm_bf16 against its naive twin (operands rounded to bf16 by bit arithmetic, double
-/// sums) on both paths this CPU runs (AVX-512 BF16 where present, the portable one always),
+/// sums) on every path this CPU runs (AVX-512 BF16 and AMX where present, the portable one always),
 /// every transpose, strided operands, shapes around the kernel's tile and block edges.
 final class GemmBF16Tests: XCTestCase {
-    /// Runs body on each path this CPU supports (0 portable, 1 AVX-512 BF16), then restores it.
+    /// Runs body on each path this CPU supports (0 portable, 1 AVX-512 BF16, 2 AMX), then restores it.
     func forEachPath(_ body: (Int32) throws -> Void) rethrows {
         let original = moe_gemm_bf16_path()
         defer { _ = moe_gemm_bf16_set_path(original) }
-        for path: Int32 in [0, 1] where moe_gemm_bf16_set_path(path) == path { try body(path) }
+        for path: Int32 in [0, 1, 2] where moe_gemm_bf16_set_path(path) == path { try body(path) }
     }
 
     struct Case {

@@ -13,12 +13,15 @@ extern "C" {
  *   bf16(x): x rounded to bfloat16, nearest even (8 significant bits). beta = 0 never reads C.
  * A and B are float32 in memory and rounded while they are packed, so callers keep one float32
  * copy. The products of two bf16 values are exact in float32; only the sums round.
- * Two paths:
- *   0  (default) any CPU: the operands rounded to bf16 into float32 buffers, then sgemm (same
- *      math; 0.5–0.9× sgemm's speed, the rounding copies being the difference);
+ * Three paths, chosen at run time from the CPU (the fastest it runs, unless
+ * SPARSEMOE_BF16_GEMM=portable|avx512bf16|amx asks for another it runs):
+ *   0  any CPU: the operands rounded to bf16 into float32 buffers, then sgemm (same math;
+ *      0.5–0.9× sgemm's speed, the rounding copies being the difference);
  *   1  AVX-512 BF16 (vdpbf16ps: two bf16 products per float lane and instruction), a first
- *      kernel at 0.4–0.6× OpenBLAS's AVX-512 sgemm (Benchmarks/gemm-bf16/run.sh), so not the
- *      default: SPARSEMOE_BF16_GEMM=avx512bf16 or moe_gemm_bf16_set_path(1) selects it.
+ *      kernel at 0.4–0.6× OpenBLAS's AVX-512 sgemm, kept for comparison (never the default);
+ *   2  AMX (Intel Sapphire Rapids and later: TDPBF16PS on 16 × 16 float32 tiles), 2.1–3.4×
+ *      OpenBLAS's AVX-512 sgemm on training shapes (Benchmarks/gemm-bf16/run.sh); it treats
+ *      subnormal bf16 operands as zero and flushes subnormal sums.
  * On the kernel threads like moe_sgemm (the larger of m and n split, one chunk per thread);
  * deterministic for a fixed thread count and path.
  */
@@ -31,14 +34,14 @@ void moe_sgemm_bf16(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha
 void moe_set_matmul_precision(int bf16);
 int moe_matmul_precision(void);
 
-/* The path moe_sgemm_bf16 takes: 1 AVX-512 BF16, 0 the portable one. The first use picks 0, or 1
- * with SPARSEMOE_BF16_GEMM=avx512bf16 where the CPU has AVX-512 BF16 (and F, BW, VL) at SIMD
- * level 3. */
+/* The path moe_sgemm_bf16 takes (0 portable, 1 AVX-512 BF16, 2 AMX), chosen on first use: the
+ * one SPARSEMOE_BF16_GEMM names where the CPU runs it, else AMX where the CPU and OS allow it
+ * (AMX-BF16, AVX-512 at SIMD level 3, tile state granted by the kernel), else 0. */
 int moe_gemm_bf16_path(void);
 
-/* Sets the path to `hardware` where the CPU allows it and returns the path chosen; for tests and
- * measurements (do not call while a GEMM runs). */
-int moe_gemm_bf16_set_path(int hardware);
+/* Sets the path to `path` where the CPU runs it, else to 0, and returns the path chosen; for tests
+ * and measurements (do not call while a GEMM runs). */
+int moe_gemm_bf16_set_path(int path);
 
 #ifdef __cplusplus
 }

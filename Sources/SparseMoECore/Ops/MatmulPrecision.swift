@@ -7,10 +7,10 @@ internal import CMoEKernels
 /// The precision is ambient and process-wide: every GEMM the kernels run (``matmul(_:_:transposeA:transposeB:precision:)``,
 /// attention, the routed experts) uses ``current``, which ``with(_:_:)`` sets for a scope.
 /// Mixed-precision training runs its steps under `.bfloat16`; routers ask for `.float32`
-/// explicitly, so routing decisions never move with rounding. The bf16 GEMMs round their
-/// operands into float32 buffers for sgemm (0.5–0.9× float32's speed); an AVX-512 BF16
-/// kernel (``hardwareBF16``, opt-in with `SPARSEMOE_BF16_GEMM=avx512bf16`) reaches 0.4–0.6× of
-/// OpenBLAS's AVX-512 sgemm so far. Today this buys the arithmetic, not speed.
+/// explicitly, so routing decisions never move with rounding. Which kernel runs the bf16 GEMMs
+/// is chosen at run time (``bf16Kernel``): on CPUs with AMX they run 2–3× faster than float32
+/// sgemm; elsewhere the operands are rounded into float32 buffers for sgemm, the same numbers
+/// at 0.5–0.9× float32's speed.
 public enum MatmulPrecision: String, Codable, Sendable, CaseIterable {
     case float32 = "fp32"
     case bfloat16 = "bf16"
@@ -26,6 +26,26 @@ public enum MatmulPrecision: String, Codable, Sendable, CaseIterable {
         return try body()
     }
 
-    /// Whether bf16 GEMMs run on the AVX-512 BF16 kernel (else through float32 GEMMs).
-    public static var hardwareBF16: Bool { moe_gemm_bf16_path() != 0 }
+    /// The kernel bf16 GEMMs run on: the fastest this CPU runs, unless the environment variable
+    /// `SPARSEMOE_BF16_GEMM=portable|avx512bf16|amx` names another it runs.
+    public static var bf16Kernel: BF16Kernel { BF16Kernel(rawValue: moe_gemm_bf16_path()) ?? .portable }
+}
+
+/// The kernels behind bf16 GEMMs (moe_gemm_bf16.h).
+public enum BF16Kernel: Int32, Sendable, CaseIterable {
+    /// Operands rounded to bf16 into float32 buffers, then OpenBLAS sgemm: any CPU, float32's speed or less.
+    case portable = 0
+    /// AVX-512 BF16 (`vdpbf16ps`); slower than sgemm so far, kept for comparison.
+    case avx512BF16 = 1
+    /// AMX tiles (`tdpbf16ps`, Intel Sapphire Rapids and later): 2–3× sgemm.
+    case amx = 2
+
+    /// A few words for run logs.
+    public var summary: String {
+        switch self {
+        case .portable: return "operands rounded, then float32 GEMMs (no bf16 hardware: not faster than fp32)"
+        case .avx512BF16: return "AVX-512 BF16 kernel"
+        case .amx: return "AMX tiles"
+        }
+    }
 }
