@@ -25,7 +25,7 @@ static int cmp(const void *x, const void *y) {
 int main(int argc, char **argv) {
     const int threads = argc > 1 ? atoi(argv[1]) : 2, rounds = argc > 2 ? atoi(argv[2]) : 9;
     moe_set_num_threads(threads);
-    static const int64_t shapes[][3] = {{2048, 512, 128}, {2048, 128, 512}, {2048, 2048, 512}, {1024, 1024, 1024}, {512, 4096, 256}};
+    static const int64_t shapes[][3] = {{512, 256, 128}, {512, 128, 256}, {2048, 512, 128}, {2048, 128, 512}, {2048, 2048, 512}, {1024, 1024, 1024}, {512, 4096, 256}};
     static const int trans[][2] = {{0, 1}, {0, 0}, {1, 0}}; /* x·Wᵀ (forward), dy·W (dx), dyᵀ·x (dW) */
     static const char *const paths[] = {"portable", "AVX-512 BF16", "AMX"};
     printf("path %s, %d threads\n", paths[moe_gemm_bf16_path()], threads);

@@ -10,11 +10,12 @@
  * Every tile a kernel loads is one contiguous kilobyte:
  *   A panel (32 rows):    [k step s][row 0..<32][32 bf16]          (zero past m and k)
  *   B panel (32 columns): [k step s][half h][pair 0..<16][16 words] (zero past n and k)
- * Packing rounds float32 to bf16 to nearest even with integer arithmetic (as bf16_bits in
- * moe_gemm_bf16.c: subnormals kept, NaN quiet) and transposes 16 × 16 blocks of 32-bit words
- * where the stored layout runs the other way (op(A) = Aᵀ, op(B) = Bᵀ).
+ * Packing rounds float32 to bf16 to nearest even (vcvtne2ps2bf16) and transposes 16 × 16
+ * blocks of 32-bit words where the stored layout runs the other way (op(A) = Aᵀ, op(B) = Bᵀ).
  * The tile unit treats subnormal bf16 inputs as zero and flushes subnormal results; sums are
- * float32 in a fixed order, so results are deterministic for a fixed thread count. */
+ * float32 in a fixed order, so results are deterministic for a fixed thread count.
+ * A full 32 × 32 block with alpha = 1 and beta 0 or 1 loads and stores its tiles in C itself;
+ * other blocks go through a buffer and merge_block. */
 #define _GNU_SOURCE /* syscall() */
 #include "internal.h"
 #include "moe_weights.h"
@@ -31,39 +32,27 @@
 #define MC 128  /* rows of a packed A block: a multiple of 32 */
 #define NC 512  /* columns of a packed B block: a multiple of 32 */
 
-#define PACK_ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
-#define TILE_ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,amx-tile,amx-bf16")))
+#define PACK_ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+#define TILE_ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16")))
 
 /* ------------------------------------------------------------------------------------
  * Packing.
  * ------------------------------------------------------------------------------------ */
 
-/* 16 floats → their bf16 bits in the upper half of each 32-bit lane (nearest even, NaN quiet). */
-static PACK_ATTR inline __m512i round_hi(__m512 x) {
-    const __m512i u = _mm512_castps_si512(x);
-    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    const __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
-    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
-                                                  _mm512_set1_epi32(0x7f800000));
-    return _mm512_mask_or_epi32(r, nan, u, _mm512_set1_epi32(0x00400000));
-}
-
-/* 16 words, word j = bf16(lo[j]) | bf16(hi[j]) << 16. */
+/* 16 words, word j = bf16(lo[j]) | bf16(hi[j]) << 16. vcvtne2ps2bf16 rounds to nearest even
+ * (subnormals to zero, which the tiles would treat as zero anyway) into [lo 0..<16, hi 0..<16];
+ * vpermw interleaves the halves. */
 static PACK_ATTR inline __m512i pair_words(__m512 lo, __m512 hi) {
-    return _mm512_or_si512(_mm512_srli_epi32(round_hi(lo), 16),
-                           _mm512_and_si512(round_hi(hi), _mm512_set1_epi32((int)0xffff0000u)));
+    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                                                21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    return _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 }
 
-/* 32 consecutive floats (n of them, zero past) → 32 bf16 as 16 words (= pair_words of the even
- * and odd elements). */
+/* 32 consecutive floats (n of them, zero past) → 32 bf16 in order, i.e. 16 words of k pairs. */
 static PACK_ATTR inline __m512i row_words(const float *x, int64_t n) {
     const __mmask16 m0 = n >= 16 ? 0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
     const __mmask16 m1 = n >= 32 ? 0xffff : n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1);
-    const __m512i r0 = _mm512_srli_epi32(round_hi(_mm512_maskz_loadu_ps(m0, x)), 16);
-    const __m512i r1 = _mm512_srli_epi32(round_hi(_mm512_maskz_loadu_ps(m1, x + 16)), 16);
-    /* bf16 element t of the result: low half of word t of r0 (t < 16), of word t - 16 of r1 */
-    const __m256i h0 = _mm512_cvtepi32_epi16(r0), h1 = _mm512_cvtepi32_epi16(r1);
-    return _mm512_inserti64x4(_mm512_castsi256_si512(h0), h1, 1);
+    return (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, x + 16), _mm512_maskz_loadu_ps(m0, x));
 }
 
 /* Transposes a 16 × 16 matrix of 32-bit words held as 16 row vectors. */
@@ -199,12 +188,22 @@ static PACK_ATTR void merge_block(const float *t, float *c, int64_t ldc, int mr,
     }
 }
 
-/* A 32 × 32 block: T = Σ over `steps` k steps of one A panel times one B panel. */
-static TILE_ATTR void block_32x32(int64_t steps, const uint16_t *ap, const uint32_t *bp, float *t) {
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
+/* A 32 × 32 block of Σ over `steps` k steps of one A panel times one B panel, stored at t (row
+ * stride ldt floats), which holds the block to add to when `accumulate` (else zeros start it). */
+static TILE_ATTR void block_32x32(int64_t steps, const uint16_t *ap, const uint32_t *bp, float *t, int64_t ldt,
+                                  int accumulate) {
+    const int64_t stride = ldt * (int64_t)sizeof(float);
+    if (accumulate) {
+        _tile_loadd(0, t, stride);
+        _tile_loadd(1, t + 16, stride);
+        _tile_loadd(2, t + 16 * ldt, stride);
+        _tile_loadd(3, t + 16 * ldt + 16, stride);
+    } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    }
     for (int64_t s = 0; s < steps; s++) {
         _tile_loadd(4, ap + s * 1024, 64);
         _tile_loadd(5, ap + s * 1024 + 512, 64);
@@ -215,10 +214,10 @@ static TILE_ATTR void block_32x32(int64_t steps, const uint16_t *ap, const uint3
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
     }
-    _tile_stored(0, t, 128);
-    _tile_stored(1, t + 16, 128);
-    _tile_stored(2, t + 512, 128);
-    _tile_stored(3, t + 528, 128);
+    _tile_stored(0, t, stride);
+    _tile_stored(1, t + 16, stride);
+    _tile_stored(2, t + 16 * ldt, stride);
+    _tile_stored(3, t + 16 * ldt + 16, stride);
 }
 
 static TILE_ATTR void tiles_configure(void) {
@@ -268,9 +267,16 @@ void moe_gemm1_bf16_amx(int ta, int tb, int64_t m, int64_t n, int64_t k, float a
                 pack_a(pa, a, lda, ta, ic, mc, pc, kc, kcp);
                 for (int64_t r = 0; r < mc; r += 32)
                     for (int64_t q = 0; q < nc; q += 32) {
-                        block_32x32(kcp / 32, pa + r * kcp, pb + q / 32 * (kcp / 2 * 32), t);
-                        merge_block(t, c + (ic + r) * ldc + jc + q, ldc, (int)(mc - r < 32 ? mc - r : 32),
-                                    (int)(nc - q < 32 ? nc - q : 32), alpha, beta, pc == 0);
+                        const int mr = (int)(mc - r < 32 ? mc - r : 32), nr = (int)(nc - q < 32 ? nc - q : 32);
+                        float *cb = c + (ic + r) * ldc + jc + q;
+                        const uint16_t *ap = pa + r * kcp;
+                        const uint32_t *bp = pb + q / 32 * (kcp / 2 * 32);
+                        if (mr == 32 && nr == 32 && alpha == 1.0f && (pc > 0 || beta == 0.0f || beta == 1.0f)) {
+                            block_32x32(kcp / 32, ap, bp, cb, ldc, pc > 0 || beta == 1.0f);
+                        } else {
+                            block_32x32(kcp / 32, ap, bp, t, 32, 0);
+                            merge_block(t, cb, ldc, mr, nr, alpha, beta, pc == 0);
+                        }
                     }
             }
         }
@@ -278,7 +284,7 @@ void moe_gemm1_bf16_amx(int ta, int tb, int64_t m, int64_t n, int64_t k, float a
     tiles_release();
 }
 
-/* cpuid 7.0: EDX bit 22 AMX-BF16, bit 24 AMX-TILE; XCR0 bits 17-18 (tile state) enabled by
+/* cpuid 7.0: EDX bit 22 AMX-BF16, bit 24 AMX-TILE; 7.1: EAX bit 5 AVX512-BF16 (packing); XCR0 bits 17-18 (tile state) enabled by
  * the OS; and Linux's per-process permission for the tile data (arch_prctl, kernel 5.16+). */
 int moe_gemm_bf16_amx_available(void) {
     static int available = -1;
@@ -286,8 +292,9 @@ int moe_gemm_bf16_amx_available(void) {
     if (value >= 0) return value;
     unsigned eax, ebx, ecx, edx;
     value = 0;
+    unsigned eax1 = 0, ebx1, ecx1, edx1;
     if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) && (edx >> 22 & 1) && (edx >> 24 & 1) &&
-        moe_weight_simd_level() == 3) {
+        __get_cpuid_count(7, 1, &eax1, &ebx1, &ecx1, &edx1) && (eax1 >> 5 & 1) && moe_weight_simd_level() == 3) {
         unsigned lo, hi;
         __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
         const unsigned long long xcr0 = (unsigned long long)hi << 32 | lo;

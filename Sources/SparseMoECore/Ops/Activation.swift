@@ -16,7 +16,7 @@ private func activation(_ x: Tensor, _ op: String, _ forward: ForwardKernel,
                         _ backward: @escaping BackwardKernel) -> Tensor {
     Check.trapping { try Check.float32(x, op, "x") }
     let n = x.count
-    let out = Tensor(zeros: x.shape)
+    let out = Tensor(uninitialized: x.shape)
     forward(out.floats, x.floats, Int64(n))
     return out.recording(op, inputs: [x]) { g in
         backward(x.gradBuffer().floats, g.floats, x.floats, Int64(n))
@@ -56,7 +56,7 @@ public func swiglu(_ gate: Tensor, _ up: Tensor) -> Tensor {
     let op = "swiglu"
     Check.trapping { try Check.swiglu(gate, up) }
     let n = gate.count
-    let out = Tensor(zeros: gate.shape)
+    let out = Tensor(uninitialized: gate.shape)
     moe_swiglu_forward(out.floats, gate.floats, up.floats, Int64(n))
     return out.recording(op, inputs: [gate, up]) { g in
         let dg = gate.requiresGrad ? gate.gradBuffer().floats : nil

@@ -27,7 +27,7 @@ extension Check {
 /// `a [..., D]`. The broadcast gradient is summed over rows in row order (deterministic).
 private func addScaled(_ a: Tensor, _ b: Tensor, beta: Float, _ op: String) -> Tensor {
     let l = Check.trapping { try Check.binary(a, b, op) }
-    let out = Tensor(zeros: a.shape)
+    let out = Tensor(uninitialized: a.shape)
     moe_add_forward(out.floats, a.floats, b.floats, beta, Int64(l.rows), Int64(l.cols), l.broadcast ? 1 : 0)
     return out.recording(op, inputs: [a, b]) { g in
         let da = a.requiresGrad ? a.gradBuffer().floats : nil
@@ -57,7 +57,7 @@ public func multiply(_ a: Tensor, _ b: Tensor) -> Tensor {
     let op = "multiply"
     if a.shape != b.shape && a.rank == 1 && b.rank > 1 { return multiply(b, a) }
     let l = Check.trapping { try Check.binary(a, b, op) }
-    let out = Tensor(zeros: a.shape)
+    let out = Tensor(uninitialized: a.shape)
     moe_mul_forward(out.floats, a.floats, b.floats, Int64(l.rows), Int64(l.cols), l.broadcast ? 1 : 0)
     return out.recording(op, inputs: [a, b]) { g in
         let da = a.requiresGrad ? a.gradBuffer().floats : nil
@@ -78,7 +78,7 @@ extension Check {
 public func scale(_ x: Tensor, by s: Float) -> Tensor {
     let op = "scale"
     Check.trapping { try Check.scale(x, by: s) }
-    let out = Tensor(zeros: x.shape)
+    let out = Tensor(uninitialized: x.shape)
     let n = x.count
     moe_scale_forward(out.floats, x.floats, s, Int64(n))
     return out.recording(op, inputs: [x]) { g in

@@ -56,9 +56,9 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, causal: Bool, scale
     let (b, t, h, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
     let (s, hkv, dv) = (k.shape[1], k.shape[2], v.shape[3])
 
-    let out = Tensor(zeros: [b, t, h, dv])
+    let out = Tensor(uninitialized: [b, t, h, dv])
     guard b * t * h > 0 else { return out.recording(op, inputs: [q, k, v]) { _ in } }
-    let probs = Tensor(zeros: [b, h, t, s])
+    let probs = Tensor(uninitialized: [b, h, t, s])  // masked keys written as 0
     let c = causal ? Int32(1) : 0
     let dims = (Int64(b), Int64(t), Int64(s), Int64(h), Int64(hkv), Int64(d), Int64(dv))
     moe_attention_forward(out.floats, probs.floats, q.floats, k.floats, v.floats,

@@ -60,7 +60,7 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transpose
     }
     let (batchShape, m, n, k, bStride) = (l.batchShape, l.m, l.n, l.k, l.bStride)
     let batch = batchShape.reduce(1, *)
-    let out = Tensor(zeros: batchShape + [m, n])
+    let out = k == 0 ? Tensor(zeros: batchShape + [m, n]) : Tensor(uninitialized: batchShape + [m, n])
     if m * n > 0 && batch > 0 {
         if k == 0 { /* product of empty inner dimension is zero */ } else {
             MatmulPrecision.with(precision) {

@@ -29,7 +29,7 @@ extension Check {
 public func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float = 1e-6) -> Tensor {
     let op = "rmsNorm"
     let (n, c) = Check.trapping { try Check.norm(x, weight: weight, bias: nil, eps: eps, op) }
-    let out = Tensor(zeros: x.shape)
+    let out = Tensor(uninitialized: x.shape)
     let rstd = Tensor.needsGrad([x, weight]) ? Tensor(zeros: [n]) : nil
     moe_rmsnorm_forward(out.floats, rstd?.floats, x.floats, weight.floats, Int64(n), Int64(c), eps)
     return out.recording(op, inputs: [x, weight]) { g in
@@ -47,7 +47,7 @@ public func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float = 1e-6) -> Tensor {
 public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
     let op = "layerNorm"
     let (n, c) = Check.trapping { try Check.norm(x, weight: weight, bias: bias, eps: eps, op) }
-    let out = Tensor(zeros: x.shape)
+    let out = Tensor(uninitialized: x.shape)
     let inputs = [x, weight] + (bias.map { [$0] } ?? [])
     let saved = Tensor.needsGrad(inputs) ? (mean: Tensor(zeros: [n]), rstd: Tensor(zeros: [n])) : nil
     moe_layernorm_forward(out.floats, saved?.mean.floats, saved?.rstd.floats, x.floats, weight.floats,

@@ -5,12 +5,7 @@ extension Tensor {
         let dims = Check.trapping { try Check.reshape(shape, to: newShape) }
         let out = Tensor(storage: storage, shape: dims, offset: offset)
         let src = self
-        return out.recording("reshape", inputs: [self]) { g in
-            let dst = src.gradBuffer()
-            let n = src.count
-            let gp = g.floats, dp = dst.floats
-            for i in 0..<n { dp[i] += gp[i] }
-        }
+        return out.recording("reshape", inputs: [self]) { g in src.accumulateGrad(g) }
     }
 
     /// Rows `range` of the leading axis, as a view (no copy). Gradients flow back.

@@ -66,7 +66,7 @@ public struct RotaryEmbedding: Sendable, Equatable {
         let op = "rope"
         let r = Check.trapping { try Check.rotaryApply(self, x, cos: cosT, sin: sinT) }
         let (b, t, h, d) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        let out = Tensor(zeros: x.shape)
+        let out = Tensor(uninitialized: x.shape)
         let style = self.style.cValue
         if x.count > 0 {
             moe_rope_forward(out.floats, x.floats, cosT.floats, sinT.floats,

@@ -33,7 +33,7 @@ extension Check {
 public func softmax(_ x: Tensor) -> Tensor {
     let op = "softmax"
     let (n, v) = Check.trapping { try Check.lastAxis(x, op, "x") }
-    let out = Tensor(zeros: x.shape)
+    let out = Tensor(uninitialized: x.shape)
     moe_softmax_forward(out.floats, x.floats, Int64(n), Int64(v))
     let y = out.detached()  // the saved output; a view, so the closure does not retain `out`
     return out.recording(op, inputs: [x]) { g in
@@ -46,7 +46,7 @@ public func softmax(_ x: Tensor) -> Tensor {
 public func logSoftmax(_ x: Tensor) -> Tensor {
     let op = "logSoftmax"
     let (n, v) = Check.trapping { try Check.lastAxis(x, op, "x") }
-    let out = Tensor(zeros: x.shape)
+    let out = Tensor(uninitialized: x.shape)
     moe_log_softmax_forward(out.floats, x.floats, Int64(n), Int64(v))
     let y = out.detached()
     return out.recording(op, inputs: [x]) { g in

@@ -43,6 +43,14 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
                   shape: shape, requiresGrad: requiresGrad)
     }
 
+    /// A float32 tensor whose elements are unspecified: the output of an op whose kernel
+    /// writes every element (no zero fill first).
+    package convenience init(uninitialized shape: [Int]) {
+        self.init(storage: TensorStorage(dtype: .float32, rows: shape.dropLast().reduce(1, *), rowLength: shape.last ?? 1,
+                                         zeroed: false),
+                  shape: shape)
+    }
+
     /// A zero tensor whose memory is provided by the system on first write (no resident
     /// memory until then): a parameter that loading will fill or replace.
     package convenience init(placeholder shape: [Int], requiresGrad: Bool = false) {
@@ -209,6 +217,19 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         let g = Tensor(zeros: shape)
         grad = g
         return g
+    }
+
+    /// grad += g (g of the same element count); the first gradient is copied, not added to zeros.
+    package func accumulateGrad(_ g: Tensor) {
+        let n = count
+        guard let existing = grad else {
+            let copy = Tensor(uninitialized: shape)
+            if n > 0 { copy.floats.update(from: g.floats, count: n) }
+            grad = copy
+            return
+        }
+        let dp = existing.floats, gp = g.floats
+        for i in 0..<n { dp[i] += gp[i] }
     }
 
     public var description: String {

@@ -44,8 +44,9 @@ package final class TensorStorage: @unchecked Sendable {
     /// Allocates `rows` rows of `rowLength` elements in `dtype` (scales included), zero-filled.
     /// `lazy`: memory comes from an anonymous mapping whose pages the system provides (as
     /// zeros) on first write, so a tensor that is about to be replaced by loaded weights
-    /// costs no resident memory.
-    package init(dtype: DType, rows: Int, rowLength: Int, lazy: Bool = false) {
+    /// costs no resident memory. `zeroed: false` leaves the contents unspecified, for an op's
+    /// output that its kernel writes in full.
+    package init(dtype: DType, rows: Int, rowLength: Int, lazy: Bool = false, zeroed: Bool = true) {
         precondition(rows >= 0 && rowLength >= 0, "negative element count")
         self.dtype = dtype
         self.count = rows * rowLength
@@ -59,11 +60,11 @@ package final class TensorStorage: @unchecked Sendable {
             mapped = true
         } else {
             raw = StoragePool.shared.acquire(bytes)
-            memset(raw, 0, bytes)
+            if zeroed { memset(raw, 0, bytes) }
             mapped = false
         }
         if let s = dtype.scaleDType {
-            scales = TensorStorage(dtype: s, rows: rows * dtype.scalesPerRow(rowLength), rowLength: 1, lazy: lazy)
+            scales = TensorStorage(dtype: s, rows: rows * dtype.scalesPerRow(rowLength), rowLength: 1, lazy: lazy, zeroed: zeroed)
         } else {
             scales = nil
         }
