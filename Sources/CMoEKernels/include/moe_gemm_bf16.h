@@ -19,7 +19,7 @@ extern "C" {
  *      0.5–0.9× sgemm's speed, the rounding copies being the difference);
  *   1  AVX-512 BF16 (vdpbf16ps: two bf16 products per float lane and instruction), a first
  *      kernel at 0.4–0.6× OpenBLAS's AVX-512 sgemm, kept for comparison (never the default);
- *   2  AMX (Intel Sapphire Rapids and later: TDPBF16PS on 16 × 16 float32 tiles), 2.1–3.4×
+ *   2  AMX (Intel Sapphire Rapids and later: TDPBF16PS on 16 × 16 float32 tiles), 2.5–4.9×
  *      OpenBLAS's AVX-512 sgemm on training shapes (Benchmarks/gemm-bf16/run.sh); it treats
  *      subnormal bf16 operands as zero and flushes subnormal sums.
  * On the kernel threads like moe_sgemm (the larger of m and n split, one chunk per thread);
