@@ -43,7 +43,7 @@ public enum BF16Kernel: Int32, Sendable, CaseIterable {
     /// A few words for run logs.
     public var summary: String {
         switch self {
-        case .portable: return "operands rounded, then float32 GEMMs (no bf16 hardware: not faster than fp32)"
+        case .portable: return "operands rounded to bf16, then float32 GEMMs (not faster than fp32)"
         case .avx512BF16: return "AVX-512 BF16 kernel"
         case .amx: return "AMX tiles"
         }
