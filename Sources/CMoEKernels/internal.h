@@ -72,5 +72,13 @@ void moe_gemm_split(moe_gemm1 gemm1, int ta, int tb, int64_t m, int64_t n, int64
 void moe_gemm1_bf16_amx(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                         const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 int moe_gemm_bf16_amx_available(void);
+/* The calling thread's packing buffer for the bf16 GEMM paths, at least `bytes`, 64-byte aligned
+ * (grown, never shrunk; one per thread, used within one GEMM call); NULL when out of memory. */
+void *moe_gemm_bf16_thread_buffer(size_t bytes);
+/* C[0 ..< mr, 0 ..< nr] (row stride ldc, nr ≤ 32) = alpha · T + (first ? beta · C : C) for a block
+ * T of float rows of 32 (64-byte aligned); beta = 0 on the first block never reads C. AVX-512F:
+ * x86-64 only, and only where the bf16 paths that call it run. */
+void moe_gemm_bf16_merge_block(const float *t, float *c, int64_t ldc, int mr, int nr, float alpha, float beta,
+                               int first);
 
 #endif

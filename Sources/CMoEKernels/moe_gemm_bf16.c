@@ -40,8 +40,7 @@ static inline float bf16_round(float x) {
 static inline float op_a(const float *a, int64_t lda, int ta, int64_t i, int64_t k) { return ta ? a[k * lda + i] : a[i * lda + k]; }
 static inline float op_b(const float *b, int64_t ldb, int tb, int64_t k, int64_t j) { return tb ? b[j * ldb + k] : b[k * ldb + j]; }
 
-/* The calling thread's packing buffer of at least `bytes` (grown, never shrunk). */
-static void *thread_buffer(size_t bytes) {
+void *moe_gemm_bf16_thread_buffer(size_t bytes) {
     static _Thread_local void *buffer = NULL;
     static _Thread_local size_t capacity = 0;
     if (bytes > capacity) {
@@ -59,7 +58,7 @@ static void *thread_buffer(size_t bytes) {
 static void gemm1_portable(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                            const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
     moe_blas_core_init();
-    float *pb = thread_buffer(sizeof(float) * (KC * NC + MC * KC));
+    float *pb = moe_gemm_bf16_thread_buffer(sizeof(float) * (KC * NC + MC * KC));
     float *pa = pb + KC * NC;
     if (!pb) __builtin_trap(); /* out of memory for < 2 MB: nothing sensible is left to do */
     for (int64_t jc = 0; jc < n; jc += NC) {
@@ -110,6 +109,24 @@ static void pack_pairs(uint32_t *dst, const float *x, int64_t ld, int trans, int
     }
 }
 
+ATTR void moe_gemm_bf16_merge_block(const float *t, float *c, int64_t ldc, int mr, int nr, float alpha, float beta,
+                               int first) {
+    const __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+    const __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    for (int r = 0; r < mr; r++) {
+        float *row = c + r * ldc;
+        for (int h = 0; h < 2; h++) {
+            const __mmask16 mask = h ? m1 : m0;
+            if (!mask) continue;
+            __m512 v = _mm512_mul_ps(_mm512_load_ps(t + 32 * r + 16 * h), va);
+            if (!first) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, row + 16 * h), v);
+            else if (beta != 0.0f) v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + 16 * h), vb, v);
+            _mm512_mask_storeu_ps(row + 16 * h, mask, v);
+        }
+    }
+}
+
 /* C[mr, nr] (stride ldc) = alpha · tile + (first ? beta · C : C), tile = Σ_p A-pairs · B-pairs
  * over `pairs` pairs of one packed A panel and one packed B panel; beta = 0 on the first block
  * never reads C. */
@@ -125,25 +142,17 @@ static ATTR void tile_8x32(int64_t pairs, const uint32_t *ap, const uint32_t *bp
             acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
         }
     }
-    const __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
-    const __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    for (int r = 0; r < mr; r++) {
-        float *row = c + r * ldc;
-        for (int h = 0; h < 2; h++) {
-            const __mmask16 mask = h ? m1 : m0;
-            if (!mask) continue;
-            __m512 v = _mm512_mul_ps(acc[r][h], va);
-            if (!first) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, row + 16 * h), v);
-            else if (beta != 0.0f) v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + 16 * h), vb, v);
-            _mm512_mask_storeu_ps(row + 16 * h, mask, v);
-        }
+    float t[MR * NR] __attribute__((aligned(64)));
+    for (int r = 0; r < MR; r++) {
+        _mm512_store_ps(t + NR * r, acc[r][0]);
+        _mm512_store_ps(t + NR * r + 16, acc[r][1]);
     }
+    moe_gemm_bf16_merge_block(t, c, ldc, mr, nr, alpha, beta, first);
 }
 
 static void gemm1_avx512bf16(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                              const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
-    uint32_t *pb = thread_buffer(sizeof(uint32_t) * (KC / 2 * NC + MC * KC / 2));
+    uint32_t *pb = moe_gemm_bf16_thread_buffer(sizeof(uint32_t) * (KC / 2 * NC + MC * KC / 2));
     uint32_t *pa = pb + KC / 2 * NC;
     if (!pb) __builtin_trap(); /* out of memory for < 1 MB: nothing sensible is left to do */
     for (int64_t jc = 0; jc < n; jc += NC) {

@@ -15,7 +15,7 @@
  * The tile unit treats subnormal bf16 inputs as zero and flushes subnormal results; sums are
  * float32 in a fixed order, so results are deterministic for a fixed thread count.
  * A full 32 × 32 block with alpha = 1 and beta 0 or 1 loads and stores its tiles in C itself;
- * other blocks go through a buffer and merge_block. */
+ * other blocks go through a buffer and moe_gemm_bf16_merge_block. */
 #define _GNU_SOURCE /* syscall() */
 #include "internal.h"
 #include "moe_weights.h"
@@ -169,25 +169,6 @@ struct tile_config {
     uint8_t rows[16];
 };
 
-/* C[0..<mr, 0..<nr] (stride ldc) = alpha · T + (first ? beta · C : C) for a 32 × 32 float block T;
- * beta = 0 on the first block never reads C. */
-static PACK_ATTR void merge_block(const float *t, float *c, int64_t ldc, int mr, int nr, float alpha, float beta, int first) {
-    const __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
-    const __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    for (int r = 0; r < mr; r++) {
-        float *row = c + r * ldc;
-        for (int h = 0; h < 2; h++) {
-            const __mmask16 mask = h ? m1 : m0;
-            if (!mask) continue;
-            __m512 v = _mm512_mul_ps(_mm512_load_ps(t + 32 * r + 16 * h), va);
-            if (!first) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, row + 16 * h), v);
-            else if (beta != 0.0f) v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + 16 * h), vb, v);
-            _mm512_mask_storeu_ps(row + 16 * h, mask, v);
-        }
-    }
-}
-
 /* A 32 × 32 block of Σ over `steps` k steps of one A panel times one B panel, stored at t (row
  * stride ldt floats), which holds the block to add to when `accumulate` (else zeros start it). */
 static TILE_ATTR void block_32x32(int64_t steps, const uint16_t *ap, const uint32_t *bp, float *t, int64_t ldt,
@@ -233,18 +214,6 @@ static TILE_ATTR void tiles_configure(void) {
 
 static TILE_ATTR void tiles_release(void) { _tile_release(); }
 
-/* The calling thread's packing buffer (grown, never shrunk). */
-static void *thread_buffer(size_t bytes) {
-    static _Thread_local void *buffer = NULL;
-    static _Thread_local size_t capacity = 0;
-    if (bytes > capacity) {
-        free(buffer);
-        buffer = aligned_alloc(64, (bytes + 63) / 64 * 64);
-        capacity = buffer ? bytes : 0;
-    }
-    return buffer;
-}
-
 void moe_gemm1_bf16_amx(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                         const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
     if (k == 0) {
@@ -252,7 +221,7 @@ void moe_gemm1_bf16_amx(int ta, int tb, int64_t m, int64_t n, int64_t k, float a
             for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
         return;
     }
-    uint32_t *pb = thread_buffer(sizeof(uint32_t) * (KC / 2 * NC) + sizeof(uint16_t) * (MC * KC) + sizeof(float) * 32 * 32);
+    uint32_t *pb = moe_gemm_bf16_thread_buffer(sizeof(uint32_t) * (KC / 2 * NC) + sizeof(uint16_t) * (MC * KC) + sizeof(float) * 32 * 32);
     if (!pb) __builtin_trap(); /* out of memory for < 1 MB: nothing sensible is left to do */
     uint16_t *pa = (uint16_t *)(pb + KC / 2 * NC);
     float *t = (float *)(pa + MC * KC);
@@ -275,7 +244,7 @@ void moe_gemm1_bf16_amx(int ta, int tb, int64_t m, int64_t n, int64_t k, float a
                             block_32x32(kcp / 32, ap, bp, cb, ldc, pc > 0 || beta == 1.0f);
                         } else {
                             block_32x32(kcp / 32, ap, bp, t, 32, 0);
-                            merge_block(t, cb, ldc, mr, nr, alpha, beta, pc == 0);
+                            moe_gemm_bf16_merge_block(t, cb, ldc, mr, nr, alpha, beta, pc == 0);
                         }
                     }
             }
