@@ -25,9 +25,9 @@ static inline ATTR float IV(hsum8)(__m256 v) {
  * as loaded; int32 lane l (of 16) = Σ over the 4 bytes l of lo and of hi, so lanes 4q..4q+3 hold
  * group q. 256-bit levels do a, b then c, d; the 512-bit VNNI level all four at once, with
  * lanes 0..7 / 8..15 summed as the 256-bit accumulators ab / cd are, so every level gives the
- * same bits. Lanes are converted and FMA'd with s_w · d_x of their group, both factors read
- * from copies with every group's value four times (sw4 once per W row, dx4 once per call, so
- * nothing per (W row, x row) but the product). The G mod 4 groups after the last whole four
+ * same bits. Lanes are converted and FMA'd with s_w · d_x of their group: s_w converted from
+ * the row's f16 scales as the loop reaches them (four at a time, each spread over its four
+ * lanes), d_x read from a copy with every group's value four times (dx4, once per call). The G mod 4 groups after the last whole four
  * (x as they are) run one at a time: the nibbles broadcast, 8 lanes, into their own accumulator.
  * The −8 of every nibble is taken off once per (W row, x row) in floats:
  *   Σ_g s_w·d_x · Σ_j q_w·q_x = Σ_g s_w·d_x · Σ_j u·q_x − Σ_g s_w · (d_x · 8·Σ_j q_x),
@@ -64,12 +64,12 @@ static inline ATTR __m256 IV(q4q8_pair)(const uint8_t *w, const int8_t *xlo) {
                                                DOT_U8S8(hi, _mm256_loadu_si256((const __m256i *)(xlo + 64)))));
 }
 
-/* out[i] = Σ_{g<G} sw[g]·xd[i·ldd + g]·Σ_j q_w·xq[i·ldq + 32g + j] for i < mr (mr ≤ 4), the
- * groups g of one window, the first `fours` of them whole fours in the Q4 order. sw: the row's
- * scales, sw4: each four times; dx4 [i·4·ldw + 4g + r] = xd[i·ldd + g]; dxs8[i·ldw + g] =
+/* out[i] = Σ_{g<G} s_w[g]·xd[i·ldd + g]·Σ_j q_w·xq[i·ldq + 32g + j] for i < mr (mr ≤ 4), the
+ * groups g of one window, the first `fours` of them whole fours in the Q4 order. gs: the row's
+ * f16 scales s_w; dx4 [i·4·ldw + 4g + r] = xd[i·ldd + g]; dxs8[i·ldw + g] =
  * xd[i·ldd + g] · 8·Σ_j xq[…]. */
 static inline __attribute__((always_inline)) ATTR void IV(q4q8_rows)(const int mr, const uint8_t *row,
-                                                                     const float *sw, const float *sw4,
+                                                                     const uint16_t *gs,
                                                                      int64_t G, int64_t fours,
                                                                      const int8_t *xq, int64_t ldq,
                                                                      const float *xd, int64_t ldd,
@@ -80,11 +80,11 @@ static inline __attribute__((always_inline)) ATTR void IV(q4q8_rows)(const int m
     for (int i = 0; i < mr; i++) ab[i] = cd[i] = rest[i] = cor[i] = _mm256_setzero_ps();
     int64_t j = 0;
     for (; j + 8 <= G; j += 8) {
-        const __m256 s = _mm256_loadu_ps(sw + j);
+        const __m256 s = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(gs + j)));
         for (int i = 0; i < mr; i++) cor[i] = _mm256_fmadd_ps(s, _mm256_loadu_ps(dxs8 + i * ldw + j), cor[i]);
     }
     for (; j < G; j++)
-        for (int i = 0; i < mr; i++) cor_tail[i] += sw[j] * dxs8[i * ldw + j];
+        for (int i = 0; i < mr; i++) cor_tail[i] += _cvtsh_ss(gs[j]) * dxs8[i * ldw + j];
 #ifdef DOT_U8S8_512
     __m512 abcd[4]; /* lanes 0..7: ab, 8..15: cd */
     for (int i = 0; i < mr; i++) abcd[i] = _mm512_setzero_ps();
@@ -95,7 +95,8 @@ static inline __attribute__((always_inline)) ATTR void IV(q4q8_rows)(const int m
 #ifdef DOT_U8S8_512
         const __m512i b = _mm512_loadu_si512(row + 16 * g), m4 = _mm512_set1_epi8(0x0f);
         const __m512i lo = _mm512_and_si512(b, m4), hi = _mm512_and_si512(_mm512_srli_epi16(b, 4), m4);
-        const __m512 s = _mm512_loadu_ps(sw4 + 4 * g);
+        const __m512 s = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                               _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(gs + g)))));
         for (int i = 0; i < mr; i++) {
             const int8_t *xi = xq + i * ldq + 32 * g;
             const __m512i d = DOT_U8S8_512(DOT_U8S8_512(_mm512_setzero_si512(), lo, _mm512_loadu_si512(xi)),
@@ -103,7 +104,9 @@ static inline __attribute__((always_inline)) ATTR void IV(q4q8_rows)(const int m
             abcd[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(s, _mm512_loadu_ps(dx4 + i * 4 * ldw + 4 * g)), abcd[i]);
         }
 #else
-        const __m256 s0 = _mm256_loadu_ps(sw4 + 4 * g), s1 = _mm256_loadu_ps(sw4 + 4 * g + 8);
+        const __m256 s4 = _mm256_castps128_ps256(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(gs + g))));
+        const __m256 s0 = _mm256_permutevar8x32_ps(s4, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+        const __m256 s1 = _mm256_permutevar8x32_ps(s4, _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3));
         for (int i = 0; i < mr; i++) {
             const int8_t *xi = xq + i * ldq + 32 * g;
             const float *di = dx4 + i * 4 * ldw + 4 * g;
@@ -115,7 +118,7 @@ static inline __attribute__((always_inline)) ATTR void IV(q4q8_rows)(const int m
     for (; g < G; g++) { /* the row's last G mod 4 groups */
         const __m256i u = IV(q4_nibbles)(row + 16 * g);
         for (int i = 0; i < mr; i++)
-            rest[i] = _mm256_fmadd_ps(IV(q4q8_group)(u, xq + i * ldq + 32 * g), _mm256_set1_ps(sw[g] * xd[i * ldd + g]), rest[i]);
+            rest[i] = _mm256_fmadd_ps(IV(q4q8_group)(u, xq + i * ldq + 32 * g), _mm256_set1_ps(_cvtsh_ss(gs[g]) * xd[i * ldd + g]), rest[i]);
     }
 #ifdef DOT_U8S8_512
     for (int i = 0; i < mr; i++) {
@@ -170,30 +173,16 @@ static ATTR void IV(gemv_q4q8)(const moe_weight *w, int64_t n0, int64_t n1, cons
             for (int64_t n = n0; n < n1; n++) {
                 const uint8_t *row = (const uint8_t *)w->data + n * 16 * G + 16 * w0;
                 const uint16_t *gs = (const uint16_t *)w->scales + n * G + w0;
-                float sw[Q4Q8_WINDOW_GROUPS], sw4[4 * Q4Q8_WINDOW_GROUPS];
-                int64_t g = 0;
-                for (; g + 8 <= gw; g += 8) {
-                    const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(gs + g)));
-                    _mm256_storeu_ps(sw + g, v);
-                    for (int q = 0; q < 4; q++)
-                        _mm256_storeu_ps(sw4 + 4 * g + 8 * q,
-                                         _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(2 * q, 2 * q, 2 * q, 2 * q,
-                                                                                       2 * q + 1, 2 * q + 1, 2 * q + 1, 2 * q + 1)));
-                }
-                for (; g < gw; g++) {
-                    sw[g] = _cvtsh_ss(gs[g]);
-                    for (int r = 0; r < 4; r++) sw4[4 * g + r] = sw[g];
-                }
                 for (int64_t i1 = 0; i1 < mb; i1 += 4) {
                     float out[4];
                     const int64_t i = i0 + i1, mr = mb - i1 < 4 ? mb - i1 : 4;
                     const int8_t *xi = xq + i * 32 * G + 32 * w0;
                     const float *di = xd + i * G + w0, *d4 = dx4 + i1 * 4 * Q4Q8_WINDOW_GROUPS, *s8 = dxs8 + i1 * Q4Q8_WINDOW_GROUPS;
                     switch (mr) {
-                    case 1: IV(q4q8_rows)(1, row, sw, sw4, gw, fours, xi, 32 * G, di, G, d4, s8, Q4Q8_WINDOW_GROUPS, out); break;
-                    case 2: IV(q4q8_rows)(2, row, sw, sw4, gw, fours, xi, 32 * G, di, G, d4, s8, Q4Q8_WINDOW_GROUPS, out); break;
-                    case 3: IV(q4q8_rows)(3, row, sw, sw4, gw, fours, xi, 32 * G, di, G, d4, s8, Q4Q8_WINDOW_GROUPS, out); break;
-                    default: IV(q4q8_rows)(4, row, sw, sw4, gw, fours, xi, 32 * G, di, G, d4, s8, Q4Q8_WINDOW_GROUPS, out); break;
+                    case 1: IV(q4q8_rows)(1, row, gs, gw, fours, xi, 32 * G, di, G, d4, s8, Q4Q8_WINDOW_GROUPS, out); break;
+                    case 2: IV(q4q8_rows)(2, row, gs, gw, fours, xi, 32 * G, di, G, d4, s8, Q4Q8_WINDOW_GROUPS, out); break;
+                    case 3: IV(q4q8_rows)(3, row, gs, gw, fours, xi, 32 * G, di, G, d4, s8, Q4Q8_WINDOW_GROUPS, out); break;
+                    default: IV(q4q8_rows)(4, row, gs, gw, fours, xi, 32 * G, di, G, d4, s8, Q4Q8_WINDOW_GROUPS, out); break;
                     }
                     for (int64_t r = 0; r < mr; r++) {
                         float *yi = y + (i + r) * ldy + n;
