@@ -111,6 +111,7 @@ public struct CompletionServer: Sendable {
 
         let model = options.modelName
         let includeUsage = params.includeUsage
+        let textChunk = StreamChunkEncoder(id: id, created: created, model: model)
         let events = ResponseBody { writer in
             func send(_ chunk: some Encodable) async throws {
                 try await writer.write(ByteBuffer(string: "data: " + Self.json(chunk) + "\n\n"))
@@ -119,7 +120,7 @@ public struct CompletionServer: Sendable {
                 CompletionResponse(id: id, created: created, model: model, choices: [CompletionChoice(text: text, finishReason: finish)], usage: nil)
             }
             do {
-                let outcome = try await run.run(stream) { try await send(chunk($0, nil)) }
+                let outcome = try await run.run(stream) { try await writer.write(ByteBuffer(string: "data: " + textChunk.json($0) + "\n\n")) }
                 try await send(chunk("", outcome.finishReason))
                 if includeUsage {
                     try await send(CompletionResponse(id: id, created: created, model: model, choices: [],

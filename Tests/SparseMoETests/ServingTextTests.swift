@@ -170,4 +170,26 @@ final class ServingTextTests: XCTestCase {
         XCTAssertTrue(q.stream)
         XCTAssertTrue(q.includeUsage)
     }
+
+    /// A streamed text chunk written by StreamChunkEncoder is byte for byte what JSONEncoder
+    /// writes for the same CompletionResponse: every ASCII character alone and inside text,
+    /// non-ASCII text (accents, CJK, emoji, U+2028), slashes, and random strings.
+    func testStreamChunkEncoderMatchesJSONEncoder() {
+        let encoder = StreamChunkEncoder(id: "cmpl-7/\"x\"", created: 1_764_590_000, model: "tiny/moe é")
+        func reference(_ text: String) -> String {
+            CompletionServer.json(CompletionResponse(id: "cmpl-7/\"x\"", created: 1_764_590_000, model: "tiny/moe é",
+                                                     choices: [CompletionChoice(text: text, finishReason: nil)], usage: nil))
+        }
+        var texts = (0..<128).map { String(UnicodeScalar(UInt8($0))) }
+        texts += ["", "ROMEO: What light", "a\"b\\c/d\n\t\u{7f}", "é ü 東京 🙂 \u{2028}\u{2029}", "\u{0}\u{1f}x\u{1b}[0m"]
+        var rng = RandomGenerator(seed: 11)
+        let alphabet: [UnicodeScalar] = (0..<128).map { UnicodeScalar(UInt8($0)) } + ["é", "東", "🙂", "\u{2028}", "\u{feff}"]
+        for _ in 0..<300 {
+            var t = ""
+            for _ in 0..<Int(rng.next() % 12) { t.unicodeScalars.append(alphabet[Int(rng.next() % UInt64(alphabet.count))]) }
+            texts.append(t)
+        }
+        for t in texts { XCTAssertEqual(encoder.json(t), reference(t), "text \(t.unicodeScalars.map { $0.value })") }
+    }
 }
+
