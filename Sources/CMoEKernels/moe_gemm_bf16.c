@@ -202,7 +202,11 @@ int moe_gemm_bf16_path(void) {
     int path = __atomic_load_n(&g_path, __ATOMIC_ACQUIRE);
     if (path < 0) {
         const char *env = getenv("SPARSEMOE_BF16_GEMM");
-        const int asked = !env ? -1 : strcmp(env, "amx") == 0 ? 2 : strcmp(env, "avx512bf16") == 0 ? 1 : strcmp(env, "portable") == 0 ? 0 : -1;
+        const int asked = !env                              ? -1
+                          : strcmp(env, "amx") == 0         ? 2
+                          : strcmp(env, "avx512bf16") == 0  ? 1
+                          : strcmp(env, "portable") == 0    ? 0
+                                                            : -1;
         path = asked >= 0 && path_available(asked) ? asked : path_available(2) ? 2 : 0;
         __atomic_store_n(&g_path, path, __ATOMIC_RELEASE);
     }

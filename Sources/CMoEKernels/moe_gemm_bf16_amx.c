@@ -43,8 +43,8 @@
  * (subnormals to zero, which the tiles would treat as zero anyway) into [lo 0..<16, hi 0..<16];
  * vpermw interleaves the halves. */
 static PACK_ATTR inline __m512i pair_words(__m512 lo, __m512 hi) {
-    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
-                                                21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                                23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     return _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 }
 
@@ -150,7 +150,8 @@ static PACK_ATTR void pack_a(uint16_t *dst, const float *a, int64_t ld, int tran
                     transpose16(w);
                 } else {
                     for (int i = 0; i < 16; i++)
-                        w[i] = row + i < mc ? row_words(origin + (row + i) * ld + 32 * s, kc - 32 * s) : _mm512_setzero_si512();
+                        w[i] = row + i < mc ? row_words(origin + (row + i) * ld + 32 * s, kc - 32 * s)
+                                            : _mm512_setzero_si512();
                 }
                 uint16_t *tile = panel + s * 1024 + h * 512;
                 for (int i = 0; i < 16; i++) _mm512_store_si512(tile + 32 * i, w[i]);
@@ -221,7 +222,8 @@ void moe_gemm1_bf16_amx(int ta, int tb, int64_t m, int64_t n, int64_t k, float a
             for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
         return;
     }
-    uint32_t *pb = moe_gemm_bf16_thread_buffer(sizeof(uint32_t) * (KC / 2 * NC) + sizeof(uint16_t) * (MC * KC) + sizeof(float) * 32 * 32);
+    uint32_t *pb = moe_gemm_bf16_thread_buffer(sizeof(uint32_t) * (KC / 2 * NC) + sizeof(uint16_t) * (MC * KC) +
+                                               sizeof(float) * 32 * 32);
     if (!pb) __builtin_trap(); /* out of memory for < 1 MB: nothing sensible is left to do */
     uint16_t *pa = (uint16_t *)(pb + KC / 2 * NC);
     float *t = (float *)(pa + MC * KC);
@@ -253,26 +255,31 @@ void moe_gemm1_bf16_amx(int ta, int tb, int64_t m, int64_t n, int64_t k, float a
     tiles_release();
 }
 
-/* cpuid 7.0: EDX bit 22 AMX-BF16, bit 24 AMX-TILE; 7.1: EAX bit 5 AVX512-BF16 (packing); XCR0 bits 17-18 (tile state) enabled by
- * the OS; and Linux's per-process permission for the tile data (arch_prctl, kernel 5.16+). */
-int moe_gemm_bf16_amx_available(void) {
-    static int available = -1;
-    int value = __atomic_load_n(&available, __ATOMIC_ACQUIRE);
+/* Whether the CPU and the OS let this process use the tiles, asked once: cpuid 7.0 EDX bit 22
+ * AMX-BF16 and bit 24 AMX-TILE, 7.1 EAX bit 5 AVX512-BF16 (packing), 1.0 ECX bit 27 OSXSAVE;
+ * XCR0 bits 17-18 (tile state) enabled by the OS; and Linux's per-process permission for the
+ * tile data (arch_prctl, kernel 5.16+). */
+static int tiles_granted(void) {
+    static int granted = -1;
+    int value = __atomic_load_n(&granted, __ATOMIC_ACQUIRE);
     if (value >= 0) return value;
-    unsigned eax, ebx, ecx, edx;
+    unsigned a7, b7, c7, d7, a71 = 0, b71, c71, d71, a1, b1, c1 = 0, d1;
     value = 0;
-    unsigned eax1 = 0, ebx1, ecx1, edx1;
-    if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) && (edx >> 22 & 1) && (edx >> 24 & 1) &&
-        __get_cpuid_count(7, 1, &eax1, &ebx1, &ecx1, &edx1) && (eax1 >> 5 & 1) && moe_weight_simd_level() == 3) {
+    if (__get_cpuid_count(7, 0, &a7, &b7, &c7, &d7) && (d7 >> 22 & 1) && (d7 >> 24 & 1) &&
+        __get_cpuid_count(7, 1, &a71, &b71, &c71, &d71) && (a71 >> 5 & 1) && __get_cpuid(1, &a1, &b1, &c1, &d1) &&
+        (c1 >> 27 & 1)) {
         unsigned lo, hi;
         __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
         const unsigned long long xcr0 = (unsigned long long)hi << 32 | lo;
         enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
         value = (xcr0 >> 17 & 3) == 3 && syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
     }
-    __atomic_store_n(&available, value, __ATOMIC_RELEASE);
+    __atomic_store_n(&granted, value, __ATOMIC_RELEASE);
     return value;
 }
+
+/* The tiles, and AVX-512 at the kernels' SIMD level (SPARSEMOE_SIMD or a test may lower it). */
+int moe_gemm_bf16_amx_available(void) { return moe_weight_simd_level() == 3 && tiles_granted(); }
 
 #else
 void moe_gemm1_bf16_amx(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,

@@ -86,4 +86,19 @@ final class GemmBF16Tests: XCTestCase {
             XCTAssertEqual(c[0], 4, "path \(path)")
         }
     }
+
+    /// The hardware paths follow the kernels' SIMD level: below AVX-512 (SPARSEMOE_SIMD=avx2, or a
+    /// test lowering it) neither the AVX-512 BF16 nor the AMX path can be chosen, whatever the CPU.
+    func testHardwarePathsFollowTheSIMDLevel() {
+        let (level, path) = (moe_weight_simd_level(), moe_gemm_bf16_path())
+        defer {
+            _ = moe_weight_set_simd_level(level)
+            _ = moe_gemm_bf16_set_path(path)
+        }
+        XCTAssertEqual(moe_weight_set_simd_level(2), 2)
+        XCTAssertEqual(moe_gemm_bf16_set_path(1), 0, "AVX-512 BF16 at the AVX2 level")
+        XCTAssertEqual(moe_gemm_bf16_set_path(2), 0, "AMX at the AVX2 level")
+        XCTAssertEqual(moe_gemm_bf16_set_path(0), 0)
+    }
 }
+
