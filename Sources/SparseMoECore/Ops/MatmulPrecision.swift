@@ -8,7 +8,7 @@ internal import CMoEKernels
 /// attention, the routed experts) uses ``current``, which ``with(_:_:)`` sets for a scope.
 /// Mixed-precision training runs its steps under `.bfloat16`; routers ask for `.float32`
 /// explicitly, so routing decisions never move with rounding. Which kernel runs the bf16 GEMMs
-/// is chosen at run time (``bf16Kernel``): on CPUs with AMX they run 2–3× faster than float32
+/// is chosen at run time (``bf16Kernel``): on CPUs with AMX they run 2.5–5× faster than float32
 /// sgemm; elsewhere the operands are rounded into float32 buffers for sgemm, the same numbers
 /// at 0.5–0.9× float32's speed.
 public enum MatmulPrecision: String, Codable, Sendable, CaseIterable {
@@ -37,7 +37,7 @@ public enum BF16Kernel: Int32, Sendable, CaseIterable {
     case portable = 0
     /// AVX-512 BF16 (`vdpbf16ps`); slower than sgemm so far, kept for comparison.
     case avx512BF16 = 1
-    /// AMX tiles (`tdpbf16ps`, Intel Sapphire Rapids and later): 2–3× sgemm.
+    /// AMX tiles (`tdpbf16ps`, Intel Sapphire Rapids and later): 2.5–5× sgemm on training shapes.
     case amx = 2
 
     /// A few words for run logs.
