@@ -124,12 +124,10 @@ struct Train: ParsableCommand {
     func options() -> TrainingRunOptions {
         var o = TrainingRunOptions()
         o.model = .config(configSpec)
-        var t = TrainingConfig()
-        t.steps = steps ?? 300
+        var t = TrainingConfig()  // the library's defaults, which --help states, but for:
+        if let steps { t.steps = steps }
         t.warmupSteps = max(1, min(30, t.steps / 10))
-        t.batchSize = 16; t.sequenceLength = 128; t.learningRate = 1e-3; t.weightDecay = 0.1; t.gradClip = 1.0
-        t.gradAccumulation = 1; t.evalEvery = 50; t.evalBatches = 8; t.checkpointEvery = 0; t.seed = 0
-        t.objective = .causal; t.freeze = .none; t.checkpointing = .none; t.precision = .float32
+        t.evalEvery = 50
         o.training = t
         o = given(over: o)
         let base = `init` != nil ? "finetune" : URL(fileURLWithPath: configSpec).deletingPathExtension().lastPathComponent
