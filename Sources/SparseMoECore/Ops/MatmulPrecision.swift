@@ -1,4 +1,5 @@
 internal import CMoEKernels
+import Foundation
 
 /// The arithmetic of matrix products: float32 throughout, or bf16 operands with float32
 /// accumulation (mixed precision: C = Σ bf16(a)·bf16(b), each operand rounded to 8
@@ -40,12 +41,20 @@ public enum BF16Kernel: Int32, Sendable, CaseIterable {
     /// AMX tiles (`tdpbf16ps`, Intel Sapphire Rapids and later): 2.5–5× sgemm on training shapes.
     case amx = 2
 
-    /// A few words for run logs.
+    /// A few words for run logs, and what became of `SPARSEMOE_BF16_GEMM` where it was set but
+    /// not followed (an unknown value, or a kernel this CPU cannot run).
     public var summary: String {
+        let name: String
         switch self {
-        case .portable: return "operands rounded to bf16, then float32 GEMMs (not faster than fp32)"
-        case .avx512BF16: return "AVX-512 BF16 kernel"
-        case .amx: return "AMX tiles"
+        case .portable: name = "operands rounded to bf16, then float32 GEMMs (not faster than fp32)"
+        case .avx512BF16: name = "AVX-512 BF16 kernel"
+        case .amx: name = "AMX tiles"
         }
+        guard let asked = ProcessInfo.processInfo.environment["SPARSEMOE_BF16_GEMM"], !asked.isEmpty else { return name }
+        let known = ["portable": BF16Kernel.portable, "avx512bf16": .avx512BF16, "amx": .amx]
+        guard let wanted = known[asked] else {
+            return name + "; SPARSEMOE_BF16_GEMM=\(asked) is not portable, avx512bf16 or amx, and was ignored"
+        }
+        return wanted == self ? name : name + "; SPARSEMOE_BF16_GEMM=\(asked) asks for a kernel this CPU (or SPARSEMOE_SIMD) does not allow here"
     }
 }
