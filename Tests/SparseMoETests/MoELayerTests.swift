@@ -180,6 +180,28 @@ final class MoELayerTests: XCTestCase {
         }
     }
 
+    /// `routedScalingFactor` s on the softmax router: the same experts, every gate s times the
+    /// unscaled router's (independent of the scaling code: the softmax top-k gates of an
+    /// identically seeded router), and the layer's gradients still match finite differences.
+    func testRoutedScalingFactorScalesTheSoftmaxGates() throws {
+        let (c, e) = (5, 4)
+        var rngA = RandomGenerator(seed: 21), rngB = RandomGenerator(seed: 21)
+        let plain = try TopKRouter(hiddenSize: c, numExperts: e, topK: 2, rng: &rngA)
+        let scaled = try TopKRouter(hiddenSize: c, numExperts: e, topK: 2, routedScalingFactor: 2.5, rng: &rngB)
+        XCTAssertEqual(plain.weight.scalars, scaled.weight.scalars)
+        let x = randomTensor([9, c], seed: 4)
+        var ctx = RoutingContext()
+        let a = try withNoGrad { try plain.route(x, context: &ctx) }
+        let b = try withNoGrad { try scaled.route(x, context: &ctx) }
+        XCTAssertEqual(a.experts.indexScalars, b.experts.indexScalars)
+        assertClose(b.gates.scalars, a.gates.scalars.map { 2.5 * $0 }, atol: 1e-6, rtol: 1e-6, "scaled gates")
+        let layer = try makeLayer(router: scaled, e: e, c: c, f: 3)
+        _ = try checkGradients("MoE layer, scaled gates", inputs: [x] + layer.parameters, eps: 1e-3, tolerance: 3e-2) { _ in
+            var ctx = RoutingContext()
+            return try layer(x, context: &ctx).output
+        }
+    }
+
     func testMLPExpertsAndSigmoidRouterBackward() throws {
         var rng = RandomGenerator(seed: 12)
         let router = try SigmoidBiasRouter(hiddenSize: 5, numExperts: 4, topK: 2, nGroup: 2, topkGroup: 2, routedScalingFactor: 1.5, rng: &rng)
@@ -275,6 +297,7 @@ final class MoELayerTests: XCTestCase {
         }
         XCTAssertEqual(field { _ = try TopKRouter(hiddenSize: 4, numExperts: 4, topK: 5, rng: &rng) }, "top_k")
         XCTAssertEqual(field { _ = try TopKRouter(hiddenSize: 4, numExperts: 4, topK: 0, rng: &rng) }, "top_k")
+        XCTAssertEqual(field { _ = try TopKRouter(hiddenSize: 4, numExperts: 4, topK: 2, routedScalingFactor: 0, rng: &rng) }, "routed_scaling_factor")
         XCTAssertEqual(field { _ = try CapacityLimit(factor: 0) }, "capacity_factor")
         XCTAssertEqual(field { _ = try CapacityLimit(factor: -1) }, "capacity_factor")
         XCTAssertEqual(field { _ = try SigmoidBiasRouter(hiddenSize: 4, numExperts: 6, topK: 2, nGroup: 4, topkGroup: 1, rng: &rng) }, "n_group")

@@ -95,6 +95,9 @@ final class TransformerLMTests: XCTestCase {
         XCTAssertEqual(field { $0.moe!.capacityFactor = 0 }, "moe.capacity_factor")
         XCTAssertEqual(field { $0.moe!.nGroup = 2 }, "moe.n_group")
         XCTAssertEqual(field { $0.moe!.capacityGroups = 0 }, "moe.capacity_groups")
+        XCTAssertEqual(field { $0.moe!.routedScalingFactor = 0 }, "moe.routed_scaling_factor")
+        XCTAssertEqual(field { $0.moe!.router = .noisyTopK; $0.moe!.routedScalingFactor = 2 }, "moe.routed_scaling_factor")
+        XCTAssertEqual(field { $0.moe!.routedScalingFactor = 2 }, "valid")
         XCTAssertEqual(field { $0.vocabSize = 0 }, "vocab_size")
         XCTAssertEqual(field { _ in }, "valid")
     }

@@ -52,6 +52,7 @@ public struct MoEConfig: Codable, Sendable, Equatable {
     /// DeepSeek-V3 group-limited routing.
     public var nGroup: Int = 1
     public var topkGroup: Int = 1
+    /// Factor on the routed experts' gates (softmax_topk and sigmoid_bias routers; 1 = none).
     public var routedScalingFactor: Float = 1
     /// Aux-loss-free bias update rate u (sigmoid_bias router), applied once per optimiser step.
     public var biasUpdateRate: Float = 0.001
@@ -228,7 +229,9 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
             try requireConfig(m.auxLossCoefficient >= 0 && m.auxLossCoefficient.isFinite, "moe.router_aux_loss_coef", "must be finite and ≥ 0, got \(m.auxLossCoefficient)")
             try requireConfig(m.zLossCoefficient >= 0 && m.zLossCoefficient.isFinite, "moe.router_z_loss_coef", "must be finite and ≥ 0, got \(m.zLossCoefficient)")
             try requireConfig(m.jitter >= 0 && m.jitter < 1, "moe.router_jitter_noise", "must be in [0, 1), got \(m.jitter)")
-            try requireConfig(m.routedScalingFactor.isFinite, "moe.routed_scaling_factor", "must be finite, got \(m.routedScalingFactor)")
+            try requireConfig(m.routedScalingFactor.isFinite && m.routedScalingFactor > 0, "moe.routed_scaling_factor", "must be finite and > 0, got \(m.routedScalingFactor)")
+            try requireConfig(m.routedScalingFactor == 1 || m.router == .softmaxTopK || m.router == .sigmoidBias, "moe.routed_scaling_factor",
+                              "scales the gates of softmax_topk and sigmoid_bias routing only; must be 1 with \(m.router.rawValue), got \(m.routedScalingFactor)")
             try requireConfig(m.biasUpdateRate.isFinite && m.biasUpdateRate >= 0, "moe.bias_update_rate", "must be finite and ≥ 0, got \(m.biasUpdateRate)")
         }
     }

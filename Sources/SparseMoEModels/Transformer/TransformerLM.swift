@@ -119,7 +119,7 @@ public final class TransformerLM: Module {
         switch m.router {
         case .softmaxTopK:
             router = try TopKRouter(hiddenSize: c, numExperts: m.numExperts, topK: m.topK, renormalize: m.normalizeTopK,
-                                    capacity: capacity, jitter: m.jitter, rng: &rng)
+                                    routedScalingFactor: m.routedScalingFactor, capacity: capacity, jitter: m.jitter, rng: &rng)
         case .switchTop1:
             router = try TopKRouter.switchTop1(hiddenSize: c, numExperts: m.numExperts, capacityFactor: m.capacityFactor ?? 1.25,
                                                minimumCapacity: m.minCapacity, policy: m.dropPolicy, groups: m.capacityGroups,
