@@ -130,6 +130,9 @@ public struct TrainingSummary: Codable, Sendable {
     public var expertLoad: [String: [Double]]
     /// Expert share per synthetic task for the last MoE layer (task → shares), synthetic corpus only.
     public var expertLoadByTask: [String: [Double]]?
+    /// Validation loss per synthetic task (task → mean cross-entropy of the predictions made
+    /// on that task's lines), synthetic corpus only; nil in older summaries.
+    public var valLossByTask: [String: Double]? = nil
     public var history: [LossPoint]
     /// What the forward kept for backward (`ActivationCheckpointing`); nil in older summaries.
     public var checkpointing: ActivationCheckpointing? = nil
@@ -160,7 +163,7 @@ public struct TrainingSummary: Codable, Sendable {
         case denseSameActiveForwardFlopsPerToken = "dense_same_active_forward_flops_per_token"
         case denseSameTotalForwardFlopsPerToken = "dense_same_total_forward_flops_per_token"
         case achievedGFLOPS = "achieved_gflops", peakGFLOPS = "peak_gflops", modelFLOPsUtilization = "mfu"
-        case expertLoad = "expert_load", expertLoadByTask = "expert_load_by_task"
+        case expertLoad = "expert_load", expertLoadByTask = "expert_load_by_task", valLossByTask = "val_loss_by_task"
     }
 }
 
@@ -454,6 +457,22 @@ public final class TrainingRun {
         return out
     }
 
+    /// On the synthetic corpus (causal objective): the validation loss per task, over the
+    /// batches `Trainer.evaluate` uses; each prediction counts toward the task of the line
+    /// its input byte belongs to.
+    public func validationLossByTask() throws -> [String: Double]? {
+        guard let corpus, config.objective == .causal else { return nil }
+        let batches = try trainer.dataset.evaluationBatches(.validation, batchSize: config.batchSize, maxBatches: config.evalBatches)
+        let byGroup = try MatmulPrecision.with(config.precision) {
+            try LanguageModelEvaluation.causalLossByGroup(trainer.model, batches: batches, groupCount: SyntheticTask.allCases.count) {
+                corpus.taskIDs(of: $0)
+            }
+        }
+        var out: [String: Double] = [:]
+        for (task, g) in zip(SyntheticTask.allCases, byGroup) where g.tokens > 0 { out[task.rawValue] = g.loss }
+        return out
+    }
+
     func makeSummary(trainLoss: Double, valLoss: Double, tokens: Int, seconds: Double) throws -> TrainingSummary {
         let peakRSS = peakRSSOfTraining
         let a = accounting
@@ -482,7 +501,7 @@ public final class TrainingRun {
             denseSameActiveForwardFlopsPerToken: finite(a.denseSameActive?.forwardFlopsPerToken),
             denseSameTotalForwardFlopsPerToken: finite(a.denseSameTotal?.forwardFlopsPerToken),
             achievedGFLOPS: achieved, peakGFLOPS: finite(peak), modelFLOPsUtilization: finite(peak.map { achieved / $0 }),
-            expertLoad: load, expertLoadByTask: try expertLoadByTask(), history: history,
+            expertLoad: load, expertLoadByTask: try expertLoadByTask(), valLossByTask: try validationLossByTask(), history: history,
             checkpointing: config.checkpointing, precision: config.precision, peakRSSBytes: peakRSS, baselineRSSBytes: baselineRSS,
             activationBytes: memory?.activationBytes, analyticPeakBytes: memory?.totalBytes,
             communication: ranks > 1 ? CommunicationReport(ranks: ranks, rank: rank, steps: stepMS.count, tally: stepCommunication,

@@ -310,6 +310,11 @@ struct Train: ParsableCommand {
                       + String(format: "  %6.3f  %8.2f", sd / mean, shares.max()! / mean))
             }
         }
+        if let byTask = s.valLossByTask, !byTask.isEmpty {
+            print("\nvalidation loss by task: " + SyntheticTask.allCases.compactMap { task in
+                byTask[task.rawValue].map { "\(task.rawValue) \(String(format: "%.4f", $0))" }
+            }.joined(separator: ", "))
+        }
         if let byTask = s.expertLoadByTask, !byTask.isEmpty {
             let e = byTask.first!.value.count
             print("\nexpert share by task, last MoE layer (validation tokens):")
