@@ -5,13 +5,14 @@ twin (same seed; negative = the recipe is better) and the median step time again
 
 Usage: scripts/ablation_table.py OUT_DIR
        scripts/ablation_table.py --result RUN_DIR   (writes RUN_DIR/result.json: its summary.json
-                                                     without the per-step history and expert loads)"""
+                                                     without the per-step history and expert loads)
+On the synthetic corpus a second table gives the mean validation loss per task (val_loss_by_task)."""
 import json, os, statistics, sys
 
 if len(sys.argv) == 3 and sys.argv[1] == "--result":
     summary = json.load(open(os.path.join(sys.argv[2], "summary.json")))
     with open(os.path.join(sys.argv[2], "result.json"), "w") as f:
-        json.dump({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}, f, indent=1)
+        json.dump({k: v for k, v in summary.items() if not isinstance(v, (list, dict)) or k == "val_loss_by_task"}, f, indent=1)
     sys.exit(0)
 if len(sys.argv) != 2 or not os.path.isdir(sys.argv[1]):
     sys.exit("usage: scripts/ablation_table.py OUT_DIR (a folder written by scripts/ablation.sh)\n"
@@ -43,3 +44,13 @@ for corpus in sorted(d for d in os.listdir(out) if os.path.isdir(os.path.join(ou
         total = next(iter(by_seed.values()))["total_params"]
         print(f"| {recipe} | {len(losses)} | {total:,} | {statistics.mean(losses):.4f} | "
               f"{min(losses):.4f}–{max(losses):.4f} | {delta} | {spread} | {statistics.median(steps):.0f} | {ratio} |")
+    by_task = {r: [s["val_loss_by_task"] for s in runs[r].values() if "val_loss_by_task" in s] for r in runs}
+    tasks = sorted({t for lists in by_task.values() for d in lists for t in d})
+    if tasks:
+        print(f"\nloss by task (mean over the seeds that report it):\n")
+        print("| recipe | seeds | " + " | ".join(tasks) + " |")
+        print("|---|---:|" + "---:|" * len(tasks))
+        for recipe in sorted(by_task, key=lambda r: (r != "dense", r)):
+            if by_task[recipe]:
+                means = [statistics.mean(d[t] for d in by_task[recipe] if t in d) for t in tasks]
+                print(f"| {recipe} | {len(by_task[recipe])} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
