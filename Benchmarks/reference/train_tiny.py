@@ -4,11 +4,14 @@ training-throughput ratio in docs/benchmarks.md.
 
 Requirements:  pip install torch
 Run:           python Benchmarks/reference/train_tiny.py [--threads 2] [--steps 20] [--warmup 3]
+                   [--preset tiny-moe|tiny-moe-8x256]
 
 Model (as SparseMoE's tiny-moe): byte vocabulary 260, 4 pre-norm layers, width 128, 4 heads,
-RoPE (theta 10000), RMSNorm (eps 1e-6), causal attention, MoE FFN = 8 SwiGLU experts of hidden
-256, softmax top-2 renormalised (HF Mixtral block: loop over experts + index_add_), load-balancing
-aux loss 0.01, untied lm_head. Training: batch 16 x seq 128, AdamW lr 1e-3 (betas 0.9/0.95,
+RoPE (theta 10000), RMSNorm (eps 1e-6), causal attention, layer 0 a dense SwiGLU FFN of hidden
+512, layers 1-3 an MoE FFN = 8 SwiGLU experts of hidden 256, softmax top-2 renormalised (HF
+Mixtral block: loop over experts + index_add_), load-balancing aux loss 0.01, untied lm_head
+(`--preset tiny-moe-8x256`: the earlier tiny-moe, all four layers MoE). Training: batch 16 x
+seq 128, AdamW lr 2e-3 (betas 0.9/0.95,
 weight decay 0.1 on matrices), grad-norm clip 1.0, fp32. Data: random bytes (throughput only).
 Prints one JSON line: median step ms, tokens/s (tokens per step / median step time).
 
@@ -24,6 +27,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 V, C, LAYERS, HEADS, E, K, FH, T, B = 260, 128, 4, 4, 8, 2, 256, 128, 16
+# preset: number of leading dense layers (SwiGLU of hidden K * FH)
+PRESETS = {"tiny-moe": 1, "tiny-moe-8x256": 0}
+FIRST_DENSE = PRESETS["tiny-moe"]
 
 
 class RMSNorm(nn.Module):
@@ -59,11 +65,11 @@ class Attention(nn.Module):
 
 
 class Expert(nn.Module):
-    def __init__(self):
+    def __init__(self, width=FH):
         super().__init__()
-        self.w1 = nn.Linear(C, FH, bias=False)
-        self.w3 = nn.Linear(C, FH, bias=False)
-        self.w2 = nn.Linear(FH, C, bias=False)
+        self.w1 = nn.Linear(C, width, bias=False)
+        self.w3 = nn.Linear(C, width, bias=False)
+        self.w2 = nn.Linear(width, C, bias=False)
 
     def forward(self, x):
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
@@ -93,13 +99,21 @@ class MoE(nn.Module):
         return out.view(shape), aux
 
 
-class Block(nn.Module):
+class Dense(Expert):
     def __init__(self):
+        super().__init__(K * FH)
+
+    def forward(self, x):
+        return super().forward(x), 0.0
+
+
+class Block(nn.Module):
+    def __init__(self, dense):
         super().__init__()
         self.input_layernorm = RMSNorm(C)
         self.self_attn = Attention()
         self.post_attention_layernorm = RMSNorm(C)
-        self.moe = MoE()
+        self.moe = Dense() if dense else MoE()
 
     def forward(self, x, cos, sin):
         x = x + self.self_attn(self.input_layernorm(x), cos, sin)
@@ -111,7 +125,7 @@ class TinyMoE(nn.Module):
     def __init__(self):
         super().__init__()
         self.embed = nn.Embedding(V, C)
-        self.layers = nn.ModuleList([Block() for _ in range(LAYERS)])
+        self.layers = nn.ModuleList([Block(i < FIRST_DENSE) for i in range(LAYERS)])
         self.norm = RMSNorm(C)
         self.lm_head = nn.Linear(C, V, bias=False)
         d = C // HEADS
@@ -135,14 +149,17 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny-moe")
     a = ap.parse_args()
+    global FIRST_DENSE
+    FIRST_DENSE = PRESETS[a.preset]
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     model = TinyMoE()
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
     other = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": other, "weight_decay": 0.0}],
-                            lr=1e-3, betas=(0.9, 0.95))
+                            lr=2e-3, betas=(0.9, 0.95))
     g = torch.Generator().manual_seed(0)
     times, losses = [], []
     for step in range(a.warmup + a.steps):
@@ -162,7 +179,7 @@ def main():
     s = sorted(times)
     med = s[len(s) // 2] if len(s) % 2 else 0.5 * (s[len(s) // 2 - 1] + s[len(s) // 2])
     print(json.dumps({
-        "model": "tiny-moe", "implementation": "pytorch-eager", "torch": torch.__version__,
+        "model": a.preset, "implementation": "pytorch-eager", "torch": torch.__version__,
         "threads": torch.get_num_threads(), "steps": a.steps, "tokens_per_step": B * T,
         "parameters": sum(p.numel() for p in model.parameters()),
         "step_ms": med, "tokens_per_second": B * T / (med / 1e3),

@@ -33,7 +33,7 @@ public struct TrainingThroughput: Codable, Sendable {
         case stepSpread = "step_spread"
     }
 
-    /// Builds `preset` (default `moe train`'s `tiny-moe`, batch 16 × 128 tokens, AdamW 1e-3)
+    /// Builds `preset` (default `moe train`'s `tiny-moe`, batch 16 × 128 tokens, AdamW 2e-3)
     /// and times its training steps.
     public static func measure(preset: String = "tiny-moe", steps: Int = 20, warmup: Int = 3,
                                progress: (String) -> Void = { _ in }) throws -> TrainingThroughput {

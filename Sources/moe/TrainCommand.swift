@@ -9,9 +9,10 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train an MoE (or dense) language model and report loss, speed, FLOPs and expert load.",
         discussion: """
-        With no arguments, trains the `tiny-moe` preset (4 layers, width 128, 8 SwiGLU
-        experts of 256, top-2) on a built-in synthetic multi-task corpus (arithmetic,
-        copy, reverse, bracket balance, key-value lookup) for a minute or two on two
+        With no arguments, trains the `tiny-moe` preset (4 layers, width 128; a dense
+        SwiGLU 512 in layer 0, then 8 SwiGLU experts of 256, top-2) on a built-in
+        synthetic multi-task corpus (arithmetic, copy, reverse, bracket balance,
+        key-value lookup) for a minute or two on two
         cores, then prints the losses, parameters, FLOPs against dense models and the
         expert load per layer, and writes a report folder.
 
@@ -74,7 +75,7 @@ struct Train: ParsableCommand {
     @Option(name: .long, help: "Optimiser steps (default 300; with --resume: train the run on to this many steps).") var steps: Int?
     @Option(name: .customLong("batch-size"), help: "Sequences per micro-batch (default 16).") var batchSize: Int?
     @Option(name: .long, help: "Tokens per sequence (default 128).") var seq: Int?
-    @Option(name: .long, help: "Peak learning rate (default 1e-3).") var lr: Double?
+    @Option(name: .long, help: "Peak learning rate (default 2e-3).") var lr: Double?
     @Option(name: .long, help: "Linear warmup steps before cosine decay (default: 10% of the steps, at most 30).") var warmup: Int?
     @Option(name: .customLong("weight-decay"), help: "AdamW decoupled weight decay, not on norms, biases, embeddings (default 0.1).") var weightDecay: Double?
     @Option(name: .customLong("grad-clip"), help: "Clip the global gradient norm to this, 0 = off (default 1).") var gradClip: Double?

@@ -18,7 +18,7 @@ a="moe-netns-a-$$" b="moe-netns-b-$$"
 cleanup() { ip netns del "$a" 2>/dev/null || true; ip netns del "$b" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-args=(train --steps 6 --batch-size 4 --seq 32 --threads 1 --eval-every 0 --quiet)
+args=(train --steps 6 --batch-size 4 --seq 32 --threads 1 --eval-every 0 --lr 1e-3 --quiet)  # lr: see Tests/MPI/run.sh
 losses() { grep -E '^ {4,}"train_loss"' "$1/summary.json" | sed 's/.*: //; s/,$//'; }
 compare() {  # compare NAME FOLDER: the losses of FOLDER against 1 process
     paste <(losses "$work/one") <(losses "$2") | awk -v name="$1" '

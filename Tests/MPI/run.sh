@@ -17,8 +17,9 @@ trap 'rm -rf "$work"' EXIT
 # Running as root needs these two; --oversubscribe lets 2 ranks share fewer cores.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 args=(train --steps 6 --batch-size 4 --seq 32 --threads 1 --eval-every 0 --quiet)
-"$moe" "${args[@]}" --out "$work/one" > "$work/one.log"
-timeout 600 mpirun --oversubscribe -np 2 "$moe" "${args[@]}" --parallel data --collective-timeout 120 --out "$work/two" > "$work/two.log"
+# Data parallelism at lr 1e-3 (the default until tiny-moe's recipe moved to 2e-3; see the note below).
+"$moe" "${args[@]}" --lr 1e-3 --out "$work/one" > "$work/one.log"
+timeout 600 mpirun --oversubscribe -np 2 "$moe" "${args[@]}" --lr 1e-3 --parallel data --collective-timeout 120 --out "$work/two" > "$work/two.log"
 # Expert parallelism at a lower learning rate: AdamW's first steps turn rounding noise in near-zero
 # gradients into parameter differences of about the learning rate, and at 1e-3 those can flip a
 # near-tied top-k choice within 6 steps (seen here: one slot at step 4), after which no two

@@ -8,6 +8,7 @@ import SparseMoE
 final class FiniteWeightsTests: XCTestCase {
     private func poisonedModel(_ value: Float) throws -> (TransformerLM, String) {
         var config = try TransformerConfig.preset(named: "tiny-moe")
+        config.moe!.firstDense = 0  // every layer routed, as the test needs
         config.numLayers = 1
         let model = try TransformerLM(config: config)
         let (name, tensor) = model.namedParameters()[3]

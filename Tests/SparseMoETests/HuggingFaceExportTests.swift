@@ -180,6 +180,7 @@ final class HuggingFaceExportTests: XCTestCase {
     /// and twice the down projection; read back, it computes the same logits bit for bit.
     func testUngatedSharedExpertIsWrittenWithANeutralGate() throws {
         var config = try TransformerConfig.preset(named: "tiny-moe")
+        config.moe!.firstDense = 0  // every layer routed, as the test needs
         config.numLayers = 2
         config.moe!.sharedExperts = 1
         config.moe!.sharedExpertIntermediateSize = 256

@@ -59,6 +59,7 @@ final class JSONInputFuzzTests: XCTestCase {
             if let v = try? json(shared.appendingPathComponent(family).appendingPathComponent("config.json")) { seeds.append(v) }
         }
         var small = try TransformerConfig.preset(named: "tiny-moe")
+        small.moe!.firstDense = 0  // every layer routed, as the test needs
         small.hiddenSize = 16; small.numHeads = 2; small.numKVHeads = 2; small.numLayers = 2; small.vocabSize = 40
         small.moe!.expertIntermediateSize = 8; small.intermediateSize = 16
         for family in HuggingFaceFamilies.registered {

@@ -7,7 +7,7 @@ import SparseMoE
 /// Runs the README training-loop example; returns the loss of every step.
 func readmeTrainingExample() throws -> [Float] {
     // README training example begins
-    var config = try TransformerConfig.preset(named: "tiny-moe")                // 4 layers, 8 experts, top-2
+    var config = try TransformerConfig.preset(named: "tiny-moe")                // 4 layers: dense, then 8 experts, top-2
     config.maxSequenceLength = 64
     let model = try TransformerLM(config: config, seed: 0)
     let optimizer = try AdamW(namedParameters: model.namedParameters(), config: AdamWConfig(weightDecay: 0.1))

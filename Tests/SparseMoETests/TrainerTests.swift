@@ -225,9 +225,11 @@ final class TrainingRunTests: XCTestCase {
         let p50 = try XCTUnwrap(json["step_ms_p50"] as? Double), p95 = try XCTUnwrap(json["step_ms_p95"] as? Double)
         XCTAssertGreaterThan(p50, 0)
         XCTAssertGreaterThanOrEqual(p95, p50)
-        // tiny-moe by hand: embeddings and lm_head 2·260·128; per layer q,k,v,o 4·128², two norms,
-        // router 128·8, 8 SwiGLU experts 3·128·256 each; final norm.
-        let perLayer = 4 * 128 * 128 + 2 * 128 + 128 * 8 + 8 * 3 * 128 * 256
-        XCTAssertEqual(json["total_params"] as? Int, 2 * 260 * 128 + 4 * perLayer + 128)
+        // tiny-moe by hand: embeddings and lm_head 2·260·128; per layer q,k,v,o 4·128², two norms;
+        // layer 0 a SwiGLU FFN 3·128·512, layers 1–3 a router 128·8 and 8 SwiGLU experts 3·128·256 each;
+        // final norm.
+        let attention = 4 * 128 * 128 + 2 * 128
+        let dense = attention + 3 * 128 * 512, sparse = attention + 128 * 8 + 8 * 3 * 128 * 256
+        XCTAssertEqual(json["total_params"] as? Int, 2 * 260 * 128 + dense + 3 * sparse + 128)
     }
 }

@@ -393,6 +393,7 @@ final class WeightDTypeTests: XCTestCase {
 final class ExpertPruningTests: XCTestCase {
     func testRemovingUnusedExpertsKeepsTheLogitsOfTheCalibrationTokens() throws {
         var config = try TransformerConfig.preset(named: "tiny-moe")
+        config.moe!.firstDense = 0  // every layer routed, as the test needs
         config.numLayers = 2
         config.moe!.numExperts = 8
         config.moe!.topK = 2
@@ -434,6 +435,7 @@ final class ExpertPruningTests: XCTestCase {
 
     func testPruningQuantizedExpertsKeepsTheirBytes() throws {
         var config = try TransformerConfig.preset(named: "tiny-moe")
+        config.moe!.firstDense = 0  // every layer routed, as the test needs
         config.numLayers = 1
         let lm = try TransformerLM(config: config, seed: 2)
         lm.convertWeights(WeightDTypeChoice(dtype: DType.int4))
@@ -453,6 +455,7 @@ final class ExpertPruningTests: XCTestCase {
 
     func testPruningRefusesWhatItCannotDo() throws {
         var config = try TransformerConfig.preset(named: "tiny-moe")
+        config.moe!.firstDense = 0  // every layer routed, as the test needs
         config.numLayers = 1
         let lm = try TransformerLM(config: config, seed: 2)
         let k = config.moe!.topK
