@@ -221,7 +221,9 @@ struct Train: ParsableCommand {
         let c = run.config
         let m = run.trainer.model.config
         let a = run.accounting
-        print("moe train: \(m.moe == nil ? "dense" : "MoE") model from \(describe(opts.model)), \(m.numLayers) layers, width \(m.hiddenSize)"
+        let moeLayers = (0..<m.numLayers).filter { m.isMoELayer($0) }.count
+        print("moe train: \(m.moe == nil ? "dense" : "MoE") model from \(describe(opts.model)), \(m.numLayers) layers"
+              + (m.moe != nil && moeLayers < m.numLayers ? " (\(moeLayers) MoE)" : "") + ", width \(m.hiddenSize)"
               + (m.moe.map { ", \($0.numExperts) experts top-\($0.topK)" } ?? ", FFN \(m.intermediateSize)"))
         print("  parameters \(grouped(a.totalParams)) total, \(grouped(a.activeParams)) active per token; data: \(opts.dataPath ?? "synthetic multi-task corpus")"
               + " (\(grouped(run.trainer.dataset.trainRange.count)) train / \(grouped(run.trainer.dataset.validationRange.count)) validation tokens)")
