@@ -197,5 +197,11 @@ final class CheckpointingSettingTests: XCTestCase {
         XCTAssertEqual(dense.intermediateSize, 2 * 1024)
         XCTAssertEqual(dense, moe.denseTwinForTests())
         XCTAssertEqual(moe.parameterLowerBound, 8 * (4 * 512 * 512 + 16 * 3 * 512 * 1024 + 16 * 512) + 2 * 260 * 512)
+        // tiny-moe: layer 0 dense with the twin's FFN (SwiGLU K·F = 512), layers 1–3 routed;
+        // its dense twin is the tiny-dense preset.
+        let tiny = try TransformerConfig.preset(named: "tiny-moe")
+        XCTAssertEqual((0..<tiny.numLayers).map { tiny.isMoELayer($0) }, [false, true, true, true])
+        XCTAssertEqual(tiny.intermediateSize, tiny.moe!.topK * tiny.moe!.expertIntermediateSize)
+        XCTAssertEqual(tiny.denseTwinForTests(), try TransformerConfig.preset(named: "tiny-dense"))
     }
 }
