@@ -430,47 +430,41 @@ public final class TrainingRun {
         }
     }
 
-    /// On the synthetic corpus: for the last MoE layer, the share of each task's tokens
-    /// (assignments) sent to each expert, measured on validation batches.
-    public func expertLoadByTask() throws -> [String: [Double]]? {
-        guard let corpus, let layer = trainer.model.moeLayers.last, config.objective == .causal else { return nil }
-        var counts = [[Int]](repeating: [Int](repeating: 0, count: layer.experts.numExperts), count: SyntheticTask.allCases.count)
-        try withNoGrad {
-            for batch in try trainer.dataset.evaluationBatches(.validation, batchSize: config.batchSize, maxBatches: config.evalBatches) {
-                _ = try trainer.model.forward(batch.inputs)
-                guard let experts = layer.lastExperts else { continue }
-                let tasks = corpus.taskIDs(of: batch)
-                let k = experts.shape[1]
-                for (t, task) in tasks.enumerated() where Int(task) < counts.count {
-                    for s in 0..<k {
-                        let e = experts.int32s[t * k + s]
-                        if e >= 0 { counts[Int(task)][Int(e)] += 1 }
+    /// On the synthetic corpus (causal objective), from one pass over the validation batches
+    /// `Trainer.evaluate` uses, in the run's precision: the validation loss per task (each
+    /// prediction counts toward the task of the line its input byte belongs to) and, for the
+    /// last MoE layer, the share of each task's assignments sent to each expert (nil for a
+    /// dense model). Nil on other data.
+    public func statisticsByTask() throws -> (validationLoss: [String: Double], expertLoad: [String: [Double]]?)? {
+        guard let corpus, config.objective == .causal else { return nil }
+        let tasks = SyntheticTask.allCases
+        let layer = trainer.model.moeLayers.last
+        var loss = GroupedLoss(groupCount: tasks.count)
+        var counts = [[Int]](repeating: [Int](repeating: 0, count: layer?.experts.numExperts ?? 0), count: tasks.count)
+        try MatmulPrecision.with(config.precision) {
+            try withNoGrad {
+                for batch in try trainer.dataset.evaluationBatches(.validation, batchSize: config.batchSize, maxBatches: config.evalBatches) {
+                    let logits = try trainer.model.forward(batch.inputs).logits
+                    let ids = corpus.taskIDs(of: batch)
+                    loss.add(logits: logits, targets: batch.targets, groups: ids)
+                    guard let experts = layer?.lastExperts else { continue }
+                    let k = experts.shape[1]
+                    for (t, task) in ids.enumerated() where Int(task) < counts.count {
+                        for s in 0..<k {
+                            let e = experts.int32s[t * k + s]
+                            if e >= 0 { counts[Int(task)][Int(e)] += 1 }
+                        }
                     }
                 }
             }
         }
-        var out: [String: [Double]] = [:]
-        for (i, task) in SyntheticTask.allCases.enumerated() {
-            let total = counts[i].reduce(0, +)
-            if total > 0 { out[task.rawValue] = counts[i].map { Double($0) / Double(total) } }
+        var lossByTask: [String: Double] = [:], loadByTask: [String: [Double]] = [:]
+        for (task, (g, row)) in zip(tasks, zip(loss.means, counts)) {
+            if g.tokens > 0 { lossByTask[task.rawValue] = g.loss }
+            let total = row.reduce(0, +)
+            if total > 0 { loadByTask[task.rawValue] = row.map { Double($0) / Double(total) } }
         }
-        return out
-    }
-
-    /// On the synthetic corpus (causal objective): the validation loss per task, over the
-    /// batches `Trainer.evaluate` uses; each prediction counts toward the task of the line
-    /// its input byte belongs to.
-    public func validationLossByTask() throws -> [String: Double]? {
-        guard let corpus, config.objective == .causal else { return nil }
-        let batches = try trainer.dataset.evaluationBatches(.validation, batchSize: config.batchSize, maxBatches: config.evalBatches)
-        let byGroup = try MatmulPrecision.with(config.precision) {
-            try LanguageModelEvaluation.causalLossByGroup(trainer.model, batches: batches, groupCount: SyntheticTask.allCases.count) {
-                corpus.taskIDs(of: $0)
-            }
-        }
-        var out: [String: Double] = [:]
-        for (task, g) in zip(SyntheticTask.allCases, byGroup) where g.tokens > 0 { out[task.rawValue] = g.loss }
-        return out
+        return (lossByTask, layer == nil ? nil : loadByTask)
     }
 
     func makeSummary(trainLoss: Double, valLoss: Double, tokens: Int, seconds: Double) throws -> TrainingSummary {
@@ -481,6 +475,7 @@ public final class TrainingRun {
         let tps = Double(tokens) / max(seconds, 1e-9)
         let achieved = a.trainingFlopsPerToken * tps / 1e9
         let peak = try? MachinePeak.measureSGEMM()
+        let byTask = try statisticsByTask()
         var load: [String: [Double]] = [:]
         let moeIndices = trainer.model.blocks.indices.filter { trainer.model.config.isMoELayer($0) }
         for (i, shares) in zip(moeIndices, expertLoad) { load["\(i)"] = shares }
@@ -501,7 +496,7 @@ public final class TrainingRun {
             denseSameActiveForwardFlopsPerToken: finite(a.denseSameActive?.forwardFlopsPerToken),
             denseSameTotalForwardFlopsPerToken: finite(a.denseSameTotal?.forwardFlopsPerToken),
             achievedGFLOPS: achieved, peakGFLOPS: finite(peak), modelFLOPsUtilization: finite(peak.map { achieved / $0 }),
-            expertLoad: load, expertLoadByTask: try expertLoadByTask(), valLossByTask: try validationLossByTask(), history: history,
+            expertLoad: load, expertLoadByTask: byTask?.expertLoad, valLossByTask: byTask?.validationLoss, history: history,
             checkpointing: config.checkpointing, precision: config.precision, peakRSSBytes: peakRSS, baselineRSSBytes: baselineRSS,
             activationBytes: memory?.activationBytes, analyticPeakBytes: memory?.totalBytes,
             communication: ranks > 1 ? CommunicationReport(ranks: ranks, rank: rank, steps: stepMS.count, tally: stepCommunication,

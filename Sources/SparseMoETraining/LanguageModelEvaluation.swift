@@ -1,4 +1,3 @@
-import Foundation
 import SparseMoECore
 import SparseMoEModels
 
@@ -40,22 +39,41 @@ public enum LanguageModelEvaluation {
     public static func causalLossByGroup<S: Sequence>(_ model: TransformerLM, batches: S, groupCount: Int,
                                                       groups: (LMBatch) -> [UInt8]) throws -> [(loss: Double, tokens: Int)]
         where S.Element == LMBatch {
-        var total = [Double](repeating: 0, count: groupCount), count = [Int](repeating: 0, count: groupCount)
+        var sums = GroupedLoss(groupCount: groupCount)
         try withNoGrad {
             for batch in batches {
-                let logits = try model.forward(batch.inputs).logits
-                let v = logits.shape[logits.rank - 1]
-                let z = logits.scalars, targets = batch.targets.indexScalars, ids = groups(batch)
-                precondition(ids.count == targets.count, "one group id per target token")
-                for (row, target) in targets.enumerated() where Int(ids[row]) < groupCount {
-                    let r = z[(row * v)..<((row + 1) * v)]
-                    let m = r.max()!
-                    let lse = Double(m) + Foundation.log(r.reduce(0.0) { $0 + Foundation.exp(Double($1 - m)) })
-                    total[Int(ids[row])] += lse - Double(r[r.startIndex + Int(target)])
-                    count[Int(ids[row])] += 1
-                }
+                sums.add(logits: try model.forward(batch.inputs).logits, targets: batch.targets, groups: groups(batch))
             }
         }
-        return zip(total, count).map { (loss: $1 > 0 ? $0 / Double($1) : .nan, tokens: $1) }
+        return sums.means
+    }
+}
+
+/// Running sums of cross-entropy per group of rows: −log softmax(logits[row])[target] added
+/// to the row's group, for `causalLossByGroup` and evaluations that read the same forward for
+/// more than the loss.
+public struct GroupedLoss {
+    private var total: [Double], count: [Int]
+
+    public init(groupCount: Int) {
+        total = [Double](repeating: 0, count: groupCount)
+        count = [Int](repeating: 0, count: groupCount)
+    }
+
+    /// Adds the rows of `logits [..., V]` with their `targets` (int32, one per row) and group
+    /// ids (one per row); rows whose id is ≥ the group count are skipped.
+    public mutating func add(logits: Tensor, targets: Tensor, groups: [UInt8]) {
+        let v = logits.shape[logits.rank - 1]
+        let logProbs = logSoftmax(logits).scalars, t = targets.indexScalars
+        precondition(groups.count == t.count && t.count * v == logProbs.count, "one target and one group id per row")
+        for (row, target) in t.enumerated() where Int(groups[row]) < total.count {
+            total[Int(groups[row])] -= Double(logProbs[row * v + Int(target)])
+            count[Int(groups[row])] += 1
+        }
+    }
+
+    /// (mean loss, rows) per group; NaN for a group without rows.
+    public var means: [(loss: Double, tokens: Int)] {
+        zip(total, count).map { (loss: $1 > 0 ? $0 / Double($1) : .nan, tokens: $1) }
     }
 }

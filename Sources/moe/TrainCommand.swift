@@ -221,7 +221,7 @@ struct Train: ParsableCommand {
         let c = run.config
         let m = run.trainer.model.config
         let a = run.accounting
-        let moeLayers = (0..<m.numLayers).filter { m.isMoELayer($0) }.count
+        let moeLayers = run.trainer.model.moeLayers.count
         print("moe train: \(m.moe == nil ? "dense" : "MoE") model from \(describe(opts.model)), \(m.numLayers) layers"
               + (m.moe != nil && moeLayers < m.numLayers ? " (\(moeLayers) MoE)" : "") + ", width \(m.hiddenSize)"
               + (m.moe.map { ", \($0.numExperts) experts top-\($0.topK)" } ?? ", FFN \(m.intermediateSize)"))
