@@ -2,7 +2,8 @@
 # SparseMoE against llama.cpp on the same weights: prefill and decode tokens/s at bf16,
 # int8 (llama.cpp Q8_0) and int4 (llama.cpp Q4_0), plus the machine's read bandwidth.
 #
-#   Benchmarks/llama-cpp/compare.sh MODEL_DIR [--threads 2] [--reps 3] [--llama-cpp DIR] [--moe PATH]
+#   Benchmarks/llama-cpp/compare.sh MODEL_DIR [--threads 2] [--reps 3] [--rounds 1] [--dtypes bf16,int8,int4]
+#                                   [--llama-cpp DIR] [--moe PATH]
 #
 # MODEL_DIR is a Hugging Face OLMoE folder (from `moe init` or make_random_olmoe.py).
 # It is never modified: the GGUF files go to MODEL_DIR.gguf/ (bf16.gguf from
@@ -14,7 +15,11 @@
 # (file size), and for llama.cpp
 # bytes_read_per_token and the fraction of the bandwidth limit; one read_bandwidth line;
 # then the ratio table SparseMoE / llama.cpp (Markdown); each dtype runs llama.cpp and then
-# SparseMoE back to back. All lines are also appended to
+# SparseMoE back to back. --rounds R repeats every dtype's pair R times, alternating which
+# engine goes first (llama.cpp first in odd rounds), and the table then gives each engine's
+# median over the rounds and the median and range of the per-round ratios: on a host whose
+# speed drifts over minutes, the ratio of two runs seconds apart is what holds. Every line
+# carries its "round". All lines are also appended to
 # MODEL_DIR.gguf/results.jsonl. SparseMoE's side runs when `moe bench --help` lists
 # --model (moe: --moe PATH, else $MOE, else .build/release/moe, else `moe` on PATH).
 set -euo pipefail
@@ -24,6 +29,8 @@ usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' 
 MODEL_DIR=""
 THREADS=2
 REPS=3
+ROUNDS=1
+DTYPES="bf16,int8,int4"
 PROMPT=128
 GEN=64
 LLAMA_DIR="${LLAMA_CPP_DIR:-$HOME/.cache/sparsemoe-llama.cpp}"
@@ -32,6 +39,8 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --threads) THREADS="$2"; shift 2 ;;
         --reps) REPS="$2"; shift 2 ;;
+        --rounds) ROUNDS="$2"; shift 2 ;;
+        --dtypes) DTYPES="$2"; shift 2 ;;
         --llama-cpp) LLAMA_DIR="$2"; shift 2 ;;
         --moe) MOE_BIN="$2"; shift 2 ;;
         -h|--help) usage 0 ;;
@@ -41,6 +50,18 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "$MODEL_DIR" ] || usage
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: --rounds must be a positive integer, got '$ROUNDS'" >&2; exit 2; }
+[[ "$REPS" =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: --reps must be a positive integer, got '$REPS'" >&2; exit 2; }
+PAIRS=()
+IFS=',' read -r -a DTYPE_LIST <<< "$DTYPES"
+for d in "${DTYPE_LIST[@]}"; do
+    case "$d" in
+        bf16) PAIRS+=(bf16:BF16) ;;
+        int8) PAIRS+=(int8:Q8_0) ;;
+        int4) PAIRS+=(int4:Q4_0) ;;
+        *) echo "compare.sh: --dtypes takes bf16, int8, int4 (comma-separated), got '$d'" >&2; exit 2 ;;
+    esac
+done
 MODEL_DIR="${MODEL_DIR%/}"
 for f in config.json tokenizer.json; do
     [ -f "$MODEL_DIR/$f" ] || { echo "compare.sh: $MODEL_DIR/$f not found (expected a Hugging Face folder)" >&2; exit 1; }
@@ -95,8 +116,8 @@ for q in Q8_0 Q4_0; do
     fi
 done
 
-# 3. Per dtype, llama-bench and then SparseMoE's `moe bench` (when it has the --model flag),
-#    back to back: this host's speed drifts over minutes, and a dtype's two engines measured
+# 3. Per dtype, llama-bench and SparseMoE's `moe bench` (when it has the --model flag),
+#    back to back (llama.cpp first in odd rounds, SparseMoE first in even ones): this host's speed drifts over minutes, and a dtype's two engines measured
 #    minutes apart compared the drift as much as the engines.
 #    llama-bench: prefill of $PROMPT tokens; decode of $GEN tokens after a context of $PROMPT
 #    tokens (-d), as `moe bench` decodes after its prompt; $REPS repetitions each.
@@ -114,22 +135,31 @@ elif [ -z "$MOE_BIN" ]; then
 else
     echo "note: SparseMoE's side skipped: \`$MOE_BIN bench --help\` lists no --model flag yet" >&2
 fi
-for pair in bf16:BF16 int8:Q8_0 int4:Q4_0; do
-    dtype="${pair%%:*}"; type="${pair##*:}"
-    file="$OUT/$(echo "$type" | tr 'A-Z' 'a-z').gguf"
-    echo "llama-bench $type" >&2
-    "$BIN/llama-bench" -m "$file" -p "$PROMPT" -n 0 -t "$THREADS" -r "$REPS" -o json > "$OUT/bench-$dtype-prefill.json"
-    "$BIN/llama-bench" -m "$file" -p 0 -n "$GEN" -d "$PROMPT" -t "$THREADS" -r "$REPS" -o json > "$OUT/bench-$dtype-decode.json"
-    emit "$("$PY" "$HERE/report.py" llama-bench "$OUT/bench-$dtype-prefill.json" "$OUT/bench-$dtype-decode.json" \
-        --dtype "$dtype" --type "$type" \
-        --gguf "$file" --bandwidth "$BANDWIDTH")"
-    if [ "$MOE_SIDE" = 1 ]; then
-        echo "moe bench $dtype" >&2
-        OMP_NUM_THREADS="$THREADS" "$MOE_BIN" bench --model "$MODEL_DIR" --dtype "$dtype" "${THREAD_FLAG[@]}" --json \
-            | grep '^{' | while IFS= read -r line; do
-                emit "$(echo "$line" | "$PY" -c 'import json,sys; r=json.load(sys.stdin); r.setdefault("engine","SparseMoE"); print(json.dumps(r))')"
-            done
-    fi
+run_llama() {  # dtype type file round
+    echo "round $4: llama-bench $2" >&2
+    "$BIN/llama-bench" -m "$3" -p "$PROMPT" -n 0 -t "$THREADS" -r "$REPS" -o json > "$OUT/bench-$1-prefill.json"
+    "$BIN/llama-bench" -m "$3" -p 0 -n "$GEN" -d "$PROMPT" -t "$THREADS" -r "$REPS" -o json > "$OUT/bench-$1-decode.json"
+    emit "$("$PY" "$HERE/report.py" llama-bench "$OUT/bench-$1-prefill.json" "$OUT/bench-$1-decode.json" \
+        --dtype "$1" --type "$2" --gguf "$3" --bandwidth "$BANDWIDTH" --round "$4")"
+}
+run_moe() {  # dtype round
+    [ "$MOE_SIDE" = 1 ] || return 0
+    echo "round $2: moe bench $1" >&2
+    OMP_NUM_THREADS="$THREADS" "$MOE_BIN" bench --model "$MODEL_DIR" --dtype "$1" "${THREAD_FLAG[@]}" --json \
+        | grep '^{' | while IFS= read -r line; do
+            emit "$(echo "$line" | ROUND="$2" "$PY" -c 'import json,os,sys; r=json.load(sys.stdin); r.setdefault("engine","SparseMoE"); r["round"]=int(os.environ["ROUND"]); print(json.dumps(r))')"
+        done
+}
+for round in $(seq 1 "$ROUNDS"); do
+    for pair in "${PAIRS[@]}"; do
+        dtype="${pair%%:*}"; type="${pair##*:}"
+        file="$OUT/$(echo "$type" | tr 'A-Z' 'a-z').gguf"
+        if [ $((round % 2)) = 1 ]; then
+            run_llama "$dtype" "$type" "$file" "$round"; run_moe "$dtype" "$round"
+        else
+            run_moe "$dtype" "$round"; run_llama "$dtype" "$type" "$file" "$round"
+        fi
+    done
 done
 
 # 4. Ratio table of this run's lines.

@@ -6,6 +6,10 @@ decode step reads from a GGUF file, and print the SparseMoE / llama.cpp ratio ta
     report.py bytes-per-token FILE.gguf
     report.py table RESULTS.jsonl
 
+The table pairs the two engines' lines of the same dtype and round (lines without a round
+are round 1). With one round it shows the two speeds and their ratio; with several, each
+engine's median over the rounds and the median, lowest and highest of the per-round ratios.
+
 Bytes read per decoded token (the memory-bandwidth limit is bandwidth / this): every
 tensor once, except the stacked expert tensors (`*_exps`), of which only the top-k of
 E experts are read (k/E of the tensor), and the token embedding, of which one row is read.
@@ -73,6 +77,7 @@ def llama_bench_line(args):
         "weights_bytes": os.path.getsize(args.gguf),
         "bytes_read_per_token": int(per_token),
         "build_commit": prefill.get("build_commit"),
+        "round": args.round,
     }
     if args.bandwidth:
         limit = args.bandwidth * 1e9 / per_token
@@ -81,23 +86,63 @@ def llama_bench_line(args):
     print(json.dumps(line))
 
 
+def median(values):
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
 def table(args):
     rows = [json.loads(l) for l in open(args.results) if l.strip().startswith("{")]
-    llama = {r["dtype"]: r for r in rows if r.get("engine") == "llama.cpp"}
-    moe = {r["dtype"]: r for r in rows if r.get("engine") == "SparseMoE"}
-    print("| dtype | llama.cpp prefill tok/s | llama.cpp decode tok/s | SparseMoE prefill tok/s "
-          "| SparseMoE decode tok/s | prefill ratio | decode ratio |")
-    print("|---|---|---|---|---|---|---|")
-    for dtype, l in llama.items():
-        m = moe.get(dtype)
-        def cell(r, key):
-            return f"{r[key]:.1f}" if r and key in r else "–"
-        def ratio(key):
-            return f"{m[key] / l[key]:.2f}" if m and key in m and l.get(key) else "–"
-        print(f"| {dtype} ({l.get('llama_cpp_type')}) | {cell(l, 'prefill_tokens_per_second')} "
-              f"| {cell(l, 'decode_tokens_per_second')} | {cell(m, 'prefill_tokens_per_second')} "
-              f"| {cell(m, 'decode_tokens_per_second')} | {ratio('prefill_tokens_per_second')} "
-              f"| {ratio('decode_tokens_per_second')} |")
+    pairs = {}  # dtype -> round -> {engine: row}
+    types = {}
+    for r in rows:
+        if r.get("engine") not in ("llama.cpp", "SparseMoE"):
+            continue
+        pairs.setdefault(r["dtype"], {}).setdefault(r.get("round", 1), {})[r["engine"]] = r
+        if r.get("llama_cpp_type"):
+            types[r["dtype"]] = r["llama_cpp_type"]
+    keys = [("prefill", "prefill_tokens_per_second"), ("decode", "decode_tokens_per_second")]
+    rounds = max((len(v) for v in pairs.values()), default=0)
+    if rounds <= 1:
+        print("| dtype | llama.cpp prefill tok/s | llama.cpp decode tok/s | SparseMoE prefill tok/s "
+              "| SparseMoE decode tok/s | prefill ratio | decode ratio |")
+        print("|---|---|---|---|---|---|---|")
+    else:
+        print(f"Medians over {rounds} rounds; ratio = SparseMoE / llama.cpp of the same round "
+              "(median, and lowest…highest).")
+        print()
+        print("| dtype | prefill tok/s llama.cpp | prefill tok/s SparseMoE | prefill ratio "
+              "| decode tok/s llama.cpp | decode tok/s SparseMoE | decode ratio | rounds SparseMoE ahead (decode) "
+              "| SparseMoE decode ÷ bandwidth limit |")
+        print("|---|---|---|---|---|---|---|---|---|")
+    for dtype, by_round in pairs.items():
+        cells = []
+        if rounds <= 1:
+            r = next(iter(by_round.values()))
+            l, m = r.get("llama.cpp"), r.get("SparseMoE")
+            def cell(side, key):
+                return f"{side[key]:.1f}" if side and key in side else "–"
+            def ratio(key):
+                return f"{m[key] / l[key]:.2f}" if m and l and key in m and l.get(key) else "–"
+            print(f"| {dtype} ({types.get(dtype)}) | {cell(l, keys[0][1])} | {cell(l, keys[1][1])} "
+                  f"| {cell(m, keys[0][1])} | {cell(m, keys[1][1])} | {ratio(keys[0][1])} | {ratio(keys[1][1])} |")
+            continue
+        ahead = "–"
+        for name, key in keys:
+            l = [r["llama.cpp"][key] for r in by_round.values() if key in r.get("llama.cpp", {})]
+            m = [r["SparseMoE"][key] for r in by_round.values() if key in r.get("SparseMoE", {})]
+            ratios = [r["SparseMoE"][key] / r["llama.cpp"][key] for r in by_round.values()
+                      if key in r.get("SparseMoE", {}) and r.get("llama.cpp", {}).get(key)]
+            cells.append(f"{median(l):.2f}" if l else "–")
+            cells.append(f"{median(m):.2f}" if m else "–")
+            cells.append(f"**{median(ratios):.2f}** ({min(ratios):.2f}…{max(ratios):.2f})" if ratios else "–")
+            if name == "decode" and ratios:
+                ahead = f"{sum(x >= 1 for x in ratios)} of {len(ratios)}"
+        fractions = [r["SparseMoE"]["decode_bandwidth_fraction"] for r in by_round.values()
+                     if "decode_bandwidth_fraction" in r.get("SparseMoE", {})]
+        fraction = f"{median(fractions):.2f} ({min(fractions):.2f}…{max(fractions):.2f})" if fractions else "–"
+        print(f"| {dtype} ({types.get(dtype)}) | " + " | ".join(cells) + f" | {ahead} | {fraction} |")
 
 
 def main():
@@ -109,6 +154,7 @@ def main():
     b.add_argument("--type", required=True, help="llama.cpp's type name, e.g. BF16, Q8_0")
     b.add_argument("--gguf", required=True)
     b.add_argument("--bandwidth", type=float, default=None, help="measured read bandwidth, GB/s")
+    b.add_argument("--round", type=int, default=1, help="round of compare.sh this line belongs to")
     p = sub.add_parser("bytes-per-token")
     p.add_argument("gguf")
     t = sub.add_parser("table")
