@@ -46,6 +46,15 @@ int moe_team(int n);
  * busy machine is inactive, yet must take the same paths as a team of 2). */
 int moe_in_region(void);
 
+/* Pieces 0 ..< n handed out one at a time to whichever thread asks first (a shared counter
+ * starting at 0): the threads of a region loop `while ((p = moe_next_piece(&c, n)) >= 0)`.
+ * OpenMP's schedule(dynamic) would do this, but the compiler's code for it needs a newer
+ * OpenMP runtime than Debian's. */
+static inline int64_t moe_next_piece(int64_t *counter, int64_t n) {
+    const int64_t p = __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+    return p < n ? p : -1;
+}
+
 /*
  * Row-major sgemm, C = alpha·op(A)·op(B) + beta·C (op by flags), on the kernel threads.
  *

@@ -168,8 +168,9 @@ void moe_attention_segments_forward(float *out, float *probs, const float *q,
     if (threads == 1 || pairs < 2 || moe_in_region()) {
         for (int64_t p = 0; p < pairs; p++) SEGMENT_PAIR(p);
     } else {
-#pragma omp parallel for schedule(static, 1) num_threads(moe_team(threads))
-        for (int64_t p = 0; p < pairs; p++) SEGMENT_PAIR(p);
+        int64_t next = 0; /* (sequence, head) pairs to whichever thread is free */
+#pragma omp parallel num_threads(moe_team(threads))
+        for (int64_t p; (p = moe_next_piece(&next, pairs)) >= 0;) SEGMENT_PAIR(p);
     }
 #undef SEGMENT_PAIR
     free(offset);

@@ -116,10 +116,11 @@ static void down_piece(const infer_args *a, int64_t e, int64_t c0, int64_t c1) {
 }
 
 /* Decode: one parallel region. Gather (and round each row to Q8 blocks once, for Q4 / Q8 w1, w3);
- * then the hidden units of all experts with rows, laid
- * end to end, split evenly over the threads (h1, h3, act); then (Q8 blocks of act, for a Q4 / Q8 w2) the outputs likewise (eo);
- * then the tokens. Each element is computed by one thread with the same code whatever the
- * split, so the result does not depend on the thread count. */
+ * then the hidden units of all experts with rows, laid end to end, in pieces over the threads
+ * (h1, h3, act; an expert's cost grows with its rows, so even halves of the weight rows were
+ * uneven work in a prefill or a batch); then (Q8 blocks of act, for a Q4 / Q8 w2) the outputs
+ * likewise (eo); then the tokens. Each element is computed by one thread with the same code
+ * whatever the split, so the result does not depend on the thread count. */
 static void infer_decode(const infer_args *a, int64_t active) {
     const int64_t A = a->offsets[a->E], C = a->C, F = a->F, GC = (C + 31) / 32, GF = (F + 31) / 32;
     const int xq8 = uses_q8(&a->w1) || (a->h3 && uses_q8(&a->w3)), aq8 = uses_q8(&a->w2);
@@ -127,10 +128,12 @@ static void infer_decode(const infer_args *a, int64_t active) {
                     (a->h3 && uses_q8(&a->w3) && a->w3.format == MOE_WEIGHT_Q4);
     int nt = moe_in_region() ? 1 : moe_threads_current();
     if (active * (a->F + a->C) * a->C < MOE_WEIGHT_PARALLEL_MIN_ELEMENTS) nt = 1;
+    /* The weight rows go out in pieces taken by whichever thread is free (a row's result
+     * depends on neither its piece nor its thread: the same bits under any load). */
+    const int64_t pieces = nt > 1 ? (int64_t)nt * MOE_WEIGHT_DECODE_PIECES_PER_THREAD : 1;
+    int64_t next_up = 0, next_down = 0;
 #pragma omp parallel num_threads(moe_team(nt)) if (nt > 1)
     {
-        /* nt parts, whatever the team that runs them (moe_team): the same result under load. */
-        const int64_t first = nt > 1 ? omp_get_thread_num() : 0, stride = nt > 1 ? omp_get_num_threads() : 1;
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < A; r++) {
             gather_row(a, r);
@@ -138,7 +141,8 @@ static void infer_decode(const infer_args *a, int64_t active) {
             if (xq4) moe_q8_blocks_q4_order(a->xq + r * 32 * GC, a->xq4 + r * 32 * GC, C);
         }
         const int64_t up = active * a->F, down = active * a->C;
-        for (int64_t t = first; t < nt; t += stride) for_rows(a, a->F, up * t / nt, up * (t + 1) / nt, up_piece);
+        for (int64_t p; (p = moe_next_piece(&next_up, pieces)) >= 0;)
+            for_rows(a, a->F, up * p / pieces, up * (p + 1) / pieces, up_piece);
 #pragma omp barrier
         if (aq8) {
 #pragma omp for schedule(static)
@@ -147,7 +151,8 @@ static void infer_decode(const infer_args *a, int64_t active) {
                 if (a->w2.format == MOE_WEIGHT_Q4) moe_q8_blocks_q4_order(a->aq + r * 32 * GF, a->aq + r * 32 * GF, F);
             }
         }
-        for (int64_t t = first; t < nt; t += stride) for_rows(a, a->C, down * t / nt, down * (t + 1) / nt, down_piece);
+        for (int64_t p; (p = moe_next_piece(&next_down, pieces)) >= 0;)
+            for_rows(a, a->C, down * p / pieces, down * (p + 1) / pieces, down_piece);
 #pragma omp barrier
 #pragma omp for schedule(static)
         for (int64_t tok = 0; tok < a->T; tok++) combine_token(a, tok);

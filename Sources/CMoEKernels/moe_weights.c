@@ -213,10 +213,14 @@ static void matmul_decode(float *y, int64_t ldy, const float *x, int64_t ldx, co
         }
     int nt = weight_threads();
     if (N * w->cols < MOE_WEIGHT_PARALLEL_MIN_ELEMENTS || N < 2) nt = 1;
-    /* nt parts of rows, whatever the team that runs them (moe_team): the same result under load. */
+    /* Pieces of rows taken by whichever thread of the team (moe_team) is free: a row's result
+     * depends on neither the piece nor the thread. */
+    int64_t pieces = nt > 1 ? (int64_t)nt * MOE_WEIGHT_DECODE_PIECES_PER_THREAD : 1;
+    if (pieces > N) pieces = N;
+    int64_t next = 0;
 #pragma omp parallel num_threads(moe_team(nt)) if (nt > 1)
-    for (int64_t t = nt > 1 ? omp_get_thread_num() : 0; t < nt; t += nt > 1 ? omp_get_num_threads() : 1) {
-        const int64_t n0 = N * t / nt, n1 = N * (t + 1) / nt;
+    for (int64_t p; (p = moe_next_piece(&next, pieces)) >= 0;) {
+        const int64_t n0 = N * p / pieces, n1 = N * (p + 1) / pieces;
         if (q8) q8(w, n0, n1, xq, xd, m, y, ldy, accumulate);
         else kern->gemv(w, n0, n1, x, ldx, m, y, ldy, accumulate);
     }

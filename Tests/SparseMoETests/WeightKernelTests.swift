@@ -497,8 +497,8 @@ final class WeightKernelTests: XCTestCase {
     }
 
     func makeExperts(_ activation: ExpertActivation, t: Int, formats: (Format, Format, Format), seed: UInt64,
-                     route: (Int, Int) -> Int32) -> Experts {
-        let c = 40, f = 72, e = 5, k = 2
+                     c: Int = 40, f: Int = 72, route: (Int, Int) -> Int32) -> Experts {
+        let e = 5, k = 2
         var r: [Int32] = []
         for ti in 0..<t { for s in 0..<k { r.append(route(ti, s)) } }
         let swiglu = activation == .swiglu
@@ -531,6 +531,22 @@ final class WeightKernelTests: XCTestCase {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Decode wide enough to run in parallel (active experts × (F + C) × C ≥ the kernels'
+    /// parallel threshold): the rows go out in pieces to whichever thread is free, experts with
+    /// 1 to 3 rows each; against the naive reference at 1 and 2 threads, and bit-equal across them.
+    func testRoutedExpertsDecodeInPiecesMatchesNaive() {
+        for formats in [(Format.q4, Format.q4, Format.q4), (.bf16, .q8, .f32)] {
+            let p = makeExperts(.swiglu, t: 3, formats: formats, seed: 11, c: 96, f: 200) { ti, s in Int32([0, 1, 2, 4, 0, 1][ti * 2 + s]) }
+            XCTAssertTrue(p.decodes)
+            forEachLevel { level in
+                let ref = p.reference(level: level)
+                let one = p.infer(threads: 1)
+                assertWithin(one, ref, atol: 2e-5, rtol: 1e-4, "pieces \(formats) level \(level) threads 1")
+                XCTAssertEqual(p.infer(threads: 2), one, "pieces \(formats) level \(level): threads 2 = threads 1")
             }
         }
     }
