@@ -4,6 +4,9 @@
 #include "moe_weights.h"
 #include <math.h>
 #include <stdlib.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 /* Query rows per block when causal: a block multiplies only the keys its last
  * row can see, so about half of the T×S products are skipped for T = S. */
@@ -87,11 +90,78 @@ static void attend_row_plain(float *o, float *row, const float *q, const float *
 }
 
 #if defined(__x86_64__)
-__attribute__((target("avx2,fma")))
+#define AVX2_FMA __attribute__((target("avx2,fma")))
+
+/* [Σ a0, Σ a1, …, Σ a7]: the lanes of eight vectors summed, one sum per lane of the result. */
+static inline __attribute__((always_inline)) AVX2_FMA __m256 sum8x8(const __m256 *a) {
+    const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+    const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+    const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3); /* lanes 0..3 of a0..a3 | 4..7 */
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+/* o[d0 .. d0 + 8·NV) = Σ_{s<lim} row[s]·V[s, d0 ..], keys in order, the NV vectors of o held
+ * in registers over all keys (NV a constant after inlining). */
+static inline __attribute__((always_inline)) AVX2_FMA void weighted_rows(const int nv, float *restrict o, const float *row,
+                                                                        const float *restrict V, int64_t lim, int64_t ldv) {
+    __m256 acc[8];
+    for (int k = 0; k < nv; k++) acc[k] = _mm256_setzero_ps();
+    for (int64_t s = 0; s < lim; s++) {
+        const __m256 p = _mm256_set1_ps(row[s]);
+        const float *v = V + s * ldv;
+        for (int k = 0; k < nv; k++) acc[k] = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 8 * k), acc[k]);
+    }
+    for (int k = 0; k < nv; k++) _mm256_storeu_ps(o + 8 * k, acc[k]);
+}
+
+/* attend_row_body on AVX2 + FMA vectors where D is a multiple of 8: the scores of eight keys
+ * at a time (one vector accumulator per key over D, then the eight summed across lanes
+ * together, where one key at a time paid a horizontal sum each), and o in registers 64
+ * columns at a time while the keys stream past; otherwise the body compiled for AVX2. */
+AVX2_FMA
 static void attend_row_avx2(float *o, float *row, const float *q, const float *K, const float *V, int64_t lim,
                             int64_t S, int64_t ldk, int64_t ldv, int64_t D, int64_t Dv, float scale) {
-    attend_row_body(o, row, q, K, V, lim, S, ldk, ldv, D, Dv, scale);
+    if (D % 8 != 0) {
+        attend_row_body(o, row, q, K, V, lim, S, ldk, ldv, D, Dv, scale);
+        return;
+    }
+    const __m256 sc = _mm256_set1_ps(scale);
+    int64_t s = 0;
+    for (; s + 8 <= lim; s += 8) {
+        __m256 acc[8];
+        for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+        for (int64_t d = 0; d < D; d += 8) {
+            const __m256 qv = _mm256_loadu_ps(q + d);
+            for (int j = 0; j < 8; j++) acc[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(K + (s + j) * ldk + d), acc[j]);
+        }
+        _mm256_storeu_ps(row + s, _mm256_mul_ps(sc, sum8x8(acc)));
+    }
+    for (; s < lim; s++) {
+        __m256 acc[8]; /* the last lim mod 8 keys one at a time: acc[0] over D, summed as above */
+        for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+        for (int64_t d = 0; d < D; d += 8) acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(K + s * ldk + d), acc[0]);
+        row[s] = scale * _mm256_cvtss_f32(sum8x8(acc));
+    }
+    softmax_row(row, lim, S);
+    int64_t d0 = 0;
+    for (; d0 + 64 <= Dv; d0 += 64) weighted_rows(8, o + d0, row, V + d0, lim, ldv);
+    switch ((Dv - d0) / 8) {
+    case 7: weighted_rows(7, o + d0, row, V + d0, lim, ldv); break;
+    case 6: weighted_rows(6, o + d0, row, V + d0, lim, ldv); break;
+    case 5: weighted_rows(5, o + d0, row, V + d0, lim, ldv); break;
+    case 4: weighted_rows(4, o + d0, row, V + d0, lim, ldv); break;
+    case 3: weighted_rows(3, o + d0, row, V + d0, lim, ldv); break;
+    case 2: weighted_rows(2, o + d0, row, V + d0, lim, ldv); break;
+    case 1: weighted_rows(1, o + d0, row, V + d0, lim, ldv); break;
+    default: break;
+    }
+    for (int64_t d = d0 + (Dv - d0) / 8 * 8; d < Dv; d++) {
+        float acc = 0.0f;
+        for (int64_t t = 0; t < lim; t++) acc += row[t] * V[t * ldv + d];
+        o[d] = acc;
+    }
 }
+#undef AVX2_FMA
 #endif
 
 static attend_row_fn attend_row_current(void) {

@@ -56,6 +56,8 @@ final class AttentionTests: XCTestCase {
         Config(b: 3, t: 1, s: 9, h: 2, hkv: 2, d: 3, dv: 2, causal: true),       // one decoding step
         Config(b: 2, t: 4, s: 40, h: 2, hkv: 1, d: 19, dv: 11, causal: true),   // row-update path (≤ 4 rows), dot tails
         Config(b: 1, t: 2, s: 33, h: 2, hkv: 2, d: 32, dv: 32, causal: false),
+        Config(b: 2, t: 1, s: 21, h: 2, hkv: 1, d: 64, dv: 75, causal: true),    // decode: 8 keys at a time + tail, o in 64 + 8 + 3 columns
+        Config(b: 1, t: 3, s: 16, h: 1, hkv: 1, d: 128, dv: 128, causal: true),
         Config(b: 1, t: 70, s: 70, h: 2, hkv: 1, d: 4, dv: 3, causal: true),     // row blocks + remainder
         Config(b: 2, t: 67, s: 131, h: 2, hkv: 2, d: 9, dv: 5, causal: true),    // row blocks, S > T
         Config(b: 1, t: 33, s: 65, h: 4, hkv: 4, d: 17, dv: 17, causal: false),
