@@ -54,10 +54,10 @@
 #define MOE_WEIGHT_PARALLEL_MIN_ELEMENTS 32768
 
 /* Pieces per thread of a parallel decode GEMV: its rows go out in this many pieces per thread of
- * --threads, each taken by whichever thread is free (schedule(dynamic)). Split in exactly one
- * piece per thread, a thread that runs slower (its core serving interrupts or another vCPU) made
- * the other wait at the region's end: about 12 % of a full-size int4 decode on a 2-vCPU VM. Every
- * row is computed by the same code whatever piece holds it, so the pieces change no bit. */
+ * --threads, each taken by whichever thread is free (moe_next_piece). Split in one piece per
+ * thread, the thread holding the experts with more rows (a prefill, a batch), or running on a
+ * core that something else shares, made the other wait at the region's end. Every row is
+ * computed by the same code whatever piece holds it, so the pieces change no bit. */
 #ifndef MOE_WEIGHT_DECODE_PIECES_PER_THREAD
 #define MOE_WEIGHT_DECODE_PIECES_PER_THREAD 8
 #endif
