@@ -93,6 +93,8 @@ def median(values):
 
 
 def table(args):
+    if not os.path.isfile(args.results):
+        sys.exit(f"report.py: {args.results} not found (a results .jsonl written by compare.sh)")
     rows = [json.loads(l) for l in open(args.results) if l.strip().startswith("{")]
     pairs = {}  # dtype -> round -> {engine: row}
     types = {}

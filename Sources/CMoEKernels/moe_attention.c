@@ -136,11 +136,17 @@ static void attend_row_avx2(float *o, float *row, const float *q, const float *K
         }
         _mm256_storeu_ps(row + s, _mm256_mul_ps(sc, sum8x8(acc)));
     }
-    for (; s < lim; s++) {
-        __m256 acc[8]; /* the last lim mod 8 keys one at a time: acc[0] over D, summed as above */
+    if (s < lim) { /* the last lim mod 8 keys: one block, the missing keys' accumulators left at 0 */
+        const int64_t rem = lim - s;
+        __m256 acc[8];
+        float scores[8];
         for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
-        for (int64_t d = 0; d < D; d += 8) acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(K + s * ldk + d), acc[0]);
-        row[s] = scale * _mm256_cvtss_f32(sum8x8(acc));
+        for (int64_t d = 0; d < D; d += 8) {
+            const __m256 qv = _mm256_loadu_ps(q + d);
+            for (int64_t j = 0; j < rem; j++) acc[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(K + (s + j) * ldk + d), acc[j]);
+        }
+        _mm256_storeu_ps(scores, _mm256_mul_ps(sc, sum8x8(acc)));
+        for (int64_t j = 0; j < rem; j++) row[s + j] = scores[j];
     }
     softmax_row(row, lim, S);
     int64_t d0 = 0;

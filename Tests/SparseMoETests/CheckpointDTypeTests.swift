@@ -7,8 +7,7 @@ import XCTest
 /// is an error naming the file and the tensor, never a trap.
 extension TrainerTests {
     func testIntegerTensorsInAModelOrOptimizerFileNameTheFileAndTheTensor() throws {
-        let corpus = try SyntheticCorpus(config: SyntheticCorpusConfig(seed: 4, targetBytes: 20_000))
-        let dataset = try TextDataset(tokens: corpus.tokens, sequenceLength: 16)
+        let dataset = try syntheticDataset()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sparsemoe-dtype-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
         let trainer = try Trainer(model: try TransformerLM(config: tinyModelConfig(), seed: 7), dataset: dataset, config: trainingConfig(steps: 3))

@@ -15,6 +15,12 @@ final class TrainerTests: XCTestCase {
         return c
     }
 
+    /// A 20 kB synthetic corpus (seed 4) cut into sequences of 16 tokens.
+    func syntheticDataset() throws -> TextDataset {
+        let corpus = try SyntheticCorpus(config: SyntheticCorpusConfig(seed: 4, targetBytes: 20_000))
+        return try TextDataset(tokens: corpus.tokens, sequenceLength: 16)
+    }
+
     func trainingConfig(steps: Int, objective: Objective = .causal) -> TrainingConfig {
         var t = TrainingConfig()
         t.steps = steps
@@ -85,8 +91,7 @@ final class TrainerTests: XCTestCase {
     }
 
     func testResumeContinuesBitIdentically() throws {
-        let corpus = try SyntheticCorpus(config: SyntheticCorpusConfig(seed: 4, targetBytes: 20_000))
-        let dataset = try TextDataset(tokens: corpus.tokens, sequenceLength: 16)
+        let dataset = try syntheticDataset()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sparsemoe-resume-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
         for (router, precision) in [(RouterKind.softmaxTopK, MatmulPrecision.float32), (.sigmoidBias, .float32), (.softmaxTopK, .bfloat16)] {
@@ -111,8 +116,7 @@ final class TrainerTests: XCTestCase {
     }
 
     func testInterruptedSaveLeavesThePreviousCheckpointLoadable() throws {
-        let corpus = try SyntheticCorpus(config: SyntheticCorpusConfig(seed: 4, targetBytes: 20_000))
-        let dataset = try TextDataset(tokens: corpus.tokens, sequenceLength: 16)
+        let dataset = try syntheticDataset()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sparsemoe-crash-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
         let trainer = try Trainer(model: try TransformerLM(config: tinyModelConfig(), seed: 7), dataset: dataset, config: trainingConfig(steps: 6))
