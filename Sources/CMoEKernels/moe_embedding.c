@@ -7,9 +7,9 @@
 
 void moe_embedding_forward(float *out, const float *table, const int32_t *ids, int64_t n, int64_t c) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n * c > PAR_MIN)
-    for (int64_t i = 0; i < n; i++)
+    MOE_PARALLEL_FOR(i, n, n * c > PAR_MIN, moe_team(nt),
         memcpy(out + i * c, table + (int64_t)ids[i] * c, (size_t)c * sizeof(float));
+    );
 }
 
 /* Accumulate columns [c0, c1) of every row, rows in order. */

@@ -9,15 +9,14 @@
 void moe_rmsnorm_forward(float *out, float *rstd, const float *x, const float *weight,
                          int64_t n, int64_t c, float eps) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n * c > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
+    MOE_PARALLEL_FOR(i, n, n * c > PAR_MIN, moe_team(nt),
         const float *xr = x + i * c;
         float *o = out + i * c;
         double ss = moe_dot_d(xr, xr, c);
         float r = (float)(1.0 / sqrt(ss / (double)c + (double)eps));
         for (int64_t j = 0; j < c; j++) o[j] = (xr[j] * r) * weight[j];
         if (rstd) rstd[i] = r;
-    }
+    );
 }
 
 /* Columns [c0, c1) of norm_param_grads, in tiles of COL_TILE columns. */
@@ -62,8 +61,7 @@ void moe_rmsnorm_backward(float *d_x, float *d_weight, const float *d_out,
                           int64_t n, int64_t c) {
     int nt = moe_threads_current();
     if (d_x) {
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n * c > PAR_MIN)
-        for (int64_t i = 0; i < n; i++) {
+        MOE_PARALLEL_FOR(i, n, n * c > PAR_MIN, moe_team(nt),
             const float *xr = x + i * c, *gr = d_out + i * c;
             float *dx = d_x + i * c;
             float r = rstd[i];
@@ -78,7 +76,7 @@ void moe_rmsnorm_backward(float *d_x, float *d_weight, const float *d_out,
                 float xhat = xr[j] * r;
                 dx[j] += r * (gr[j] * weight[j] - xhat * m);
             }
-        }
+        );
     }
     if (d_weight) norm_param_grads(d_weight, NULL, d_out, x, NULL, rstd, n, c);
 }
@@ -87,8 +85,7 @@ void moe_layernorm_forward(float *out, float *mean, float *rstd, const float *x,
                            const float *weight, const float *bias,
                            int64_t n, int64_t c, float eps) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n * c > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
+    MOE_PARALLEL_FOR(i, n, n * c > PAR_MIN, moe_team(nt),
         const float *xr = x + i * c;
         float *o = out + i * c;
         double mu = moe_sum_d(xr, c) / (double)c;
@@ -107,7 +104,7 @@ void moe_layernorm_forward(float *out, float *mean, float *rstd, const float *x,
         }
         if (mean) mean[i] = m;
         if (rstd) rstd[i] = r;
-    }
+    );
 }
 
 void moe_layernorm_backward(float *d_x, float *d_weight, float *d_bias, const float *d_out,
@@ -115,8 +112,7 @@ void moe_layernorm_backward(float *d_x, float *d_weight, float *d_bias, const fl
                             int64_t n, int64_t c) {
     int nt = moe_threads_current();
     if (d_x) {
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n * c > PAR_MIN)
-        for (int64_t i = 0; i < n; i++) {
+        MOE_PARALLEL_FOR(i, n, n * c > PAR_MIN, moe_team(nt),
             const float *xr = x + i * c, *gr = d_out + i * c;
             float *dx = d_x + i * c;
             float m = mean[i], r = rstd[i];
@@ -139,7 +135,7 @@ void moe_layernorm_backward(float *d_x, float *d_weight, float *d_bias, const fl
                 float xhat = (xr[j] - m) * r;
                 dx[j] += r * (gr[j] * weight[j] - mg - xhat * mgx);
             }
-        }
+        );
     }
     if (d_weight || d_bias) norm_param_grads(d_weight, d_bias, d_out, x, mean, rstd, n, c);
 }

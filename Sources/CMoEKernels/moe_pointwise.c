@@ -51,12 +51,13 @@ void moe_add_forward(float *out, const float *a, const float *b, float beta,
     int64_t total = n * d;
     int nt = moe_threads_current();
     if (!b_broadcast) {
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (total > PAR_MIN)
-        for (int64_t i = 0; i < total; i++) out[i] = a[i] + beta * b[i];
+        MOE_PARALLEL_FOR(i, total, total > PAR_MIN, moe_team(nt),
+            out[i] = a[i] + beta * b[i];
+        );
     } else {
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (total > PAR_MIN)
-        for (int64_t i = 0; i < n; i++)
+        MOE_PARALLEL_FOR(i, n, total > PAR_MIN, moe_team(nt),
             for (int64_t j = 0; j < d; j++) out[i * d + j] = a[i * d + j] + beta * b[j];
+        );
     }
 }
 
@@ -65,15 +66,17 @@ void moe_add_backward(float *d_a, float *d_b, const float *d_out, float beta,
     int64_t total = n * d;
     int nt = moe_threads_current();
     if (d_a) {
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (total > PAR_MIN)
-        for (int64_t i = 0; i < total; i++) d_a[i] += d_out[i];
+        MOE_PARALLEL_FOR(i, total, total > PAR_MIN, moe_team(nt),
+            d_a[i] += d_out[i];
+        );
     }
     if (d_b) {
         if (b_broadcast) {
             reduce_rows(d_b, d_out, NULL, beta, n, d);
         } else {
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (total > PAR_MIN)
-            for (int64_t i = 0; i < total; i++) d_b[i] += beta * d_out[i];
+            MOE_PARALLEL_FOR(i, total, total > PAR_MIN, moe_team(nt),
+                d_b[i] += beta * d_out[i];
+            );
         }
     }
 }
@@ -83,12 +86,13 @@ void moe_mul_forward(float *out, const float *a, const float *b,
     int64_t total = n * d;
     int nt = moe_threads_current();
     if (!b_broadcast) {
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (total > PAR_MIN)
-        for (int64_t i = 0; i < total; i++) out[i] = a[i] * b[i];
+        MOE_PARALLEL_FOR(i, total, total > PAR_MIN, moe_team(nt),
+            out[i] = a[i] * b[i];
+        );
     } else {
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (total > PAR_MIN)
-        for (int64_t i = 0; i < n; i++)
+        MOE_PARALLEL_FOR(i, n, total > PAR_MIN, moe_team(nt),
             for (int64_t j = 0; j < d; j++) out[i * d + j] = a[i * d + j] * b[j];
+        );
     }
 }
 
@@ -98,34 +102,38 @@ void moe_mul_backward(float *d_a, float *d_b, const float *d_out, const float *a
     int nt = moe_threads_current();
     if (d_a) {
         if (!b_broadcast) {
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (total > PAR_MIN)
-            for (int64_t i = 0; i < total; i++) d_a[i] += d_out[i] * b[i];
+            MOE_PARALLEL_FOR(i, total, total > PAR_MIN, moe_team(nt),
+                d_a[i] += d_out[i] * b[i];
+            );
         } else {
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (total > PAR_MIN)
-            for (int64_t i = 0; i < n; i++)
+            MOE_PARALLEL_FOR(i, n, total > PAR_MIN, moe_team(nt),
                 for (int64_t j = 0; j < d; j++) d_a[i * d + j] += d_out[i * d + j] * b[j];
+            );
         }
     }
     if (d_b) {
         if (b_broadcast) {
             reduce_rows(d_b, d_out, a, 1.0f, n, d);
         } else {
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (total > PAR_MIN)
-            for (int64_t i = 0; i < total; i++) d_b[i] += d_out[i] * a[i];
+            MOE_PARALLEL_FOR(i, total, total > PAR_MIN, moe_team(nt),
+                d_b[i] += d_out[i] * a[i];
+            );
         }
     }
 }
 
 void moe_scale_forward(float *out, const float *x, float s, int64_t n) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) out[i] = s * x[i];
+    MOE_PARALLEL_FOR(i, n, n > PAR_MIN, moe_team(nt),
+        out[i] = s * x[i];
+    );
 }
 
 void moe_scale_backward(float *d_x, const float *d_out, float s, int64_t n) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) d_x[i] += s * d_out[i];
+    MOE_PARALLEL_FOR(i, n, n > PAR_MIN, moe_team(nt),
+        d_x[i] += s * d_out[i];
+    );
 }
 
 /* ---- Reductions ------------------------------------------------------------- */
@@ -134,11 +142,10 @@ void moe_sum_forward(float *out, const float *x, float scale, int64_t n) {
     double partial[SUM_BLOCKS];
     int64_t chunk = (n + SUM_BLOCKS - 1) / SUM_BLOCKS;
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
-    for (int64_t blk = 0; blk < SUM_BLOCKS; blk++) {
+    MOE_PARALLEL_FOR(blk, SUM_BLOCKS, n > PAR_MIN, moe_team(nt),
         int64_t lo = blk * chunk, hi = lo + chunk < n ? lo + chunk : n;
         partial[blk] = hi > lo ? moe_sum_d(x + lo, hi - lo) : 0.0;
-    }
+    );
     double total = 0.0;
     for (int64_t blk = 0; blk < SUM_BLOCKS; blk++) total += partial[blk];
     out[0] = (float)((double)scale * total);
@@ -147,41 +154,46 @@ void moe_sum_forward(float *out, const float *x, float scale, int64_t n) {
 void moe_sum_backward(float *d_x, const float *d_out, float scale, int64_t n) {
     float g = scale * d_out[0];
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) d_x[i] += g;
+    MOE_PARALLEL_FOR(i, n, n > PAR_MIN, moe_team(nt),
+        d_x[i] += g;
+    );
 }
 
 void moe_sum_last_forward(float *out, const float *x, int64_t n, int64_t d) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n * d > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
+    MOE_PARALLEL_FOR(i, n, n * d > PAR_MIN, moe_team(nt),
         out[i] = (float)moe_sum_d(x + i * d, d);
-    }
+    );
 }
 
 void moe_sum_last_backward(float *d_x, const float *d_out, int64_t n, int64_t d) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n * d > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
+    MOE_PARALLEL_FOR(i, n, n * d > PAR_MIN, moe_team(nt),
         float g = d_out[i];
         float *row = d_x + i * d;
         for (int64_t j = 0; j < d; j++) row[j] += g;
-    }
+    );
 }
 
 /* ---- Activations -------------------------------------------------------------- */
 
 /* The activations: each element's math in a range function compiled for AVX2 + FMA and the
  * baseline (MOE_SIMD_CLONES), run on contiguous ranges of [0, n), one per thread (an
- * elementwise map: the split changes no result). */
+ * elementwise map: the split changes no result); up to PAR_MIN elements, as one range on the
+ * calling thread without entering OpenMP (see MOE_PARALLEL_FOR). */
 #define FOR_RANGES(n, range_call)                                                              \
     do {                                                                                       \
         const int64_t n_ = (n);                                                                \
         const int nt_ = moe_threads_current();                                                 \
-        _Pragma("omp parallel num_threads(moe_team(nt_)) if (n_ > PAR_MIN)")                   \
-        {                                                                                      \
-            const int64_t t_ = omp_get_thread_num(), s_ = omp_get_num_threads();               \
-            const int64_t lo = n_ * t_ / s_, hi = n_ * (t_ + 1) / s_;                          \
+        if (n_ > PAR_MIN) {                                                                    \
+            _Pragma("omp parallel num_threads(moe_team(nt_))")                                 \
+            {                                                                                  \
+                const int64_t t_ = omp_get_thread_num(), s_ = omp_get_num_threads();           \
+                const int64_t lo = n_ * t_ / s_, hi = n_ * (t_ + 1) / s_;                      \
+                range_call;                                                                    \
+            }                                                                                  \
+        } else {                                                                               \
+            const int64_t lo = 0, hi = n_;                                                     \
             range_call;                                                                        \
         }                                                                                      \
     } while (0)
@@ -252,15 +264,16 @@ void moe_gelu_erf_backward(float *d_x, const float *d_out, const float *x, int64
 
 void moe_relu_forward(float *out, const float *x, int64_t n) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) out[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    MOE_PARALLEL_FOR(i, n, n > PAR_MIN, moe_team(nt),
+        out[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    );
 }
 
 void moe_relu_backward(float *d_x, const float *d_out, const float *x, int64_t n) {
     int nt = moe_threads_current();
-#pragma omp parallel for schedule(static) num_threads(moe_team(nt)) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++)
+    MOE_PARALLEL_FOR(i, n, n > PAR_MIN, moe_team(nt),
         if (x[i] > 0.0f) d_x[i] += d_out[i];
+    );
 }
 
 MOE_SIMD_CLONES static void swiglu_forward_range(float *out, const float *gate, const float *up, int64_t lo, int64_t hi) {

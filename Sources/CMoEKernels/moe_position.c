@@ -12,15 +12,14 @@ void moe_rope_inv_freq(float *inv_freq, int64_t R, float theta) {
 void moe_rope_tables(float *cos_t, float *sin_t, const float *inv_freq,
                      int64_t start, int64_t T, int64_t R) {
     int64_t half = R / 2;
-#pragma omp parallel for schedule(static) if (T * half > 4096)
-    for (int64_t t = 0; t < T; t++) {
+    MOE_PARALLEL_FOR(t, T, T * half > 4096, omp_get_max_threads(),
         float pos = (float)(start + t);
         for (int64_t i = 0; i < half; i++) {
             float angle = pos * inv_freq[i];
             cos_t[t * half + i] = cosf(angle);
             sin_t[t * half + i] = sinf(angle);
         }
-    }
+    );
 }
 
 /* Offsets of the two members of pair i in a head. */
@@ -32,8 +31,7 @@ static inline void pair_index(int style, int64_t i, int64_t half, int64_t *a, in
 void moe_rope_forward(float *out, const float *x, const float *cos_t, const float *sin_t,
                       int64_t B, int64_t T, int64_t H, int64_t D, int64_t R, int style) {
     int64_t half = R / 2;
-#pragma omp parallel for schedule(static) if (B * T * H * D > 16384)
-    for (int64_t row = 0; row < B * T; row++) {
+    MOE_PARALLEL_FOR(row, B * T, B * T * H * D > 16384, omp_get_max_threads(),
         int64_t t = row % T;
         const float *c = cos_t + t * half, *s = sin_t + t * half;
         for (int64_t h = 0; h < H; h++) {
@@ -55,15 +53,14 @@ void moe_rope_forward(float *out, const float *x, const float *cos_t, const floa
             if (o != xi)
                 for (int64_t d = R; d < D; d++) o[d] = xi[d];
         }
-    }
+    );
 }
 
 void moe_rope_backward(float *dx, const float *d_out, const float *cos_t, const float *sin_t,
                        int64_t B, int64_t T, int64_t H, int64_t D, int64_t R, int style) {
     if (!dx) return;
     int64_t half = R / 2;
-#pragma omp parallel for schedule(static) if (B * T * H * D > 16384)
-    for (int64_t row = 0; row < B * T; row++) {
+    MOE_PARALLEL_FOR(row, B * T, B * T * H * D > 16384, omp_get_max_threads(),
         int64_t t = row % T;
         const float *c = cos_t + t * half, *s = sin_t + t * half;
         for (int64_t h = 0; h < H; h++) {
@@ -79,35 +76,34 @@ void moe_rope_backward(float *dx, const float *d_out, const float *cos_t, const 
             }
             for (int64_t j = R; j < D; j++) d[j] += g[j];
         }
-    }
+    );
 }
 
 void moe_sinusoidal_table(float *pe, int64_t start, int64_t T, int64_t C, double base) {
-#pragma omp parallel for schedule(static) if (T * C > 16384)
-    for (int64_t t = 0; t < T; t++) {
+    MOE_PARALLEL_FOR(t, T, T * C > 16384, omp_get_max_threads(),
         double pos = (double)(start + t);
         for (int64_t j = 0; j < C; j += 2) {
             double angle = pos / pow(base, (double)j / (double)C);
             pe[t * C + j] = (float)sin(angle);
             if (j + 1 < C) pe[t * C + j + 1] = (float)cos(angle);
         }
-    }
+    );
 }
 
 void moe_sinusoidal_forward(float *out, const float *x, const float *pe,
                             int64_t B, int64_t T, int64_t C) {
-#pragma omp parallel for schedule(static) if (B * T * C > 65536)
-    for (int64_t row = 0; row < B * T; row++) {
+    MOE_PARALLEL_FOR(row, B * T, B * T * C > 65536, omp_get_max_threads(),
         const float *p = pe + (row % T) * C;
         const float *xi = x + row * C;
         float *o = out + row * C;
         for (int64_t c = 0; c < C; c++) o[c] = xi[c] + p[c];
-    }
+    );
 }
 
 void moe_sinusoidal_backward(float *dx, const float *d_out, int64_t B, int64_t T, int64_t C) {
     if (!dx) return;
     int64_t n = B * T * C;
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) dx[i] += d_out[i];
+    MOE_PARALLEL_FOR(i, n, n > 65536, omp_get_max_threads(),
+        dx[i] += d_out[i];
+    );
 }

@@ -28,18 +28,19 @@ static void row_topk(const float *row, int64_t e, int64_t k, int32_t *idx, float
 
 void moe_topk_forward(float *values, int32_t *indices, const float *scores,
                       int64_t t, int64_t e, int64_t k) {
-#pragma omp parallel for schedule(static) if (t >= ROUTER_PAR_MIN_ROWS)
-    for (int64_t i = 0; i < t; i++) row_topk(scores + i * e, e, k, indices + i * k, values + i * k);
+    MOE_PARALLEL_FOR(i, t, t >= ROUTER_PAR_MIN_ROWS, omp_get_max_threads(),
+        row_topk(scores + i * e, e, k, indices + i * k, values + i * k);
+    );
 }
 
 void moe_topk_backward(float *d_scores, const float *d_values, const int32_t *indices,
                        int64_t t, int64_t e, int64_t k) {
-#pragma omp parallel for schedule(static) if (t >= ROUTER_PAR_MIN_ROWS)
-    for (int64_t i = 0; i < t; i++)
+    MOE_PARALLEL_FOR(i, t, t >= ROUTER_PAR_MIN_ROWS, omp_get_max_threads(),
         for (int64_t s = 0; s < k; s++) {
             int32_t j = indices[i * k + s];
             if (j >= 0) d_scores[i * e + j] += d_values[i * k + s];
         }
+    );
 }
 
 /* ---- softmax top-k ---------------------------------------------------------- */
@@ -47,8 +48,7 @@ void moe_topk_backward(float *d_scores, const float *d_values, const int32_t *in
 void moe_router_softmax_topk_forward(float *probs, int32_t *indices, float *weights,
                                      const float *logits, int64_t t, int64_t e, int64_t k,
                                      int renormalize) {
-#pragma omp parallel for schedule(static) if (t >= ROUTER_PAR_MIN_ROWS)
-    for (int64_t i = 0; i < t; i++) {
+    MOE_PARALLEL_FOR(i, t, t >= ROUTER_PAR_MIN_ROWS, omp_get_max_threads(),
         const float *l = logits + i * e;
         float *p = probs + i * e;
         float m = l[0];
@@ -65,14 +65,13 @@ void moe_router_softmax_topk_forward(float *probs, int32_t *indices, float *weig
             for (int64_t r = 0; r < k; r++) s += w[r];
             for (int64_t r = 0; r < k; r++) w[r] /= s;
         }
-    }
+    );
 }
 
 void moe_router_softmax_topk_backward(float *d_logits, const float *d_weights, const float *d_probs,
                                       const float *probs, const int32_t *sel_indices,
                                       int64_t t, int64_t e, int64_t k, int renormalize) {
-#pragma omp parallel for schedule(static) if (t >= ROUTER_PAR_MIN_ROWS)
-    for (int64_t i = 0; i < t; i++) {
+    MOE_PARALLEL_FOR(i, t, t >= ROUTER_PAR_MIN_ROWS, omp_get_max_threads(),
         const float *p = probs + i * e;
         const int32_t *idx = sel_indices + i * k;
         const float *dw = d_weights + i * k;
@@ -97,7 +96,7 @@ void moe_router_softmax_topk_backward(float *d_logits, const float *d_weights, c
             dl[j] += p[j] * (dp - (float)pdp);
         }
         for (int64_t r = 0; r < k; r++) dl[idx[r]] += p[idx[r]] * dsel[r];
-    }
+    );
 }
 
 /* ---- sigmoid + bias, group-limited (DeepSeek-V3) ------------------------------ */
@@ -107,8 +106,7 @@ void moe_router_sigmoid_topk_forward(float *scores, int32_t *indices, float *wei
                                      int64_t t, int64_t e, int64_t k, int64_t n_group,
                                      int64_t topk_group, int normalize, float scaling) {
     int64_t gsize = e / n_group;
-#pragma omp parallel for schedule(static) if (t >= ROUTER_PAR_MIN_ROWS)
-    for (int64_t i = 0; i < t; i++) {
+    MOE_PARALLEL_FOR(i, t, t >= ROUTER_PAR_MIN_ROWS, omp_get_max_threads(),
         const float *l = logits + i * e;
         float *s = scores + i * e;
         float choice[e];
@@ -142,14 +140,13 @@ void moe_router_sigmoid_topk_forward(float *scores, int32_t *indices, float *wei
         for (int64_t r = 0; r < k; r++) { w[r] = s[idx[r]]; sum += w[r]; }
         float mul = normalize ? scaling / (sum + 1e-20f) : scaling;
         for (int64_t r = 0; r < k; r++) w[r] *= mul;
-    }
+    );
 }
 
 void moe_router_sigmoid_topk_backward(float *d_logits, const float *d_weights, const float *d_scores,
                                       const float *scores, const int32_t *sel_indices,
                                       int64_t t, int64_t e, int64_t k, int normalize, float scaling) {
-#pragma omp parallel for schedule(static) if (t >= ROUTER_PAR_MIN_ROWS)
-    for (int64_t i = 0; i < t; i++) {
+    MOE_PARALLEL_FOR(i, t, t >= ROUTER_PAR_MIN_ROWS, omp_get_max_threads(),
         const float *s = scores + i * e;
         const int32_t *idx = sel_indices + i * k;
         const float *dw = d_weights + i * k;
@@ -173,7 +170,7 @@ void moe_router_sigmoid_topk_backward(float *d_logits, const float *d_weights, c
                 dl[idx[r]] += scaling * dw[r] * sj * (1.0f - sj);
             }
         }
-    }
+    );
 }
 
 /* ---- expert choice ------------------------------------------------------------ */
@@ -182,8 +179,7 @@ void moe_expert_choice_forward(int32_t *indices, float *weights, const float *sc
                                int64_t t, int64_t e, int64_t capacity) {
     for (int64_t i = 0; i < t * e; i++) { indices[i] = -1; weights[i] = 0.0f; }
     /* Each expert selects independently and writes only column e: no conflicts. */
-#pragma omp parallel for schedule(static) if (e >= 2 && t * e >= 4096)
-    for (int64_t x = 0; x < e; x++) {
+    MOE_PARALLEL_FOR(x, e, e >= 2 && t * e >= 4096, omp_get_max_threads(),
         /* Selection of `capacity` best tokens by repeated scan with a threshold:
          * track (value, token) of the last pick; the next pick is the best pair
          * strictly below it in (value desc, token asc) order. O(T·capacity). */
@@ -204,7 +200,7 @@ void moe_expert_choice_forward(int32_t *indices, float *weights, const float *sc
             lastv = bv;
             lastt = best;
         }
-    }
+    );
 }
 
 /* ---- capacity ----------------------------------------------------------------- */
@@ -329,17 +325,15 @@ void moe_noisy_logits_backward(float *d_clean, float *d_raw_std, const float *d_
 
 void moe_gated_shared_forward(float *out, const float *routed, const float *shared, const float *gate,
                               int64_t t, int64_t c) {
-#pragma omp parallel for schedule(static) if (t * c >= 65536)
-    for (int64_t i = 0; i < t; i++) {
+    MOE_PARALLEL_FOR(i, t, t * c >= 65536, omp_get_max_threads(),
         float g = sigmoidf(gate[i]);
         for (int64_t j = 0; j < c; j++) out[i * c + j] = routed[i * c + j] + g * shared[i * c + j];
-    }
+    );
 }
 
 void moe_gated_shared_backward(float *d_routed, float *d_shared, float *d_gate, const float *d_out,
                                const float *shared, const float *gate, int64_t t, int64_t c) {
-#pragma omp parallel for schedule(static) if (t * c >= 65536)
-    for (int64_t i = 0; i < t; i++) {
+    MOE_PARALLEL_FOR(i, t, t * c >= 65536, omp_get_max_threads(),
         float g = sigmoidf(gate[i]);
         const float *d = d_out + i * c;
         if (d_routed)
@@ -351,5 +345,5 @@ void moe_gated_shared_backward(float *d_routed, float *d_shared, float *d_gate, 
             for (int64_t j = 0; j < c; j++) dot += (double)d[j] * shared[i * c + j];
             d_gate[i] += (float)dot * g * (1.0f - g);
         }
-    }
+    );
 }

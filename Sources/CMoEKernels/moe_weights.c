@@ -217,8 +217,13 @@ static void matmul_decode(float *y, int64_t ldy, const float *x, int64_t ldx, co
      * depends on neither the piece nor the thread. */
     int64_t pieces = nt > 1 ? (int64_t)nt * MOE_WEIGHT_DECODE_PIECES_PER_THREAD : 1;
     if (pieces > N) pieces = N;
+    if (nt == 1) { /* no OpenMP region at all (MOE_PARALLEL_FOR says why) */
+        if (q8) q8(w, 0, N, xq, xd, m, y, ldy, accumulate);
+        else kern->gemv(w, 0, N, x, ldx, m, y, ldy, accumulate);
+        return;
+    }
     int64_t next = 0;
-#pragma omp parallel num_threads(moe_team(nt)) if (nt > 1)
+#pragma omp parallel num_threads(moe_team(nt))
     for (int64_t p; (p = moe_next_piece(&next, pieces)) >= 0;) {
         const int64_t n0 = N * p / pieces, n1 = N * (p + 1) / pieces;
         if (q8) q8(w, n0, n1, xq, xd, m, y, ldy, accumulate);

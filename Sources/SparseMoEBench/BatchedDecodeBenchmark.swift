@@ -20,6 +20,10 @@ public enum BatchedDecodeBenchmark {
         public var speedup: Double
         /// Distinct experts run per MoE layer per step, mean (batching spreads rows over more experts).
         public var experts_per_layer_per_step: Double
+        /// Milliseconds from the start of the first step until every sequence had its first
+        /// token (the B prompts prefilled together in one step): a burst's time to first token
+        /// without HTTP.
+        public var burst_first_token_ms: Double
     }
 
     /// Runs B = each of `batches` requests of `promptTokens` random tokens and `newTokens` greedy
@@ -45,8 +49,13 @@ public enum BatchedDecodeBenchmark {
             }
             Threads.park()
             var stepSeconds: [Double] = [], experts = 0
+            var firstTokens = 0, burstSeconds = 0.0
             while !scheduler.isIdle {
                 let r = scheduler.step()
+                if firstTokens < b {
+                    burstSeconds += r.seconds
+                    firstTokens += r.events.filter { if case .token = $0.event { true } else { false } }.count
+                }
                 if case let .failed(m)? = r.events.first?.event { throw SparseMoEError.invalidArgument(op: "bench", message: m) }
                 if r.decodeSequences == b && r.prefillTokens == 0 {
                     stepSeconds.append(r.seconds)
@@ -63,10 +72,11 @@ public enum BatchedDecodeBenchmark {
                           decode_tokens_per_second: rate, step_ms_p50: 1000 * sorted[sorted.count / 2],
                           step_ms_p95: 1000 * sorted[min(sorted.count - 1, Int((Double(sorted.count) * 0.95).rounded(.up)) - 1)],
                           speedup: rate / base,
-                          experts_per_layer_per_step: Double(experts) / Double(stepSeconds.count * moeLayers))
+                          experts_per_layer_per_step: Double(experts) / Double(stepSeconds.count * moeLayers),
+                          burst_first_token_ms: 1000 * burstSeconds)
             points.append(p)
-            progress(String(format: "batch %d: %.1f tokens/s (%.2f× batch %d), step p50 %.1f ms", b, rate, p.speedup,
-                            points.first { $0.batch == 1 }?.batch ?? points[0].batch, p.step_ms_p50))
+            progress(String(format: "batch %d: %.1f tokens/s (%.2f× batch %d), step p50 %.1f ms, first tokens of all %d after %.1f ms", b, rate, p.speedup,
+                            points.first { $0.batch == 1 }?.batch ?? points[0].batch, p.step_ms_p50, b, p.burst_first_token_ms))
         }
         return points
     }

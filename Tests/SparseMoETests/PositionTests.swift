@@ -80,6 +80,26 @@ final class PositionTests: XCTestCase {
         XCTAssertThrowsError(try Check.rotaryApply(rotary, x, cos: s, sin: Tensor(zeros: [3, 3]))) { XCTAssertTrue("\($0)".contains("[3, 3]")) }
     }
 
+    /// The tables of several runs of positions (a ragged batch) are each run's own rows, one
+    /// after another, and each row is cos/sin of position · θ^(−2i/R) (computed here in Double).
+    func testRopeTablesForSeveralRuns() throws {
+        let rotary = RotaryEmbedding(theta: 1e4, rotaryDim: 8, style: .halfSplit)
+        let runs = [(start: 7, count: 1), (start: 0, count: 3), (start: 40, count: 0), (start: 12, count: 2)]
+        let (c, s) = rotary.tables(runs: runs, headDim: 8)
+        XCTAssertEqual(c.shape, [6, 4])
+        let positions = runs.flatMap { $0.start..<($0.start + $0.count) }
+        for (row, pos) in positions.enumerated() {
+            for i in 0..<4 {
+                let angle = Double(Float(pos) * Float(1 / pow(1e4, Double(2 * i) / 8)))
+                XCTAssertEqual(Double(c.scalars[row * 4 + i]), cos(angle), accuracy: 1e-6, "cos row \(row) pair \(i)")
+                XCTAssertEqual(Double(s.scalars[row * 4 + i]), sin(angle), accuracy: 1e-6, "sin row \(row) pair \(i)")
+            }
+        }
+        let one = runs.map { rotary.tables(start: $0.start, count: $0.count, headDim: 8) }
+        XCTAssertEqual(c.scalars, one.flatMap(\.cos.scalars))
+        XCTAssertEqual(s.scalars, one.flatMap(\.sin.scalars))
+    }
+
     /// ⟨rope(q, m), rope(k, n)⟩ depends only on m − n.
     func testRopeIsRelative() throws {
         let q = randomTensor([1, 1, 1, 16], seed: 13), k = randomTensor([1, 1, 1, 16], seed: 14)

@@ -87,31 +87,47 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, causal: Bool, scale
 ///   region for all (sequence, head) pairs instead of one per sequence.
 package func segmentedAttention(_ q: Tensor, keys: [Tensor], values: [Tensor], rows: [Range<Int>],
                                 causal: Bool, scale: Float? = nil) -> Tensor {
+    precondition(q.shape.count == 4, "segmentedAttention: q [1, N, H, D], got \(q.shape)")
+    precondition(keys.count == rows.count && values.count == rows.count, "segmentedAttention: one key and one value tensor per segment")
+    guard let first = keys.first else { return Tensor(zeros: [1, q.shape[1], q.shape[2], 0]) }
+    let (hkv, dv) = (first.shape[2], values[0].shape[3])
+    for (g, (k, v)) in zip(keys, values).enumerated() {
+        precondition(k.dtype == .float32 && v.dtype == .float32 && k.shape == [1, k.shape[1], hkv, q.shape[3]] && v.shape == [1, k.shape[1], hkv, dv],
+                     "segmentedAttention: segment \(g) keys \(k.shape), values \(v.shape); expected [1, S, \(hkv), \(q.shape[3])] and [1, S, \(hkv), \(dv)]")
+    }
+    return withExtendedLifetime((keys, values)) {
+        segmentedAttention(q, keys: keys.map { UnsafePointer($0.floats) }, values: values.map { UnsafePointer($0.floats) },
+                           lengths: keys.map { $0.shape[1] }, kvHeads: hkv, valueDim: dv, rows: rows, causal: causal, scale: scale)
+    }
+}
+
+/// `segmentedAttention` over keys and values the caller holds: segment g's keys
+/// `[lengths[g], kvHeads, D]` at `keys[g]`, values `[lengths[g], kvHeads, valueDim]` at
+/// `values[g]` (a KV cache read in place). The pointers must stay valid during the call.
+package func segmentedAttention(_ q: Tensor, keys: [UnsafePointer<Float>], values: [UnsafePointer<Float>], lengths: [Int],
+                                kvHeads hkv: Int, valueDim dv: Int, rows: [Range<Int>],
+                                causal: Bool, scale: Float? = nil) -> Tensor {
     precondition(!GradMode.isEnabled, "segmentedAttention has no backward: call it under withNoGrad")
     precondition(q.dtype == .float32 && q.shape.count == 4 && q.shape[0] == 1, "segmentedAttention: q [1, N, H, D], got \(q.shape)")
-    precondition(keys.count == rows.count && values.count == rows.count, "segmentedAttention: one key and one value tensor per segment")
+    precondition(keys.count == rows.count && values.count == rows.count && lengths.count == rows.count,
+                 "segmentedAttention: one key pointer, value pointer and length per segment")
     let (n, h, d) = (q.shape[1], q.shape[2], q.shape[3])
-    guard let first = keys.first else { return Tensor(zeros: [1, n, h, 0]) }
-    let (hkv, dv) = (first.shape[2], values[0].shape[3])
+    guard !rows.isEmpty else { return Tensor(zeros: [1, n, h, 0]) }
     precondition(hkv > 0 && h % hkv == 0 && d > 0 && dv > 0, "segmentedAttention: H = \(h) query heads over Hkv = \(hkv), D = \(d), Dv = \(dv)")
-    var next = 0
+    var next = 0, probsCount = 0
     for (g, r) in rows.enumerated() {
-        let (k, v) = (keys[g], values[g])
         precondition(r.lowerBound == next, "segmentedAttention: segment rows must tile 0..<\(n) in order, got \(rows)")
         next = r.upperBound
-        precondition(k.dtype == .float32 && v.dtype == .float32 && k.shape == [1, k.shape[1], hkv, d] && v.shape == [1, k.shape[1], hkv, dv],
-                     "segmentedAttention: segment \(g) keys \(k.shape), values \(v.shape); expected [1, S, \(hkv), \(d)] and [1, S, \(hkv), \(dv)]")
-        precondition(k.shape[1] >= max(r.count, 1), "segmentedAttention: segment \(g) has \(r.count) queries over \(k.shape[1]) keys")
+        precondition(lengths[g] >= max(r.count, 1), "segmentedAttention: segment \(g) has \(r.count) queries over \(lengths[g]) keys")
+        probsCount += h * r.count * lengths[g]
     }
     precondition(next == n, "segmentedAttention: segment rows must tile 0..<\(n), got \(rows)")
     let sc = scale ?? 1 / Float(d).squareRoot()
-    let out = Tensor(zeros: [1, n, h, dv])
-    let probs = Tensor(zeros: [max(rows.indices.reduce(0) { $0 + h * rows[$1].count * keys[$1].shape[1] }, 1)])
-    let kp = keys.map { Optional(UnsafePointer($0.floats)) }, vp = values.map { Optional(UnsafePointer($0.floats)) }
-    let firstRow = rows.map { Int64($0.lowerBound) }, counts = rows.map { Int64($0.count) }, lengths = keys.map { Int64($0.shape[1]) }
-    withExtendedLifetime((keys, values)) {
-        moe_attention_segments_forward(out.floats, probs.floats, q.floats, kp, vp, firstRow, counts, lengths,
-                                       Int64(rows.count), Int64(h), Int64(hkv), Int64(d), Int64(dv), causal ? 1 : 0, sc)
-    }
+    let out = Tensor(uninitialized: [1, n, h, dv])
+    let probs = Tensor(uninitialized: [max(probsCount, 1)])
+    let kp = keys.map { Optional($0) }, vp = values.map { Optional($0) }
+    let firstRow = rows.map { Int64($0.lowerBound) }, counts = rows.map { Int64($0.count) }, lens = lengths.map { Int64($0) }
+    moe_attention_segments_forward(out.floats, probs.floats, q.floats, kp, vp, firstRow, counts, lens,
+                                   Int64(rows.count), Int64(h), Int64(hkv), Int64(d), Int64(dv), causal ? 1 : 0, sc)
     return out
 }

@@ -53,6 +53,23 @@ public struct RotaryEmbedding: Sendable, Equatable {
         return (c, s)
     }
 
+    /// Cosine and sine tables `[Σ countᵢ, R/2]` for several runs of positions
+    /// `startᵢ ..< startᵢ + countᵢ`, one after another (the sequences of a ragged batch):
+    /// the rows `tables(start: startᵢ, count: countᵢ, …)` would give, in one pair of tensors.
+    public func tables(runs: [(start: Int, count: Int)], headDim: Int) -> (cos: Tensor, sin: Tensor) {
+        for r in runs { Check.trapping { try Check.rotaryTables(self, start: r.start, count: r.count, headDim: headDim) } }
+        let inv = inverseFrequencies(headDim: headDim)
+        let half = inv.count
+        let total = runs.reduce(0) { $0 + $1.count }
+        let c = Tensor(uninitialized: [total, half]), s = Tensor(uninitialized: [total, half])
+        var row = 0
+        for r in runs where r.count * half > 0 {
+            moe_rope_tables(c.floats + row * half, s.floats + row * half, inv.floats, Int64(r.start), Int64(r.count), Int64(half * 2))
+            row += r.count
+        }
+        return (c, s)
+    }
+
     /// Rotates `x` `[B, T, H, D]` whose token t sits at position `start + t`.
     public func callAsFunction(_ x: Tensor, start: Int = 0) -> Tensor {
         Check.trapping { try Check.rope(self, x, start: start) }

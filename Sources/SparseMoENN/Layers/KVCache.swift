@@ -27,18 +27,35 @@ public final class KVCache {
             throw SparseMoEError.invalidArgument(op: "KVCache", message: "the cache decodes one sequence at a time (batch 1), got batch \(k.shape[0])")
         }
         let t = k.shape[1]
-        let kRow = k.count / t, vRow = v.count / t
-        let entry = entries[layer] ?? Entry(keys: Tensor(zeros: [capacity * kRow]), values: Tensor(zeros: [capacity * vRow]))
+        let entry = try copyIn(layer: layer, keys: k.floats, values: v.floats, rows: t, keyRow: k.count / t, valueRow: v.count / t)
+        let s = entry.length
+        return (Tensor(storage: entry.keys.storage, shape: [1, s] + Array(k.shape.dropFirst(2))),
+                Tensor(storage: entry.values.storage, shape: [1, s] + Array(v.shape.dropFirst(2))))
+    }
+
+    /// Appends rows `rows` of a ragged batch's k `[1, N, KV, D]` and v `[1, N, KV, Dv]` (this
+    /// sequence's new tokens) for `layer`; returns the cached keys `[S, KV, D]` and values
+    /// `[S, KV, Dv]` in place (buffers of `capacity` positions, valid until `reset()`) and S.
+    func append(layer: Int, keys k: Tensor, values v: Tensor, rows: Range<Int>)
+        throws -> (keys: UnsafePointer<Float>, values: UnsafePointer<Float>, length: Int) {
+        let n = k.shape[1], keyRow = k.count / max(n, 1), valueRow = v.count / max(n, 1)
+        let entry = try copyIn(layer: layer, keys: k.floats + rows.lowerBound * keyRow, values: v.floats + rows.lowerBound * valueRow,
+                               rows: rows.count, keyRow: keyRow, valueRow: valueRow)
+        return (UnsafePointer(entry.keys.floats), UnsafePointer(entry.values.floats), entry.length)
+    }
+
+    /// Copies `t` rows of keys (`keyRow` floats each) and values to the end of `layer`'s entry.
+    private func copyIn(layer: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, rows t: Int,
+                        keyRow: Int, valueRow: Int) throws -> Entry {
+        let entry = entries[layer] ?? Entry(keys: Tensor(zeros: [capacity * keyRow]), values: Tensor(zeros: [capacity * valueRow]))
         entries[layer] = entry
         guard entry.length + t <= capacity else {
             throw SparseMoEError.invalidArgument(op: "KVCache", message: "sequence would reach \(entry.length + t) positions, beyond the cache capacity \(capacity) (max_position_embeddings)")
         }
-        (entry.keys.floats + entry.length * kRow).update(from: k.floats, count: t * kRow)
-        (entry.values.floats + entry.length * vRow).update(from: v.floats, count: t * vRow)
+        (entry.keys.floats + entry.length * keyRow).update(from: keys, count: t * keyRow)
+        (entry.values.floats + entry.length * valueRow).update(from: values, count: t * valueRow)
         entry.length += t
-        let s = entry.length
-        return (Tensor(storage: entry.keys.storage, shape: [1, s] + Array(k.shape.dropFirst(2))),
-                Tensor(storage: entry.values.storage, shape: [1, s] + Array(v.shape.dropFirst(2))))
+        return entry
     }
 
     /// Forgets everything.

@@ -20,8 +20,7 @@ extension AttentionContext {
     /// or with segments each segment's own positions, one after another.
     public func rotaryTables(_ rotary: RotaryEmbedding, count t: Int, headDim: Int) -> (cos: Tensor, sin: Tensor) {
         guard let segments else { return rotary.tables(start: start, count: t, headDim: headDim) }
-        let parts = segments.map { rotary.tables(start: $0.start, count: $0.rows.count, headDim: headDim) }
-        return (concatFirstAxis(parts.map(\.cos)), concatFirstAxis(parts.map(\.sin)))
+        return rotary.tables(runs: segments.map { ($0.start, $0.rows.count) }, headDim: headDim)
     }
 
     /// Softmax attention of q `[B, T, H, D]` over k `[B, T, Hkv, D]`, v `[B, T, Hkv, Dv]` with
@@ -42,14 +41,11 @@ extension AttentionContext {
             return x.reshaped([t] + inner).slice(rows: r).reshaped([1, r.count] + inner)
         }
         if GradMode.inferenceKernels {
-            // One kernel call for all sequences (the same bits as the per-sequence path below).
-            var keys = [Tensor](), values = [Tensor]()
-            for s in segments {
-                let (kc, vc) = try s.cache.append(layer: layer, keys: rows(k, s.rows), values: rows(v, s.rows))
-                keys.append(kc)
-                values.append(vc)
-            }
-            return segmentedAttention(q, keys: keys, values: values, rows: segments.map(\.rows), causal: causal, scale: scale)
+            // One kernel call for all sequences (the same bits as the per-sequence path below),
+            // each cache read in place: no per-sequence tensors.
+            let cached = try segments.map { try $0.cache.append(layer: layer, keys: k, values: v, rows: $0.rows) }
+            return segmentedAttention(q, keys: cached.map(\.keys), values: cached.map(\.values), lengths: cached.map(\.length),
+                                      kvHeads: k.shape[2], valueDim: v.shape[3], rows: segments.map(\.rows), causal: causal, scale: scale)
         }
         let outputs = try segments.map { s -> Tensor in
             let (keys, values) = try s.cache.append(layer: layer, keys: rows(k, s.rows), values: rows(v, s.rows))
