@@ -170,6 +170,8 @@ void moe_threads_set_team_limit(int n) {
     bump_generation();
 }
 
+int moe_threads_team_limit(void) { return atomic_load(&g_team_limit); }
+
 int moe_threads_others_cores_x100(void) { return atomic_load(&g_others_x100); }
 
 int moe_threads_team_probe(void) {

@@ -40,8 +40,9 @@ public enum BatchedDecodeBenchmark {
         let clock = { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
         let moeLayers = max(model.moeLayers.count, 1)
         for b in batches {
+            // The full team throughout: the steps measure the kernels, not the team tuning.
             let options = SchedulerOptions(maxBatch: b, maxQueue: b, prefillChunk: max(promptTokens, 1) * b,
-                                           cachePositions: b * (promptTokens + newTokens))
+                                           cachePositions: b * (promptTokens + newTokens), tuneTeams: false)
             let scheduler = try BatchScheduler(model: model, options: options, clock: clock)
             for _ in 0..<b {
                 let prompt = (0..<promptTokens).map { _ in Int32(rng.next() % UInt64(config.vocabSize)) }

@@ -14,14 +14,19 @@ import SparseMoEModels
 /// 4. the new tokens are sampled with each request's own `Sampler` (its seed), and a request
 ///    that reaches a stop token, its `maxNewTokens` or a full context finishes at once.
 ///
+/// With `options.tuneTeams` the decode-only steps run through a `TeamTuner`, which picks the
+/// team size that decodes fastest on this machine under its present load (steps with prefill,
+/// long and rare, run on the full team); the tokens do not depend on it.
+///
 /// The scheduler is synchronous and single-threaded: `GenerationEngine` runs it on its own
-/// thread; tests drive it step by step. `clock` (seconds) only times steps.
+/// thread; tests drive it step by step. `clock` (seconds) times steps and the tuner.
 public final class BatchScheduler {
     public let model: TransformerLM
     public let options: SchedulerOptions
     /// KV-cache positions all sequences may reserve together.
     public let cachePositions: Int
     let clock: () -> Double
+    let tuner: TeamTuner?
 
     final class Sequence {
         let id: RequestID
@@ -62,6 +67,7 @@ public final class BatchScheduler {
         self.options = options
         self.cachePositions = positions
         self.clock = clock
+        self.tuner = options.tuneTeams ? TeamTuner(clock: clock) : nil
     }
 
     /// Requests waiting for admission.
@@ -154,7 +160,8 @@ public final class BatchScheduler {
         if !chunks.isEmpty {
             let t0 = clock()
             do {
-                let out = try model.forward(chunks: chunks)
+                let out = try report.prefillTokens == 0 ? tuner.map { try $0.run(kind: 0, work: chunks.count) { try model.forward(chunks: chunks) } }
+                    ?? model.forward(chunks: chunks) : model.forward(chunks: chunks)
                 report.seconds = clock() - t0
                 (report.expertLoad, report.activeExperts) = Self.expertLoad(out.moe)
                 let v = model.config.vocabSize

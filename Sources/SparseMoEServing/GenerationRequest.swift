@@ -78,12 +78,17 @@ public struct SchedulerOptions: Sendable, Equatable {
     /// min(prompt + max new tokens, max_position_embeddings) positions when admitted and
     /// gives them back when it leaves. nil = maxBatch × max_position_embeddings.
     public var cachePositions: Int?
+    /// Measure which team size runs decode steps fastest, and use it (`TeamTuner`: the
+    /// numbers do not change, only how many threads compute them).
+    public var tuneTeams: Bool = true
 
-    public init(maxBatch: Int = 16, maxQueue: Int = 64, prefillChunk: Int = 256, cachePositions: Int? = nil) {
+    public init(maxBatch: Int = 16, maxQueue: Int = 64, prefillChunk: Int = 256, cachePositions: Int? = nil,
+                tuneTeams: Bool = true) {
         self.maxBatch = maxBatch
         self.maxQueue = maxQueue
         self.prefillChunk = prefillChunk
         self.cachePositions = cachePositions
+        self.tuneTeams = tuneTeams
     }
 }
 

@@ -35,8 +35,10 @@ void moe_set_adaptive_threads(int on);
 int moe_threads_team_for_load(int requested, int cpus, int others_x100);
 
 /// Caps every team at n threads (n ≤ 0: no cap), whatever the load: tests use it to run the
-/// kernels on teams smaller than the thread count.
+/// kernels on teams smaller than the thread count, and TeamTuner to try team sizes.
 void moe_threads_set_team_limit(int n);
+/// The cap set last (0: none).
+int moe_threads_team_limit(void);
 
 /// The cores other processes used over the last window, × 100 (0 before the first).
 int moe_threads_others_cores_x100(void);
