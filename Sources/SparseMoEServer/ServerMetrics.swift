@@ -19,6 +19,7 @@ import Synchronization
 /// | `moe_queue_length` | gauge | requests waiting for admission |
 /// | `moe_requests_running` | gauge | sequences decoding |
 /// | `moe_expert_tokens_total{expert}` | counter | tokens routed to each expert, summed over MoE layers |
+/// | `moe_decode_threads` | gauge | threads per parallel region of the last decode step (`TeamTuner`'s choice) |
 public final class ServerMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
@@ -29,6 +30,7 @@ public final class ServerMetrics: Sendable {
     private let interTokenLatency: CoreMetrics.Timer
     private let queueLength: Recorder
     private let running: Recorder
+    private let decodeThreads: Recorder
     /// Counters made on first use: by status, by expert.
     private let byStatus = Mutex<[Int: CoreMetrics.Counter]>([:])
     private let byExpert = Mutex<[CoreMetrics.Counter]>([])
@@ -50,6 +52,7 @@ public final class ServerMetrics: Sendable {
         interTokenLatency = CoreMetrics.Timer(label: "moe_inter_token_latency_seconds", factory: factory)
         queueLength = Recorder(label: "moe_queue_length", aggregate: false, factory: factory)
         running = Recorder(label: "moe_requests_running", aggregate: false, factory: factory)
+        decodeThreads = Recorder(label: "moe_decode_threads", aggregate: false, factory: factory)
         queueLength.record(0)
         running.record(0)
     }
@@ -80,6 +83,7 @@ public final class ServerMetrics: Sendable {
     /// Pass this as the engine's `onStep`.
     public func record(step: SchedulerStepReport) {
         if step.decodeSequences > 0 { batchSize.record(step.decodeSequences) }
+        if step.prefillTokens == 0 && step.team > 0 { decodeThreads.record(step.team) }
         load(queueLength: step.queueLength, running: step.running)
         guard !step.expertLoad.isEmpty else { return }
         let counters = byExpert.withLock { counters in

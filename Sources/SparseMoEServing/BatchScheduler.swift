@@ -160,8 +160,10 @@ public final class BatchScheduler {
         if !chunks.isEmpty {
             let t0 = clock()
             do {
-                let out = try report.prefillTokens == 0 ? tuner.map { try $0.run(kind: 0, work: chunks.count) { try model.forward(chunks: chunks) } }
-                    ?? model.forward(chunks: chunks) : model.forward(chunks: chunks)
+                let tuned = report.prefillTokens == 0 ? tuner : nil
+                let out = try tuned.map { try $0.run(kind: 0, work: chunks.count) { try model.forward(chunks: chunks) } }
+                    ?? model.forward(chunks: chunks)
+                report.team = tuned?.lastTeam ?? Threads.count
                 report.seconds = clock() - t0
                 (report.expertLoad, report.activeExperts) = Self.expertLoad(out.moe)
                 let v = model.config.vocabSize

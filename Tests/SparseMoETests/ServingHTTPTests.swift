@@ -419,13 +419,14 @@ final class ServingHTTPTests: XCTestCase {
             step.queueLength = 1
             step.running = 2
             step.expertLoad = [3, 0, 5]
+            step.team = 1
             metrics.record(step: step)
             let text = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
             for line in [#"moe_requests_total{status="200"} 2"#, #"moe_requests_total{status="400"} 1"#,
                          "moe_prompt_tokens_total 4", "moe_completion_tokens_total 10",
                          #"moe_batch_size_bucket{le="2.0"} 1"#, "moe_batch_size_count 1",
                          "moe_time_to_first_token_seconds_count 2", "moe_inter_token_latency_seconds_count 8",
-                         "moe_queue_length 1.0", "moe_requests_running 2.0",
+                         "moe_queue_length 1.0", "moe_requests_running 2.0", "moe_decode_threads 1.0",
                          #"moe_expert_tokens_total{expert="0"} 3"#, #"moe_expert_tokens_total{expert="1"} 0"#,
                          #"moe_expert_tokens_total{expert="2"} 5"#] {
                 XCTAssertTrue(text.contains(line + "\n"), "missing '\(line)' in\n\(text)")

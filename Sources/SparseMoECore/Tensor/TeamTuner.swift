@@ -30,7 +30,8 @@ public final class TeamTuner {
     /// Consecutive calls on one size while measuring.
     public let block: Int
     let clock: () -> Double
-    var lastTeam = 0
+    /// The team size the last call ran on (0 before the first).
+    public private(set) var lastTeam = 0
 
     struct Kind {
         var secondsPerWork: [[Double]]
