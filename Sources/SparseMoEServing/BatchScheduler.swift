@@ -15,8 +15,8 @@ import SparseMoEModels
 ///    that reaches a stop token, its `maxNewTokens` or a full context finishes at once.
 ///
 /// With `options.tuneTeams` the decode-only steps run through a `TeamTuner`, which picks the
-/// team size that decodes fastest on this machine under its present load (steps with prefill,
-/// long and rare, run on the full team); the tokens do not depend on it.
+/// team size that decodes fastest on this machine under its present load; steps with prefill
+/// run on its choice too (on the full team while it measures). The tokens do not depend on it.
 ///
 /// The scheduler is synchronous and single-threaded: `GenerationEngine` runs it on its own
 /// thread; tests drive it step by step. `clock` (seconds) times steps and the tuner.
@@ -160,10 +160,15 @@ public final class BatchScheduler {
         if !chunks.isEmpty {
             let t0 = clock()
             do {
-                let tuned = report.prefillTokens == 0 ? tuner : nil
-                let out = try tuned.map { try $0.run(kind: 0, work: chunks.count) { try model.forward(chunks: chunks) } }
-                    ?? model.forward(chunks: chunks)
-                report.team = tuned?.lastTeam ?? Threads.count
+                let out: RaggedBatchOutput
+                if let tuner {
+                    out = try report.prefillTokens == 0 ? tuner.run(kind: 0, work: chunks.count) { try model.forward(chunks: chunks) }
+                        : tuner.runOnChoice(of: 0) { try model.forward(chunks: chunks) }
+                    report.team = max(tuner.lastTeam, 1)
+                } else {
+                    out = try model.forward(chunks: chunks)
+                    report.team = Threads.count
+                }
                 report.seconds = clock() - t0
                 (report.expertLoad, report.activeExperts) = Self.expertLoad(out.moe)
                 let v = model.config.vocabSize

@@ -386,10 +386,10 @@ extension Bench {
             return
         }
         print("moe bench --model \(model) --batch: \(dtype ?? "stored dtypes"), \(Threads.count) threads, prompt \(promptTokens), \(newTokens) new tokens each")
-        print("batch   decode tok/s   gain   step p50 ms   step p95 ms   experts/layer/step")
+        print("batch   decode tok/s   gain   step p50 ms   step p95 ms   experts/layer/step   all first tokens ms")
         for p in points {
-            print(String(format: "%5d   %12.1f   %4.2f×   %11.2f   %11.2f   %18.1f", p.batch, p.decode_tokens_per_second, p.speedup,
-                         p.step_ms_p50, p.step_ms_p95, p.experts_per_layer_per_step))
+            print(String(format: "%5d   %12.1f   %4.2f×   %11.2f   %11.2f   %18.1f   %19.1f", p.batch, p.decode_tokens_per_second, p.speedup,
+                         p.step_ms_p50, p.step_ms_p95, p.experts_per_layer_per_step, p.burst_first_token_ms))
         }
     }
 }

@@ -65,7 +65,9 @@ struct Serve: ParsableCommand {
         discussion: "A request holds min(prompt + max_tokens, context) positions while it runs; requests that do not fit wait. Bounds the cache memory: positions × layers × 2 × kv_heads × head_dim × 4 bytes."))
     var cachePositions: Int?
 
-    @Option(help: "Threads for kernels and BLAS (default: SPARSEMOE_NUM_THREADS or all cores).")
+    @Option(help: ArgumentHelp(
+        "Threads for kernels and BLAS (default: SPARSEMOE_NUM_THREADS or all cores).",
+        discussion: "Decode steps measure whether fewer threads are faster while the HTTP threads and other processes share the cores, and use the faster team (moe_decode_threads in /metrics); the tokens do not change."))
     var threads: Int?
 
     @Option(name: .customLong("model-name"), help: "The model name clients send (default: the folder's name).")

@@ -8,7 +8,7 @@ final class TeamTunerTests: XCTestCase {
     /// returns the teams the bodies ran on.
     func teams(cost: [Double], calls: Int, kind: Int = 0) -> (TeamTuner, [Int]) {
         var now = 0.0
-        let tuner = TeamTuner(maxTeam: 2, explore: 4, exploit: 8, block: 3, clock: { now })
+        let tuner = TeamTuner(maxTeam: 2, explore: 4, exploit: 8, block: 3, longCall: 100, clock: { now })
         var seen: [Int] = []
         for _ in 0..<calls {
             tuner.run(kind: kind, work: 3) {
@@ -25,12 +25,13 @@ final class TeamTunerTests: XCTestCase {
         defer { Threads.adaptive = wasAdaptive }
         Threads.adaptive = false
         try Threads.with(2) {
-            // One thread faster: blocks of 3 calls per team, the first untimed, until each team
-            // has 4 timed calls (12 calls); then 8 on one thread; then measuring again.
+            // One thread faster: blocks of 3 calls per team, the full team first, the first call of
+            // a block untimed, until each team has 4 timed calls (12 calls); then 8 on one
+            // thread; then measuring again.
             let (tuner, seen) = teams(cost: [1.0, 1.5], calls: 12 + 8 + 4)
-            XCTAssertEqual(Array(seen.prefix(12)), [1, 1, 1, 2, 2, 2, 1, 1, 1, 2, 2, 2])
+            XCTAssertEqual(Array(seen.prefix(12)), [2, 2, 2, 1, 1, 1, 2, 2, 2, 1, 1, 1])
             XCTAssertEqual(Array(seen[12..<20]), Array(repeating: 1, count: 8))
-            XCTAssertEqual(Array(seen[20...]), [1, 1, 1, 2], "after `exploit` calls it measures again")
+            XCTAssertEqual(Array(seen[20...]), [2, 2, 2, 1], "after `exploit` calls it measures again")
             XCTAssertNil(tuner.choice(kind: 0))
             // Two threads faster.
             let (t2, seen2) = teams(cost: [2.0, 1.0], calls: 12 + 7)
@@ -41,6 +42,32 @@ final class TeamTunerTests: XCTestCase {
             XCTAssertEqual(t3.choice(kind: 7), 2)
             XCTAssertNil(t3.choice(kind: 0))
             XCTAssertEqual(Threads.currentTeam, 2, "the cap is lifted after each call")
+            // Other work follows the choice, untimed; the full team while measuring.
+            XCTAssertEqual(tuner.runOnChoice(of: 0) { Threads.currentTeam }, 2)
+            XCTAssertEqual(t2.runOnChoice(of: 0) { Threads.currentTeam }, 2)
+            let (t4, _) = teams(cost: [1.0, 1.5], calls: 12)
+            XCTAssertEqual(t4.runOnChoice(of: 0) { Threads.currentTeam }, 1)
+            XCTAssertEqual(t4.choice(kind: 0), 1, "untimed work does not count against `exploit`")
+        }
+    }
+
+    /// Calls that take `longCall` seconds or more on the full team stay there, unmeasured.
+    func testLongCallsKeepTheFullTeam() throws {
+        let wasAdaptive = Threads.adaptive
+        defer { Threads.adaptive = wasAdaptive }
+        Threads.adaptive = false
+        try Threads.with(2) {
+            var now = 0.0
+            let tuner = TeamTuner(maxTeam: 2, explore: 4, exploit: 8, block: 3, longCall: 0.5, clock: { now })
+            var seen: [Int] = []
+            for _ in 0..<10 {
+                tuner.run(kind: 0, work: 1) {
+                    seen.append(Threads.currentTeam)
+                    now += seen.last == 2 ? 0.6 : 0.1 // one thread faster, but calls are long
+                }
+            }
+            XCTAssertEqual(seen, Array(repeating: 2, count: 10))
+            XCTAssertEqual(tuner.choice(kind: 0), 2)
         }
     }
 

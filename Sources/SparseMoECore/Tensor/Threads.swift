@@ -26,7 +26,8 @@ public enum Threads {
     /// (`/proc/stat` busy time minus this process's CPU time) and runs each parallel region on
     /// at most as many threads as cores are left: team = clamp(cores − ⌊cores used by others +
     /// 0.1⌋, 1, count) (a core counts as taken when others kept it ≥ 90 % busy; a neighbour that
-    /// runs part of the time costs a team of 2 less than halving the team would).
+    /// runs part of the time costs long regions less than halving the team would, and for short
+    /// ones, such as a server's decode steps, `TeamTuner` measures which team is faster).
     /// Work is always split by `count`, never by the team (a smaller team runs the
     /// same pieces in turn), so results are bit-identical under any load.
     public static var adaptive: Bool {
