@@ -16,7 +16,8 @@ import SparseMoEModels
 ///
 /// With `options.tuneTeams` the decode-only steps run through a `TeamTuner`, which picks the
 /// team size that decodes fastest on this machine under its present load; steps with prefill
-/// run on its choice too (on the full team while it measures). The tokens do not depend on it.
+/// run on the full team (a burst of prompts prefilled on one thread delayed its first tokens
+/// by a third). The tokens do not depend on it.
 ///
 /// The scheduler is synchronous and single-threaded: `GenerationEngine` runs it on its own
 /// thread; tests drive it step by step. `clock` (seconds) times steps and the tuner.
@@ -163,8 +164,8 @@ public final class BatchScheduler {
                 let out: RaggedBatchOutput
                 if let tuner {
                     out = try report.prefillTokens == 0 ? tuner.run(kind: 0, work: chunks.count) { try model.forward(chunks: chunks) }
-                        : tuner.runOnChoice(of: 0) { try model.forward(chunks: chunks) }
-                    report.team = max(tuner.lastTeam, 1)
+                        : model.forward(chunks: chunks)
+                    report.team = report.prefillTokens == 0 ? max(tuner.lastTeam, 1) : Threads.count
                 } else {
                     out = try model.forward(chunks: chunks)
                     report.team = Threads.count

@@ -113,8 +113,9 @@ public struct SchedulerStepReport: Sendable {
     public var activeExperts = 0
     /// Wall time of the step's forward, seconds (by the scheduler's clock).
     public var seconds: Double = 0
-    /// Largest team of threads the forward's parallel regions could get: the tuner's (see
-    /// `SchedulerOptions.tuneTeams`), else `Threads.count` (0 without a forward).
+    /// Largest team of threads the forward's parallel regions could get: the tuner's choice
+    /// for a decode-only step (`SchedulerOptions.tuneTeams`), else `Threads.count` (0 without
+    /// a forward).
     public var team = 0
 
     public init() {}

@@ -90,14 +90,6 @@ public final class TeamTuner {
         return result
     }
 
-    /// Runs `body` untimed on the size chosen for `kind` (`maxTeam` while it is measured): other
-    /// work that should follow that choice, say a server's rare prefill steps following its
-    /// decode steps, without waking workers parked for a smaller team.
-    public func runOnChoice<R>(of kind: Int, _ body: () throws -> R) rethrows -> R {
-        guard maxTeam > 1 else { return try body() }
-        return try onTeam(choice(kind: kind) ?? maxTeam, body)
-    }
-
     /// `body` with every team capped at `team` (a cap already set lower stays).
     private func onTeam<R>(_ team: Int, _ body: () throws -> R) rethrows -> R {
         if team < lastTeam { moe_threads_park() }
