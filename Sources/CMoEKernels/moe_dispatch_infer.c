@@ -127,7 +127,7 @@ static void infer_decode(const infer_args *a, int64_t active) {
     const int xq4 = (uses_q8(&a->w1) && a->w1.format == MOE_WEIGHT_Q4) ||
                     (a->h3 && uses_q8(&a->w3) && a->w3.format == MOE_WEIGHT_Q4);
     int nt = moe_in_region() ? 1 : moe_threads_current();
-    if (active * (a->F + a->C) * a->C < moe_weight_decode_parallel_min()) nt = 1;
+    if (active * (a->F + a->C) * a->C < MOE_WEIGHT_PARALLEL_MIN_ELEMENTS) nt = 1;
     /* The weight rows go out in pieces taken by whichever thread is free (a row's result
      * depends on neither its piece nor its thread: the same bits under any load). */
     const int64_t pieces = nt > 1 ? (int64_t)nt * MOE_WEIGHT_DECODE_PIECES_PER_THREAD : 1;

@@ -136,16 +136,6 @@ void moe_weight_dequantize(float *dst, moe_weight w, int64_t first, int64_t coun
  * y = x·Wᵀ
  * ------------------------------------------------------------------------------------ */
 
-int64_t moe_weight_decode_parallel_min(void) {
-    static int64_t cached = 0; /* 0: not read yet */
-    if (cached == 0) {
-        const char *env = getenv("SPARSEMOE_DECODE_PARALLEL_MIN");
-        const long long v = env ? strtoll(env, NULL, 10) : 0;
-        cached = v >= 1 ? v : MOE_WEIGHT_DECODE_PARALLEL_MIN_ELEMENTS;
-    }
-    return cached;
-}
-
 /* Threads the weight kernels use here: 1 inside a parallel region. */
 static int weight_threads(void) { return moe_in_region() ? 1 : moe_threads_current(); }
 
@@ -222,7 +212,7 @@ static void matmul_decode(float *y, int64_t ldy, const float *x, int64_t ldx, co
             if (w->format == MOE_WEIGHT_Q4) moe_q8_blocks_q4_order(xq + i * 32 * G, xq + i * 32 * G, K);
         }
     int nt = weight_threads();
-    if (N * w->cols < moe_weight_decode_parallel_min() || N < 2) nt = 1;
+    if (N * w->cols < MOE_WEIGHT_PARALLEL_MIN_ELEMENTS || N < 2) nt = 1;
     /* Pieces of rows taken by whichever thread of the team (moe_team) is free: a row's result
      * depends on neither the piece nor the thread. */
     int64_t pieces = nt > 1 ? (int64_t)nt * MOE_WEIGHT_DECODE_PIECES_PER_THREAD : 1;

@@ -50,17 +50,10 @@
 #define MOE_WEIGHT_PANEL_ROWS 64
 #endif
 
-/* Below this many weight elements quantizing and dequantizing run on the calling thread. */
+/* Below this many weight elements the decode path runs on the calling thread. (Raised to 2^18,
+ * tiny-moe's 16-sequence decode steps ran as fast on a quiet machine, to 2^20 0.66–0.85× as
+ * fast, 2026-12-01: contention in a server is the team tuner's to handle, not this.) */
 #define MOE_WEIGHT_PARALLEL_MIN_ELEMENTS 32768
-
-/* Below this many weight elements a decode GEMV (or the routed experts' decode region) runs on
- * the calling thread: moe_weight_decode_parallel_min(). */
-#ifndef MOE_WEIGHT_DECODE_PARALLEL_MIN_ELEMENTS
-#define MOE_WEIGHT_DECODE_PARALLEL_MIN_ELEMENTS 32768
-#endif
-/* MOE_WEIGHT_DECODE_PARALLEL_MIN_ELEMENTS, or SPARSEMOE_DECODE_PARALLEL_MIN (elements, read
- * once) for measurements. */
-int64_t moe_weight_decode_parallel_min(void);
 
 /* Pieces per thread of a parallel decode GEMV: its rows go out in this many pieces per thread of
  * --threads, each taken by whichever thread is free (moe_next_piece). Split in one piece per

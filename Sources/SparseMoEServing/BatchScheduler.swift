@@ -162,12 +162,11 @@ public final class BatchScheduler {
             let t0 = clock()
             do {
                 let out: RaggedBatchOutput
-                if let tuner {
-                    out = try report.prefillTokens == 0 ? tuner.run(kind: 0, work: chunks.count) { try model.forward(chunks: chunks) }
-                        : model.forward(chunks: chunks)
-                    report.team = report.prefillTokens == 0 ? max(tuner.lastTeam, 1) : Threads.count
+                if let tuner, report.prefillTokens == 0 {
+                    out = try tuner.run(kind: 0, work: chunks.count) { try model.forward(chunks: chunks) }
+                    report.team = tuner.lastTeam
                 } else {
-                    out = try model.forward(chunks: chunks)
+                    out = try tuner.map { try $0.runOnFullTeam { try model.forward(chunks: chunks) } } ?? model.forward(chunks: chunks)
                     report.team = Threads.count
                 }
                 report.seconds = clock() - t0

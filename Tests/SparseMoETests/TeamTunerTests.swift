@@ -42,6 +42,8 @@ final class TeamTunerTests: XCTestCase {
             XCTAssertEqual(t3.choice(kind: 7), 2)
             XCTAssertNil(t3.choice(kind: 0))
             XCTAssertEqual(Threads.currentTeam, 2, "the cap is lifted after each call")
+            XCTAssertEqual(t2.runOnFullTeam { Threads.currentTeam }, 2)
+            XCTAssertEqual(t2.choice(kind: 0), 2, "untimed work does not count against `exploit`")
         }
     }
 

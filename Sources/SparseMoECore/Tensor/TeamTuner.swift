@@ -11,17 +11,20 @@ import Foundation
 /// thread than on two, with one stream as with sixteen, while without HTTP two threads were
 /// the faster.
 ///
-/// `run(kind:work:_:)` runs each kind of work (say decode steps, prefill steps) on every team
-/// size `maxTeam`…1 in turn, in blocks of `block` calls, until each size has `explore` timed
-/// calls (the first call of a block is not timed: it pays for the switch); then keeps the size
-/// with the lowest median seconds per unit of `work` for the next `exploit` calls of that kind,
-/// and measures again. Work whose calls take `longCall` seconds or more on the full team (the
-/// median of its first block) stays on the full team without trying smaller ones: a core lost
-/// for a few milliseconds costs such calls little, and trying a smaller team would cost much. Before work on a smaller team than the call before, the idle workers are
-/// put to sleep (`Threads.park()`): spinning, they would take the core the smaller team left. The choice only caps the team of each parallel region: `Threads.count`,
-/// and so how every kernel splits its work, stays, and results are bit-identical whatever the
-/// tuner picks. Not thread-safe: one caller (one engine thread) per tuner, and the cap applies
-/// to the whole process while `body` runs.
+/// `run(kind:work:_:)` runs each kind of work (say decode steps) on every team size
+/// `maxTeam`…1 in turn, in blocks of `block` calls, until each size has `explore` timed calls
+/// (the first call of a block is not timed: it pays for the switch); then keeps the size with
+/// the lowest median seconds per unit of `work` for the next `exploit` calls of that kind, and
+/// measures again. Work whose calls take `longCall` seconds or more on the full team (the median
+/// of its first block) stays on the full team without trying smaller ones: a core lost for a
+/// few milliseconds costs such calls little, and trying a smaller team would cost much. Before
+/// work on a smaller team than the call before, the idle workers are put to sleep
+/// (`Threads.park()`): spinning, they would take the core the smaller team left.
+///
+/// The choice only caps the team of each parallel region: `Threads.count`, and so how every
+/// kernel splits its work, stays, and results are bit-identical whatever the tuner picks. Not
+/// thread-safe: one caller (one engine thread) per tuner, and the cap applies to the whole
+/// process while `body` runs.
 public final class TeamTuner {
     /// Largest team tried (`Threads.count` when the tuner was made).
     public let maxTeam: Int
@@ -88,6 +91,12 @@ public final class TeamTuner {
         }
         kinds[kind] = k
         return result
+    }
+
+    /// Runs `body` untimed on the full team (other work of the same caller, say prefill steps
+    /// between decode steps), so that the next call on a smaller team parks the workers again.
+    public func runOnFullTeam<R>(_ body: () throws -> R) rethrows -> R {
+        try onTeam(maxTeam, body)
     }
 
     /// `body` with every team capped at `team` (a cap already set lower stays).
