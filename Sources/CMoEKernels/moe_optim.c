@@ -8,30 +8,49 @@
 #define MOE_NORM_MAX_CHUNKS 256
 #define MOE_NORM_MIN_CHUNK 4096
 
+typedef struct {
+    float decay, step_size, bc2_sqrt, one_minus_b1, b2, one_minus_b2, eps;
+} adamw_consts;
+
+/* Elements [i0, i1) of the update. Every element goes through the same float operations in
+ * the same order, with no contraction into FMAs and a correctly rounded square root (no libm
+ * call, so the loop vectorises): the vector clones give the bits of the plain scalar loop. */
+MOE_SIMD_CLONES static void adamw_range(float *restrict param, float *restrict m, float *restrict v,
+                                        const float *restrict grad, int64_t i0, int64_t i1,
+                                        const adamw_consts *k) {
+#pragma clang fp contract(off)
+    const adamw_consts c = *k;
+    for (int64_t i = i0; i < i1; i++) {
+        const float g = grad[i];
+        const float p = param[i] * c.decay;
+        const float mi = m[i] + c.one_minus_b1 * (g - m[i]);
+        const float vi = v[i] * c.b2 + c.one_minus_b2 * g * g;
+        const float denom = __builtin_elementwise_sqrt(vi) / c.bc2_sqrt + c.eps;
+        m[i] = mi;
+        v[i] = vi;
+        param[i] = p - c.step_size * (mi / denom);
+    }
+}
+
+/* Blocks of the update handed out to the threads (any split gives the same bits). */
+#define MOE_ADAMW_BLOCK 8192
+
 void moe_adamw_step(float *param, float *m, float *v, const float *grad, int64_t n,
                     double lr, double beta1, double beta2, double eps, double weight_decay,
                     int64_t step) {
     const double bc1 = 1.0 - pow(beta1, (double)step);
     const double bc2 = 1.0 - pow(beta2, (double)step);
-    const float decay = (float)(1.0 - lr * weight_decay);
-    const float step_size = (float)(lr / bc1);
-    const float bc2_sqrt = (float)sqrt(bc2);
-    const float one_minus_b1 = (float)(1.0 - beta1);
-    const float b2 = (float)beta2;
-    const float one_minus_b2 = (float)(1.0 - beta2);
-    const float epsf = (float)eps;
-    const int parallel = n >= MOE_OPTIM_PARALLEL_MIN && moe_threads_current() > 1;
-#pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t i = 0; i < n; i++) {
-        const float g = grad[i];
-        const float p = param[i] * decay;
-        const float mi = m[i] + one_minus_b1 * (g - m[i]);
-        const float vi = v[i] * b2 + one_minus_b2 * g * g;
-        const float denom = sqrtf(vi) / bc2_sqrt + epsf;
-        m[i] = mi;
-        v[i] = vi;
-        param[i] = p - step_size * (mi / denom);
-    }
+    const adamw_consts c = {
+        .decay = (float)(1.0 - lr * weight_decay), .step_size = (float)(lr / bc1),
+        .bc2_sqrt = (float)sqrt(bc2), .one_minus_b1 = (float)(1.0 - beta1), .b2 = (float)beta2,
+        .one_minus_b2 = (float)(1.0 - beta2), .eps = (float)eps,
+    };
+    const int nt = moe_threads_current();
+    const int64_t blocks = (n + MOE_ADAMW_BLOCK - 1) / MOE_ADAMW_BLOCK;
+    MOE_PARALLEL_FOR(b, blocks, n >= MOE_OPTIM_PARALLEL_MIN && nt > 1, moe_team(nt),
+        const int64_t i1 = (b + 1) * MOE_ADAMW_BLOCK < n ? (b + 1) * MOE_ADAMW_BLOCK : n;
+        adamw_range(param, m, v, grad, b * MOE_ADAMW_BLOCK, i1, &c);
+    );
 }
 
 /* Four interleaved accumulators (breaks the add latency chain), combined in a

@@ -60,6 +60,33 @@ final class ArithmeticTests: XCTestCase {
         XCTAssertEqual(x.grad?.scalars, [2, 2, 2])
     }
 
+    /// A reshape's backward takes its output's gradient over as the input's first gradient
+    /// (no copy): views of views, a tensor reshaped twice and also used directly, and a
+    /// second backward into kept gradients must still sum every contribution, each
+    /// gradient in its own memory (expected values by hand: d/dx of Σ c·x is c).
+    func testReshapeGradientsAccumulateIntoTheirOwnMemory() throws {
+        let x = Tensor([1, -2, 3, 4, 5, -6], shape: [2, 3], requiresGrad: true)
+        let y = scale(x, by: 2)
+        let c1 = Tensor([1, 2, 3, 4, 5, 6], shape: [3, 2]), c2 = Tensor([1, 0, 1, 0, 1, 0], shape: [6])
+        let c3 = Tensor([10, 20, 30, 40, 50, 60], shape: [2, 3])
+        let a = y.reshaped([6]).reshaped([3, 2])  // view of a view
+        let b = y.reshaped([6])
+        let loss = add(add((a * c1).sum(), (b * c2).sum()), (y * c3).sum())
+        loss.backward()
+        // dL/dy = c1 + c2 + c3 elementwise (row-major order); dL/dx = 2 · dL/dy.
+        let dy: [Float] = [12, 22, 34, 44, 56, 66]
+        XCTAssertEqual(x.grad?.scalars, dy.map { 2 * $0 })
+        // A second pass into the kept leaf gradient adds, and x's gradient is its own memory:
+        // a leaf reshaped directly takes the view's gradient and must not alias another one.
+        let w = Tensor([1, 2, 3, 4], shape: [4], requiresGrad: true)
+        let v1 = w.reshaped([2, 2]), v2 = w.reshaped([4, 1])
+        add((v1 * Tensor([1, 1, 1, 1], shape: [2, 2])).sum(), (v2 * Tensor([3, 0, 0, 3], shape: [4, 1])).sum()).backward()
+        XCTAssertEqual(w.grad?.scalars, [4, 1, 1, 4])
+        (w.reshaped([2, 2]) * Tensor([1, 2, 3, 4], shape: [2, 2])).sum().backward()
+        XCTAssertEqual(w.grad?.scalars, [5, 3, 4, 8])
+        XCTAssertEqual(x.grad?.scalars, dy.map { 2 * $0 }, "another backward must not write into x's gradient")
+    }
+
     /// Broadcast gradient of a large operand (parallel column-block path) equals the
     /// naive double-accumulated loop exactly, for 1 and 2 threads.
     func testBroadcastReductionMatchesNaive() throws {

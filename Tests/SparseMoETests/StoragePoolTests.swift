@@ -6,6 +6,21 @@ final class StoragePoolTests: XCTestCase {
 
     /// A released block of a size is handed out again for the next request of that size;
     /// small blocks and blocks larger than the limit are not kept.
+    /// Zero-filled tensors are all zeros although their memory comes back from the pool
+    /// dirty: sizes below and above the split into pieces, odd byte counts, 1 and 2 threads.
+    func testZerosAreZeroOnRecycledMemory() {
+        for threads in [1, 2] {
+            Threads.with(threads) {
+                for count in [3, 131_071, 3 * mb / 4 + 5] {
+                    do { _ = Tensor(repeating: 7, shape: [count]) }  // dirty a block of this size
+                    let z = Tensor(zeros: [count])
+                    let bad = (0..<count).first { z.floats[$0].bitPattern != 0 }
+                    XCTAssertNil(bad, "element \(bad ?? 0) of \(count) not zero, \(threads) threads")
+                }
+            }
+        }
+    }
+
     func testReuseBySize() {
         let pool = StoragePool(limitBytes: 8 * mb)
         let a = pool.acquire(mb), b = pool.acquire(2 * mb)

@@ -68,7 +68,8 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, causal: Bool, scale
         let dk = k.requiresGrad ? k.gradBuffer().floats : nil
         let dvp = v.requiresGrad ? v.gradBuffer().floats : nil
         guard dq != nil || dk != nil || dvp != nil else { return }
-        let work = Tensor(zeros: [Int(moe_attention_backward_workspace_size(dims.0, dims.1, dims.2, dims.3))])
+        // dZ per (b, h): the kernel writes every element (zeros where the mask hides a key).
+        let work = Workspace(floats: Int(moe_attention_backward_workspace_size(dims.0, dims.1, dims.2, dims.3)))
         moe_attention_backward(dq, dk, dvp, work.floats, g.floats, probs.floats,
                                q.floats, k.floats, v.floats,
                                dims.0, dims.1, dims.2, dims.3, dims.4, dims.5, dims.6, c, sc)

@@ -5,7 +5,8 @@ extension Tensor {
         let dims = Check.trapping { try Check.reshape(shape, to: newShape) }
         let out = Tensor(storage: storage, shape: dims, offset: offset)
         let src = self
-        return out.recording("reshape", inputs: [self]) { g in src.accumulateGrad(g) }
+        // `g` is the view's own gradient, dropped once propagated: the first one is taken over.
+        return out.recording("reshape", inputs: [self]) { g in src.accumulateGrad(handingOver: g) }
     }
 
     /// Rows `range` of the leading axis, as a view (no copy). Gradients flow back.

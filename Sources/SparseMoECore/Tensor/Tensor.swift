@@ -219,17 +219,16 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         return g
     }
 
-    /// grad += g (g of the same element count); the first gradient is copied, not added to zeros.
-    package func accumulateGrad(_ g: Tensor) {
-        let n = count
+    /// grad += g (g of the same element count). The first gradient becomes `grad` as a view
+    /// of `g`'s storage (no copy, no zeros): only for a `g` that nothing reads or writes
+    /// afterwards, such as an op output's gradient, which backward drops once propagated.
+    package func accumulateGrad(handingOver g: Tensor) {
         guard let existing = grad else {
-            let copy = Tensor(uninitialized: shape)
-            if n > 0 { copy.floats.update(from: g.floats, count: n) }
-            grad = copy
+            grad = Tensor(storage: g.storage, shape: shape, offset: g.offset)
             return
         }
         let dp = existing.floats, gp = g.floats
-        for i in 0..<n { dp[i] += gp[i] }
+        for i in 0..<count { dp[i] += gp[i] }
     }
 
     public var description: String {

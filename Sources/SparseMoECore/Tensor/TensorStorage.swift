@@ -1,3 +1,4 @@
+internal import CMoEKernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -60,7 +61,7 @@ package final class TensorStorage: @unchecked Sendable {
             mapped = true
         } else {
             raw = StoragePool.shared.acquire(bytes)
-            if zeroed { memset(raw, 0, bytes) }
+            if zeroed { moe_zero_bytes(raw, Int64(bytes)) }
             mapped = false
         }
         if let s = dtype.scaleDType {
