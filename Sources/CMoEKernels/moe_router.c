@@ -281,26 +281,28 @@ void moe_load_balance_loss_backward(float *d_probs, float d_loss, const float *c
 }
 
 float moe_z_loss_forward(float *lse, const float *logits, int64_t t, int64_t e) {
-    double total = 0;
-    for (int64_t i = 0; i < t; i++) {
+    /* Rows in parallel, then the squares summed in row order: the same bits on any team. */
+    MOE_PARALLEL_FOR(i, t, t >= ROUTER_PAR_MIN_ROWS, omp_get_max_threads(),
         const float *l = logits + i * e;
         float m = l[0];
         for (int64_t j = 1; j < e; j++) m = l[j] > m ? l[j] : m;
         double s = 0;
         for (int64_t j = 0; j < e; j++) s += exp((double)l[j] - m);
         lse[i] = m + (float)log(s);
-        total += (double)lse[i] * lse[i];
-    }
+    );
+    double total = 0;
+    for (int64_t i = 0; i < t; i++) total += (double)lse[i] * lse[i];
     return (float)(total / t);
 }
 
 void moe_z_loss_backward(float *d_logits, float d_loss, const float *lse, const float *logits,
                          int64_t t, int64_t e) {
-    for (int64_t i = 0; i < t; i++)
+    MOE_PARALLEL_FOR(i, t, t >= ROUTER_PAR_MIN_ROWS, omp_get_max_threads(),
         for (int64_t j = 0; j < e; j++) {
             float p = expf(logits[i * e + j] - lse[i]);
             d_logits[i * e + j] += d_loss * 2.0f * lse[i] * p / (float)t;
         }
+    );
 }
 
 /* ---- noisy gating ---------------------------------------------------------------- */

@@ -1,3 +1,5 @@
+internal import CMoEKernels
+
 /// An n-dimensional, row-major, contiguous array with optional gradient tracking.
 ///
 /// A tensor is a view `(storage, offset, shape)`: reshapes and leading-axis slices
@@ -227,8 +229,7 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
             grad = Tensor(storage: g.storage, shape: shape, offset: g.offset)
             return
         }
-        let dp = existing.floats, gp = g.floats
-        for i in 0..<count { dp[i] += gp[i] }
+        moe_add_forward(existing.floats, existing.floats, g.floats, 1, 1, Int64(count), 0)  // grad += g, vectorised
     }
 
     public var description: String {
