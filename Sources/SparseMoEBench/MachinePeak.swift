@@ -15,26 +15,57 @@ public enum MachinePeak {
     /// `Threads.count`; the previous count is restored after). About 2·size³·(repeats + 1)
     /// FLOPs of work: ≈ 8.6 GFLOP, well under a second, at the default sizes.
     public static func measureSGEMM(threads: Int? = nil, size: Int = 1024, repeats: Int = 3) throws -> Double {
-        guard size >= 1 else { throw SparseMoEError.invalidArgument(op: "MachinePeak.measureSGEMM", message: "size must be ≥ 1, got \(size)") }
         guard repeats >= 1 else { throw SparseMoEError.invalidArgument(op: "MachinePeak.measureSGEMM", message: "repeats must be ≥ 1, got \(repeats)") }
         if let n = threads, n < 1 {
             throw SparseMoEError.invalidArgument(op: "MachinePeak.measureSGEMM", message: "threads must be ≥ 1, got \(n)")
         }
+        let probe = try SGEMMProbe(size: size)
         return Threads.with(threads ?? Threads.count) {
+            _ = probe.gflops(repeats: 1)  // warm-up
+            return probe.gflops(repeats: repeats)
+        }
+    }
+
+    /// Fixed random `size`×`size` matrices whose product measures the sgemm rate again and
+    /// again, e.g. once beside every timed step of a benchmark, so that each step is held
+    /// against the machine's speed of that moment rather than of another minute.
+    public struct SGEMMProbe {
+        public let size: Int
+        private let a: Tensor, b: Tensor
+
+        public init(size: Int = 1024) throws {
+            guard size >= 1 else { throw SparseMoEError.invalidArgument(op: "MachinePeak.SGEMMProbe", message: "size must be ≥ 1, got \(size)") }
+            self.size = size
             var rng = RandomGenerator(seed: 1)
-            let a = Tensor.uniform([size, size], low: -1, high: 1, using: &rng)
-            let b = Tensor.uniform([size, size], low: -1, high: 1, using: &rng)
-            _ = matmul(a, b)
+            a = Tensor.uniform([size, size], low: -1, high: 1, using: &rng)
+            b = Tensor.uniform([size, size], low: -1, high: 1, using: &rng)
+        }
+
+        /// GFLOP/s of the fastest of `repeats` products (2·size³ FLOPs each) on the current
+        /// `Threads.count`.
+        public func gflops(repeats: Int = 1) -> Double {
             let clock = ContinuousClock()
             var best = Double.infinity
-            for _ in 0..<repeats {
+            for _ in 0..<max(1, repeats) {
                 let start = clock.now
                 _ = matmul(a, b)
                 best = min(best, seconds(clock.now - start))
             }
-            let flops = 2 * Double(size) * Double(size) * Double(size)
-            return flops / max(best, 1e-9) / 1e9
+            return 2 * Double(size) * Double(size) * Double(size) / max(best, 1e-9) / 1e9
         }
+    }
+
+    /// Paired MFU: the median over rounds of (`flops` / `stepMS[i]`) / `peakGFLOPS[i]`, each
+    /// step against the peak measured beside it. A machine whose speed drifts (other tenants,
+    /// clocks) moves both numbers of a round together, so the ratio holds where MFU against
+    /// one peak measured at another moment does not. NaN without rounds.
+    public static func pairedModelFLOPsUtilization(flops: Double, stepMS: [Double], peakGFLOPS: [Double]) throws -> Double {
+        guard stepMS.count == peakGFLOPS.count else {
+            throw SparseMoEError.invalidArgument(op: "MachinePeak.pairedModelFLOPsUtilization",
+                                                 message: "one peak per step expected, got \(stepMS.count) steps and \(peakGFLOPS.count) peaks")
+        }
+        let ratios = try zip(stepMS, peakGFLOPS).map { try modelFLOPsUtilization(modelFLOPs: flops, seconds: $0 / 1e3, peakGFLOPS: $1) }
+        return medianOf(ratios)
     }
 
     /// Achieved GFLOP/s: `flops` done in `seconds`.

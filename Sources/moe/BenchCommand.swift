@@ -93,7 +93,10 @@ struct Bench: ParsableCommand {
     @Flag(name: .customLong("no-park"),
           help: "Do not park worker threads before each timed run (to see what their spinning does).")
     var noPark = false
-    @Flag(help: "Also time training steps of the tiny-moe model (tokens/s, MFU).") var train = false
+    @Flag(help: "Also time training steps of a preset model, tiny-moe unless --train-preset (tokens/s, MFU).") var train = false
+    @Option(name: .customLong("train-preset"),
+            help: "The preset whose training steps --train times (\(TransformerConfig.presetNames.joined(separator: ", "))).")
+    var trainPreset = "tiny-moe"
     @Flag(help: "Under mpirun: time all-reduces through the MPI communicator and fit latency and bandwidth (docs/scale-out.md).")
     var collectives = false
     @Option(name: .customLong("train-steps"), help: "Timed training steps with --train.") var trainSteps: Int = 20
@@ -121,6 +124,9 @@ struct Bench: ParsableCommand {
         }
         for d in dtype?.split(separator: ",") ?? [] {
             do { _ = try DType(weightFormat: String(d)) } catch { throw ValidationError("--dtype: \(error)") }
+        }
+        guard TransformerConfig.presetNames.contains(trainPreset) else {
+            throw ValidationError("--train-preset: unknown preset '\(trainPreset)'; expected one of \(TransformerConfig.presetNames.joined(separator: ", "))")
         }
         guard runs >= 1, sweepRuns >= 1, threadSweeps >= 1, warmup >= 0, trainSteps >= 1 else {
             throw ValidationError("--runs, --sweep-runs, --thread-sweeps and --train-steps must be ≥ 1, --warmup ≥ 0")
@@ -191,13 +197,15 @@ struct Bench: ParsableCommand {
 
         // Training throughput.
         if train {
-            let t = try TrainingThroughput.measure(steps: trainSteps, progress: progress)
+            let t = try TrainingThroughput.measure(preset: trainPreset, steps: trainSteps, progress: progress)
             try emit(t)
             if !json {
                 print(String(format: "\ntraining (%@, %d threads, %d tokens/step): %.1f ms/step (spread %.0f%%), %@ tokens/s (mean %@), "
-                             + "%.1f GFLOP/s model FLOPs = MFU %.1f%% of the %.0f GFLOP/s sgemm peak",
+                             + "%.1f GFLOP/s model FLOPs = MFU %.1f%% of the %.0f GFLOP/s sgemm peak; "
+                             + "paired MFU %.1f%% (median over the steps, each against an sgemm right before it, p50 %.0f GFLOP/s)",
                              t.model, t.threads, t.tokensPerStep, t.stepMS, 100 * t.stepSpread, grouped(Int(t.tokensPerSecond)),
-                             grouped(Int(t.meanTokensPerSecond)), t.achievedGFLOPS, 100 * t.modelFLOPsUtilization, t.peakGFLOPS))
+                             grouped(Int(t.meanTokensPerSecond)), t.achievedGFLOPS, 100 * t.modelFLOPsUtilization, t.peakGFLOPS,
+                             100 * t.pairedModelFLOPsUtilization, t.pairedPeakGFLOPS))
             }
         }
         if let d = outDir {

@@ -113,6 +113,23 @@ final class BenchmarkingTests: XCTestCase {
 
     /// `percentileOf` against a naive reference that finds the two ranks around p·(n − 1) by
     /// counting (no sort), on random samples with ties, and its fixed points.
+    /// Paired MFU is the median of each step's MFU against its own peak (values by hand):
+    /// 2 GFLOP in 10 / 20 / 40 ms is 200 / 100 / 50 GFLOP/s, against 400 / 100 / 50 → 0.5, 1, 1.
+    /// The probe's rate is a plain GFLOP/s figure of its 2·n³ products.
+    func testPairedMFUAndProbe() throws {
+        XCTAssertEqual(try MachinePeak.pairedModelFLOPsUtilization(flops: 2e9, stepMS: [10, 20, 40], peakGFLOPS: [400, 100, 50]),
+                       1.0, accuracy: 1e-12)
+        XCTAssertEqual(try MachinePeak.pairedModelFLOPsUtilization(flops: 2e9, stepMS: [10, 20], peakGFLOPS: [400, 100]),
+                       0.75, accuracy: 1e-12)
+        XCTAssertThrowsError(try MachinePeak.pairedModelFLOPsUtilization(flops: 1, stepMS: [1, 2], peakGFLOPS: [1])) { e in
+            XCTAssertTrue("\(e)".contains("one peak per step"), "\(e)")
+        }
+        XCTAssertThrowsError(try MachinePeak.pairedModelFLOPsUtilization(flops: 1, stepMS: [1], peakGFLOPS: [0]))
+        XCTAssertThrowsError(try MachinePeak.SGEMMProbe(size: 0))
+        let rate = try MachinePeak.SGEMMProbe(size: 64).gflops(repeats: 2)
+        XCTAssertTrue(rate.isFinite && rate > 0, "\(rate)")
+    }
+
     func testPercentileMatchesNaiveReference() {
         func naive(_ v: [Double], _ p: Double) -> Double {
             // The value of 0-based rank r: the smallest x with more than r values ≤ x.
