@@ -8,7 +8,7 @@ import SparseMoEBench
 ///
 /// MFU = training FLOPs per token (`ModelAccounting`, 3 × forward) × tokens/s ÷ the
 /// sgemm peak measured by `MachinePeak.measureSGEMM` in the same process, after the steps.
-/// Paired MFU holds each timed step against a 1024³ sgemm (best of two) run right before it
+/// Paired MFU holds each timed step against 1024³ sgemm products (the best of three) run right before it
 /// and takes the median over the steps (`MachinePeak.pairedModelFLOPsUtilization`): on a
 /// machine whose speed drifts it moves far less from run to run.
 public struct TrainingThroughput: Codable, Sendable {
@@ -56,13 +56,13 @@ public struct TrainingThroughput: Codable, Sendable {
         progress("train: building \(preset)")
         let run = try TrainingRun(options: options)
         let tokens = run.config.batchSize * run.config.sequenceLength * run.config.gradAccumulation
-        progress("train: \(warmup) warm-up + \(steps) timed steps, each after an sgemm of 1024³ (twice)")
+        progress("train: \(warmup) warm-up + \(steps) timed steps, each after three sgemm products of 1024³")
         let probe = try MachinePeak.SGEMMProbe()
         var calls = 0
         var roundPeaks: [Double] = []
         let timing = try TimingSummary.measure(warmup: warmup, runs: steps, setup: {
             calls += 1
-            let rate = probe.gflops(repeats: 2)
+            let rate = probe.gflops(repeats: 3)
             if calls > warmup { roundPeaks.append(rate) }
         }) { _ = try run.trainer.trainStep() }
         progress("train: measuring the sgemm peak")
