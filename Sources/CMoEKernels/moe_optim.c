@@ -9,7 +9,7 @@
 #define MOE_NORM_MIN_CHUNK 4096
 
 typedef struct {
-    float decay, step_size, bc2_sqrt, one_minus_b1, b2, one_minus_b2, eps;
+    float grad_scale, decay, step_size, bc2_sqrt, one_minus_b1, b2, one_minus_b2, eps;
 } adamw_consts;
 
 /* Elements [i0, i1) of the update. Every element goes through the same float operations in
@@ -21,7 +21,7 @@ MOE_SIMD_CLONES static void adamw_range(float *restrict param, float *restrict m
 #pragma clang fp contract(off)
     const adamw_consts c = *k;
     for (int64_t i = i0; i < i1; i++) {
-        const float g = grad[i];
+        const float g = grad[i] * c.grad_scale;
         const float p = param[i] * c.decay;
         const float mi = m[i] + c.one_minus_b1 * (g - m[i]);
         const float vi = v[i] * c.b2 + c.one_minus_b2 * g * g;
@@ -35,13 +35,13 @@ MOE_SIMD_CLONES static void adamw_range(float *restrict param, float *restrict m
 /* Blocks of the update handed out to the threads (any split gives the same bits). */
 #define MOE_ADAMW_BLOCK 8192
 
-void moe_adamw_step(float *param, float *m, float *v, const float *grad, int64_t n,
+void moe_adamw_step(float *param, float *m, float *v, const float *grad, float grad_scale, int64_t n,
                     double lr, double beta1, double beta2, double eps, double weight_decay,
                     int64_t step) {
     const double bc1 = 1.0 - pow(beta1, (double)step);
     const double bc2 = 1.0 - pow(beta2, (double)step);
     const adamw_consts c = {
-        .decay = (float)(1.0 - lr * weight_decay), .step_size = (float)(lr / bc1),
+        .grad_scale = grad_scale, .decay = (float)(1.0 - lr * weight_decay), .step_size = (float)(lr / bc1),
         .bc2_sqrt = (float)sqrt(bc2), .one_minus_b1 = (float)(1.0 - beta1), .b2 = (float)beta2,
         .one_minus_b2 = (float)(1.0 - beta2), .eps = (float)eps,
     };

@@ -41,7 +41,8 @@ public struct ParameterGroup {
 public struct GradientClipResult: Sendable, Equatable {
     /// ‖g‖₂ over all gradients before clipping (NaN or ±Inf if any element is).
     public var norm: Double
-    /// Factor the gradients were multiplied by (1 when not clipped or not finite).
+    /// Factor the gradients were (`clipGradients`) or are to be (`clipScale`, then
+    /// `step(lr:gradientScale:)`) multiplied by; 1 when not clipped or not finite.
     public var scale: Float
     /// False when some gradient element is NaN or ±Inf: the caller should skip the step.
     public var isFinite: Bool { norm.isFinite }
@@ -173,8 +174,10 @@ public final class AdamW {
     }
 
     /// Updates every non-frozen parameter that has a gradient, with learning rate
-    /// `lr · group.lrScale`. Gradients are left in place (call `zeroGrad`).
-    public func step(lr: Double) {
+    /// `lr · group.lrScale`, on the gradients times `gradientScale` (a clipping factor from
+    /// `clipScale`, applied inside the update: the same bits as scaling the gradients first,
+    /// one pass over them fewer). Gradients are left in place, unscaled (call `zeroGrad`).
+    public func step(lr: Double, gradientScale: Float = 1) {
         stepCount += 1
         for i in entries.indices where !frozen.contains(entries[i].name) {
             guard let g = entries[i].tensor.grad else { continue }
@@ -186,7 +189,7 @@ public final class AdamW {
             entries[i].steps += 1
             let group = groups[entries[i].group]
             OptimizerKernels.adamwStep(
-                param: p, expAvg: entries[i].expAvg!, expAvgSq: entries[i].expAvgSq!, grad: g,
+                param: p, expAvg: entries[i].expAvg!, expAvgSq: entries[i].expAvgSq!, grad: g, gradScale: gradientScale,
                 lr: lr * group.lrScale, beta1: config.beta1, beta2: config.beta2, eps: config.eps,
                 weightDecay: group.weightDecay, step: entries[i].steps)
         }
@@ -251,12 +254,18 @@ public final class AdamW {
     /// The same with the global norm computed elsewhere (expert parallelism: over the ranks).
     @discardableResult
     public static func clipGradients(_ tensors: [Tensor], norm: Double, maxNorm: Double) -> GradientClipResult {
+        let clip = clipScale(norm: norm, maxNorm: maxNorm)
+        if clip.scale != 1 { for t in tensors { if let g = t.grad { OptimizerKernels.scale(g, by: clip.scale) } } }
+        return clip
+    }
+
+    /// The factor `clipGradients` would scale the gradients by, without scaling them: hand it
+    /// to `step(lr:gradientScale:)`. 1 when the norm is within `maxNorm`, not finite, or
+    /// clipping is off.
+    public static func clipScale(norm: Double, maxNorm: Double) -> GradientClipResult {
         guard norm.isFinite, maxNorm > 0, maxNorm.isFinite else { return GradientClipResult(norm: norm, scale: 1) }
         let coef = maxNorm / (norm + 1e-6)
-        guard coef < 1 else { return GradientClipResult(norm: norm, scale: 1) }
-        let s = Float(coef)
-        for t in tensors { if let g = t.grad { OptimizerKernels.scale(g, by: s) } }
-        return GradientClipResult(norm: norm, scale: s)
+        return GradientClipResult(norm: norm, scale: coef < 1 ? Float(coef) : 1)
     }
 
     // MARK: - State

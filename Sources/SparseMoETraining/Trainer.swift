@@ -189,14 +189,13 @@ public final class Trainer {
             let means = try dp.mean([ceSum, auxSum])
             (ceSum, auxSum) = (means[0], means[1])
         }
-        let clip: GradientClipResult
-        if let ep = expertParallel {
-            let trainable = optimizer.trainableParameters.map(\.tensor)
-            clip = AdamW.clipGradients(trainable, norm: try ep.gradientNorm(trainable), maxNorm: config.gradClip)
+        // The clipping factor goes into the optimizer step (one pass over the gradients fewer).
+        let norm = if let ep = expertParallel {
+            try ep.gradientNorm(optimizer.trainableParameters.map(\.tensor))
         } else {
-            clip = config.gradClip > 0 ? optimizer.clipGradients(maxNorm: config.gradClip)
-                : GradientClipResult(norm: optimizer.gradientNorm(), scale: 1)
+            optimizer.gradientNorm()
         }
+        let clip = AdamW.clipScale(norm: norm, maxNorm: config.gradClip)
         let lr = schedule.lr(step: step)
         step += 1
         let skipped = !clip.isFinite
@@ -204,7 +203,7 @@ public final class Trainer {
             model.zeroGrad()
             for m in model.moeLayers { m.router.discardPendingLoad() }
         } else {
-            optimizer.step(lr: lr)
+            optimizer.step(lr: lr, gradientScale: clip.scale)
             if let rate = model.config.moe?.biasUpdateRate {
                 for m in model.moeLayers {
                     if let dp = dataParallel { try m.router.sumPendingLoad(dp.replicaSum) }

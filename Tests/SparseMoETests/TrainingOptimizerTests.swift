@@ -31,10 +31,11 @@ final class TrainingOptimizerTests: XCTestCase {
 
     /// The vectorised kernel (blocks over threads, SIMD clones) gives the bits of the plain
     /// scalar Float loop it replaced, element for element: same operations, same order, no
-    /// fused multiply-adds. Sizes below and above the parallel threshold, with remainders.
+    /// fused multiply-adds; the gradient scale is the product the clipping pass made.
+    /// Sizes below and above the parallel threshold, with remainders.
     func testAdamWKernelMatchesScalarFloatLoopBitForBit() throws {
         let (lr, b1, b2, eps, wd) = (3e-3, 0.9, 0.95, 1e-8, 0.1)
-        for (n, threads) in [(37, 1), (40_013, 1), (40_013, 2), (8192 * 5 + 1, 2)] {
+        for (n, threads, scale) in [(37, 1, Float(1)), (40_013, 1, 0.37), (40_013, 2, 1), (8192 * 5 + 1, 2, 0.61)] {
             var rng = RandomGenerator(seed: UInt64(n))
             var p = Tensor.normal([n], std: 1, using: &rng).scalars
             var m = Tensor.normal([n], std: 0.1, using: &rng).scalars
@@ -47,7 +48,7 @@ final class TrainingOptimizerTests: XCTestCase {
             let bc2Sqrt = Float((1.0 - pow(b2, Double(step))).squareRoot())
             let (c1, fb2, c2, feps) = (Float(1.0 - b1), Float(b2), Float(1.0 - b2), Float(eps))
             for i in 0..<n {
-                let gi = g[i], pi = ep[i] * decay
+                let gi = g[i] * scale, pi = ep[i] * decay
                 let mi = em[i] + c1 * (gi - em[i])
                 let vi = ev[i] * fb2 + c2 * gi * gi
                 let denom = vi.squareRoot() / bc2Sqrt + feps
@@ -55,12 +56,40 @@ final class TrainingOptimizerTests: XCTestCase {
                 ep[i] = pi - stepSize * (mi / denom)
             }
             Threads.with(threads) {
-                moe_adamw_step(&p, &m, &v, g, Int64(n), lr, b1, b2, eps, wd, step)
+                moe_adamw_step(&p, &m, &v, g, scale, Int64(n), lr, b1, b2, eps, wd, step)
             }
             for (name, got, want) in [("param", p, ep), ("m", m, em), ("v", v, ev)] {
                 let bad = (0..<n).first { got[$0].bitPattern != want[$0].bitPattern }
                 XCTAssertNil(bad, "\(name)[\(bad ?? 0)] = \(got[bad ?? 0]), scalar loop \(want[bad ?? 0]); n = \(n), \(threads) threads")
             }
+        }
+    }
+
+    /// Clipping inside the step (`clipScale` + `step(lr:gradientScale:)`, what the trainer
+    /// does) gives the same parameters, bit for bit, as scaling the gradients first
+    /// (`clipGradients` + `step(lr:)`), and leaves the gradients unscaled.
+    func testClipScaleInsideTheStepMatchesClippingFirst() throws {
+        func model(seed: UInt64) -> [(String, Tensor)] {
+            var rng = RandomGenerator(seed: seed)
+            return [("a", Tensor.normal([300, 7], std: 1, using: &rng, requiresGrad: true)),
+                    ("b", Tensor.normal([40_001], std: 1, using: &rng, requiresGrad: true))]
+        }
+        let (first, fused) = (model(seed: 5), model(seed: 5))
+        let optFirst = try AdamW(namedParameters: first), optFused = try AdamW(namedParameters: fused)
+        for step in 0..<3 {
+            for (i, (_, t)) in first.enumerated() { setGrad(t, seed: UInt64(10 * step + i), scale: 3) }
+            for (i, (_, t)) in fused.enumerated() { setGrad(t, seed: UInt64(10 * step + i), scale: 3) }
+            let gradsBefore = fused.map { $0.1.grad!.scalars }
+            let clipped = optFirst.clipGradients(maxNorm: 1)
+            let clip = AdamW.clipScale(norm: optFused.gradientNorm(), maxNorm: 1)
+            XCTAssertEqual(clip, clipped)
+            XCTAssertLessThan(clip.scale, 1, "the test must clip")
+            optFirst.step(lr: 1e-2)
+            optFused.step(lr: 1e-2, gradientScale: clip.scale)
+            for ((name, a), (_, b)) in zip(first, fused) {
+                XCTAssertEqual(a.scalars.map(\.bitPattern), b.scalars.map(\.bitPattern), "\(name) after step \(step)")
+            }
+            XCTAssertEqual(fused.map { $0.1.grad!.scalars }, gradsBefore, "gradients left unscaled")
         }
     }
 

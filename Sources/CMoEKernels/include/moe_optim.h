@@ -14,7 +14,9 @@ extern "C" {
 
 /*
  * One AdamW step in place over N elements, in the order of PyTorch's
- * torch.optim.AdamW (single-tensor path), step = 1, 2, ... (this step's number):
+ * torch.optim.AdamW (single-tensor path), step = 1, 2, ... (this step's number),
+ * on the gradient grad·grad_scale (the clipping factor, applied here instead of in a
+ * pass of its own: the same float product, so the same bits; 1 leaves grad as it is):
  *   param  *= 1 - lr·weight_decay                       (decoupled weight decay)
  *   m      += (1 - beta1)·(grad - m)                     (lerp form of β1·m + (1-β1)·g)
  *   v       = beta2·v + (1 - beta2)·grad²
@@ -23,7 +25,7 @@ extern "C" {
  * param, m, v: [N] (updated); grad: [N]. Scalars are taken in double and the
  * per-step constants computed in double, then rounded to float once.
  */
-void moe_adamw_step(float *param, float *m, float *v, const float *grad, int64_t n,
+void moe_adamw_step(float *param, float *m, float *v, const float *grad, float grad_scale, int64_t n,
                     double lr, double beta1, double beta2, double eps, double weight_decay,
                     int64_t step);
 

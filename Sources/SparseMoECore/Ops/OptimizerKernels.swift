@@ -7,8 +7,9 @@ internal import CMoEKernels
 /// Swift code that calls the C kernels. Callers have validated shapes and dtypes.
 package enum OptimizerKernels {
     /// One AdamW step over `param` in place (PyTorch `torch.optim.AdamW` order; see
-    /// `moe_adamw_step`). `step` is this step's 1-based number for bias correction.
-    package static func adamwStep(param: Tensor, expAvg: Tensor, expAvgSq: Tensor, grad: Tensor, lr: Double,
+    /// `moe_adamw_step`) on the gradient `grad · gradScale`. `step` is this step's 1-based
+    /// number for bias correction.
+    package static func adamwStep(param: Tensor, expAvg: Tensor, expAvgSq: Tensor, grad: Tensor, gradScale: Float = 1, lr: Double,
                           beta1: Double, beta2: Double, eps: Double, weightDecay: Double, step: Int) {
         precondition(param.dtype == .float32 && grad.dtype == .float32 && expAvg.dtype == .float32
                      && expAvgSq.dtype == .float32, "adamwStep: float32 tensors expected")
@@ -19,7 +20,7 @@ package enum OptimizerKernels {
         param.withUnsafeMutableFloats { p in
             expAvg.withUnsafeMutableFloats { m in
                 expAvgSq.withUnsafeMutableFloats { v in
-                    moe_adamw_step(p.baseAddress, m.baseAddress, v.baseAddress, grad.floats, Int64(param.count),
+                    moe_adamw_step(p.baseAddress, m.baseAddress, v.baseAddress, grad.floats, gradScale, Int64(param.count),
                                    lr, beta1, beta2, eps, weightDecay, Int64(step))
                 }
             }
