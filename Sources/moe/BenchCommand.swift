@@ -60,8 +60,10 @@ struct Bench: ParsableCommand {
         speedup and efficiency; --thread-sweeps N repeats it and reports
         medians over all repeats, since one sweep on a shared machine says
         little). --train times steps of `moe train`'s default model
-        (tiny-moe): tokens/s and MFU against the sgemm peak measured in the
-        same process.
+        (tiny-moe; --train-preset for another): tokens/s and MFU against the
+        sgemm peak measured in the same process after the steps, and paired
+        MFU: each step against 1024³ sgemm products run right before it, the
+        median over the steps (steadier on a machine whose speed drifts).
 
         Examples:
           moe bench                           # all workloads, human table
