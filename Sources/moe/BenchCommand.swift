@@ -97,11 +97,11 @@ struct Bench: ParsableCommand {
     var noPark = false
     @Flag(help: "Also time training steps of a preset model, tiny-moe unless --train-preset (tokens/s, MFU).") var train = false
     @Option(name: .customLong("train-preset"),
-            help: "The preset whose training steps --train times (\(TransformerConfig.presetNames.joined(separator: ", "))).")
-    var trainPreset = "tiny-moe"
+            help: "The preset whose training steps --train times (\(TransformerConfig.presetNames.joined(separator: ", "))); default tiny-moe.")
+    var trainPreset: String?
     @Flag(help: "Under mpirun: time all-reduces through the MPI communicator and fit latency and bandwidth (docs/scale-out.md).")
     var collectives = false
-    @Option(name: .customLong("train-steps"), help: "Timed training steps with --train.") var trainSteps: Int = 20
+    @Option(name: .customLong("train-steps"), help: "Timed training steps with --train (default 20).") var trainSteps: Int?
     @Flag(name: .customLong("skip-dense-total"), help: "Skip the dense FFN with the same total parameters (the slowest part).")
     var skipDenseTotal = false
     @Option(help: "Folder for results (JSON lines) and plots (SVG + PNG).") var out: String?
@@ -127,10 +127,13 @@ struct Bench: ParsableCommand {
         for d in dtype?.split(separator: ",") ?? [] {
             do { _ = try DType(weightFormat: String(d)) } catch { throw ValidationError("--dtype: \(error)") }
         }
-        guard TransformerConfig.presetNames.contains(trainPreset) else {
-            throw ValidationError("--train-preset: unknown preset '\(trainPreset)'; expected one of \(TransformerConfig.presetNames.joined(separator: ", "))")
+        if !train, trainPreset != nil || trainSteps != nil {
+            throw ValidationError("--train-preset and --train-steps apply to the training measurement: add --train")
         }
-        guard runs >= 1, sweepRuns >= 1, threadSweeps >= 1, warmup >= 0, trainSteps >= 1 else {
+        if let p = trainPreset, !TransformerConfig.presetNames.contains(p) {
+            throw ValidationError("--train-preset: unknown preset '\(p)'; expected one of \(TransformerConfig.presetNames.joined(separator: ", "))")
+        }
+        guard runs >= 1, sweepRuns >= 1, threadSweeps >= 1, warmup >= 0, (trainSteps ?? 1) >= 1 else {
             throw ValidationError("--runs, --sweep-runs, --thread-sweeps and --train-steps must be ≥ 1, --warmup ≥ 0")
         }
         if let s = sweep, s != "all", ExpertSweep(rawValue: s) == nil {
@@ -199,7 +202,7 @@ struct Bench: ParsableCommand {
 
         // Training throughput.
         if train {
-            let t = try TrainingThroughput.measure(preset: trainPreset, steps: trainSteps, progress: progress)
+            let t = try TrainingThroughput.measure(preset: trainPreset ?? "tiny-moe", steps: trainSteps ?? 20, progress: progress)
             try emit(t)
             if !json {
                 print(String(format: "\ntraining (%@, %d threads, %d tokens/step): %.1f ms/step (spread %.0f%%), %@ tokens/s (mean %@), "
