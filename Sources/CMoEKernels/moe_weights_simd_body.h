@@ -91,11 +91,117 @@ static inline ALWAYS ATTR void LV(dots)(const int fmt, const int mr, const uint8
     }
 }
 
+#if VL == 16
+/* out[j] = LV(hsum)(v[j]) for j < 8, the eight reduced together: the same pairs added in the
+ * same order (lanes i + (i+8), then i + (i+4) within 8, then (0 + 2) + (1 + 3) within 4), two
+ * outputs per shuffle instead of one. */
+static inline ALWAYS ATTR void LV(hsum8)(const __m512 v[8], float out[8]) {
+    __m512 a[4];
+    for (int j = 0; j < 4; j++) /* [v[2j]: i + (i+8) for i < 8, v[2j+1]: the same] */
+        a[j] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * j], v[2 * j + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_f32x4(v[2 * j], v[2 * j + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* 128-bit quarter q of b0 (b1): output q (4 + q), its lanes j + (j+4) for j < 4 */
+    const __m512 b0 = _mm512_add_ps(_mm512_shuffle_f32x4(a[0], a[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                    _mm512_shuffle_f32x4(a[0], a[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m512 b1 = _mm512_add_ps(_mm512_shuffle_f32x4(a[2], a[3], _MM_SHUFFLE(2, 0, 2, 0)),
+                                    _mm512_shuffle_f32x4(a[2], a[3], _MM_SHUFFLE(3, 1, 3, 1)));
+    /* per quarter: [b0: 0 + 2, 1 + 3, b1: 0 + 2, 1 + 3] */
+    const __m512 c = _mm512_add_ps(_mm512_shuffle_ps(b0, b1, _MM_SHUFFLE(1, 0, 1, 0)),
+                                   _mm512_shuffle_ps(b0, b1, _MM_SHUFFLE(3, 2, 3, 2)));
+    /* per quarter q: [output q, output 4 + q, (repeated)] */
+    const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(c, c, _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_ps(c, c, _MM_SHUFFLE(3, 1, 3, 1)));
+    float t[16];
+    _mm512_storeu_ps(t, r);
+    for (int q = 0; q < 4; q++) {
+        out[q] = t[4 * q];
+        out[4 + q] = t[4 * q + 1];
+    }
+}
+
+/* LV(dots) for two rows of W at once, 2 ≤ mr ≤ 4 x rows, float formats (F32, BF16, F16): each x
+ * vector is loaded once for both rows and the 2·mr horizontal sums are reduced together
+ * (LV(hsum8)); every sum is the one LV(dots) forms, bit for bit. out[r][i]: row r, x row i. */
+static inline ALWAYS ATTR void LV(dots2)(const int fmt, const int mr, const uint8_t *row0, const uint8_t *row1,
+                                         int64_t K, const float *x, int64_t ldx, float out[2][4]) {
+    LV(v) acc[2][4][2];
+    float tail[2][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+    const int64_t eb = fmt == MOE_WEIGHT_F32 ? 4 : 2; /* bytes per element */
+    for (int r = 0; r < 2; r++)
+        for (int i = 0; i < mr; i++) acc[r][i][0] = acc[r][i][1] = LV(zero)();
+    int64_t k = 0;
+    for (; k + 2 * VL <= K; k += 2 * VL) {
+        const LV(v) w00 = LV(wload)(fmt, row0, k), w01 = LV(wload)(fmt, row0, k + VL);
+        const LV(v) w10 = LV(wload)(fmt, row1, k), w11 = LV(wload)(fmt, row1, k + VL);
+        for (int64_t b = 0; b < 2 * VL * eb; b += 64) {
+            __builtin_prefetch(row0 + k * eb + b + MOE_WEIGHT_PREFETCH_BYTES, 0, 3);
+            __builtin_prefetch(row1 + k * eb + b + MOE_WEIGHT_PREFETCH_BYTES, 0, 3);
+        }
+        for (int i = 0; i < mr; i++) {
+            const LV(v) x0 = LV(loadf)(x + i * ldx + k), x1 = LV(loadf)(x + i * ldx + k + VL);
+            acc[0][i][0] = LV(fma)(w00, x0, acc[0][i][0]);
+            acc[0][i][1] = LV(fma)(w01, x1, acc[0][i][1]);
+            acc[1][i][0] = LV(fma)(w10, x0, acc[1][i][0]);
+            acc[1][i][1] = LV(fma)(w11, x1, acc[1][i][1]);
+        }
+    }
+    for (; k + VL <= K; k += VL) {
+        const LV(v) w0 = LV(wload)(fmt, row0, k), w1 = LV(wload)(fmt, row1, k);
+        for (int i = 0; i < mr; i++) {
+            const LV(v) x0 = LV(loadf)(x + i * ldx + k);
+            acc[0][i][0] = LV(fma)(w0, x0, acc[0][i][0]);
+            acc[1][i][0] = LV(fma)(w1, x0, acc[1][i][0]);
+        }
+    }
+    for (; k < K; k++) {
+        const float w0k = LV(wscalar)(fmt, row0, NULL, k), w1k = LV(wscalar)(fmt, row1, NULL, k);
+        for (int i = 0; i < mr; i++) {
+            tail[0][i] += w0k * x[i * ldx + k];
+            tail[1][i] += w1k * x[i * ldx + k];
+        }
+    }
+    __m512 v[8];
+    float s[8];
+    for (int r = 0; r < 2; r++)
+        for (int i = 0; i < 4; i++) v[4 * r + i] = i < mr ? LV(add)(acc[r][i][0], acc[r][i][1]) : LV(zero)();
+    LV(hsum8)(v, s);
+    for (int r = 0; r < 2; r++)
+        for (int i = 0; i < mr; i++) out[r][i] = s[4 * r + i] + tail[r][i];
+}
+#endif
+
 static inline ALWAYS ATTR void LV(gemv_fmt)(const int fmt, const moe_weight *w, int64_t n0, int64_t n1,
                                             const float *x, int64_t ldx, int64_t m, float *y, int64_t ldy,
                                             int accumulate) {
     const int64_t K = w->cols, rb = moe_weight_row_bytes(fmt, K), G = moe_weight_scales_per_row(fmt, K);
-    for (int64_t n = n0; n < n1; n++) {
+    int64_t n = n0;
+#if VL == 16
+    /* Float formats, two or more x rows: rows of W in pairs (LV(dots2)), the same sums. */
+    if (fmt != MOE_WEIGHT_Q8 && fmt != MOE_WEIGHT_Q4 && m >= 2)
+        for (; n + 2 <= n1; n += 2) {
+            const uint8_t *row0 = (const uint8_t *)w->data + n * rb, *row1 = row0 + rb;
+            for (int64_t i0 = 0; i0 < m; i0 += 4) {
+                float out[2][4];
+                const float *xi = x + i0 * ldx;
+                const int64_t mr = m - i0 < 4 ? m - i0 : 4;
+                switch (mr) {
+                case 1:
+                    LV(dots)(fmt, 1, row0, 0.0f, NULL, K, xi, ldx, out[0]);
+                    LV(dots)(fmt, 1, row1, 0.0f, NULL, K, xi, ldx, out[1]);
+                    break;
+                case 2: LV(dots2)(fmt, 2, row0, row1, K, xi, ldx, out); break;
+                case 3: LV(dots2)(fmt, 3, row0, row1, K, xi, ldx, out); break;
+                default: LV(dots2)(fmt, 4, row0, row1, K, xi, ldx, out); break;
+                }
+                for (int64_t r = 0; r < 2; r++)
+                    for (int64_t i = 0; i < mr; i++) {
+                        float *yi = y + (i0 + i) * ldy + n + r;
+                        *yi = accumulate ? *yi + out[r][i] : out[r][i];
+                    }
+            }
+        }
+#endif
+    for (; n < n1; n++) {
         const uint8_t *row = (const uint8_t *)w->data + n * rb;
         const float rscale = fmt == MOE_WEIGHT_Q8 ? ((const float *)w->scales)[n] : 0.0f;
         const uint16_t *gs = fmt == MOE_WEIGHT_Q4 ? (const uint16_t *)w->scales + n * G : NULL;

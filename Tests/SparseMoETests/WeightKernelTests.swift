@@ -257,6 +257,41 @@ final class WeightKernelTests: XCTestCase {
         }
     }
 
+    /// The float decode kernels give every row of W the same bits whether it is computed alone
+    /// or beside the others (AVX-512 takes rows in pairs and reduces their sums together; a
+    /// piece of rows handed to a thread may start at any row), at every SIMD level.
+    func testFloatDecodeRowDoesNotDependOnItsNeighbours() {
+        let n = 9
+        for format in [Format.f32, .bf16, .f16] {
+            for k in [7, 16, 31, 33, 100, 128, 257] {
+                let src = values(rows: n, cols: k, seed: UInt64(5 * k + 1))
+                let w = Stored(src, rows: n, cols: k, format: format)
+                for m in [2, 3, 4, 5, 8, 17] {
+                    let x = randomTensor([m, k], seed: UInt64(m * 1000 + k)).scalars
+                    func run(_ view: moe_weight) -> [Float] {
+                        let rows = Int(view.rows)
+                        var y = [Float](repeating: 0, count: m * rows)
+                        var ws = [Float](repeating: 0, count: Int(moe_weight_matmul_workspace_size(view, Int64(m))) + 1)
+                        Threads.with(1) { moe_weight_matmul(&y, Int64(rows), x, Int64(k), view, Int64(m), 0, &ws) }
+                        return y
+                    }
+                    forEachLevel { level in
+                        let all = run(w.view)
+                        for r in 0..<n {
+                            var one = w.view
+                            one.data = UnsafeRawPointer(w.data + r * w.rowBytes)
+                            one.rows = 1
+                            let alone = run(one)
+                            for i in 0..<m where alone[i] != all[i * n + r] {
+                                XCTFail("\(format) level \(level) k \(k) m \(m): row \(r), x row \(i): alone \(alone[i]), beside the others \(all[i * n + r])")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The integer Q4 × Q8 and Q8 × Q8 decode paths: m = 1..4 and 8, K past one 64-group scale chunk with a
     /// group remainder, x with zero, tiny and huge blocks (checked against the Q8-activation
     /// reference and, within the stated per-block bound, the float32 product).
