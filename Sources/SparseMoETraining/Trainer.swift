@@ -110,6 +110,13 @@ public final class Trainer {
         for (name, t) in named where config.freeze.freezes(name) { t.requiresGrad = false }
         let trainable = named.filter { !config.freeze.freezes($0.name) && $0.tensor.requiresGrad }
         optimizer = try AdamW(groups: AdamW.defaultGroups(trainable, weightDecay: config.weightDecay))
+        // Every step allocates the same activations and gradients: the pool keeps them all idle
+        // between steps rather than freeing what passes its default limit and faulting it in again.
+        if let memory = try? TrainingMemoryEstimate(model: model.config, batchSize: config.batchSize,
+                                                    sequenceLength: config.sequenceLength, checkpointing: config.checkpointing) {
+            let gradientBytes = 4 * trainable.reduce(0) { $0 + $1.tensor.count }
+            StoragePool.shared.keepIdle(atLeast: memory.activationBytes + memory.backwardBytes + gradientBytes)
+        }
         schedule = LRSchedule(peak: config.learningRate, warmupSteps: config.warmupSteps, totalSteps: config.steps,
                               minFraction: config.minLRFraction)
         try schedule.validate()

@@ -59,6 +59,23 @@ final class StoragePoolTests: XCTestCase {
         pool.drain()
     }
 
+    /// `keepIdle(atLeast:)` raises the limit (a block over the old limit is then kept) and
+    /// never lowers it.
+    func testKeepIdleRaisesTheLimitOnly() {
+        let pool = StoragePool(limitBytes: 8 * mb)
+        let big = pool.acquire(9 * mb)
+        pool.release(big, bytes: 9 * mb)
+        XCTAssertEqual(pool.idleBytes, 0, "over the limit: freed")
+        pool.keepIdle(atLeast: 16 * mb)
+        XCTAssertEqual(pool.limitBytes, 16 * mb)
+        let again = pool.acquire(9 * mb)
+        pool.release(again, bytes: 9 * mb)
+        XCTAssertEqual(pool.idleBytes, 9 * mb, "under the raised limit: kept")
+        pool.keepIdle(atLeast: 4 * mb)
+        XCTAssertEqual(pool.limitBytes, 16 * mb, "never lowered")
+        pool.drain()
+    }
+
     /// Size classes: at least the request, at most 12.5 % (plus the granule) more, monotone,
     /// idempotent, and requests a few percent apart share a class.
     func testSizeClassesBoundTheWasteAndGroupNearbySizes() {

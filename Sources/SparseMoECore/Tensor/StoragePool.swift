@@ -21,7 +21,8 @@ package final class StoragePool: @unchecked Sendable {
     /// Idle blocks, oldest release first.
     private var idle: [(size: Int, pointer: UnsafeMutableRawPointer)] = []
     private(set) var idleBytes = 0
-    var limitBytes: Int
+    /// Idle bytes kept at most (guarded by `lock`).
+    private(set) var limitBytes: Int
     private let live = Atomic<Int>(0)
 
     /// Bytes handed out by `acquire` and not yet released (rounded sizes): the memory held
@@ -79,12 +80,20 @@ package final class StoragePool: @unchecked Sendable {
                    + "\(MemoryBudget.describe(have)) available (\(source))")
     }
 
+    /// Raises the idle limit to at least `bytes`, never lowers it. A trainer keeps its step's
+    /// buffers (activations and gradients) this way: the next step finds them all idle
+    /// instead of faulting fresh memory in again.
+    package func keepIdle(atLeast bytes: Int) {
+        lock.withLock { limitBytes = max(limitBytes, bytes) }
+    }
+
     /// Returns a block obtained from `acquire(bytes)`.
     func release(_ p: UnsafeMutableRawPointer, bytes: Int) {
         let size = Self.roundedSize(max(bytes, 1))
         live.wrappingSubtract(size, ordering: .relaxed)
-        guard size >= Self.minimumBytes, size <= limitBytes else { free(p); return }
+        guard size >= Self.minimumBytes else { free(p); return }
         let evicted: [UnsafeMutableRawPointer] = lock.withLock {
+            guard size <= limitBytes else { return [p] }
             var n = 0, freed = 0
             while idleBytes - freed + size > limitBytes {
                 freed += idle[n].size
