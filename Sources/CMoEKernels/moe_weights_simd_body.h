@@ -91,11 +91,11 @@ static inline ALWAYS ATTR void LV(dots)(const int fmt, const int mr, const uint8
     }
 }
 
-#if VL == 16
 /* out[j] = LV(hsum)(v[j]) for j < 8, the eight reduced together: the same pairs added in the
- * same order (lanes i + (i+8), then i + (i+4) within 8, then (0 + 2) + (1 + 3) within 4), two
- * outputs per shuffle instead of one. */
-static inline ALWAYS ATTR void LV(hsum8)(const __m512 v[8], float out[8]) {
+ * same order (16 lanes: i + (i+8), then i + (i+4) within 8, then (0 + 2) + (1 + 3) within 4;
+ * 8 lanes: the last two), two or more outputs per shuffle instead of one. */
+#if VL == 16
+static inline ALWAYS ATTR void LV(hsums8)(const __m512 v[8], float out[8]) {
     __m512 a[4];
     for (int j = 0; j < 4; j++) /* [v[2j]: i + (i+8) for i < 8, v[2j+1]: the same] */
         a[j] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * j], v[2 * j + 1], _MM_SHUFFLE(1, 0, 1, 0)),
@@ -118,10 +118,31 @@ static inline ALWAYS ATTR void LV(hsum8)(const __m512 v[8], float out[8]) {
         out[4 + q] = t[4 * q + 1];
     }
 }
+#else
+static inline ALWAYS ATTR void LV(hsums8)(const __m256 v[8], float out[8]) {
+    __m256 a[4];
+    for (int j = 0; j < 4; j++) /* [v[2j]: i + (i+4) for i < 4, v[2j+1]: the same] */
+        a[j] = _mm256_add_ps(_mm256_permute2f128_ps(v[2 * j], v[2 * j + 1], 0x20),
+                             _mm256_permute2f128_ps(v[2 * j], v[2 * j + 1], 0x31));
+    /* per 128-bit half h: [v[h]: 0 + 2, 1 + 3, v[2 + h]: the same] (b1: v[4 + h], v[6 + h]) */
+    const __m256 b0 = _mm256_add_ps(_mm256_shuffle_ps(a[0], a[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                                    _mm256_shuffle_ps(a[0], a[1], _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m256 b1 = _mm256_add_ps(_mm256_shuffle_ps(a[2], a[3], _MM_SHUFFLE(1, 0, 1, 0)),
+                                    _mm256_shuffle_ps(a[2], a[3], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* per half h: [v[h], v[2 + h], v[4 + h], v[6 + h]] */
+    const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(b0, b1, _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm256_shuffle_ps(b0, b1, _MM_SHUFFLE(3, 1, 3, 1)));
+    float t[8];
+    _mm256_storeu_ps(t, r);
+    for (int h = 0; h < 2; h++)
+        for (int j = 0; j < 4; j++) out[2 * j + h] = t[4 * h + j];
+}
+#endif
 
-/* LV(dots) for two rows of W at once, 2 ≤ mr ≤ 4 x rows, float formats (F32, BF16, F16): each x
- * vector is loaded once for both rows and the 2·mr horizontal sums are reduced together
- * (LV(hsum8)); every sum is the one LV(dots) forms, bit for bit. out[r][i]: row r, x row i. */
+/* LV(dots) for two rows of W at once and mr ≤ 4 x rows (≤ 2 on 8 lanes: 16 registers), float
+ * formats (F32, BF16, F16): each x vector is loaded once for both rows and the 2·mr horizontal
+ * sums are reduced together (LV(hsums8)); every sum is the one LV(dots) forms for a group of two
+ * or more x rows, bit for bit. out[r][i]: row r, x row i. */
 static inline ALWAYS ATTR void LV(dots2)(const int fmt, const int mr, const uint8_t *row0, const uint8_t *row1,
                                          int64_t K, const float *x, int64_t ldx, float out[2][4]) {
     LV(v) acc[2][4][2];
@@ -160,22 +181,20 @@ static inline ALWAYS ATTR void LV(dots2)(const int fmt, const int mr, const uint
             tail[1][i] += w1k * x[i * ldx + k];
         }
     }
-    __m512 v[8];
+    LV(v) v[8];
     float s[8];
     for (int r = 0; r < 2; r++)
         for (int i = 0; i < 4; i++) v[4 * r + i] = i < mr ? LV(add)(acc[r][i][0], acc[r][i][1]) : LV(zero)();
-    LV(hsum8)(v, s);
+    LV(hsums8)(v, s);
     for (int r = 0; r < 2; r++)
         for (int i = 0; i < mr; i++) out[r][i] = s[4 * r + i] + tail[r][i];
 }
-#endif
 
 static inline ALWAYS ATTR void LV(gemv_fmt)(const int fmt, const moe_weight *w, int64_t n0, int64_t n1,
                                             const float *x, int64_t ldx, int64_t m, float *y, int64_t ldy,
                                             int accumulate) {
     const int64_t K = w->cols, rb = moe_weight_row_bytes(fmt, K), G = moe_weight_scales_per_row(fmt, K);
     int64_t n = n0;
-#if VL == 16
     /* Float formats, two or more x rows: rows of W in pairs (LV(dots2)), the same sums. */
     if (fmt != MOE_WEIGHT_Q8 && fmt != MOE_WEIGHT_Q4 && m >= 2)
         for (; n + 2 <= n1; n += 2) {
@@ -189,9 +208,22 @@ static inline ALWAYS ATTR void LV(gemv_fmt)(const int fmt, const moe_weight *w, 
                     LV(dots)(fmt, 1, row0, 0.0f, NULL, K, xi, ldx, out[0]);
                     LV(dots)(fmt, 1, row1, 0.0f, NULL, K, xi, ldx, out[1]);
                     break;
+#if VL == 16
                 case 2: LV(dots2)(fmt, 2, row0, row1, K, xi, ldx, out); break;
                 case 3: LV(dots2)(fmt, 3, row0, row1, K, xi, ldx, out); break;
                 default: LV(dots2)(fmt, 4, row0, row1, K, xi, ldx, out); break;
+#else /* x rows two at a time */
+                case 2: LV(dots2)(fmt, 2, row0, row1, K, xi, ldx, out); break;
+                default: {
+                    float o2[2][4];
+                    LV(dots2)(fmt, 2, row0, row1, K, xi, ldx, out);
+                    if (mr == 3) LV(dots2)(fmt, 1, row0, row1, K, xi + 2 * ldx, ldx, o2);
+                    else LV(dots2)(fmt, 2, row0, row1, K, xi + 2 * ldx, ldx, o2);
+                    for (int r = 0; r < 2; r++)
+                        for (int i = 2; i < mr; i++) out[r][i] = o2[r][i - 2];
+                    break;
+                }
+#endif
                 }
                 for (int64_t r = 0; r < 2; r++)
                     for (int64_t i = 0; i < mr; i++) {
@@ -200,7 +232,6 @@ static inline ALWAYS ATTR void LV(gemv_fmt)(const int fmt, const moe_weight *w, 
                     }
             }
         }
-#endif
     for (; n < n1; n++) {
         const uint8_t *row = (const uint8_t *)w->data + n * rb;
         const float rscale = fmt == MOE_WEIGHT_Q8 ? ((const float *)w->scales)[n] : 0.0f;
