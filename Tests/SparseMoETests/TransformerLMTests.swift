@@ -83,6 +83,47 @@ final class TransformerLMTests: XCTestCase {
         }
     }
 
+    /// The cache's buffers are not zero-filled: decoding into recycled memory full of NaNs gives
+    /// the logits of a full recomputation (only the positions written are read), through the
+    /// one-sequence path and the ragged batch path.
+    func testKVCacheOnDirtyMemoryReadsOnlyWhatItWrote() throws {
+        let model = try TransformerLM(config: Self.tinyConfig(), seed: 4)
+        let capacity = 1 << 15  // 4 floats per position (1 KV head of 4): 512 KiB buffers, from the pool
+        func dirtyCache() -> KVCache {
+            do { _ = (0..<8).map { _ in Tensor(uninitialized: [capacity * 4]) } }  // released to the pool
+            StoragePool.shared.fillIdleBlocks(byte: 0xFF)
+            return KVCache(capacity: capacity)
+        }
+        let ids: [Int32] = [3, 1, 4, 1, 5, 9, 2]
+        let full = try withNoGrad { try model.forward(Tensor(indices: ids, shape: [1, 7])).logits.scalars }
+        let cache = dirtyCache()
+        var pieces: [Float] = []
+        try withNoGrad {
+            pieces += try model.forward(Tensor(indices: Array(ids[0..<3]), shape: [1, 3]), options: ForwardOptions(cache: cache)).logits.scalars
+            for i in 3..<7 {
+                pieces += try model.forward(Tensor(indices: [ids[i]], shape: [1, 1]), options: ForwardOptions(cache: cache)).logits.scalars
+            }
+        }
+        assertClose(pieces, full, atol: 2e-5, rtol: 1e-4, "one sequence, dirty cache memory")
+
+        // Two sequences in one ragged batch, then one more token each, against clean caches.
+        let prompts: [[Int32]] = [[3, 1, 4], [2, 7]], next: [Int32] = [5, 6]
+        let dirty = [dirtyCache(), dirtyCache()], clean = [KVCache(capacity: 16), KVCache(capacity: 16)]
+        let v = Self.tinyConfig().vocabSize
+        try withNoGrad {
+            let first = try model.forward(chunks: zip(prompts, dirty).map { SequenceChunk(tokens: $0, cache: $1) }).logits.scalars
+            let second = try model.forward(chunks: zip(next, dirty).map { SequenceChunk(tokens: [$0], cache: $1) }).logits.scalars
+            for i in 0..<2 {
+                let p = try model.forward(Tensor(indices: prompts[i], shape: [1, prompts[i].count]),
+                                          options: ForwardOptions(cache: clean[i], lastPositionLogitsOnly: true)).logits.scalars
+                let n = try model.forward(Tensor(indices: [next[i]], shape: [1, 1]),
+                                          options: ForwardOptions(cache: clean[i], lastPositionLogitsOnly: true)).logits.scalars
+                assertClose(Array(first[(i * v)..<((i + 1) * v)]), p, atol: 1e-4, rtol: 1e-4, "ragged prompt \(i), dirty cache memory")
+                assertClose(Array(second[(i * v)..<((i + 1) * v)]), n, atol: 1e-4, rtol: 1e-4, "ragged next token \(i), dirty cache memory")
+            }
+        }
+    }
+
     func testInvalidConfigsNameTheField() {
         func field(_ mutate: (inout TransformerConfig) -> Void) -> String {
             var c = Self.tinyConfig()

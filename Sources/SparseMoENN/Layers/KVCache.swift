@@ -47,7 +47,10 @@ public final class KVCache {
     /// Copies `t` rows of keys (`keyRow` floats each) and values to the end of `layer`'s entry.
     private func copyIn(layer: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, rows t: Int,
                         keyRow: Int, valueRow: Int) throws -> Entry {
-        let entry = entries[layer] ?? Entry(keys: Tensor(zeros: [capacity * keyRow]), values: Tensor(zeros: [capacity * valueRow]))
+        // Positions at and past `length` are never read (attention reads the first `length`), so
+        // the buffers need no zero fill.
+        let entry = entries[layer] ?? Entry(keys: Tensor(uninitialized: [capacity * keyRow]),
+                                            values: Tensor(uninitialized: [capacity * valueRow]))
         entries[layer] = entry
         guard entry.length + t <= capacity else {
             throw SparseMoEError.invalidArgument(op: "KVCache", message: "sequence would reach \(entry.length + t) positions, beyond the cache capacity \(capacity) (max_position_embeddings)")
