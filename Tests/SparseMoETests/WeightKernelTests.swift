@@ -258,8 +258,8 @@ final class WeightKernelTests: XCTestCase {
     }
 
     /// The float decode kernels give every row of W the same bits whether it is computed alone
-    /// or beside the others (AVX-512 takes rows in pairs and reduces their sums together; a
-    /// piece of rows handed to a thread may start at any row), at every SIMD level.
+    /// or beside the others (the SIMD levels take rows in pairs and reduce their sums together;
+    /// a piece of rows handed to a thread may start at any row), at every SIMD level.
     func testFloatDecodeRowDoesNotDependOnItsNeighbours() {
         let n = 9
         for format in [Format.f32, .bf16, .f16] {
