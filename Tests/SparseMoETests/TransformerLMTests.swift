@@ -66,19 +66,24 @@ final class TransformerLMTests: XCTestCase {
         XCTAssertNoThrow(try withNoGrad { try model.forward(Tensor(indices: [0, 10, 3], shape: [1, 3])) })
     }
 
+    /// Logits of `ids` run through `cache`: the first three as one prompt, then one at a time.
+    func logitsDecodedInto(_ cache: KVCache, _ model: TransformerLM, _ ids: [Int32]) throws -> [Float] {
+        try withNoGrad {
+            var pieces = try model.forward(Tensor(indices: Array(ids[0..<3]), shape: [1, 3]), options: ForwardOptions(cache: cache)).logits.scalars
+            for i in 3..<ids.count {
+                pieces += try model.forward(Tensor(indices: [ids[i]], shape: [1, 1]), options: ForwardOptions(cache: cache)).logits.scalars
+            }
+            return pieces
+        }
+    }
+
     func testKVCacheDecodingEqualsFullRecomputation() throws {
         for latent in [false, true] {
             let model = try TransformerLM(config: Self.tinyConfig(latent: latent), seed: 4)
             let ids: [Int32] = [3, 1, 4, 1, 5, 9, 2]
             let full = try withNoGrad { try model.forward(Tensor(indices: ids, shape: [1, 7])).logits.scalars }
             let cache = KVCache(capacity: 16)
-            var pieces: [Float] = []
-            try withNoGrad {
-                pieces += try model.forward(Tensor(indices: Array(ids[0..<3]), shape: [1, 3]), options: ForwardOptions(cache: cache)).logits.scalars
-                for i in 3..<7 {
-                    pieces += try model.forward(Tensor(indices: [ids[i]], shape: [1, 1]), options: ForwardOptions(cache: cache)).logits.scalars
-                }
-            }
+            let pieces = try logitsDecodedInto(cache, model, ids)
             assertClose(pieces, full, atol: 2e-5, rtol: 1e-4, "KV cache latent=\(latent)")
         }
     }
@@ -97,13 +102,7 @@ final class TransformerLMTests: XCTestCase {
         let ids: [Int32] = [3, 1, 4, 1, 5, 9, 2]
         let full = try withNoGrad { try model.forward(Tensor(indices: ids, shape: [1, 7])).logits.scalars }
         let cache = dirtyCache()
-        var pieces: [Float] = []
-        try withNoGrad {
-            pieces += try model.forward(Tensor(indices: Array(ids[0..<3]), shape: [1, 3]), options: ForwardOptions(cache: cache)).logits.scalars
-            for i in 3..<7 {
-                pieces += try model.forward(Tensor(indices: [ids[i]], shape: [1, 1]), options: ForwardOptions(cache: cache)).logits.scalars
-            }
-        }
+        let pieces = try logitsDecodedInto(cache, model, ids)
         assertClose(pieces, full, atol: 2e-5, rtol: 1e-4, "one sequence, dirty cache memory")
 
         // Two sequences in one ragged batch, then one more token each, against clean caches.
