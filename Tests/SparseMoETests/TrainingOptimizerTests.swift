@@ -182,6 +182,26 @@ final class TrainingOptimizerTests: XCTestCase {
         XCTAssertThrowsError(try AdamW(groups: [ParameterGroup(parameters: [("i", Tensor(zeros: [2], dtype: .int32))], weightDecay: 0)]))
     }
 
+    /// The sum of squares behind the gradient norm reads four streams in 32 double lanes; each
+    /// SIMD level (scalar, AVX2, AVX-512, as this CPU has them) must give the same bits, and all
+    /// of them the naive sequential sum to 1e-12. Magnitudes spread over 2^±24 make the order of
+    /// additions show in the last bits, so a level that combined its lanes differently would fail.
+    func testSumOfSquaresSameBitsAtEverySIMDLevel() {
+        let original = moe_weight_simd_level()
+        defer { _ = moe_weight_set_simd_level(original) }
+        var rng = RandomGenerator(seed: 77)
+        for n in [0, 1, 7, 31, 32, 33, 63, 100, 4_095, 4_096 + 13, 70_001, 1_048_583] {
+            let x = (0..<n).map { _ in rng.normal() * Float(pow(2.0, Double(Int(rng.next() % 49) - 24))) }
+            let naive = x.reduce(0.0) { $0 + Double($1) * Double($1) }
+            var sums: [Int32: Double] = [:]
+            for level: Int32 in [0, 2, 3] where moe_weight_set_simd_level(level) == level {
+                sums[level] = x.withUnsafeBufferPointer { moe_grad_norm_sq($0.baseAddress, Int64(n)) }
+                XCTAssertEqual(sums[level]!, naive, accuracy: naive * 1e-12, "n \(n), level \(level)")
+            }
+            XCTAssertEqual(Set(sums.values.map(\.bitPattern)).count, min(sums.count, 1), "n \(n): \(sums)")
+        }
+    }
+
     func testGradientNormAndClippingAgainstNaive() throws {
         let params = [randomTensor([1], seed: 1), randomTensor([17, 3], seed: 2), randomTensor([70_001], seed: 3),
                       randomTensor([4], seed: 4)]

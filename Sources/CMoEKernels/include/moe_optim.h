@@ -32,9 +32,11 @@ void moe_adamw_step(float *param, float *m, float *v, const float *grad, float g
 /*
  * Σ x[i]² over N elements, accumulated in double. Deterministic and independent
  * of the thread count: the elements are cut into at most 256 chunks whose size
- * depends only on N, each chunk is summed with four interleaved accumulators
- * combined in a fixed order, and the chunk sums are added in chunk order. A NaN or ±Inf element makes the result non-finite (a float
- * squared cannot overflow a double), so the result doubles as a NaN/Inf check.
+ * depends only on N, each chunk is summed in 32 interleaved lanes (four streams
+ * of eight) combined in a fixed order — the same bits at every SIMD level — and the
+ * chunk sums are added in chunk order. A NaN or ±Inf element makes the result
+ * non-finite (a float squared cannot overflow a double), so the result doubles as a
+ * NaN/Inf check.
  */
 double moe_grad_norm_sq(const float *x, int64_t n);
 
