@@ -112,6 +112,7 @@ public final class Trainer {
         optimizer = try AdamW(groups: AdamW.defaultGroups(trainable, weightDecay: config.weightDecay))
         // Every step allocates the same activations and gradients: the pool keeps them all idle
         // between steps rather than freeing what passes its default limit and faulting it in again.
+        // The analytic estimate is a first floor; each step raises it to what it measured.
         if let memory = try? TrainingMemoryEstimate(model: model.config, batchSize: config.batchSize,
                                                     sequenceLength: config.sequenceLength, checkpointing: config.checkpointing) {
             let gradientBytes = 4 * trainable.reduce(0) { $0 + $1.tensor.count }
@@ -176,26 +177,30 @@ public final class Trainer {
         var ceSum = 0.0, auxSum = 0.0, moeFLOPs = 0
         var routing: [RoutingStatistics?] = []
         let accum = config.gradAccumulation
-        for micro in 0..<accum {
-            let (inputs, targets) = try microBatch(.train, rng: &dataRNG)
-            let noise = RandomGenerator(seed: config.seed &+ 0x9E37_79B9 &* UInt64(step * accum + micro + 1))
-            var options = ForwardOptions(training: true, rng: noise, checkpointing: config.checkpointing)
-            options.replicaMean = dataParallel?.replicaMean
-            let out = try model.forward(inputs, options: options)
-            let ce = crossEntropy(out.logits, targets: targets, ignoreIndex: MaskedLM.ignoreIndex)
-            var total = ce
-            if let aux = out.auxLoss { total = add(ce, aux); auxSum += Double(aux.item) }
-            (accum == 1 ? total : scale(total, by: 1 / Float(accum))).backward()
-            ceSum += Double(ce.item)
-            moeFLOPs += ExecutedFLOPs.moeLayers(model, out)
-            routing = model.routingStatistics(out)
-        }
-        if let dp = dataParallel {
-            try expertParallel?.reduceExpertGradients()
-            try dp.averageGradients()
-            let means = try dp.mean([ceSum, auxSum])
-            (ceSum, auxSum) = (means[0], means[1])
-        }
+        // The pool keeps what the forward and backward passes hold at their peak (measured)
+        // idle between steps, so that the next step faults no memory in.
+        try StoragePool.shared.keepIdle(forRepeated: {
+            for micro in 0..<accum {
+                let (inputs, targets) = try microBatch(.train, rng: &dataRNG)
+                let noise = RandomGenerator(seed: config.seed &+ 0x9E37_79B9 &* UInt64(step * accum + micro + 1))
+                var options = ForwardOptions(training: true, rng: noise, checkpointing: config.checkpointing)
+                options.replicaMean = dataParallel?.replicaMean
+                let out = try model.forward(inputs, options: options)
+                let ce = crossEntropy(out.logits, targets: targets, ignoreIndex: MaskedLM.ignoreIndex)
+                var total = ce
+                if let aux = out.auxLoss { total = add(ce, aux); auxSum += Double(aux.item) }
+                (accum == 1 ? total : scale(total, by: 1 / Float(accum))).backward()
+                ceSum += Double(ce.item)
+                moeFLOPs += ExecutedFLOPs.moeLayers(model, out)
+                routing = model.routingStatistics(out)
+            }
+            if let dp = dataParallel {
+                try expertParallel?.reduceExpertGradients()
+                try dp.averageGradients()
+                let means = try dp.mean([ceSum, auxSum])
+                (ceSum, auxSum) = (means[0], means[1])
+            }
+        })
         // The clipping factor goes into the optimizer step (one pass over the gradients fewer).
         let norm = if let ep = expertParallel {
             try ep.gradientNorm(optimizer.trainableParameters.map(\.tensor))

@@ -76,6 +76,39 @@ final class StoragePoolTests: XCTestCase {
         pool.drain()
     }
 
+    /// A repeated piece of work, measured by `keepIdle(forRepeated:)`, stops taking fresh memory
+    /// after its first runs: here a block of 4 MiB released before one of 2 MiB is taken (the
+    /// high-water mark alone, 4 MiB, would evict the first for the second every run) and 1 MiB
+    /// kept live to the end (a gradient), under a limit of 1 MiB. The same work run plainly
+    /// takes fresh memory every run.
+    func testKeepIdleForRepeatedWorkStopsFreshAllocations() {
+        func step(_ pool: StoragePool) -> UnsafeMutableRawPointer {
+            let a = pool.acquire(4 * mb)
+            pool.release(a, bytes: 4 * mb)
+            let b = pool.acquire(2 * mb)
+            pool.release(b, bytes: 2 * mb)
+            return pool.acquire(mb)
+        }
+        for measured in [true, false] {
+            let pool = StoragePool(limitBytes: mb)
+            var freshPerRun: [Int] = []
+            for _ in 0..<4 {
+                let before = pool.freshBytes
+                let kept = measured ? pool.keepIdle(forRepeated: { step(pool) }) : step(pool)
+                pool.release(kept, bytes: mb)  // zeroGrad
+                freshPerRun.append(pool.freshBytes - before)
+            }
+            if measured {
+                XCTAssertEqual(freshPerRun.first, 7 * mb)
+                XCTAssertEqual(Array(freshPerRun.suffix(2)), [0, 0], "fresh bytes per run \(freshPerRun)")
+                XCTAssertEqual(pool.limitBytes, 7 * mb, "4 + 2 MiB released, 1 MiB live at the end")
+            } else {
+                XCTAssertTrue(freshPerRun.allSatisfy { $0 >= 6 * mb }, "fresh bytes per run \(freshPerRun)")
+            }
+            pool.drain()
+        }
+    }
+
     /// Size classes: at least the request, at most 12.5 % (plus the granule) more, monotone,
     /// idempotent, and requests a few percent apart share a class.
     func testSizeClassesBoundTheWasteAndGroupNearbySizes() {

@@ -21,14 +21,24 @@ package final class StoragePool: @unchecked Sendable {
     /// Idle blocks, oldest release first.
     private var idle: [(size: Int, pointer: UnsafeMutableRawPointer)] = []
     private(set) var idleBytes = 0
+    /// Bytes of released blocks freed instead of kept idle, so far (guarded by `lock`).
+    private var evictedBytes = 0
     /// Idle bytes kept at most (guarded by `lock`).
     private(set) var limitBytes: Int
     private let live = Atomic<Int>(0)
+    /// Most bytes live at once since `keepIdle(forRepeated:)` began (a high-water mark of `live`).
+    private let peak = Atomic<Int>(0)
+    /// Bytes of fresh memory taken from the system for blocks of at least `minimumBytes`.
+    private let fresh = Atomic<Int>(0)
 
     /// Bytes handed out by `acquire` and not yet released (rounded sizes): the memory held
     /// by live tensors and workspaces, idle blocks excluded. Tests count what a forward pass
     /// keeps for backward with it.
     package var liveBytes: Int { live.load(ordering: .relaxed) }
+
+    /// Bytes of fresh memory taken from the system for poolable blocks (at least
+    /// `minimumBytes`) so far: what the pool could not serve from idle blocks.
+    package var freshBytes: Int { fresh.load(ordering: .relaxed) }
 
     init(limitBytes: Int = 1 << 30) { self.limitBytes = limitBytes }
 
@@ -58,7 +68,13 @@ package final class StoragePool: @unchecked Sendable {
     func acquire(_ bytes: Int) -> UnsafeMutableRawPointer {
         guard bytes <= Int.max - Self.granule else { Self.outOfMemory(bytes) }
         let size = Self.roundedSize(max(bytes, 1))
-        live.wrappingAdd(size, ordering: .relaxed)
+        let now = live.wrappingAdd(size, ordering: .relaxed).newValue
+        var high = peak.load(ordering: .relaxed)
+        while now > high {
+            let (exchanged, seen) = peak.compareExchange(expected: high, desired: now, ordering: .relaxed)
+            if exchanged { break }
+            high = seen
+        }
         if size >= Self.minimumBytes {
             let reused: UnsafeMutableRawPointer? = lock.withLock {
                 guard let i = idle.lastIndex(where: { $0.size == size }) else { return nil }
@@ -66,6 +82,7 @@ package final class StoragePool: @unchecked Sendable {
                 return idle.remove(at: i).pointer
             }
             if let p = reused { return p }
+            fresh.wrappingAdd(size, ordering: .relaxed)
         }
         var p: UnsafeMutableRawPointer?
         let rc = posix_memalign(&p, 64, size)
@@ -87,13 +104,30 @@ package final class StoragePool: @unchecked Sendable {
         lock.withLock { limitBytes = max(limitBytes, bytes) }
     }
 
+    /// Runs `body`, work that repeats (a training step's forward and backward), and raises the
+    /// idle limit to the pooled memory held after it beyond what was live when it began — the
+    /// blocks still live (gradients) and the idle ones (activations it released) — plus what the
+    /// pool freed meanwhile for want of room; or to its high-water mark, if that was more. From
+    /// the next run or the one after on, its blocks are found idle instead of faulted in fresh.
+    /// Measured rather than estimated: size classes, rounding and scratch that no estimate counts
+    /// are included. One such measurement at a time per pool.
+    package func keepIdle<R>(forRepeated body: () throws -> R) rethrows -> R {
+        let base = liveBytes
+        let evictedBefore = lock.withLock { evictedBytes }
+        peak.store(base, ordering: .relaxed)
+        let result = try body()
+        let released = lock.withLock { idleBytes + evictedBytes - evictedBefore }
+        keepIdle(atLeast: max(released + liveBytes - base, peak.load(ordering: .relaxed) - base))
+        return result
+    }
+
     /// Returns a block obtained from `acquire(bytes)`.
     func release(_ p: UnsafeMutableRawPointer, bytes: Int) {
         let size = Self.roundedSize(max(bytes, 1))
         live.wrappingSubtract(size, ordering: .relaxed)
         guard size >= Self.minimumBytes else { free(p); return }
         let evicted: [UnsafeMutableRawPointer] = lock.withLock {
-            guard size <= limitBytes else { return [p] }
+            guard size <= limitBytes else { evictedBytes += size; return [p] }
             var n = 0, freed = 0
             while idleBytes - freed + size > limitBytes {
                 freed += idle[n].size
@@ -103,6 +137,7 @@ package final class StoragePool: @unchecked Sendable {
             idle.removeFirst(n)
             idle.append((size, p))
             idleBytes += size - freed
+            evictedBytes += freed
             return old
         }
         for q in evicted { free(q) }
