@@ -59,7 +59,7 @@ void moe_adamw_step(float *param, float *m, float *v, const float *grad, float g
 
 /* Σ x² of one chunk in 32 double lanes, the same bits at every SIMD level. The chunk's first
  * 4q elements (q = 8·⌊n/32⌋) are read as four streams, quarters of q elements each, so that four
- * memory streams are in flight (one stream read 25–40 % slower here); lane j (0…7) of stream s
+ * memory streams are in flight (one stream was read 15–30 % slower here); lane j (0…7) of stream s
  * sums x[s·q + 8t + j]² over t in order, and the last n − 4q elements go to the lanes of stream 0
  * in turn. A float's square is exact in double, so a fused and an unfused multiply-add give the
  * same lane sums; the lanes are then combined by sum_sq_lanes in one fixed order. */
