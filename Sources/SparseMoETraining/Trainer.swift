@@ -177,8 +177,8 @@ public final class Trainer {
         var ceSum = 0.0, auxSum = 0.0, moeFLOPs = 0
         var routing: [RoutingStatistics?] = []
         let accum = config.gradAccumulation
-        // The pool keeps what the forward and backward passes hold at their peak (measured)
-        // idle between steps, so that the next step faults no memory in.
+        // The pool keeps the memory the forward and backward passes used (measured) idle
+        // between steps, so that the next step faults none in.
         try StoragePool.shared.keepIdle(forRepeated: {
             for micro in 0..<accum {
                 let (inputs, targets) = try microBatch(.train, rng: &dataRNG)
