@@ -213,12 +213,13 @@ void moe_attention_forward(float *out, float *probs,
                      v + b_ * S * Hkv * Dv + g_ * Dv, T, S, H * D, Hkv * D, Hkv * Dv, H * Dv, \
                      D, Dv, causal, scale); \
     } while (0)
-    if (threads == 1 || pairs < threads) {
+    if (threads == 1 || pairs < threads || moe_in_region()) {
         for (int64_t p = 0; p < pairs; p++) FORWARD_PAIR(p);
         return;
     }
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < pairs; p++) FORWARD_PAIR(p);
+    int64_t next = 0; /* (b, h) pairs to whichever thread is free: each pair is one thread's */
+#pragma omp parallel num_threads(moe_team(threads))
+    for (int64_t p; (p = moe_next_piece(&next, pairs)) >= 0;) FORWARD_PAIR(p);
 #undef FORWARD_PAIR
 }
 
@@ -317,11 +318,12 @@ void moe_attention_backward(float *d_q, float *d_k, float *d_v, float *workspace
                         k + b_ * S * Hkv * D + g_ * D, v + b_ * S * Hkv * Dv + g_ * Dv, \
                         T, S, H * D, Hkv * D, Hkv * Dv, H * Dv, D, Dv, causal, scale); \
     } while (0)
-    if (threads == 1 || pairs < threads) {
+    if (threads == 1 || pairs < threads || moe_in_region()) {
         for (int64_t p = 0; p < pairs; p++) BACKWARD_Q(p);
     } else {
-#pragma omp parallel for schedule(static)
-        for (int64_t p = 0; p < pairs; p++) BACKWARD_Q(p);
+        int64_t next = 0; /* pairs to whichever thread is free, as in the forward */
+#pragma omp parallel num_threads(moe_team(threads))
+        for (int64_t p; (p = moe_next_piece(&next, pairs)) >= 0;) BACKWARD_Q(p);
     }
 #undef BACKWARD_Q
     if (!d_k && !d_v) return;
@@ -340,12 +342,14 @@ void moe_attention_backward(float *d_q, float *d_k, float *d_v, float *workspace
                           j0_, j1_, T, S, H, group, H * D, Hkv * D, Hkv * Dv, H * Dv, \
                           D, Dv, causal, scale); \
     } while (0)
-    if (threads == 1 || items < threads) {
+    if (threads == 1 || items < threads || moe_in_region()) {
         for (int64_t it = 0; it < items; it++) BACKWARD_KV(it);
     } else {
-        /* Round-robin: causal chunks near the start carry more query rows. */
-#pragma omp parallel for schedule(static, 1)
-        for (int64_t it = 0; it < items; it++) BACKWARD_KV(it);
+        /* To whichever thread is free: causal chunks near the start carry more query rows,
+         * and the cores need not run at one speed. */
+        int64_t next = 0;
+#pragma omp parallel num_threads(moe_team(threads))
+        for (int64_t it; (it = moe_next_piece(&next, items)) >= 0;) BACKWARD_KV(it);
     }
 #undef BACKWARD_KV
 }
