@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Whether OpenBLAS's sgemm kernels give the same bits for a product computed whole and in two
 # pieces (split.c), for each kernel family this OpenBLAS can run (OPENBLAS_CORETYPE; the CPU
-# must have the instructions: an AVX-512 machine runs them all).
+# must have the instructions: by default all five on an AVX-512 machine, Haswell and Zen on
+# others).
 #
 #   Benchmarks/gemm-split/run.sh [TRIALS=120] [CORETYPES="SkylakeX Haswell Zen Cooperlake SapphireRapids"]
 #
@@ -11,7 +12,8 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
 cc -O2 "$HERE/split.c" -o "$TMP/split" -lopenblas
 echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u '+%Y-%m-%d %H:%M UTC')"
-for core in ${2:-SkylakeX Haswell Zen Cooperlake SapphireRapids}; do
+if grep -qw avx512f /proc/cpuinfo; then ALL="SkylakeX Haswell Zen Cooperlake SapphireRapids"; else ALL="Haswell Zen"; fi
+for core in ${2:-$ALL}; do
     echo "$core, both pieces ≥ 32 rows, the other dimension a multiple of 16:"
     OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE="$core" "$TMP/split" "${1:-120}" 32 1
 done
