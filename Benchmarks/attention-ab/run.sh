@@ -12,7 +12,10 @@ set -euo pipefail
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 SRC="$REPO/Sources/CMoEKernels"
 TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
-git -C "$REPO" show "$1:Sources/CMoEKernels/moe_attention.c" > "$TMP/old_attention.c"
+git -C "$REPO" rev-parse -q --verify "$1^{commit}" >/dev/null || { echo "attention-ab: '$1' is not a revision of this repository" >&2; exit 2; }
+[[ "${2:-2}" =~ ^[1-9][0-9]*$ ]] || { echo "attention-ab: THREADS must be a positive integer, got '$2'" >&2; exit 2; }
+git -C "$REPO" show "$1:Sources/CMoEKernels/moe_attention.c" > "$TMP/old_attention.c" 2>/dev/null \
+    || { echo "attention-ab: revision $1 has no Sources/CMoEKernels/moe_attention.c" >&2; exit 2; }
 RENAME=(-Dmoe_attention_forward=old_attention_forward -Dmoe_attention_backward=old_attention_backward
         -Dmoe_attention_segments_forward=old_attention_segments_forward
         -Dmoe_attention_backward_workspace_size=old_attention_backward_workspace_size)

@@ -9,6 +9,7 @@
 # Needs a C compiler and Debian's libopenblas-dev. Takes about a minute per kernel family.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
+[[ "${1:-120}" =~ ^[1-9][0-9]*$ ]] || { echo "gemm-split: TRIALS must be a positive integer, got '$1'" >&2; exit 2; }
 TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
 cc -O2 "$HERE/split.c" -o "$TMP/split" -lopenblas
 echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u '+%Y-%m-%d %H:%M UTC')"

@@ -25,6 +25,10 @@ static void gemm(int ta, int tb, int m, int n, int k, float alpha, const float *
 int main(int argc, char **argv) {
     if (argc != 4) { fprintf(stderr, "usage: split TRIALS MIN_PIECE ROUND_OTHER\n"); return 2; }
     const int trials = atoi(argv[1]), min_piece = atoi(argv[2]), round_other = atoi(argv[3]);
+    if (trials < 1 || min_piece < 16 || (round_other != 0 && round_other != 1)) {
+        fprintf(stderr, "split: TRIALS ≥ 1, MIN_PIECE ≥ 16 and ROUND_OTHER 0 or 1 expected, got '%s' '%s' '%s'\n", argv[1], argv[2], argv[3]);
+        return 2;
+    }
     const int widths[] = {128, 256, 512, 1024, 32, 48};
     long differ = 0, total = 0;
     srand(7);

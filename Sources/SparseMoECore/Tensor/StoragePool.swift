@@ -110,7 +110,8 @@ package final class StoragePool: @unchecked Sendable {
     /// pool freed meanwhile for want of room; or to its high-water mark, if that was more. From
     /// the next run or the one after on, its blocks are found idle instead of faulted in fresh.
     /// Measured rather than estimated: size classes, rounding and scratch that no estimate counts
-    /// are included. One such measurement at a time per pool.
+    /// are included. Measurements that overlap (data-parallel ranks as threads of one process)
+    /// count each other's memory too: the limit only grows, and never past what the process holds.
     package func keepIdle<R>(forRepeated body: () throws -> R) rethrows -> R {
         let base = liveBytes
         let evictedBefore = lock.withLock { evictedBytes }
