@@ -98,6 +98,14 @@ void moe_gemm_split(moe_gemm1 gemm1, int ta, int tb, int64_t m, int64_t n, int64
 void moe_gemm1_bf16_amx(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                         const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 int moe_gemm_bf16_amx_available(void);
+/* op(A)[i0 ..< i0 + mc, k0 ..< k0 + kc] and op(B)[k0 ..< k0 + kc, j0 ..< j0 + nc] rounded to bf16
+ * as the pair panels of moe_gemm_bf16_pack.c (kcp = kc rounded up to 32; op(A)[i, k] = trans ?
+ * a[k·ld + i] : a[i·ld + k], op(B) likewise). AVX-512 BF16: x86-64 only, and only where the
+ * bf16 paths that call them run. */
+void moe_bf16_pack_a(uint16_t *dst, const float *a, int64_t ld, int trans, int64_t i0, int64_t mc, int64_t k0,
+                     int64_t kc, int64_t kcp);
+void moe_bf16_pack_b(uint32_t *dst, const float *b, int64_t ld, int trans, int64_t k0, int64_t kc, int64_t j0,
+                     int64_t nc, int64_t kcp);
 /* The calling thread's packing buffer for the bf16 GEMM paths, at least `bytes`, 64-byte aligned
  * (grown, never shrunk; one per thread, used within one GEMM call); NULL when out of memory. */
 void *moe_gemm_bf16_thread_buffer(size_t bytes);

@@ -3,8 +3,10 @@
  * (rounded to bf16) once; for each block of MC rows, op(A) is packed; then a register-blocked
  * kernel runs over the micro-tiles. The AVX-512 BF16 kernel holds an 8 × 32 tile of C in 16
  * zmm accumulators and consumes k in pairs: vdpbf16ps adds a[2i]·b[2i] + a[2i+1]·b[2i+1] to
- * float lane i, so B is packed as (k, k+1) pairs per column and A as one 32-bit pair per row,
- * broadcast. The portable path packs the rounded values as float32 and calls sgemm per block.
+ * float lane i, so both operands are packed as (k, k+1) pair panels (moe_gemm_bf16_pack.c,
+ * vectorised, shared with the AMX path) and A's pairs are broadcast; the tile is merged into C
+ * from the registers. The portable path packs the rounded values as float32 and calls sgemm
+ * per block.
  * Packing buffers are per thread, allocated on first use and kept for the thread's life. */
 #include "internal.h"
 #include "moe_gemm_bf16.h"
@@ -14,11 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MR 8            /* rows of a micro-tile (AVX-512 BF16 kernel) */
-#define NR 32           /* columns of a micro-tile: two zmm of 16 floats */
-#define KC 384          /* depth of a block (even) */
-#define MC 192          /* rows of a packed A block (multiple of MR) */
-#define NC 1024         /* columns of a packed B block (multiple of NR) */
+#define KC 384          /* portable: depth of a block */
+#define MC 192          /* portable: rows of a rounded A block */
+#define NC 1024         /* portable: columns of a rounded B block */
+#define MR 8            /* AVX-512 BF16: rows of a micro-tile */
+#define NR 32           /* AVX-512 BF16: columns of a micro-tile, two zmm of 16 floats (= a B panel) */
+#define BKC 512         /* AVX-512 BF16: depth of a packed block (a multiple of 32) */
+#define BMC 128         /* AVX-512 BF16: rows of a packed A block (a multiple of 32) */
+#define BNC 1024        /* AVX-512 BF16: columns of a packed B block (a multiple of 32) */
 
 /* float32 → bf16 bits, round to nearest even; NaN stays NaN (quiet). */
 static inline uint16_t bf16_bits(float x) {
@@ -87,89 +92,78 @@ static void gemm1_portable(int ta, int tb, int64_t m, int64_t n, int64_t k, floa
 #include <immintrin.h>
 #define ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
-/* Packs X[k0 ..< k0 + kc, j0 ..< j0 + nc] as panels of `width` columns, X[k, j] = trans ?
- * x[j·ld + k] : x[k·ld + j]: panel q, pair p holds `width` 32-bit words, word j =
- * bf16(X[k0 + 2p, j]) | bf16(X[k0 + 2p + 1, j]) << 16 (0 past kc or nc). op(B) is X with
- * width NR; op(A)ᵀ (A's rows as columns, trans flipped) with width MR. */
-static void pack_pairs(uint32_t *dst, const float *x, int64_t ld, int trans, int64_t k0, int64_t kc, int64_t j0,
-                       int64_t nc, int width) {
-    const int64_t pairs = (kc + 1) / 2;
-    for (int64_t q = 0; q < nc; q += width) {
-        uint32_t *panel = dst + (q / width) * pairs * width;
-        for (int64_t p = 0; p < pairs; p++)
-            for (int64_t j = 0; j < width; j++) {
-                const int64_t col = q + j, k = 2 * p;
-                uint32_t lo = 0, hi = 0;
-                if (col < nc) {
-                    lo = bf16_bits(op_b(x, ld, trans, k0 + k, j0 + col));
-                    if (k + 1 < kc) hi = bf16_bits(op_b(x, ld, trans, k0 + k + 1, j0 + col));
-                }
-                panel[p * width + j] = lo | hi << 16;
-            }
-    }
+/* dst[lanes in mask] = alpha · v + (first ? beta · dst : dst); beta = 0 on the first block never
+ * reads dst. */
+static ATTR inline void merge16(float *dst, __m512 v, __mmask16 mask, float alpha, float beta, int first) {
+    v = _mm512_mul_ps(v, _mm512_set1_ps(alpha));
+    if (!first) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), v);
+    else if (beta != 0.0f) v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, dst), _mm512_set1_ps(beta), v);
+    _mm512_mask_storeu_ps(dst, mask, v);
 }
+
+/* The masks of columns 0 ..< 16 and 16 ..< 32 of a block nr columns wide. */
+static inline __mmask16 low_mask(int nr) { return nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1); }
+static inline __mmask16 high_mask(int nr) { return nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0; }
 
 ATTR void moe_gemm_bf16_merge_block(const float *t, float *c, int64_t ldc, int mr, int nr, float alpha, float beta,
-                               int first) {
-    const __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
-    const __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+                                    int first) {
+    const __mmask16 m0 = low_mask(nr), m1 = high_mask(nr);
     for (int r = 0; r < mr; r++) {
-        float *row = c + r * ldc;
-        for (int h = 0; h < 2; h++) {
-            const __mmask16 mask = h ? m1 : m0;
-            if (!mask) continue;
-            __m512 v = _mm512_mul_ps(_mm512_load_ps(t + 32 * r + 16 * h), va);
-            if (!first) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, row + 16 * h), v);
-            else if (beta != 0.0f) v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + 16 * h), vb, v);
-            _mm512_mask_storeu_ps(row + 16 * h, mask, v);
-        }
+        merge16(c + r * ldc, _mm512_load_ps(t + 32 * r), m0, alpha, beta, first);
+        if (m1) merge16(c + r * ldc + 16, _mm512_load_ps(t + 32 * r + 16), m1, alpha, beta, first);
     }
 }
 
-/* C[mr, nr] (stride ldc) = alpha · tile + (first ? beta · C : C), tile = Σ_p A-pairs · B-pairs
- * over `pairs` pairs of one packed A panel and one packed B panel; beta = 0 on the first block
- * never reads C. */
-static ATTR void tile_8x32(int64_t pairs, const uint32_t *ap, const uint32_t *bp, float *c, int64_t ldc, int mr, int nr,
-                           float alpha, float beta, int first) {
+/* C[mr, nr] (stride ldc, mr ≤ 8, nr ≤ 32) = alpha · T + (first ? beta · C : C), T the 8 × 32 tile
+ * Σ over `steps` k steps of an A panel's rows (ap: their first word in step 0) times a B panel
+ * (pair panels, moe_gemm_bf16_pack.c; rows and columns past the operands are zero there).
+ * 16 accumulators in registers; beta = 0 on the first block never reads C. */
+static ATTR void tile_8x32(int64_t steps, const uint32_t *ap, const uint32_t *bp, float *c, int64_t ldc, int mr,
+                           int nr, float alpha, float beta, int first) {
     __m512 acc[MR][2];
     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-    for (int64_t p = 0; p < pairs; p++) {
-        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp + p * NR), b1 = (__m512bh)_mm512_loadu_si512(bp + p * NR + 16);
-        for (int r = 0; r < MR; r++) {
-            const __m512bh x = (__m512bh)_mm512_set1_epi32((int)ap[p * MR + r]);
-            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0);
-            acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
+    for (int64_t s = 0; s < steps; s++, ap += 512, bp += 512)
+        for (int p = 0; p < 16; p++) {
+            const __m512bh b0 = (__m512bh)_mm512_load_si512(bp + 16 * p), b1 = (__m512bh)_mm512_load_si512(bp + 256 + 16 * p);
+            for (int r = 0; r < MR; r++) {
+                const __m512bh x = (__m512bh)_mm512_set1_epi32((int)ap[16 * r + p]);
+                acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0);
+                acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
+            }
         }
+    const __mmask16 m0 = low_mask(nr), m1 = high_mask(nr);
+    for (int r = 0; r < MR && r < mr; r++) {
+        merge16(c + r * ldc, acc[r][0], m0, alpha, beta, first);
+        if (m1) merge16(c + r * ldc + 16, acc[r][1], m1, alpha, beta, first);
     }
-    float t[MR * NR] __attribute__((aligned(64)));
-    for (int r = 0; r < MR; r++) {
-        _mm512_store_ps(t + NR * r, acc[r][0]);
-        _mm512_store_ps(t + NR * r + 16, acc[r][1]);
-    }
-    moe_gemm_bf16_merge_block(t, c, ldc, mr, nr, alpha, beta, first);
 }
 
 static void gemm1_avx512bf16(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                              const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
-    uint32_t *pb = moe_gemm_bf16_thread_buffer(sizeof(uint32_t) * (KC / 2 * NC + MC * KC / 2));
-    uint32_t *pa = pb + KC / 2 * NC;
+    if (k == 0) {
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+        return;
+    }
+    uint32_t *pb = moe_gemm_bf16_thread_buffer(sizeof(uint32_t) * (BKC / 2 * BNC) + sizeof(uint16_t) * (BMC * BKC));
     if (!pb) __builtin_trap(); /* out of memory for < 1 MB: nothing sensible is left to do */
-    for (int64_t jc = 0; jc < n; jc += NC) {
-        const int64_t nc = n - jc < NC ? n - jc : NC;
-        for (int64_t pc = 0; pc < k || pc == 0; pc += KC) {
-            const int64_t kc = k - pc < KC ? k - pc : KC, pairs = (kc + 1) / 2;
-            pack_pairs(pb, b, ldb, tb, pc, kc, jc, nc, NR);
-            for (int64_t ic = 0; ic < m; ic += MC) {
-                const int64_t mc = m - ic < MC ? m - ic : MC;
-                pack_pairs(pa, a, lda, !ta, pc, kc, ic, mc, MR);
-                for (int64_t q = 0; q < nc; q += NR)
-                    for (int64_t r0 = 0; r0 < mc; r0 += MR)
-                        tile_8x32(pairs, pa + (r0 / MR) * pairs * MR, pb + (q / NR) * pairs * NR,
-                                  c + (ic + r0) * ldc + jc + q, ldc, (int)(mc - r0 < MR ? mc - r0 : MR),
+    uint16_t *pa = (uint16_t *)(pb + BKC / 2 * BNC);
+    for (int64_t jc = 0; jc < n; jc += BNC) {
+        const int64_t nc = n - jc < BNC ? n - jc : BNC;
+        for (int64_t pc = 0; pc < k; pc += BKC) {
+            const int64_t kc = k - pc < BKC ? k - pc : BKC, kcp = (kc + 31) / 32 * 32;
+            moe_bf16_pack_b(pb, b, ldb, tb, pc, kc, jc, nc, kcp);
+            for (int64_t ic = 0; ic < m; ic += BMC) {
+                const int64_t mc = m - ic < BMC ? m - ic : BMC;
+                moe_bf16_pack_a(pa, a, lda, ta, ic, mc, pc, kc, kcp);
+                for (int64_t q = 0; q < nc; q += NR) {
+                    const uint32_t *bp = pb + q / NR * (kcp / 2 * NR);
+                    for (int64_t r = 0; r < mc; r += MR)
+                        tile_8x32(kcp / 32, (const uint32_t *)(pa + r / 32 * 32 * kcp) + r % 32 * 16, bp,
+                                  c + (ic + r) * ldc + jc + q, ldc, (int)(mc - r < MR ? mc - r : MR),
                                   (int)(nc - q < NR ? nc - q : NR), alpha, beta, pc == 0);
+                }
             }
-            if (k == 0) break;
         }
     }
 }
@@ -207,7 +201,7 @@ int moe_gemm_bf16_path(void) {
                           : strcmp(env, "avx512bf16") == 0  ? 1
                           : strcmp(env, "portable") == 0    ? 0
                                                             : -1;
-        path = asked >= 0 && path_available(asked) ? asked : path_available(2) ? 2 : 0;
+        path = asked >= 0 && path_available(asked) ? asked : path_available(2) ? 2 : path_available(1) ? 1 : 0;
         __atomic_store_n(&g_path, path, __ATOMIC_RELEASE);
     }
     return path;

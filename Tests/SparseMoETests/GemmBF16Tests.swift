@@ -63,7 +63,7 @@ final class GemmBF16Tests: XCTestCase {
 
     func testMatchesNaiveAroundTileAndBlockEdges() {
         for (m, n, k) in [(1, 1, 1), (1, 33, 2), (7, 31, 3), (8, 32, 384), (9, 33, 385), (17, 65, 770), (200, 40, 50),
-                          (3, 1030, 40), (16, 16, 1)] {
+                          (3, 1030, 40), (16, 16, 1), (129, 1025, 513)] {
             for ta in [false, true] {
                 for tb in [false, true] { check(Case(m: m, n: n, k: k, ta: ta, tb: tb)) }
             }
