@@ -17,8 +17,10 @@ extern "C" {
  * SPARSEMOE_BF16_GEMM=portable|avx512bf16|amx asks for another it runs):
  *   0  any CPU: the operands rounded to bf16 into float32 buffers, then sgemm (same math;
  *      0.5–0.9× sgemm's speed, the rounding copies being the difference);
- *   1  AVX-512 BF16 (vdpbf16ps: two bf16 products per float lane and instruction), a first
- *      kernel at 0.4–0.6× OpenBLAS's AVX-512 sgemm, kept for comparison (never the default);
+ *   1  AVX-512 BF16 (vdpbf16ps: two bf16 products per float lane and instruction; 8 × 32 register
+ *      tiles over vectorised pair panels), 1.6–2.1× OpenBLAS's AVX-512 sgemm on training shapes on
+ *      AMD Zen 4 (0.4–0.6× on an Intel Xeon before its packing was vectorised); it treats
+ *      subnormal bf16 operands as zero;
  *   2  AMX (Intel Sapphire Rapids and later: TDPBF16PS on 16 × 16 float32 tiles), 2.5–4.9×
  *      OpenBLAS's AVX-512 sgemm on training shapes (Benchmarks/gemm-bf16/run.sh); it treats
  *      subnormal bf16 operands as zero and flushes subnormal sums.
@@ -36,7 +38,8 @@ int moe_matmul_precision(void);
 
 /* The path moe_sgemm_bf16 takes (0 portable, 1 AVX-512 BF16, 2 AMX), chosen on first use: the
  * one SPARSEMOE_BF16_GEMM names where the CPU runs it, else AMX where the CPU and OS allow it
- * (AMX-BF16, AVX-512 at SIMD level 3, tile state granted by the kernel), else 0. */
+ * (AMX-BF16, AVX-512 at SIMD level 3, tile state granted by the kernel), else 1 where the CPU has
+ * AVX-512 BF16 (at SIMD level 3), else 0. */
 int moe_gemm_bf16_path(void);
 
 /* Sets the path to `path` where the CPU runs it, else to 0, and returns the path chosen; for tests
