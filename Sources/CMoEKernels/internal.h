@@ -92,6 +92,11 @@ typedef void (*moe_gemm1)(int ta, int tb, int64_t m, int64_t n, int64_t k, float
 void moe_gemm_split(moe_gemm1 gemm1, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                     int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
+/* moe_sgemm's AVX-512 path (moe_gemm_f32.c), a moe_gemm1; run it only where
+ * moe_gemm_f32_avx512_available() is 1 (the kernels' SIMD level is AVX-512). */
+void moe_gemm1_f32_avx512(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                          const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+int moe_gemm_f32_avx512_available(void);
 /* moe_sgemm_bf16's AMX path (moe_gemm_bf16_amx.c), a moe_gemm1; run it only where
  * moe_gemm_bf16_amx_available() is 1 (the CPU has AMX-BF16 and AVX-512, the OS lets this
  * process use the tiles). */

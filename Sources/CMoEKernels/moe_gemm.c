@@ -1,7 +1,10 @@
 #include "internal.h"
 #include <cblas.h>
 #include "moe_gemm_bf16.h"
+#include "moe_gemm_f32.h"
 #include "moe_threads.h"
+#include <stdlib.h>
+#include <string.h>
 
 /* Below this many FLOPs a GEMM runs on the calling thread: waking the team costs more. */
 #define MOE_GEMM_PARALLEL_MIN_FLOPS (1 << 21)
@@ -19,10 +22,32 @@ void moe_set_matmul_precision(int bf16) { __atomic_store_n(&g_matmul_precision, 
 
 int moe_matmul_precision(void) { return __atomic_load_n(&g_matmul_precision, __ATOMIC_RELAXED); }
 
+static int g_f32_path = -1; /* -1: not chosen yet */
+
+static int f32_path_available(int path) { return path == 0 || (path == 1 && moe_gemm_f32_avx512_available()); }
+
+int moe_gemm_f32_path(void) {
+    int path = __atomic_load_n(&g_f32_path, __ATOMIC_ACQUIRE);
+    if (path < 0) {
+        const char *env = getenv("SPARSEMOE_F32_GEMM");
+        const int asked = !env ? -1 : strcmp(env, "avx512") == 0 ? 1 : strcmp(env, "openblas") == 0 ? 0 : -1;
+        path = asked >= 0 && f32_path_available(asked) ? asked : f32_path_available(1) ? 1 : 0;
+        __atomic_store_n(&g_f32_path, path, __ATOMIC_RELEASE);
+    }
+    return path;
+}
+
+int moe_gemm_f32_set_path(int path) {
+    const int chosen = f32_path_available(path) ? path : 0;
+    __atomic_store_n(&g_f32_path, chosen, __ATOMIC_RELEASE);
+    return chosen;
+}
+
 void moe_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
     if (moe_matmul_precision()) moe_sgemm_bf16(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    else moe_gemm_split(sgemm1, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    else moe_gemm_split(moe_gemm_f32_path() ? moe_gemm1_f32_avx512 : sgemm1, ta, tb, m, n, k, alpha, a, lda, b, ldb,
+                        beta, c, ldc);
 }
 
 void moe_gemm_split(moe_gemm1 gemm1, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,

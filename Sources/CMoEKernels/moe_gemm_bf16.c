@@ -10,6 +10,7 @@
  * Packing buffers are per thread, allocated on first use and kept for the thread's life. */
 #include "internal.h"
 #include "moe_gemm_bf16.h"
+#include "moe_gemm_simd.h"
 #include "moe_threads.h"
 #include "moe_weights.h"
 #include <cblas.h>
@@ -92,25 +93,12 @@ static void gemm1_portable(int ta, int tb, int64_t m, int64_t n, int64_t k, floa
 #include <immintrin.h>
 #define ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
-/* dst[lanes in mask] = alpha · v + (first ? beta · dst : dst); beta = 0 on the first block never
- * reads dst. */
-static ATTR inline void merge16(float *dst, __m512 v, __mmask16 mask, float alpha, float beta, int first) {
-    v = _mm512_mul_ps(v, _mm512_set1_ps(alpha));
-    if (!first) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), v);
-    else if (beta != 0.0f) v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, dst), _mm512_set1_ps(beta), v);
-    _mm512_mask_storeu_ps(dst, mask, v);
-}
-
-/* The masks of columns 0 ..< 16 and 16 ..< 32 of a block nr columns wide. */
-static inline __mmask16 low_mask(int nr) { return nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1); }
-static inline __mmask16 high_mask(int nr) { return nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0; }
-
 ATTR void moe_gemm_bf16_merge_block(const float *t, float *c, int64_t ldc, int mr, int nr, float alpha, float beta,
                                     int first) {
-    const __mmask16 m0 = low_mask(nr), m1 = high_mask(nr);
+    const __mmask16 m0 = moe_low_mask(nr), m1 = moe_high_mask(nr);
     for (int r = 0; r < mr; r++) {
-        merge16(c + r * ldc, _mm512_load_ps(t + 32 * r), m0, alpha, beta, first);
-        if (m1) merge16(c + r * ldc + 16, _mm512_load_ps(t + 32 * r + 16), m1, alpha, beta, first);
+        moe_merge16(c + r * ldc, _mm512_load_ps(t + 32 * r), m0, alpha, beta, first);
+        if (m1) moe_merge16(c + r * ldc + 16, _mm512_load_ps(t + 32 * r + 16), m1, alpha, beta, first);
     }
 }
 
@@ -131,10 +119,10 @@ static ATTR void tile_8x32(int64_t steps, const uint32_t *ap, const uint32_t *bp
                 acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
             }
         }
-    const __mmask16 m0 = low_mask(nr), m1 = high_mask(nr);
+    const __mmask16 m0 = moe_low_mask(nr), m1 = moe_high_mask(nr);
     for (int r = 0; r < MR && r < mr; r++) {
-        merge16(c + r * ldc, acc[r][0], m0, alpha, beta, first);
-        if (m1) merge16(c + r * ldc + 16, acc[r][1], m1, alpha, beta, first);
+        moe_merge16(c + r * ldc, acc[r][0], m0, alpha, beta, first);
+        if (m1) moe_merge16(c + r * ldc + 16, acc[r][1], m1, alpha, beta, first);
     }
 }
 

@@ -8,6 +8,7 @@
  * so row r's pair p of step s is word 16·r + p of the step's 512 A words, and pair p of
  * columns 16·h ..< 16·h + 16 the 16 words at 256·h + 16·p of the step's 512 B words. */
 #include "internal.h"
+#include "moe_gemm_simd.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -30,41 +31,6 @@ static PACK_ATTR inline __m512i row_words(const float *x, int64_t n) {
     return (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, x + 16), _mm512_maskz_loadu_ps(m0, x));
 }
 
-/* Transposes a 16 × 16 matrix of 32-bit words held as 16 row vectors. */
-static PACK_ATTR void transpose16(__m512i r[16]) {
-    __m512i t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    /* r[4q + c] now holds in its 128-bit lane L rows 4q ..< 4q + 4 of column 4L + c: gather the
-     * lanes L of r[c], r[4 + c], r[8 + c], r[12 + c] into column 4L + c */
-    for (int i = 0; i < 4; i++) {
-        t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
-        t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xdd);
-        t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
-        t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xdd);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
-        r[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
-        r[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xdd);
-    }
-}
-
-/* 16 floats of x from column j0 (n of them valid, zero past). */
-static PACK_ATTR inline __m512 load16(const float *x, int64_t n) {
-    const __mmask16 m = n >= 16 ? 0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
-    return _mm512_maskz_loadu_ps(m, x);
-}
-
 /* Words w[0..<16] of one 16 × 16 block of pairs: X[k, j] for k in k0 + 2p, k0 + 2p + 1 (p <
  * 16) and j in j0 ..< j0 + 16, X[k, j] = x[k·ld + j] (rows of x run along j): w[p] = pair row
  * p (word j = the pair of column j). Zero past kc rows and nc columns. */
@@ -73,8 +39,8 @@ static PACK_ATTR void pairs_from_rows(__m512i w[16], const float *x, int64_t ld,
     const __m512 zero = _mm512_setzero_ps();
     for (int p = 0; p < 16; p++) {
         const int64_t k = k0 + 2 * p;
-        const __m512 lo = k < kc ? load16(x + k * ld + j0, nc - j0) : zero;
-        const __m512 hi = k + 1 < kc ? load16(x + (k + 1) * ld + j0, nc - j0) : zero;
+        const __m512 lo = k < kc ? moe_load16(x + k * ld + j0, nc - j0) : zero;
+        const __m512 hi = k + 1 < kc ? moe_load16(x + (k + 1) * ld + j0, nc - j0) : zero;
         w[p] = pair_words(lo, hi);
     }
 }
@@ -85,7 +51,7 @@ static PACK_ATTR void pairs_from_columns(__m512i w[16], const float *x, int64_t 
                                          int64_t nc) {
     for (int j = 0; j < 16; j++)
         w[j] = j0 + j < nc ? row_words(x + (j0 + j) * ld + k0, kc - k0) : _mm512_setzero_si512();
-    transpose16(w);
+    moe_transpose16(w);
 }
 
 /* op(B)[k0 ..< k0 + kc, j0 ..< j0 + nc] as B panels (layout above); kcp = kc rounded up to 32.
@@ -122,7 +88,7 @@ PACK_ATTR void moe_bf16_pack_a(uint16_t *dst, const float *a, int64_t ld, int tr
                 if (trans) {
                     /* op(A)ᵀ[k, i] = a[k·ld + i]: pair rows, then rows of op(A) */
                     pairs_from_rows(w, origin, ld, 32 * s, kc, row, mc);
-                    transpose16(w);
+                    moe_transpose16(w);
                 } else {
                     for (int i = 0; i < 16; i++)
                         w[i] = row + i < mc ? row_words(origin + (row + i) * ld + 32 * s, kc - 32 * s)

@@ -23,6 +23,7 @@
 #include "moe_threads.h"
 #include "moe_matmul.h"
 #include "moe_gemm_bf16.h"
+#include "moe_gemm_f32.h"
 #include "moe_pointwise.h"
 #include "moe_norm.h"
 #include "moe_softmax.h"

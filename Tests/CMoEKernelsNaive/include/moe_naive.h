@@ -52,6 +52,12 @@ void moe_matmul_forward_naive(float *out, const float *a, const float *b,
                               int64_t batch, int64_t m, int64_t n, int64_t k,
                               int trans_a, int trans_b, int64_t a_stride, int64_t b_stride);
 
+/* Reference of moe_sgemm (tests only), written from its definition: products summed in double.
+ * C[m, n] = alpha · Σ_k op(A) · op(B) + beta · C (beta = 0: C not read); abs_c[m, n] = |alpha| ·
+ * Σ_k |op(A) · op(B)| (for error bounds; may be NULL). */
+void moe_sgemm_naive(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                     const float *b, int64_t ldb, float beta, float *c, int64_t ldc, float *abs_c);
+
 /* Reference of moe_sgemm_bf16 (tests only), written from its definition: each operand rounded
  * to bfloat16 (nearest even, by integer arithmetic on the bits), products summed in double.
  * C[m, n] = alpha · Σ_k bf16(op(A)) · bf16(op(B)) + beta · C (beta = 0: C not read);

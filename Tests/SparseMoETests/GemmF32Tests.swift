@@ -1,0 +1,139 @@
+import XCTest
+import CMoEKernels
+import CMoEKernelsNaive
+@testable import SparseMoECore
+
+/// moe_sgemm against its naive twin (double sums) on every path this CPU runs (OpenBLAS always,
+/// the AVX-512 kernel where present), every transpose, strided operands, shapes around the
+/// kernel's tile and block edges; and the AVX-512 kernel's bits independent of the split.
+final class GemmF32Tests: XCTestCase {
+    /// Runs body on each path this CPU supports (0 OpenBLAS, 1 AVX-512), then restores the path.
+    func forEachPath(_ body: (Int32) throws -> Void) rethrows {
+        let original = moe_gemm_f32_path()
+        defer { _ = moe_gemm_f32_set_path(original) }
+        for path: Int32 in [0, 1] where moe_gemm_f32_set_path(path) == path { try body(path) }
+    }
+
+    struct Case {
+        var m: Int, n: Int, k: Int
+        var ta = false, tb = false
+        var alpha: Float = 1, beta: Float = 0
+        var pad = 0  // extra elements per stored row of A, B and C
+    }
+
+    struct Operands {
+        var a: [Float], b: [Float], c0: [Float]
+        var lda: Int, ldb: Int, ldc: Int
+    }
+
+    func operands(_ cs: Case) -> Operands {
+        let aRows = cs.ta ? cs.k : cs.m, aCols = cs.ta ? cs.m : cs.k
+        let bRows = cs.tb ? cs.n : cs.k, bCols = cs.tb ? cs.k : cs.n
+        let (lda, ldb, ldc) = (aCols + cs.pad, bCols + cs.pad, cs.n + cs.pad)
+        let a = randomTensor([max(aRows * lda, 1)], seed: UInt64(cs.m * 7 + cs.k)).scalars
+        let b = randomTensor([max(bRows * ldb, 1)], seed: UInt64(cs.n * 5 + cs.k + 1)).scalars
+        let c0 = cs.beta == 0 ? [Float](repeating: .nan, count: cs.m * ldc) : randomTensor([cs.m * ldc], seed: 9).scalars
+        return Operands(a: a, b: b, c0: c0, lda: lda, ldb: ldb, ldc: ldc)
+    }
+
+    func check(_ cs: Case, threads: [Int] = [1, 2], file: StaticString = #filePath, line: UInt = #line) {
+        let (m, n, k) = (cs.m, cs.n, cs.k)
+        let o = operands(cs)
+        var ref = o.c0, absRef = [Float](repeating: 0, count: m * o.ldc)
+        moe_sgemm_naive(cs.ta ? 1 : 0, cs.tb ? 1 : 0, Int64(m), Int64(n), Int64(k), cs.alpha, o.a, Int64(o.lda), o.b, Int64(o.ldb),
+                        cs.beta, &ref, Int64(o.ldc), &absRef)
+        forEachPath { path in
+            for t in threads {
+                var c = o.c0
+                Threads.with(t) {
+                    moe_sgemm(cs.ta ? 1 : 0, cs.tb ? 1 : 0, Int64(m), Int64(n), Int64(k), cs.alpha, o.a, Int64(o.lda), o.b,
+                              Int64(o.ldb), cs.beta, &c, Int64(o.ldc))
+                }
+                // float32 sums: |error| ≤ (k + 2) · 2⁻²⁴ · Σ|products| (+ |beta·C|'s rounding)
+                for i in 0..<m {
+                    for j in 0..<o.ldc {
+                        let idx = i * o.ldc + j
+                        if j >= n {
+                            XCTAssert(c[idx].isNaN == o.c0[idx].isNaN && (o.c0[idx].isNaN || c[idx] == o.c0[idx]),
+                                      "path \(path) threads \(t) \(cs): padding column \(j) of row \(i) written", file: file, line: line)
+                            continue
+                        }
+                        let betaC = cs.beta == 0 ? 0 : abs(cs.beta * o.c0[idx])
+                        let bound = Float(k + 2) * 6e-8 * (absRef[idx] + betaC) + 1e-30
+                        if !(abs(c[idx] - ref[idx]) <= bound) {
+                            XCTFail("path \(path) threads \(t) \(cs): C[\(i), \(j)] = \(c[idx]), reference \(ref[idx]) ± \(bound)",
+                                    file: file, line: line)
+                            return
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func testMatchesNaiveAroundTileAndBlockEdges() {
+        for (m, n, k) in [(1, 1, 1), (1, 33, 2), (7, 31, 3), (8, 32, 256), (9, 33, 257), (17, 65, 530), (200, 40, 50),
+                          (3, 1030, 40), (16, 16, 1), (129, 1025, 257)] {
+            for ta in [false, true] {
+                for tb in [false, true] { check(Case(m: m, n: n, k: k, ta: ta, tb: tb)) }
+            }
+        }
+    }
+
+    func testAlphaBetaAndStrides() {
+        check(Case(m: 13, n: 45, k: 70, alpha: 0.5, beta: 1, pad: 3))
+        check(Case(m: 13, n: 45, k: 400, ta: true, tb: true, alpha: -2, beta: 0.25, pad: 5))
+        check(Case(m: 40, n: 9, k: 33, alpha: 1, beta: 0, pad: 1))  // beta 0: C holds NaN, never read
+        check(Case(m: 5, n: 6, k: 0, alpha: 1, beta: 0.5))          // k = 0: C = beta · C
+    }
+
+    /// The AVX-512 kernel gives every element of C the same bits whichever block of C a call
+    /// covers: C computed whole equals C computed as row and column pieces of odd sizes, and
+    /// equals itself at 1 and 2 threads.
+    func testAVX512KernelBitsDoNotDependOnTheSplit() throws {
+        let original = moe_gemm_f32_path()
+        defer { _ = moe_gemm_f32_set_path(original) }
+        guard moe_gemm_f32_set_path(1) == 1 else { throw XCTSkip("this CPU (or SPARSEMOE_SIMD) does not run the AVX-512 kernel") }
+        for cs in [Case(m: 150, n: 300, k: 600, ta: false, tb: true), Case(m: 300, n: 70, k: 300, ta: true, tb: false, alpha: 0.5, beta: 1)] {
+            let o = operands(cs)
+            func run(_ rows: Range<Int>, _ cols: Range<Int>, into c: inout [Float]) {
+                let (ta, tb) = (cs.ta ? 1 : 0, cs.tb ? 1 : 0)
+                o.a.withUnsafeBufferPointer { a in
+                    o.b.withUnsafeBufferPointer { b in
+                        c.withUnsafeMutableBufferPointer { cp in
+                            let ap = a.baseAddress! + (cs.ta ? rows.lowerBound : rows.lowerBound * o.lda)
+                            let bp = b.baseAddress! + (cs.tb ? cols.lowerBound * o.ldb : cols.lowerBound)
+                            moe_sgemm(Int32(ta), Int32(tb), Int64(rows.count), Int64(cols.count), Int64(cs.k), cs.alpha, ap, Int64(o.lda),
+                                      bp, Int64(o.ldb), cs.beta, cp.baseAddress! + rows.lowerBound * o.ldc + cols.lowerBound, Int64(o.ldc))
+                        }
+                    }
+                }
+            }
+            var whole = o.c0
+            Threads.with(1) { run(0..<cs.m, 0..<cs.n, into: &whole) }
+            var two = o.c0
+            Threads.with(2) { run(0..<cs.m, 0..<cs.n, into: &two) }
+            var pieces = o.c0
+            Threads.with(1) {
+                for rows in [0..<37, 37..<cs.m] {
+                    for cols in [0..<23, 23..<cs.n] { run(rows, cols, into: &pieces) }
+                }
+            }
+            XCTAssertEqual(whole.map(\.bitPattern), two.map(\.bitPattern), "\(cs): 1 and 2 threads")
+            XCTAssertEqual(whole.map(\.bitPattern), pieces.map(\.bitPattern), "\(cs): whole and in pieces")
+        }
+    }
+
+    /// The AVX-512 kernel follows the kernels' SIMD level: below AVX-512 (SPARSEMOE_SIMD=avx2, or
+    /// a test lowering it) it cannot be chosen, whatever the CPU.
+    func testAVX512KernelFollowsTheSIMDLevel() {
+        let (level, path) = (moe_weight_simd_level(), moe_gemm_f32_path())
+        defer {
+            _ = moe_weight_set_simd_level(level)
+            _ = moe_gemm_f32_set_path(path)
+        }
+        XCTAssertEqual(moe_weight_set_simd_level(2), 2)
+        XCTAssertEqual(moe_gemm_f32_set_path(1), 0, "AVX-512 kernel at the AVX2 level")
+        XCTAssertEqual(moe_gemm_f32_set_path(0), 0)
+    }
+}
