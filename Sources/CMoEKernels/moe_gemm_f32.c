@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FKC 256  /* depth of a block */
+#define FKC 512  /* depth of a block */
 #define FMC 128  /* rows of a packed A block (a multiple of 16) */
 #define FNC 1024 /* columns of a packed B block (a multiple of 32) */
 #define FMR 8    /* rows of a micro-tile */
@@ -104,7 +104,7 @@ void moe_gemm1_f32_avx512(int ta, int tb, int64_t m, int64_t n, int64_t k, float
         return;
     }
     float *pb = moe_gemm_bf16_thread_buffer(sizeof(float) * (FKC * FNC + FMC * FKC));
-    if (!pb) __builtin_trap(); /* out of memory for < 2 MB: nothing sensible is left to do */
+    if (!pb) __builtin_trap(); /* out of memory for < 3 MB: nothing sensible is left to do */
     float *pa = pb + FKC * FNC;
     for (int64_t jc = 0; jc < n; jc += FNC) {
         const int64_t nc = n - jc < FNC ? n - jc : FNC;

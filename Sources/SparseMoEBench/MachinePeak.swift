@@ -7,8 +7,9 @@ import SparseMoE
 /// (`ModelAccounting`: forward, or training = 3 × forward, per token × tokens), not what
 /// the kernels executed: padding, recomputation and dropped tokens do not raise it.
 /// The peak is measured, not read from a data sheet: the best of a few large square
-/// sgemm calls through the library's `matmul` op (OpenBLAS), so MFU says how close the
-/// whole model comes to the GEMM the same machine runs.
+/// sgemm calls through the library's `matmul` op on each float32 kernel this CPU runs
+/// (OpenBLAS, and ours where the CPU has AVX-512: `Float32Kernel.available`), so MFU says how
+/// close the whole model comes to the fastest GEMM the same machine runs.
 public enum MachinePeak {
     /// GFLOP/s of the best of `repeats` timed `size`×`size`×`size` products (2·size³ FLOPs
     /// each) after one untimed warm-up, on `threads` threads (nil: the current
@@ -41,15 +42,19 @@ public enum MachinePeak {
             b = Tensor.uniform([size, size], low: -1, high: 1, using: &rng)
         }
 
-        /// GFLOP/s of the fastest of `repeats` products (2·size³ FLOPs each) on the current
-        /// `Threads.count`.
+        /// GFLOP/s of the fastest of `repeats` products (2·size³ FLOPs each) on each float32
+        /// kernel this CPU runs, on the current `Threads.count`.
         public func gflops(repeats: Int = 1) -> Double {
             let clock = ContinuousClock()
             var best = Double.infinity
-            for _ in 0..<max(1, repeats) {
-                let start = clock.now
-                _ = matmul(a, b)
-                best = min(best, seconds(clock.now - start))
+            for kernel in Float32Kernel.available {
+                Float32Kernel.with(kernel) {
+                    for _ in 0..<max(1, repeats) {
+                        let start = clock.now
+                        _ = matmul(a, b)
+                        best = min(best, seconds(clock.now - start))
+                    }
+                }
             }
             return 2 * Double(size) * Double(size) * Double(size) / max(best, 1e-9) / 1e9
         }

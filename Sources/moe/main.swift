@@ -44,6 +44,7 @@ struct Info: ParsableCommand {
         print("weight kernels: \(Threads.simdPath) SIMD path")
         let blas = Threads.blasCore
         print("OpenBLAS kernels: \(blas.name)" + (blas.chosenBySparseMoE ? " (OpenBLAS did not know this CPU and fell back to generic SSE3 kernels; chosen from its features, OPENBLAS_CORETYPE overrides)" : ""))
+        print("float32 matmuls: " + MatmulPrecision.float32Kernel.summary)
         print("bf16 matmuls (mixed precision): " + MatmulPrecision.bf16Kernel.summary)
         guard let model else { return }
         let dir = URL(fileURLWithPath: model)

@@ -72,8 +72,8 @@ final class GemmF32Tests: XCTestCase {
     }
 
     func testMatchesNaiveAroundTileAndBlockEdges() {
-        for (m, n, k) in [(1, 1, 1), (1, 33, 2), (7, 31, 3), (8, 32, 256), (9, 33, 257), (17, 65, 530), (200, 40, 50),
-                          (3, 1030, 40), (16, 16, 1), (129, 1025, 257)] {
+        for (m, n, k) in [(1, 1, 1), (1, 33, 2), (7, 31, 3), (8, 32, 512), (9, 33, 513), (17, 65, 1030), (200, 40, 50),
+                          (3, 1030, 40), (16, 16, 1), (129, 1025, 513)] {
             for ta in [false, true] {
                 for tb in [false, true] { check(Case(m: m, n: n, k: k, ta: ta, tb: tb)) }
             }

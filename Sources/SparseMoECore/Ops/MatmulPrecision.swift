@@ -10,8 +10,9 @@ import Foundation
 /// Mixed-precision training runs its steps under `.bfloat16`; routers ask for `.float32`
 /// explicitly, so routing decisions never move with rounding. Which kernel runs the bf16 GEMMs
 /// is chosen at run time (``bf16Kernel``): on CPUs with AMX they run 2.5–5× faster than float32
-/// sgemm; elsewhere the operands are rounded into float32 buffers for sgemm, the same numbers
-/// at 0.5–0.9× float32's speed.
+/// sgemm, with AVX-512 BF16 (AMD Zen 4) 1.6–2.1×; elsewhere the operands are rounded into
+/// float32 buffers for sgemm, the same numbers at 0.5–0.9× float32's speed. The float32 GEMMs
+/// run on ``float32Kernel``.
 public enum MatmulPrecision: String, Codable, Sendable, CaseIterable {
     case float32 = "fp32"
     case bfloat16 = "bf16"
@@ -30,6 +31,48 @@ public enum MatmulPrecision: String, Codable, Sendable, CaseIterable {
     /// The kernel bf16 GEMMs run on: the fastest this CPU runs, unless the environment variable
     /// `SPARSEMOE_BF16_GEMM=portable|avx512bf16|amx` names another it runs.
     public static var bf16Kernel: BF16Kernel { BF16Kernel(rawValue: moe_gemm_bf16_path()) ?? .portable }
+
+    /// The kernel float32 GEMMs run on: ours where the kernels' SIMD level is AVX-512, else
+    /// OpenBLAS, unless the environment variable `SPARSEMOE_F32_GEMM=openblas|avx512` names
+    /// another this CPU runs.
+    public static var float32Kernel: Float32Kernel { Float32Kernel(rawValue: moe_gemm_f32_path()) ?? .openBLAS }
+}
+
+/// The kernels behind float32 GEMMs (moe_gemm_f32.h).
+public enum Float32Kernel: Int32, Sendable, CaseIterable {
+    /// OpenBLAS sgemm: any CPU.
+    case openBLAS = 0
+    /// Our AVX-512 kernel (8 × 32 register tiles; the same bits for any thread count): 1.0–1.15×
+    /// OpenBLAS's AVX-512 sgemm on training shapes on AMD Zen 4.
+    case avx512 = 1
+
+    /// The kernels this CPU (at the kernels' SIMD level) runs.
+    public static var available: [Float32Kernel] {
+        let current = moe_gemm_f32_path()
+        defer { _ = moe_gemm_f32_set_path(current) }
+        return allCases.filter { moe_gemm_f32_set_path($0.rawValue) == $0.rawValue }
+    }
+
+    /// Runs body with float32 GEMMs on `kernel` (one this CPU runs: see ``available``), then
+    /// restores the previous one. Process-wide: for measurements, not while other threads multiply.
+    public static func with<T>(_ kernel: Float32Kernel, _ body: () throws -> T) rethrows -> T {
+        let previous = moe_gemm_f32_path()
+        _ = moe_gemm_f32_set_path(kernel.rawValue)
+        defer { _ = moe_gemm_f32_set_path(previous) }
+        return try body()
+    }
+
+    /// A few words for run logs, and what became of `SPARSEMOE_F32_GEMM` where it was set but
+    /// not followed (an unknown value, or a kernel this CPU cannot run).
+    public var summary: String {
+        let name = self == .avx512 ? "AVX-512 kernel" : "OpenBLAS sgemm"
+        guard let asked = ProcessInfo.processInfo.environment["SPARSEMOE_F32_GEMM"], !asked.isEmpty else { return name }
+        let known = ["openblas": Float32Kernel.openBLAS, "avx512": .avx512]
+        guard let wanted = known[asked] else {
+            return name + "; SPARSEMOE_F32_GEMM=\(asked) is not openblas or avx512, and was ignored"
+        }
+        return wanted == self ? name : name + "; SPARSEMOE_F32_GEMM=\(asked) asks for a kernel this CPU (or SPARSEMOE_SIMD) does not allow here"
+    }
 }
 
 /// The kernels behind bf16 GEMMs (moe_gemm_bf16.h).
