@@ -92,6 +92,8 @@ typedef void (*moe_gemm1)(int ta, int tb, int64_t m, int64_t n, int64_t k, float
 void moe_gemm_split(moe_gemm1 gemm1, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                     int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
+/* C[m, n] (stride ldc) = beta · C, zeros for beta = 0 (C not read): a GEMM with k = 0. */
+void moe_gemm_scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ldc);
 /* moe_sgemm's AVX-512 path (moe_gemm_f32.c), a moe_gemm1; run it only where
  * moe_gemm_f32_avx512_available() is 1 (the kernels' SIMD level is AVX-512). */
 void moe_gemm1_f32_avx512(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,

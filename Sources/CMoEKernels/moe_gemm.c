@@ -22,6 +22,11 @@ void moe_set_matmul_precision(int bf16) { __atomic_store_n(&g_matmul_precision, 
 
 int moe_matmul_precision(void) { return __atomic_load_n(&g_matmul_precision, __ATOMIC_RELAXED); }
 
+void moe_gemm_scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ldc) {
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+}
+
 static int g_f32_path = -1; /* -1: not chosen yet */
 
 static int f32_path_available(int path) { return path == 0 || (path == 1 && moe_gemm_f32_avx512_available()); }

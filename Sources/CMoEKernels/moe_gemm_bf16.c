@@ -129,8 +129,7 @@ static ATTR void tile_8x32(int64_t steps, const uint32_t *ap, const uint32_t *bp
 static void gemm1_avx512bf16(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                              const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
     if (k == 0) {
-        for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+        moe_gemm_scale_c(m, n, beta, c, ldc);
         return;
     }
     uint32_t *pb = moe_gemm_bf16_thread_buffer(sizeof(uint32_t) * (BKC / 2 * BNC) + sizeof(uint16_t) * (BMC * BKC));

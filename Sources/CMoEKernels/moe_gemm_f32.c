@@ -99,8 +99,7 @@ static MOE_GEMM_AVX512 void tile_8x32(int64_t kc, const float *ap, const float *
 void moe_gemm1_f32_avx512(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                           const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
     if (k == 0) {
-        for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+        moe_gemm_scale_c(m, n, beta, c, ldc);
         return;
     }
     float *pb = moe_gemm_bf16_thread_buffer(sizeof(float) * (FKC * FNC + FMC * FKC));

@@ -247,13 +247,15 @@ static double bf16_naive(float x) {
     return f;
 }
 
-void moe_sgemm_naive(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
-                     const float *b, int64_t ldb, float beta, float *c, int64_t ldc, float *abs_c) {
+/* op(A)·op(B) summed in double, each operand rounded to bf16 first when `round`. */
+static void sgemm_naive(int round, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                        int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc, float *abs_c) {
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < n; j++) {
             double s = 0, sa = 0;
             for (int64_t p = 0; p < k; p++) {
-                const double v = (double)(ta ? a[p * lda + i] : a[i * lda + p]) * (double)(tb ? b[j * ldb + p] : b[p * ldb + j]);
+                const float x = ta ? a[p * lda + i] : a[i * lda + p], y = tb ? b[j * ldb + p] : b[p * ldb + j];
+                const double v = round ? bf16_naive(x) * bf16_naive(y) : (double)x * (double)y;
                 s += v;
                 sa += fabs(v);
             }
@@ -263,21 +265,14 @@ void moe_sgemm_naive(int ta, int tb, int64_t m, int64_t n, int64_t k, float alph
         }
 }
 
+void moe_sgemm_naive(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                     const float *b, int64_t ldb, float beta, float *c, int64_t ldc, float *abs_c) {
+    sgemm_naive(0, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, abs_c);
+}
+
 void moe_sgemm_bf16_naive(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                           const float *b, int64_t ldb, float beta, float *c, int64_t ldc, float *abs_c) {
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t j = 0; j < n; j++) {
-            double s = 0, sa = 0;
-            for (int64_t p = 0; p < k; p++) {
-                const double av = bf16_naive(ta ? a[p * lda + i] : a[i * lda + p]);
-                const double bv = bf16_naive(tb ? b[j * ldb + p] : b[p * ldb + j]);
-                s += av * bv;
-                sa += fabs(av * bv);
-            }
-            const double old = beta != 0.0f ? (double)beta * c[i * ldc + j] : 0.0;
-            c[i * ldc + j] = (float)((double)alpha * s + old);
-            if (abs_c) abs_c[i * ldc + j] = (float)(fabs((double)alpha) * sa);
-        }
+    sgemm_naive(1, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, abs_c);
 }
 
 /* from moe_optim.c */

@@ -14,77 +14,24 @@ final class GemmF32Tests: XCTestCase {
         for path: Int32 in [0, 1] where moe_gemm_f32_set_path(path) == path { try body(path) }
     }
 
-    struct Case {
-        var m: Int, n: Int, k: Int
-        var ta = false, tb = false
-        var alpha: Float = 1, beta: Float = 0
-        var pad = 0  // extra elements per stored row of A, B and C
-    }
-
-    struct Operands {
-        var a: [Float], b: [Float], c0: [Float]
-        var lda: Int, ldb: Int, ldc: Int
-    }
-
-    func operands(_ cs: Case) -> Operands {
-        let aRows = cs.ta ? cs.k : cs.m, aCols = cs.ta ? cs.m : cs.k
-        let bRows = cs.tb ? cs.n : cs.k, bCols = cs.tb ? cs.k : cs.n
-        let (lda, ldb, ldc) = (aCols + cs.pad, bCols + cs.pad, cs.n + cs.pad)
-        let a = randomTensor([max(aRows * lda, 1)], seed: UInt64(cs.m * 7 + cs.k)).scalars
-        let b = randomTensor([max(bRows * ldb, 1)], seed: UInt64(cs.n * 5 + cs.k + 1)).scalars
-        let c0 = cs.beta == 0 ? [Float](repeating: .nan, count: cs.m * ldc) : randomTensor([cs.m * ldc], seed: 9).scalars
-        return Operands(a: a, b: b, c0: c0, lda: lda, ldb: ldb, ldc: ldc)
-    }
-
-    func check(_ cs: Case, threads: [Int] = [1, 2], file: StaticString = #filePath, line: UInt = #line) {
-        let (m, n, k) = (cs.m, cs.n, cs.k)
-        let o = operands(cs)
-        var ref = o.c0, absRef = [Float](repeating: 0, count: m * o.ldc)
-        moe_sgemm_naive(cs.ta ? 1 : 0, cs.tb ? 1 : 0, Int64(m), Int64(n), Int64(k), cs.alpha, o.a, Int64(o.lda), o.b, Int64(o.ldb),
-                        cs.beta, &ref, Int64(o.ldc), &absRef)
-        forEachPath { path in
-            for t in threads {
-                var c = o.c0
-                Threads.with(t) {
-                    moe_sgemm(cs.ta ? 1 : 0, cs.tb ? 1 : 0, Int64(m), Int64(n), Int64(k), cs.alpha, o.a, Int64(o.lda), o.b,
-                              Int64(o.ldb), cs.beta, &c, Int64(o.ldc))
-                }
-                // float32 sums: |error| ≤ (k + 2) · 2⁻²⁴ · Σ|products| (+ |beta·C|'s rounding)
-                for i in 0..<m {
-                    for j in 0..<o.ldc {
-                        let idx = i * o.ldc + j
-                        if j >= n {
-                            XCTAssert(c[idx].isNaN == o.c0[idx].isNaN && (o.c0[idx].isNaN || c[idx] == o.c0[idx]),
-                                      "path \(path) threads \(t) \(cs): padding column \(j) of row \(i) written", file: file, line: line)
-                            continue
-                        }
-                        let betaC = cs.beta == 0 ? 0 : abs(cs.beta * o.c0[idx])
-                        let bound = Float(k + 2) * 6e-8 * (absRef[idx] + betaC) + 1e-30
-                        if !(abs(c[idx] - ref[idx]) <= bound) {
-                            XCTFail("path \(path) threads \(t) \(cs): C[\(i), \(j)] = \(c[idx]), reference \(ref[idx]) ± \(bound)",
-                                    file: file, line: line)
-                            return
-                        }
-                    }
-                }
-            }
-        }
+    func check(_ cs: GemmCase, file: StaticString = #filePath, line: UInt = #line) {
+        cs.check(gemm: moe_sgemm, naive: moe_sgemm_naive, forEachPath: { forEachPath($0) }, file: file, line: line)
     }
 
     func testMatchesNaiveAroundTileAndBlockEdges() {
         for (m, n, k) in [(1, 1, 1), (1, 33, 2), (7, 31, 3), (8, 32, 512), (9, 33, 513), (17, 65, 1030), (200, 40, 50),
                           (3, 1030, 40), (16, 16, 1), (129, 1025, 513)] {
             for ta in [false, true] {
-                for tb in [false, true] { check(Case(m: m, n: n, k: k, ta: ta, tb: tb)) }
+                for tb in [false, true] { check(GemmCase(m: m, n: n, k: k, ta: ta, tb: tb)) }
             }
         }
     }
 
     func testAlphaBetaAndStrides() {
-        check(Case(m: 13, n: 45, k: 70, alpha: 0.5, beta: 1, pad: 3))
-        check(Case(m: 13, n: 45, k: 400, ta: true, tb: true, alpha: -2, beta: 0.25, pad: 5))
-        check(Case(m: 40, n: 9, k: 33, alpha: 1, beta: 0, pad: 1))  // beta 0: C holds NaN, never read
-        check(Case(m: 5, n: 6, k: 0, alpha: 1, beta: 0.5))          // k = 0: C = beta · C
+        check(GemmCase(m: 13, n: 45, k: 70, alpha: 0.5, beta: 1, pad: 3))
+        check(GemmCase(m: 13, n: 45, k: 400, ta: true, tb: true, alpha: -2, beta: 0.25, pad: 5))
+        check(GemmCase(m: 40, n: 9, k: 33, alpha: 1, beta: 0, pad: 1))  // beta 0: C holds NaN, never read
+        check(GemmCase(m: 5, n: 6, k: 0, alpha: 1, beta: 0.5))          // k = 0: C = beta · C
     }
 
     /// The AVX-512 kernel gives every element of C the same bits whichever block of C a call
@@ -94,8 +41,8 @@ final class GemmF32Tests: XCTestCase {
         let original = moe_gemm_f32_path()
         defer { _ = moe_gemm_f32_set_path(original) }
         guard moe_gemm_f32_set_path(1) == 1 else { throw XCTSkip("this CPU (or SPARSEMOE_SIMD) does not run the AVX-512 kernel") }
-        for cs in [Case(m: 150, n: 300, k: 600, ta: false, tb: true), Case(m: 300, n: 70, k: 300, ta: true, tb: false, alpha: 0.5, beta: 1)] {
-            let o = operands(cs)
+        for cs in [GemmCase(m: 150, n: 300, k: 600, ta: false, tb: true), GemmCase(m: 300, n: 70, k: 300, ta: true, tb: false, alpha: 0.5, beta: 1)] {
+            let o = cs.operands()
             func run(_ rows: Range<Int>, _ cols: Range<Int>, into c: inout [Float]) {
                 let (ta, tb) = (cs.ta ? 1 : 0, cs.tb ? 1 : 0)
                 o.a.withUnsafeBufferPointer { a in
