@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GEMM with bf16 operands (moe_sgemm_bf16) against OpenBLAS sgemm (moe_sgemm) on training
-# shapes, one process, interleaved, medians: builds gemm.c against the working tree's
+# shapes, one process, interleaved, medians: builds Benchmarks/gemm/gemm.c against the working tree's
 # Sources/CMoEKernels and prints a Markdown table.
 #
 #   Benchmarks/gemm-bf16/run.sh [THREADS=2] [ROUNDS=9]
@@ -12,7 +12,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
 SRC="$REPO/Sources/CMoEKernels"
-(cd "$TMP" && clang -fopenmp -O3 -std=c11 -I"$SRC/include" -I"$SRC" -c "$SRC"/*.c "$REPO/Benchmarks/gemm-bf16/gemm.c")
+(cd "$TMP" && clang -fopenmp -O3 -std=c11 -I"$SRC/include" -I"$SRC" -c "$SRC"/*.c "$REPO/Benchmarks/gemm/gemm.c")
 clang "$TMP"/*.o -o "$TMP/gemm" -lopenblas -liomp5 -lm
 echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u '+%Y-%m-%d %H:%M UTC')"
-"$TMP/gemm" "${1:-2}" "${2:-9}"
+"$TMP/gemm" "${1:-2}" "${2:-9}" bf16

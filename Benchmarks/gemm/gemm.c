@@ -1,15 +1,18 @@
-/* moe_sgemm_bf16 (bf16 operands, float32 sums) against moe_sgemm (OpenBLAS sgemm, float32) on
- * the same shapes, in one process, interleaved: for each shape and transpose the median of
- * ROUNDS timings of each, GFLOP/s (2·m·n·k per call) and the ratio. Built and run by run.sh. */
+/* One of our GEMM kernels against OpenBLAS sgemm on the same training shapes, in one process,
+ * interleaved: for each shape and transpose the median of ROUNDS timings of each, GFLOP/s
+ * (2·m·n·k per call) and the ratio.
+ *   gemm THREADS ROUNDS bf16   moe_sgemm_bf16 (bf16 operands, float32 sums) on its current path
+ *   gemm THREADS ROUNDS f32    moe_sgemm on our AVX-512 kernel (moe_gemm_f32.h)
+ * Built and run by Benchmarks/gemm-bf16/run.sh and Benchmarks/gemm-f32/run.sh. */
 #define _POSIX_C_SOURCE 200809L
 #include "moe_kernels.h"
 #include "moe_gemm_bf16.h"
+#include "moe_gemm_f32.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
-void moe_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
-               const float *b, int64_t ldb, float beta, float *c, int64_t ldc); /* internal.h */
+#include <string.h>
 
 static double seconds(void) {
     struct timespec t;
@@ -27,9 +30,16 @@ int main(int argc, char **argv) {
     moe_set_num_threads(threads);
     static const int64_t shapes[][3] = {{512, 256, 128}, {512, 128, 256}, {2048, 512, 128}, {2048, 128, 512}, {2048, 2048, 512}, {1024, 1024, 1024}, {512, 4096, 256}};
     static const int trans[][2] = {{0, 1}, {0, 0}, {1, 0}}; /* x·Wᵀ (forward), dy·W (dx), dyᵀ·x (dW) */
+    const int f32 = argc > 3 && strcmp(argv[3], "f32") == 0;
+    if (f32 && moe_gemm_f32_set_path(1) != 1) {
+        fprintf(stderr, "this CPU (or SPARSEMOE_SIMD) does not run the AVX-512 float32 kernel\n");
+        return 1;
+    }
     static const char *const paths[] = {"portable", "AVX-512 BF16", "AMX"};
-    printf("path %s, %d threads\n", paths[moe_gemm_bf16_path()], threads);
-    printf("| m | n | k | op | sgemm GFLOP/s | bf16 GFLOP/s | bf16 / sgemm |\n|---|---|---|---|---|---|---|\n");
+    if (f32) printf("float32 AVX-512 kernel, %d threads\n", threads);
+    else printf("bf16 path %s, %d threads\n", paths[moe_gemm_bf16_path()], threads);
+    printf("| m | n | k | op | OpenBLAS sgemm GFLOP/s | %s GFLOP/s | ratio |\n|---|---|---|---|---|---|---|\n",
+           f32 ? "kernel" : "bf16");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (size_t t = 0; t < sizeof trans / sizeof trans[0]; t++) {
             const int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
@@ -44,8 +54,9 @@ int main(int argc, char **argv) {
                 for (int which = 0; which < 2; which++) {
                     moe_threads_park();
                     const double t0 = seconds();
+                    moe_gemm_f32_set_path(which && f32); /* OpenBLAS for the reference, our kernel for f32 */
                     for (int i = 0; i < reps; i++) {
-                        if (which) moe_sgemm_bf16(ta, tb, m, n, k, 1, a, lda, b, ldb, 0, c, n);
+                        if (which && !f32) moe_sgemm_bf16(ta, tb, m, n, k, 1, a, lda, b, ldb, 0, c, n);
                         else moe_sgemm(ta, tb, m, n, k, 1, a, lda, b, ldb, 0, c, n);
                     }
                     if (r > 0) ts[which][r - 1] = (seconds() - t0) / reps; /* round 0 warms up */
