@@ -19,19 +19,12 @@ final class GemmBF16Tests: XCTestCase {
     }
 
     func testMatchesNaiveAroundTileAndBlockEdges() {
-        for (m, n, k) in [(1, 1, 1), (1, 33, 2), (7, 31, 3), (8, 32, 384), (9, 33, 385), (17, 65, 770), (200, 40, 50),
-                          (3, 1030, 40), (16, 16, 1), (129, 1025, 513)] {
-            for ta in [false, true] {
-                for tb in [false, true] { check(GemmCase(m: m, n: n, k: k, ta: ta, tb: tb)) }
-            }
-        }
+        for cs in GemmCase.allTransposes(of: [(1, 1, 1), (1, 33, 2), (7, 31, 3), (8, 32, 384), (9, 33, 385), (17, 65, 770),
+                                                  (200, 40, 50), (3, 1030, 40), (16, 16, 1), (129, 1025, 513)]) { check(cs) }
     }
 
     func testAlphaBetaAndStrides() {
-        check(GemmCase(m: 13, n: 45, k: 70, alpha: 0.5, beta: 1, pad: 3))
-        check(GemmCase(m: 13, n: 45, k: 400, ta: true, tb: true, alpha: -2, beta: 0.25, pad: 5))
-        check(GemmCase(m: 40, n: 9, k: 33, alpha: 1, beta: 0, pad: 1))  // beta 0: C holds NaN, never read
-        check(GemmCase(m: 5, n: 6, k: 0, alpha: 1, beta: 0.5))          // k = 0: C = beta · C
+        for cs in GemmCase.alphaBetaAndStrides { check(cs) }
     }
 
     /// The operands really are rounded to bf16: 1 + 2⁻¹⁰ times 1 is 1 (float32 would keep it).

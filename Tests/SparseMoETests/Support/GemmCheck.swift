@@ -16,6 +16,17 @@ struct GemmCase: CustomStringConvertible {
     var alpha: Float = 1, beta: Float = 0
     var pad = 0
 
+    /// Every transpose of each (m, n, k): shapes around a kernel's tile and block edges.
+    static func allTransposes(of shapes: [(Int, Int, Int)]) -> [GemmCase] {
+        shapes.flatMap { m, n, k in [false, true].flatMap { ta in [false, true].map { tb in GemmCase(m: m, n: n, k: k, ta: ta, tb: tb) } } }
+    }
+
+    /// alpha and beta other than 1 and 0, strided rows, beta = 0 over NaN (C never read), k = 0 (C = beta · C).
+    static let alphaBetaAndStrides = [GemmCase(m: 13, n: 45, k: 70, alpha: 0.5, beta: 1, pad: 3),
+                                      GemmCase(m: 13, n: 45, k: 400, ta: true, tb: true, alpha: -2, beta: 0.25, pad: 5),
+                                      GemmCase(m: 40, n: 9, k: 33, alpha: 1, beta: 0, pad: 1),
+                                      GemmCase(m: 5, n: 6, k: 0, alpha: 1, beta: 0.5)]
+
     var description: String { "m \(m) n \(n) k \(k) ta \(ta) tb \(tb) alpha \(alpha) beta \(beta) pad \(pad)" }
 
     /// Random A, B and a starting C (NaN where beta = 0, so a read of C shows), with their strides.
