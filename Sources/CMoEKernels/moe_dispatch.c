@@ -270,6 +270,7 @@ typedef struct {
     int64_t T, C, F, E, K;
     int kind;
     int need_deo, need_dact;
+    float wbeta; /* 1: dW1, dW3, dW2 accumulate; 0: they are written (weights_fresh) */
 } bwd_args;
 
 /* dEo[r] = gate(r) · dy[token(r)] */
@@ -294,7 +295,7 @@ MOE_SIMD_CLONES static void dact_rows(const bwd_args *a, int64_t r0, int64_t r1)
 /* GEMMs after dEo: dW2, dAct. */
 static void bwd_down_gemms(const bwd_args *a, int64_t e, int64_t r0, int64_t n) {
     const int64_t C = a->C, F = a->F;
-    if (a->dw2) gemm(1, 0, C, F, n, a->deo + r0 * C, C, a->act + r0 * F, F, 1.0f, a->dw2 + e * C * F, F);
+    if (a->dw2) gemm(1, 0, C, F, n, a->deo + r0 * C, C, a->act + r0 * F, F, a->wbeta, a->dw2 + e * C * F, F);
     if (a->need_dact) gemm(0, 0, n, F, C, a->deo + r0 * C, C, a->w2 + e * C * F, F, 0.0f, a->dh1 + r0 * F, F);
 }
 
@@ -302,8 +303,8 @@ static void bwd_down_gemms(const bwd_args *a, int64_t e, int64_t r0, int64_t n) 
 static void bwd_up_gemms(const bwd_args *a, int64_t e, int64_t r0, int64_t n) {
     const int64_t C = a->C, F = a->F;
     const int swiglu = a->kind == MOE_EXPERT_SWIGLU;
-    if (a->dw1) gemm(1, 0, F, C, n, a->dh1 + r0 * F, F, a->xs + r0 * C, C, 1.0f, a->dw1 + e * F * C, C);
-    if (swiglu && a->dw3) gemm(1, 0, F, C, n, a->dh3 + r0 * F, F, a->xs + r0 * C, C, 1.0f, a->dw3 + e * F * C, C);
+    if (a->dw1) gemm(1, 0, F, C, n, a->dh1 + r0 * F, F, a->xs + r0 * C, C, a->wbeta, a->dw1 + e * F * C, C);
+    if (swiglu && a->dw3) gemm(1, 0, F, C, n, a->dh3 + r0 * F, F, a->xs + r0 * C, C, a->wbeta, a->dw3 + e * F * C, C);
     if (a->dx) {
         gemm(0, 0, n, C, F, a->dh1 + r0 * F, F, a->w1 + e * F * C, C, 0.0f, a->deo + r0 * C, C);
         if (swiglu) gemm(0, 0, n, C, F, a->dh3 + r0 * F, F, a->w3 + e * F * C, C, 1.0f, a->deo + r0 * C, C);
@@ -352,7 +353,7 @@ void moe_routed_experts_backward(float *dx, float *dgates, float *dw1, float *dw
                                  const int64_t *offsets, const int32_t *sorted, const int32_t *position,
                                  const float *w1, const float *w3, const float *w2,
                                  int64_t T, int64_t C, int64_t F, int64_t E, int64_t K,
-                                 int activation, int schedule) {
+                                 int activation, int schedule, int weights_fresh) {
     const int swiglu = activation == MOE_EXPERT_SWIGLU;
     const int64_t A = offsets[E];
     float *deo = workspace + TABLE_FLOATS(E);
@@ -360,9 +361,16 @@ void moe_routed_experts_backward(float *dx, float *dgates, float *dw1, float *dw
     bwd_args a = {dx, dgates, dw1, swiglu ? dw3 : NULL, dw2, db1, db2,
                   deo, dh1, swiglu ? dh1 + A * F : NULL,
                   dy, xs, h1, swiglu ? h3 : NULL, act, eo, gates, offsets, sorted, position,
-                  w1, w3, w2, T, C, F, E, K, activation, 0, 0};
+                  w1, w3, w2, T, C, F, E, K, activation, 0, 0, weights_fresh ? 0.0f : 1.0f};
     a.need_dact = dx || dw1 || (swiglu && dw3) || db1;
     a.need_deo = a.need_dact || dw2 || db2;
+    if (weights_fresh) /* experts without rows write nothing: their gradients are zero */
+        for (int64_t e = 0; e < E; e++) {
+            if (offsets[e + 1] > offsets[e]) continue;
+            if (dw1) memset(dw1 + e * F * C, 0, sizeof(float) * (size_t)(F * C));
+            if (swiglu && dw3) memset(dw3 + e * F * C, 0, sizeof(float) * (size_t)(F * C));
+            if (dw2) memset(dw2 + e * C * F, 0, sizeof(float) * (size_t)(C * F));
+        }
     const int threads = moe_threads_current();
     int32_t *order = (int32_t *)workspace, *owner = order + E;
     const int sched = resolve_schedule(order, owner, offsets, E, threads, schedule);

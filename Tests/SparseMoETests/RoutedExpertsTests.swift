@@ -272,8 +272,9 @@ final class RoutedExpertsTests: XCTestCase {
     /// The optimised C backward against its naive twin (`moe_routed_experts_backward_naive`,
     /// double accumulation) on the same saved activations: every activation, with and without
     /// biases, dropped slots and an empty expert, both schedules on 1 and 2 threads, gradients
-    /// pre-filled (both accumulate), and subsets of gradients requested. Then the Swift op's
-    /// recorded backward against the same reference.
+    /// pre-filled (both accumulate), subsets of gradients requested, and fresh weight gradients
+    /// (NaN-filled, written rather than accumulated). Then the Swift op's recorded backward
+    /// against the same reference.
     func testBackwardMatchesNaiveBackward() throws {
         let (t, c, f, e, k) = (23, 13, 17, 5, 3)
         for activation in ExpertActivation.allCases {
@@ -300,12 +301,20 @@ final class RoutedExpertsTests: XCTestCase {
                 func buffers() -> [Tensor?] {
                     shapes.enumerated().map { i, shape in present[i] ? randomTensor(shape, seed: 60 + UInt64(i)) : nil }
                 }
-                func backward(naive: Bool, _ g: [Tensor?], schedule: Int32) {
-                    let run = naive ? moe_routed_experts_backward_naive : moe_routed_experts_backward
-                    run(g[0]?.floats, g[1]?.floats, g[2]?.floats, g[3]?.floats, g[4]?.floats, g[5]?.floats, g[6]?.floats,
-                        bwdWork.floats, dy.floats, xs.floats, h1.floats, swiglu ? h3.floats : nil, act.floats, eo.floats,
-                        p.gates.floats, plan.offsets, plan.sorted, plan.position, p.w1.floats, p.w3?.floats, p.w2.floats,
-                        Int64(t), Int64(c), Int64(f), Int64(e), Int64(k), kind, schedule)
+                func backward(naive: Bool, _ g: [Tensor?], schedule: Int32, weightsFresh: Bool = false) {
+                    if naive {
+                        moe_routed_experts_backward_naive(
+                            g[0]?.floats, g[1]?.floats, g[2]?.floats, g[3]?.floats, g[4]?.floats, g[5]?.floats, g[6]?.floats,
+                            bwdWork.floats, dy.floats, xs.floats, h1.floats, swiglu ? h3.floats : nil, act.floats, eo.floats,
+                            p.gates.floats, plan.offsets, plan.sorted, plan.position, p.w1.floats, p.w3?.floats, p.w2.floats,
+                            Int64(t), Int64(c), Int64(f), Int64(e), Int64(k), kind, schedule)
+                    } else {
+                        moe_routed_experts_backward(
+                            g[0]?.floats, g[1]?.floats, g[2]?.floats, g[3]?.floats, g[4]?.floats, g[5]?.floats, g[6]?.floats,
+                            bwdWork.floats, dy.floats, xs.floats, h1.floats, swiglu ? h3.floats : nil, act.floats, eo.floats,
+                            p.gates.floats, plan.offsets, plan.sorted, plan.position, p.w1.floats, p.w3?.floats, p.w2.floats,
+                            Int64(t), Int64(c), Int64(f), Int64(e), Int64(k), kind, schedule, weightsFresh ? 1 : 0)
+                    }
                 }
                 // All gradients; weights only (no dx: dXs is skipped); dgates and dw2 only (no dAct).
                 let subsets: [[Int]] = [[0, 1, 2, 3, 4, 5, 6], [2, 3, 4, 5, 6], [1, 4]]
@@ -321,6 +330,24 @@ final class RoutedExpertsTests: XCTestCase {
                                 assertClose(g.scalars, want.scalars, atol: 2e-5, rtol: 1e-4,
                                             "\(activation) biases=\(biases) \(schedule) threads=\(threads) subset=\(subset) gradient \(i)")
                             }
+                        }
+                    }
+                }
+                // Fresh weight gradients: dw1, dw3, dw2 hold NaN and are written, not read (the
+                // empty expert's rows zeroed); the reference starts them at zero.
+                let weightSlots = [2, 3, 4]
+                let expectedFresh = buffers().enumerated().map { i, b in weightSlots.contains(i) ? b.map { Tensor(zeros: $0.shape) } : b }
+                backward(naive: true, expectedFresh, schedule: 1)
+                for schedule in [ExpertSchedule.sequential, .parallel] {
+                    for threads in [1, 2] {
+                        let got = buffers().enumerated().map { i, b in
+                            weightSlots.contains(i) ? b.map { Tensor(repeating: .nan, shape: $0.shape) } : b
+                        }
+                        Threads.with(threads) { backward(naive: false, got, schedule: schedule.kernelValue, weightsFresh: true) }
+                        for i in got.indices {
+                            guard let g = got[i], let want = expectedFresh[i] else { continue }
+                            assertClose(g.scalars, want.scalars, atol: 2e-5, rtol: 1e-4,
+                                        "\(activation) biases=\(biases) \(schedule) threads=\(threads) fresh weights, gradient \(i)")
                         }
                     }
                 }

@@ -103,6 +103,11 @@ func routedExpertsBackward(_ call: RoutedExpertsCall, dy: Tensor, saved: RoutedE
     let kind = call.activation.kernelValue
     let workspace = Workspace(floats: Int(moe_routed_experts_workspace_size(
         Int64(plan.assignments), Int64(c), Int64(f), Int64(e), kind, 1)))
+    // Weight gradients that do not exist yet are written by the kernel rather than zeroed here
+    // and added to (one pass over [E, F, C] per weight saved), when all of them are fresh.
+    let weights = [call.w1, call.w3, call.w2].compactMap { $0 }.filter(\.requiresGrad)
+    let weightsFresh = !weights.isEmpty && weights.allSatisfy { $0.grad == nil }
+    if weightsFresh { for w in weights { w.grad = Tensor(uninitialized: w.shape) } }
     func grad(_ w: Tensor?) -> UnsafeMutablePointer<Float>? {
         guard let w, w.requiresGrad else { return nil }
         return w.gradBuffer().floats
@@ -117,7 +122,8 @@ func routedExpertsBackward(_ call: RoutedExpertsCall, dy: Tensor, saved: RoutedE
                         dy.floats, saved.xs, saved.h1, saved.h3, saved.act, saved.eo, call.gates.floats,
                         off.baseAddress, srt.baseAddress, pos.baseAddress,
                         call.w1.floats, call.w3?.floats, call.w2.floats,
-                        Int64(t), Int64(c), Int64(f), Int64(e), Int64(k), kind, call.schedule.kernelValue)
+                        Int64(t), Int64(c), Int64(f), Int64(e), Int64(k), kind, call.schedule.kernelValue,
+                        weightsFresh ? 1 : 0)
                 }
             }
         }
