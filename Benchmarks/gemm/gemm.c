@@ -3,7 +3,7 @@
  * (2·m·n·k per call) and the ratio.
  *   gemm THREADS ROUNDS bf16   moe_sgemm_bf16 (bf16 operands, float32 sums) on its current path
  *   gemm THREADS ROUNDS f32    moe_sgemm on our AVX-512 kernel (moe_gemm_f32.h)
- * Built and run by Benchmarks/gemm-bf16/run.sh and Benchmarks/gemm-f32/run.sh. */
+ * Built and run by Benchmarks/gemm/run.sh (THREADS ≥ 1, ROUNDS 1 ..< 65). */
 #define _POSIX_C_SOURCE 200809L
 #include "moe_kernels.h"
 #include "moe_gemm_bf16.h"
@@ -30,7 +30,11 @@ int main(int argc, char **argv) {
     moe_set_num_threads(threads);
     static const int64_t shapes[][3] = {{512, 256, 128}, {512, 128, 256}, {2048, 512, 128}, {2048, 128, 512}, {2048, 2048, 512}, {1024, 1024, 1024}, {512, 4096, 256}};
     static const int trans[][2] = {{0, 1}, {0, 0}, {1, 0}}; /* x·Wᵀ (forward), dy·W (dx), dyᵀ·x (dW) */
-    const int f32 = argc > 3 && strcmp(argv[3], "f32") == 0;
+    if (argc < 4 || (strcmp(argv[3], "f32") != 0 && strcmp(argv[3], "bf16") != 0) || threads < 1 || rounds < 1 || rounds > 64) {
+        fprintf(stderr, "usage: gemm THREADS ROUNDS(1-64) bf16|f32\n");
+        return 2;
+    }
+    const int f32 = strcmp(argv[3], "f32") == 0;
     if (f32 && moe_gemm_f32_set_path(1) != 1) {
         fprintf(stderr, "this CPU (or SPARSEMOE_SIMD) does not run the AVX-512 float32 kernel\n");
         return 1;

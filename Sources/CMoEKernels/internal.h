@@ -72,18 +72,8 @@ static inline int64_t moe_next_piece(int64_t *counter, int64_t n) {
     return p < n ? p : -1;
 }
 
-/*
- * Row-major sgemm, C = alpha·op(A)·op(B) + beta·C (op by flags), on the kernel threads.
- *
- * OpenBLAS itself always runs on one thread: all parallelism comes from OpenMP, so
- * only one pool of threads exists and nothing nests or competes. Called outside a
- * parallel region with more than one thread and enough work, moe_sgemm splits the
- * larger of M and N into one contiguous chunk per thread; inside a parallel region
- * (experts, heads or batches in parallel) it runs on the calling thread. Under
- * moe_set_matmul_precision(1) it is moe_sgemm_bf16.
- */
-void moe_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
-               const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+/* moe_sgemm, the GEMM every float32 product of the kernels runs, is declared in moe_gemm_f32.h. */
+#include "moe_gemm_f32.h"
 
 /* A single-threaded GEMM with moe_sgemm's arguments, and the splitter moe_sgemm runs it through
  * (moe_sgemm_bf16 shares it). */
@@ -113,9 +103,9 @@ void moe_bf16_pack_a(uint16_t *dst, const float *a, int64_t ld, int trans, int64
                      int64_t kc, int64_t kcp);
 void moe_bf16_pack_b(uint32_t *dst, const float *b, int64_t ld, int trans, int64_t k0, int64_t kc, int64_t j0,
                      int64_t nc, int64_t kcp);
-/* The calling thread's packing buffer for the bf16 GEMM paths, at least `bytes`, 64-byte aligned
+/* The calling thread's packing buffer for our GEMM kernels, at least `bytes`, 64-byte aligned
  * (grown, never shrunk; one per thread, used within one GEMM call); NULL when out of memory. */
-void *moe_gemm_bf16_thread_buffer(size_t bytes);
+void *moe_gemm_thread_buffer(size_t bytes);
 /* C[0 ..< mr, 0 ..< nr] (row stride ldc, nr ≤ 32) = alpha · T + (first ? beta · C : C) for a block
  * T of float rows of 32 (64-byte aligned); beta = 0 on the first block never reads C. AVX-512F:
  * x86-64 only, and only where the bf16 paths that call it run. */

@@ -3,7 +3,7 @@
  * predates the CPU does not know the model and falls back to "Prescott", plain SSE3. Debian
  * 12's OpenBLAS 0.3.21 does this on Intel Xeons of 2023 on (Sapphire and Emerald Rapids):
  * sgemm ran at 33–56 GFLOP/s on 2 threads where its SkylakeX kernels give 165–184
- * (Benchmarks/gemm-bf16/run.sh with OPENBLAS_CORETYPE unset and =SkylakeX). Before the first
+ * (Benchmarks/gemm/run.sh bf16 with OPENBLAS_CORETYPE unset and =SkylakeX). Before the first
  * GEMM, when the user has not chosen with OPENBLAS_CORETYPE and OpenBLAS reports one of its
  * generic fallbacks, this picks the kernels the CPU's features support (AVX-512 F/BW/VL/DQ/CD:
  * SkylakeX; AVX2 + FMA: Haswell) through OpenBLAS's own re-initialisation, which reads

@@ -1,7 +1,6 @@
 #include "internal.h"
 #include <cblas.h>
 #include "moe_gemm_bf16.h"
-#include "moe_gemm_f32.h"
 #include "moe_threads.h"
 #include <stdlib.h>
 #include <string.h>

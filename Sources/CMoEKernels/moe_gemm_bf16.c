@@ -46,7 +46,7 @@ static inline float bf16_round(float x) {
 static inline float op_a(const float *a, int64_t lda, int ta, int64_t i, int64_t k) { return ta ? a[k * lda + i] : a[i * lda + k]; }
 static inline float op_b(const float *b, int64_t ldb, int tb, int64_t k, int64_t j) { return tb ? b[j * ldb + k] : b[k * ldb + j]; }
 
-void *moe_gemm_bf16_thread_buffer(size_t bytes) {
+void *moe_gemm_thread_buffer(size_t bytes) {
     static _Thread_local void *buffer = NULL;
     static _Thread_local size_t capacity = 0;
     if (bytes > capacity) {
@@ -64,7 +64,7 @@ void *moe_gemm_bf16_thread_buffer(size_t bytes) {
 static void gemm1_portable(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                            const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
     moe_blas_core_init();
-    float *pb = moe_gemm_bf16_thread_buffer(sizeof(float) * (KC * NC + MC * KC));
+    float *pb = moe_gemm_thread_buffer(sizeof(float) * (KC * NC + MC * KC));
     float *pa = pb + KC * NC;
     if (!pb) __builtin_trap(); /* out of memory for < 2 MB: nothing sensible is left to do */
     for (int64_t jc = 0; jc < n; jc += NC) {
@@ -132,7 +132,7 @@ static void gemm1_avx512bf16(int ta, int tb, int64_t m, int64_t n, int64_t k, fl
         moe_gemm_scale_c(m, n, beta, c, ldc);
         return;
     }
-    uint32_t *pb = moe_gemm_bf16_thread_buffer(sizeof(uint32_t) * (BKC / 2 * BNC) + sizeof(uint16_t) * (BMC * BKC));
+    uint32_t *pb = moe_gemm_thread_buffer(sizeof(uint32_t) * (BKC / 2 * BNC) + sizeof(uint16_t) * (BMC * BKC));
     if (!pb) __builtin_trap(); /* out of memory for < 1 MB: nothing sensible is left to do */
     uint16_t *pa = (uint16_t *)(pb + BKC / 2 * BNC);
     for (int64_t jc = 0; jc < n; jc += BNC) {

@@ -93,7 +93,7 @@ void moe_gemm1_bf16_amx(int ta, int tb, int64_t m, int64_t n, int64_t k, float a
         moe_gemm_scale_c(m, n, beta, c, ldc);
         return;
     }
-    uint32_t *pb = moe_gemm_bf16_thread_buffer(sizeof(uint32_t) * (KC / 2 * NC) + sizeof(uint16_t) * (MC * KC) +
+    uint32_t *pb = moe_gemm_thread_buffer(sizeof(uint32_t) * (KC / 2 * NC) + sizeof(uint16_t) * (MC * KC) +
                                                sizeof(float) * 32 * 32);
     if (!pb) __builtin_trap(); /* out of memory for < 1 MB: nothing sensible is left to do */
     uint16_t *pa = (uint16_t *)(pb + KC / 2 * NC);

@@ -102,7 +102,7 @@ void moe_gemm1_f32_avx512(int ta, int tb, int64_t m, int64_t n, int64_t k, float
         moe_gemm_scale_c(m, n, beta, c, ldc);
         return;
     }
-    float *pb = moe_gemm_bf16_thread_buffer(sizeof(float) * (FKC * FNC + FMC * FKC));
+    float *pb = moe_gemm_thread_buffer(sizeof(float) * (FKC * FNC + FMC * FKC));
     if (!pb) __builtin_trap(); /* out of memory for < 3 MB: nothing sensible is left to do */
     float *pa = pb + FKC * FNC;
     for (int64_t jc = 0; jc < n; jc += FNC) {

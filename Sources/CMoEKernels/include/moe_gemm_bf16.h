@@ -22,7 +22,7 @@ extern "C" {
  *      AMD Zen 4 (0.4–0.6× on an Intel Xeon before its packing was vectorised); it treats
  *      subnormal bf16 operands as zero;
  *   2  AMX (Intel Sapphire Rapids and later: TDPBF16PS on 16 × 16 float32 tiles), 2.5–4.9×
- *      OpenBLAS's AVX-512 sgemm on training shapes (Benchmarks/gemm-bf16/run.sh); it treats
+ *      OpenBLAS's AVX-512 sgemm on training shapes (Benchmarks/gemm/run.sh bf16); it treats
  *      subnormal bf16 operands as zero and flushes subnormal sums.
  * On the kernel threads like moe_sgemm (the larger of m and n split, one chunk per thread);
  * deterministic for a fixed thread count and path.

@@ -10,7 +10,11 @@ extern "C" {
  *   C[m, n] = alpha · op(A)·op(B) + beta · C[m, n]
  *   op(A) is A [m, k] (lda ≥ k), or Aᵀ with A stored [k, m] (lda ≥ m) when ta != 0;
  *   op(B) is B [k, n] (ldb ≥ n), or Bᵀ with B stored [n, k] (ldb ≥ k) when tb != 0; beta = 0
- *   never reads C. The larger of m and n is split between the threads, one chunk per thread.
+ *   never reads C. On the kernel threads (OpenMP; OpenBLAS itself always runs single-threaded):
+ *   called outside a parallel region with more than one thread and enough work, it splits the
+ *   larger of m and n into one contiguous chunk per thread; inside a parallel region (experts,
+ *   heads or batches in parallel) it runs on the calling thread. Under
+ *   moe_set_matmul_precision(1) it is moe_sgemm_bf16.
  * Two paths, chosen at run time (SPARSEMOE_F32_GEMM=openblas|avx512 asks for one the CPU runs):
  *   0  OpenBLAS sgemm, any CPU;
  *   1  our AVX-512 kernel (moe_gemm_f32.c: 8 × 32 register tiles over packed panels, each

@@ -65,13 +65,8 @@ public enum Float32Kernel: Int32, Sendable, CaseIterable {
     /// A few words for run logs, and what became of `SPARSEMOE_F32_GEMM` where it was set but
     /// not followed (an unknown value, or a kernel this CPU cannot run).
     public var summary: String {
-        let name = self == .avx512 ? "AVX-512 kernel" : "OpenBLAS sgemm"
-        guard let asked = ProcessInfo.processInfo.environment["SPARSEMOE_F32_GEMM"], !asked.isEmpty else { return name }
-        let known = ["openblas": Float32Kernel.openBLAS, "avx512": .avx512]
-        guard let wanted = known[asked] else {
-            return name + "; SPARSEMOE_F32_GEMM=\(asked) is not openblas or avx512, and was ignored"
-        }
-        return wanted == self ? name : name + "; SPARSEMOE_F32_GEMM=\(asked) asks for a kernel this CPU (or SPARSEMOE_SIMD) does not allow here"
+        kernelSummary(self == .avx512 ? "AVX-512 kernel" : "OpenBLAS sgemm", chosen: self, variable: "SPARSEMOE_F32_GEMM",
+                      values: [("openblas", .openBLAS), ("avx512", .avx512)])
     }
 }
 
@@ -93,11 +88,19 @@ public enum BF16Kernel: Int32, Sendable, CaseIterable {
         case .avx512BF16: name = "AVX-512 BF16 kernel"
         case .amx: name = "AMX tiles"
         }
-        guard let asked = ProcessInfo.processInfo.environment["SPARSEMOE_BF16_GEMM"], !asked.isEmpty else { return name }
-        let known = ["portable": BF16Kernel.portable, "avx512bf16": .avx512BF16, "amx": .amx]
-        guard let wanted = known[asked] else {
-            return name + "; SPARSEMOE_BF16_GEMM=\(asked) is not portable, avx512bf16 or amx, and was ignored"
-        }
-        return wanted == self ? name : name + "; SPARSEMOE_BF16_GEMM=\(asked) asks for a kernel this CPU (or SPARSEMOE_SIMD) does not allow here"
+        return kernelSummary(name, chosen: self, variable: "SPARSEMOE_BF16_GEMM",
+                             values: [("portable", .portable), ("avx512bf16", .avx512BF16), ("amx", .amx)])
     }
+}
+
+/// `name`, and what became of the environment `variable` (whose `values` name kernels) where it
+/// was set but not followed: an unknown value, or a kernel other than `chosen` (one this CPU, or
+/// SPARSEMOE_SIMD, does not allow).
+private func kernelSummary<K: Equatable>(_ name: String, chosen: K, variable: String, values: [(String, K)]) -> String {
+    guard let asked = ProcessInfo.processInfo.environment[variable], !asked.isEmpty else { return name }
+    guard let wanted = values.first(where: { $0.0 == asked })?.1 else {
+        let list = values.map(\.0)
+        return name + "; \(variable)=\(asked) is not \(list.dropLast().joined(separator: ", ")) or \(list.last!), and was ignored"
+    }
+    return wanted == chosen ? name : name + "; \(variable)=\(asked) asks for a kernel this CPU (or SPARSEMOE_SIMD) does not allow here"
 }
