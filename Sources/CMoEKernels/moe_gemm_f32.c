@@ -4,7 +4,8 @@
  * GotoBLAS loop order: for each block of FNC columns and FKC depth, op(B) is packed as panels
  * of 32 columns, [k][32 floats]; for each block of FMC rows, op(A) as panels of 16 rows,
  * [k][16 floats] (16 × 16 transposes where the stored layout runs the other way; zero past m,
- * n). An 8 × 32 tile of C lives in 16 zmm accumulators while k runs through the block, one
+ * n) — unless op(A) = A and the block has at most FDIRECT_NC columns: packing pays off only
+ * over many column panels, so there the tiles broadcast A's elements in place. An 8 × 32 tile of C lives in 16 zmm accumulators while k runs through the block, one
  * fused multiply-add chain per accumulator in ascending k, and is then merged into C from the
  * registers (alpha, and beta on the first block; beta = 0 never reads C). So every element of
  * C is the same sequence of roundings whichever rows and columns the call covers: the result
@@ -21,6 +22,7 @@
 #define FMR 8    /* rows of a micro-tile */
 #define FNR 32   /* columns of a micro-tile = of a B panel: two zmm */
 #define FAP 16   /* rows of an A panel */
+#define FDIRECT_NC 256 /* up to this many columns in a block, a row-major op(A) is read in place, not packed */
 
 #if defined(__x86_64__)
 
@@ -75,16 +77,23 @@ static MOE_GEMM_AVX512 void pack_a(float *dst, const float *a, int64_t ld, int t
 }
 
 /* C[mr, nr] (stride ldc, mr ≤ 8, nr ≤ 32) = alpha · T + (first ? beta · C : C), T = Σ_{k < kc}
- * op(A)[r, k]·op(B)[k, j] over 8 rows of an A panel (ap: the first of them at k = 0) and one
- * B panel. */
-static MOE_GEMM_AVX512 void tile_8x32(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, int mr, int nr,
-                                      float alpha, float beta, int first) {
+ * op(A)[r, k]·op(B)[k, j] over 8 rows of op(A) and one B panel. op(A)[r, k] is ap[16·k + r]
+ * when `packed` (an A panel's rows), else ap[r·lda + k] (A itself, stored row-major; rows past
+ * mr repeat row mr − 1 and are not stored). The same fused multiply-adds in the same order
+ * either way, so the choice never changes a bit. */
+MOE_GEMM_INLINE void tile_body(int packed, int64_t kc, const float *ap, int64_t lda,
+                                                      const float *bp, float *c, int64_t ldc, int mr, int nr,
+                                                      float alpha, float beta, int first) {
     __m512 acc[FMR][2];
-    for (int r = 0; r < FMR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < kc; k++, ap += FAP, bp += FNR) {
+    const float *row[FMR];
+    for (int r = 0; r < FMR; r++) {
+        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+        row[r] = ap + (r < mr ? r : mr - 1) * lda;
+    }
+    for (int64_t k = 0; k < kc; k++, bp += FNR) {
         const __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
         for (int r = 0; r < FMR; r++) {
-            const __m512 x = _mm512_set1_ps(ap[r]);
+            const __m512 x = _mm512_set1_ps(packed ? ap[FAP * k + r] : row[r][k]);
             acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);
             acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
         }
@@ -94,6 +103,15 @@ static MOE_GEMM_AVX512 void tile_8x32(int64_t kc, const float *ap, const float *
         moe_merge16(c + r * ldc, acc[r][0], m0, alpha, beta, first);
         if (m1) moe_merge16(c + r * ldc + 16, acc[r][1], m1, alpha, beta, first);
     }
+}
+
+static MOE_GEMM_AVX512 void tile_packed(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, int mr,
+                                        int nr, float alpha, float beta, int first) {
+    tile_body(1, kc, ap, 0, bp, c, ldc, mr, nr, alpha, beta, first);
+}
+static MOE_GEMM_AVX512 void tile_rows(int64_t kc, const float *ap, int64_t lda, const float *bp, float *c, int64_t ldc,
+                                      int mr, int nr, float alpha, float beta, int first) {
+    tile_body(0, kc, ap, lda, bp, c, ldc, mr, nr, alpha, beta, first);
 }
 
 void moe_gemm1_f32_avx512(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
@@ -112,13 +130,18 @@ void moe_gemm1_f32_avx512(int ta, int tb, int64_t m, int64_t n, int64_t k, float
             pack_b(pb, b, ldb, tb, pc, kc, jc, nc);
             for (int64_t ic = 0; ic < m; ic += FMC) {
                 const int64_t mc = m - ic < FMC ? m - ic : FMC;
-                pack_a(pa, a, lda, ta, ic, mc, pc, kc);
+                const int direct = !ta && nc <= FDIRECT_NC;
+                if (!direct) pack_a(pa, a, lda, ta, ic, mc, pc, kc);
                 for (int64_t q = 0; q < nc; q += FNR) {
                     const float *bp = pb + q / FNR * kc * FNR;
-                    for (int64_t r = 0; r < mc; r += FMR)
-                        tile_8x32(kc, pa + r / FAP * FAP * kc + r % FAP, bp, c + (ic + r) * ldc + jc + q, ldc,
-                                  (int)(mc - r < FMR ? mc - r : FMR), (int)(nc - q < FNR ? nc - q : FNR), alpha, beta,
-                                  pc == 0);
+                    for (int64_t r = 0; r < mc; r += FMR) {
+                        const int mr = (int)(mc - r < FMR ? mc - r : FMR), nr = (int)(nc - q < FNR ? nc - q : FNR);
+                        float *cp = c + (ic + r) * ldc + jc + q;
+                        if (direct)
+                            tile_rows(kc, a + (ic + r) * lda + pc, lda, bp, cp, ldc, mr, nr, alpha, beta, pc == 0);
+                        else
+                            tile_packed(kc, pa + r / FAP * FAP * kc + r % FAP, bp, cp, ldc, mr, nr, alpha, beta, pc == 0);
+                    }
                 }
             }
         }

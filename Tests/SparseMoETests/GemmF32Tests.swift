@@ -29,7 +29,8 @@ final class GemmF32Tests: XCTestCase {
 
     /// The AVX-512 kernel gives every element of C the same bits whichever block of C a call
     /// covers: C computed whole equals C computed as row and column pieces of odd sizes, and
-    /// equals itself at 1 and 2 threads.
+    /// equals itself at 1 and 2 threads. For a row-major A, pieces of at most 256 columns (and
+    /// the two threads' halves) read A in place where the whole call packs it.
     func testAVX512KernelBitsDoNotDependOnTheSplit() throws {
         let original = moe_gemm_f32_path()
         defer { _ = moe_gemm_f32_set_path(original) }
