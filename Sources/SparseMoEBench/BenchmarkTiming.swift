@@ -42,13 +42,15 @@ public struct TimingSummary: Codable, Sendable, Equatable {
 }
 
 /// Times runs one by one, with their `RunCounters`.
-struct RunTimer {
-    private(set) var summary = TimingSummary(runsMS: [])
+public struct RunTimer {
+    public private(set) var summary = TimingSummary(runsMS: [])
     private let clock = ContinuousClock()
+
+    public init() {}
 
     /// Runs `body` once, timed; returns its milliseconds.
     @discardableResult
-    mutating func time(_ body: () throws -> Void) rethrows -> Double {
+    public mutating func time(_ body: () throws -> Void) rethrows -> Double {
         let busy = RunCounters.busyOtherThreads()
         let before = RunCounters.now()
         let start = clock.now

@@ -165,10 +165,11 @@ public final class Trainer {
         return Tensor(indices: values, shape: [rows.count, width])
     }
 
-    /// One optimiser step over `gradAccumulation` micro-batches, its matmuls in
-    /// `config.precision`.
-    public func trainStep() throws -> StepReport {
-        try MatmulPrecision.with(config.precision) { try trainStepInPrecision() }
+    /// One optimiser step over `gradAccumulation` micro-batches, its matmuls in `precision`
+    /// (default `config.precision`; another one is for measurements comparing precisions on the
+    /// same weights).
+    public func trainStep(precision: MatmulPrecision? = nil) throws -> StepReport {
+        try MatmulPrecision.with(precision ?? config.precision) { try trainStepInPrecision() }
     }
 
     private func trainStepInPrecision() throws -> StepReport {

@@ -64,6 +64,8 @@ struct Bench: ParsableCommand {
         sgemm peak measured in the same process after the steps, and paired
         MFU: each step against 1024³ sgemm products run right before it, the
         median over the steps (steadier on a machine whose speed drifts).
+        --train-precision both alternates float32 and bf16 steps on the same
+        model and reports their step-time ratio round by round.
 
         Examples:
           moe bench                           # all workloads, human table
@@ -102,6 +104,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Under mpirun: time all-reduces through the MPI communicator and fit latency and bandwidth (docs/scale-out.md).")
     var collectives = false
     @Option(name: .customLong("train-steps"), help: "Timed training steps with --train (default 20).") var trainSteps: Int?
+    @Option(name: .customLong("train-precision"),
+            help: "Matmul precision of the --train steps: fp32 (default), bf16, or both (alternating steps, with their ratio).")
+    var trainPrecision: String?
     @Flag(name: .customLong("skip-dense-total"), help: "Skip the dense FFN with the same total parameters (the slowest part).")
     var skipDenseTotal = false
     @Option(help: "Folder for results (JSON lines) and plots (SVG + PNG).") var out: String?
@@ -127,9 +132,10 @@ struct Bench: ParsableCommand {
         for d in dtype?.split(separator: ",") ?? [] {
             do { _ = try DType(weightFormat: String(d)) } catch { throw ValidationError("--dtype: \(error)") }
         }
-        if !train, trainPreset != nil || trainSteps != nil {
-            throw ValidationError("--train-preset and --train-steps apply to the training measurement: add --train")
+        if !train, trainPreset != nil || trainSteps != nil || trainPrecision != nil {
+            throw ValidationError("--train-preset, --train-steps and --train-precision apply to the training measurement: add --train")
         }
+        _ = try trainPrecisions()
         if let p = trainPreset, !TransformerConfig.presetNames.contains(p) {
             throw ValidationError("--train-preset: unknown preset '\(p)'; expected one of \(TransformerConfig.presetNames.joined(separator: ", "))")
         }
@@ -202,20 +208,46 @@ struct Bench: ParsableCommand {
 
         // Training throughput.
         if train {
-            let t = try TrainingThroughput.measure(preset: trainPreset ?? "tiny-moe", steps: trainSteps ?? 20, progress: progress)
-            try emit(t)
-            if !json {
-                print(String(format: "\ntraining (%@, %d threads, %d tokens/step): %.1f ms/step (spread %.0f%%), %@ tokens/s (mean %@), "
-                             + "%.1f GFLOP/s model FLOPs = MFU %.1f%% of the %.0f GFLOP/s sgemm peak; "
-                             + "paired MFU %.1f%% (median over the steps, each against an sgemm right before it, p50 %.0f GFLOP/s)",
-                             t.model, t.threads, t.tokensPerStep, t.stepMS, 100 * t.stepSpread, grouped(Int(t.tokensPerSecond)),
-                             grouped(Int(t.meanTokensPerSecond)), t.achievedGFLOPS, 100 * t.modelFLOPsUtilization, t.peakGFLOPS,
-                             100 * t.pairedModelFLOPsUtilization, t.pairedPeakGFLOPS))
+            let precisions = try trainPrecisions()
+            let (results, ratios) = try TrainingThroughput.measure(preset: trainPreset ?? "tiny-moe", steps: trainSteps ?? 20,
+                                                                   precisions: precisions, progress: progress)
+            for t in results {
+                try emit(t)
+                if !json {
+                    print(String(format: "\ntraining (%@, %@ matmuls, %d threads, %d tokens/step): %.1f ms/step (spread %.0f%%), %@ tokens/s (mean %@), "
+                                 + "%.1f GFLOP/s model FLOPs = MFU %.1f%% of the %.0f GFLOP/s float32 sgemm peak; "
+                                 + "paired MFU %.1f%% (median over the steps, each against an sgemm right before it, p50 %.0f GFLOP/s)",
+                                 t.model, t.precision, t.threads, t.tokensPerStep, t.stepMS, 100 * t.stepSpread, grouped(Int(t.tokensPerSecond)),
+                                 grouped(Int(t.meanTokensPerSecond)), t.achievedGFLOPS, 100 * t.modelFLOPsUtilization, t.peakGFLOPS,
+                                 100 * t.pairedModelFLOPsUtilization, t.pairedPeakGFLOPS))
+                }
+            }
+            if precisions.count == 2 {
+                let speedup = PrecisionSpeedup(model: results[0].model, threads: results[0].threads, stepRatios: ratios[1])
+                try emit(speedup)
+                if !json {
+                    print(String(format: "bf16 speed-up over fp32 (%@, step time fp32 ÷ bf16, round by round over %d rounds): "
+                                 + "median %.2f×, quartiles %.2f–%.2f×, range %.2f–%.2f×; %@",
+                                 speedup.model, speedup.stepRatios.count, speedup.median, speedup.lowerQuartile, speedup.upperQuartile,
+                                 speedup.stepRatios.min() ?? .nan, speedup.stepRatios.max() ?? .nan, MatmulPrecision.bf16Kernel.summary))
+                }
             }
         }
         if let d = outDir {
             try Data((jsonl.joined(separator: "\n") + "\n").utf8).write(to: d.appendingPathComponent("bench.jsonl"))
             printError("[bench] wrote \(d.path)/bench.jsonl and plots")
+        }
+    }
+
+    /// --train-precision as the precisions to time, in order: float32 first where both.
+    func trainPrecisions() throws -> [MatmulPrecision] {
+        switch trainPrecision ?? "fp32" {
+        case "both": return [.float32, .bfloat16]
+        case let p:
+            guard let precision = MatmulPrecision(rawValue: p) else {
+                throw ValidationError("--train-precision must be fp32, bf16 or both; got '\(p)'")
+            }
+            return [precision]
         }
     }
 

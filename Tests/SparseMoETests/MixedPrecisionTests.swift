@@ -82,6 +82,35 @@ final class MixedPrecisionTests: XCTestCase {
         XCTAssertLessThan(h.last!, 0.1, "bf16: final loss \(h.last!) (float32: \(f.last!))")
     }
 
+    /// `trainStep(precision:)` overrides the configured precision for that step only: steps in
+    /// bf16 on a float32-configured trainer give the bf16-configured trainer's losses and weights
+    /// bit for bit; the next step without it is float32 again.
+    func testTrainStepPrecisionOverridesTheConfigForOneStep() throws {
+        var m = MoEConfig(numExperts: 4, topK: 2, expertIntermediateSize: 32)
+        m.router = .softmaxTopK
+        let config = TransformerConfig(vocabSize: ByteTokenizer.vocabularySize, hiddenSize: 32, numLayers: 2, numHeads: 4,
+                                       maxSequenceLength: 32, intermediateSize: 64, moe: m)
+        func trainer(_ precision: MatmulPrecision) throws -> Trainer {
+            let dataset = try TextDataset(tokens: ByteTokenizer().encode("the quick brown fox jumps"), sequenceLength: 16, validationFraction: 0)
+            var t = TrainingConfig()
+            t.steps = 3; t.batchSize = 2; t.sequenceLength = 16; t.learningRate = 1e-2; t.warmupSteps = 0
+            t.precision = precision
+            return try Trainer(model: try TransformerLM(config: config, seed: 1), dataset: dataset, config: t)
+        }
+        let (bf16, fp32, mixed) = (try trainer(.bfloat16), try trainer(.float32), try trainer(.float32))
+        let bf16Losses = try (0..<2).map { _ in try bf16.trainStep().loss }
+        let fp32Loss = try fp32.trainStep().loss
+        let mixedLosses = try (0..<2).map { _ in try mixed.trainStep(precision: .bfloat16).loss }
+        XCTAssertEqual(mixedLosses, bf16Losses)
+        XCTAssertNotEqual(fp32Loss, bf16Losses[0], "bf16 must change the arithmetic")
+        for (p, q) in zip(mixed.model.parameters, bf16.model.parameters) { XCTAssertEqual(p.scalars, q.scalars) }
+        XCTAssertEqual(MatmulPrecision.current, .float32)
+        // the next step without an override is the configured float32 again
+        _ = try mixed.trainStep()
+        _ = try bf16.trainStep()
+        XCTAssertNotEqual(mixed.model.parameters.map { $0.scalars }, bf16.model.parameters.map { $0.scalars })
+    }
+
     func testConfigDecodesPrecisionAndDefaultsToFloat32() throws {
         var t = TrainingConfig()
         t.precision = .bfloat16
