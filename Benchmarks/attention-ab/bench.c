@@ -42,7 +42,7 @@ int main(int argc, char **argv) {
             const double t0 = omp_get_wtime();
             if (which) {
                 moe_attention_forward(out[1], probs[1], q, k, v, B, T, S, H, H, D, D, 1, scale);
-                moe_attention_backward(dq[1], dk[1], dv[1], work, d_out, probs[1], q, k, v, B, T, S, H, H, D, D, 1, scale);
+                moe_attention_backward(dq[1], dk[1], dv[1], work, d_out, probs[1], q, k, v, B, T, S, H, H, D, D, 1, scale, 0, 0, 0);
             } else {
                 old_attention_forward(out[0], probs[0], q, k, v, B, T, S, H, H, D, D, 1, scale);
                 old_attention_backward(dq[0], dk[0], dv[0], work, d_out, probs[0], q, k, v, B, T, S, H, H, D, D, 1, scale);

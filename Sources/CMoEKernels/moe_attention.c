@@ -258,11 +258,11 @@ int64_t moe_attention_backward_workspace_size(int64_t B, int64_t T, int64_t S, i
 }
 
 /* dZ for one (b, h) pair into W[T, S] (all S columns written, masked ones 0), and
- * dQ += scale · dZ · K. */
+ * dQ = scale · dZ · K + beta_q · dQ. */
 static void head_backward_q(float *dQ, float *W, const float *dO, const float *P,
                             const float *K, const float *V,
                             int64_t T, int64_t S, int64_t ldq, int64_t ldk, int64_t ldv, int64_t ldo,
-                            int64_t D, int64_t Dv, int causal, float scale) {
+                            int64_t D, int64_t Dv, int causal, float scale, float beta_q) {
     int64_t rb = causal ? ATTN_ROW_BLOCK : T;
     for (int64_t i0 = 0; i0 < T; i0 += rb) {
         int64_t i1 = min64(T, i0 + rb);
@@ -277,26 +277,29 @@ static void head_backward_q(float *dQ, float *W, const float *dO, const float *P
             for (int64_t j = 0; j < lim; j++) w[j] = p[j] * (w[j] - dot);
             for (int64_t j = lim; j < S; j++) w[j] = 0.0f;
         }
-        if (dQ) moe_sgemm(0, 0, i1 - i0, D, n, scale, Wb, S, K, ldk, 1.0f, dQ + i0 * ldq, ldq);
+        if (dQ) moe_sgemm(0, 0, i1 - i0, D, n, scale, Wb, S, K, ldk, beta_q, dQ + i0 * ldq, ldq);
     }
 }
 
-/* Key rows [j0, j1) of kv head g of batch b: sum over the group's query heads. */
+/* Key rows [j0, j1) of kv head g of batch b: sum over the group's query heads, into dK and
+ * dV or, where fresh_k / fresh_v, written over them. */
 static void chunk_backward_kv(float *dK, float *dV, const float *W, const float *P,
                               const float *Q, const float *dO,
                               int64_t j0, int64_t j1, int64_t T, int64_t S, int64_t H, int64_t group,
                               int64_t ldq, int64_t ldk, int64_t ldv, int64_t ldo,
-                              int64_t D, int64_t Dv, int causal, float scale) {
+                              int64_t D, int64_t Dv, int causal, float scale, int fresh_k, int fresh_v) {
     /* Query rows before i_start cannot see key j0 (nor any later key). */
     int64_t i_start = causal ? max64(0, j0 - (S - T)) : 0;
     int64_t rows = T - i_start;
-    if (rows <= 0) return;
+    /* rows ≤ 0: no query sees these keys; a fresh gradient still needs its zeros (k = 0 below) */
+    if (rows <= 0 && !fresh_k && !fresh_v) return;
+    if (rows < 0) rows = 0, i_start = T;
     for (int64_t hh = 0; hh < group; hh++) {
         int64_t off = hh * T * S + i_start * S + j0;
         if (dK) moe_sgemm(1, 0, j1 - j0, D, rows, scale, W + off, S, Q + hh * D + i_start * ldq, ldq,
-                      1.0f, dK + j0 * ldk, ldk);
+                      fresh_k && hh == 0 ? 0.0f : 1.0f, dK + j0 * ldk, ldk);
         if (dV) moe_sgemm(1, 0, j1 - j0, Dv, rows, 1.0f, P + off, S, dO + hh * Dv + i_start * ldo, ldo,
-                      1.0f, dV + j0 * ldv, ldv);
+                      fresh_v && hh == 0 ? 0.0f : 1.0f, dV + j0 * ldv, ldv);
     }
     (void)H;
 }
@@ -305,7 +308,7 @@ void moe_attention_backward(float *d_q, float *d_k, float *d_v, float *workspace
                             const float *d_out, const float *probs,
                             const float *q, const float *k, const float *v,
                             int64_t B, int64_t T, int64_t S, int64_t H, int64_t Hkv,
-                            int64_t D, int64_t Dv, int causal, float scale) {
+                            int64_t D, int64_t Dv, int causal, float scale, int fresh_q, int fresh_k, int fresh_v) {
     if (!d_q && !d_k && !d_v) return;
     int64_t group = H / Hkv, pairs = B * H;
     int threads = moe_threads_current();
@@ -316,7 +319,7 @@ void moe_attention_backward(float *d_q, float *d_k, float *d_v, float *workspace
         head_backward_q(d_q ? d_q + b_ * T * H * D + h_ * D : NULL, workspace + (p) * T * S, \
                         d_out + b_ * T * H * Dv + h_ * Dv, probs + (p) * T * S, \
                         k + b_ * S * Hkv * D + g_ * D, v + b_ * S * Hkv * Dv + g_ * Dv, \
-                        T, S, H * D, Hkv * D, Hkv * Dv, H * Dv, D, Dv, causal, scale); \
+                        T, S, H * D, Hkv * D, Hkv * Dv, H * Dv, D, Dv, causal, scale, fresh_q ? 0.0f : 1.0f); \
     } while (0)
     if (threads == 1 || pairs < threads || moe_in_region()) {
         for (int64_t p = 0; p < pairs; p++) BACKWARD_Q(p);
@@ -340,7 +343,7 @@ void moe_attention_backward(float *d_q, float *d_k, float *d_v, float *workspace
                           workspace + (b_ * H + h0_) * T * S, probs + (b_ * H + h0_) * T * S, \
                           q + b_ * T * H * D + h0_ * D, d_out + b_ * T * H * Dv + h0_ * Dv, \
                           j0_, j1_, T, S, H, group, H * D, Hkv * D, Hkv * Dv, H * Dv, \
-                          D, Dv, causal, scale); \
+                          D, Dv, causal, scale, fresh_k, fresh_v); \
     } while (0)
     if (threads == 1 || items < threads || moe_in_region()) {
         for (int64_t it = 0; it < items; it++) BACKWARD_KV(it);

@@ -270,7 +270,8 @@ typedef struct {
     int64_t T, C, F, E, K;
     int kind;
     int need_deo, need_dact;
-    float wbeta; /* 1: dW1, dW3, dW2 accumulate; 0: they are written (weights_fresh) */
+    float wbeta; /* 1: dW1, dW3, dW2 accumulate; 0: they are written (MOE_FRESH_WEIGHTS) */
+    int dx_fresh; /* dx rows are written (MOE_FRESH_DX), not added to */
 } bwd_args;
 
 /* dEo[r] = gate(r) · dy[token(r)] */
@@ -323,10 +324,12 @@ static void expert_backward_serial(const bwd_args *a, int64_t e) {
     bwd_up_gemms(a, e, r0, n);
 }
 
-/* dx[t] += Σ_s dXs[row(t,s)], dgates[t,s] += <dy[t], eo[row(t,s)]>, slot order. */
+/* dx[t] += Σ_s dXs[row(t,s)] (dx[t] = … where dx_fresh), dgates[t,s] += <dy[t], eo[row(t,s)]>,
+ * slot order. */
 static void scatter_tokens(const bwd_args *a, int64_t t0, int64_t t1) {
     const int64_t C = a->C, K = a->K;
     for (int64_t t = t0; t < t1; t++) {
+        if (a->dx && a->dx_fresh) memset(a->dx + t * C, 0, sizeof(float) * (size_t)C);
         for (int64_t s = 0; s < K; s++) {
             int32_t p = a->position[t * K + s];
             if (p < 0) continue;
@@ -353,7 +356,8 @@ void moe_routed_experts_backward(float *dx, float *dgates, float *dw1, float *dw
                                  const int64_t *offsets, const int32_t *sorted, const int32_t *position,
                                  const float *w1, const float *w3, const float *w2,
                                  int64_t T, int64_t C, int64_t F, int64_t E, int64_t K,
-                                 int activation, int schedule, int weights_fresh) {
+                                 int activation, int schedule, int fresh) {
+    const int weights_fresh = (fresh & MOE_FRESH_WEIGHTS) != 0;
     const int swiglu = activation == MOE_EXPERT_SWIGLU;
     const int64_t A = offsets[E];
     float *deo = workspace + TABLE_FLOATS(E);
@@ -361,7 +365,7 @@ void moe_routed_experts_backward(float *dx, float *dgates, float *dw1, float *dw
     bwd_args a = {dx, dgates, dw1, swiglu ? dw3 : NULL, dw2, db1, db2,
                   deo, dh1, swiglu ? dh1 + A * F : NULL,
                   dy, xs, h1, swiglu ? h3 : NULL, act, eo, gates, offsets, sorted, position,
-                  w1, w3, w2, T, C, F, E, K, activation, 0, 0, weights_fresh ? 0.0f : 1.0f};
+                  w1, w3, w2, T, C, F, E, K, activation, 0, 0, weights_fresh ? 0.0f : 1.0f, (fresh & MOE_FRESH_DX) != 0};
     a.need_dact = dx || dw1 || (swiglu && dw3) || db1;
     a.need_deo = a.need_dact || dw2 || db2;
     if (weights_fresh) /* experts without rows write nothing: their gradients are zero */

@@ -58,7 +58,7 @@ static void norm_param_grads(float *d_w, float *d_b, const float *g, const float
 
 void moe_rmsnorm_backward(float *d_x, float *d_weight, const float *d_out,
                           const float *x, const float *weight, const float *rstd,
-                          int64_t n, int64_t c) {
+                          int64_t n, int64_t c, int fresh_x) {
     int nt = moe_threads_current();
     if (d_x) {
         MOE_PARALLEL_FOR(i, n, n * c > PAR_MIN, moe_team(nt),
@@ -74,7 +74,7 @@ void moe_rmsnorm_backward(float *d_x, float *d_weight, const float *d_out,
             float m = (float)((moe_lanes_total(acc) + tail) / (double)c);
             for (int64_t j = 0; j < c; j++) {
                 float xhat = xr[j] * r;
-                dx[j] += r * (gr[j] * weight[j] - xhat * m);
+                dx[j] = (fresh_x ? 0.0f : dx[j]) + r * (gr[j] * weight[j] - xhat * m);
             }
         );
     }

@@ -1,6 +1,7 @@
 #include "moe_position.h"
 #include "internal.h"
 #include <math.h>
+#include <string.h>
 
 void moe_rope_inv_freq(float *inv_freq, int64_t R, float theta) {
     for (int64_t i = 0; i < R / 2; i++) {
@@ -57,7 +58,7 @@ void moe_rope_forward(float *out, const float *x, const float *cos_t, const floa
 }
 
 void moe_rope_backward(float *dx, const float *d_out, const float *cos_t, const float *sin_t,
-                       int64_t B, int64_t T, int64_t H, int64_t D, int64_t R, int style) {
+                       int64_t B, int64_t T, int64_t H, int64_t D, int64_t R, int style, int fresh) {
     if (!dx) return;
     int64_t half = R / 2;
     MOE_PARALLEL_FOR(row, B * T, B * T * H * D > 16384, omp_get_max_threads(),
@@ -66,6 +67,7 @@ void moe_rope_backward(float *dx, const float *d_out, const float *cos_t, const 
         for (int64_t h = 0; h < H; h++) {
             const float *g = d_out + (row * H + h) * D;
             float *d = dx + (row * H + h) * D;
+            if (fresh) memset(d, 0, sizeof(float) * (size_t)D); /* in cache, unlike a pass of its own */
             for (int64_t i = 0; i < half; i++) {
                 int64_t ia, ib;
                 pair_index(style, i, half, &ia, &ib);

@@ -301,7 +301,7 @@ final class RoutedExpertsTests: XCTestCase {
                 func buffers() -> [Tensor?] {
                     shapes.enumerated().map { i, shape in present[i] ? randomTensor(shape, seed: 60 + UInt64(i)) : nil }
                 }
-                func backward(naive: Bool, _ g: [Tensor?], schedule: Int32, weightsFresh: Bool = false) {
+                func backward(naive: Bool, _ g: [Tensor?], schedule: Int32, fresh: Int32 = 0) {
                     if naive {
                         moe_routed_experts_backward_naive(
                             g[0]?.floats, g[1]?.floats, g[2]?.floats, g[3]?.floats, g[4]?.floats, g[5]?.floats, g[6]?.floats,
@@ -313,7 +313,7 @@ final class RoutedExpertsTests: XCTestCase {
                             g[0]?.floats, g[1]?.floats, g[2]?.floats, g[3]?.floats, g[4]?.floats, g[5]?.floats, g[6]?.floats,
                             bwdWork.floats, dy.floats, xs.floats, h1.floats, swiglu ? h3.floats : nil, act.floats, eo.floats,
                             p.gates.floats, plan.offsets, plan.sorted, plan.position, p.w1.floats, p.w3?.floats, p.w2.floats,
-                            Int64(t), Int64(c), Int64(f), Int64(e), Int64(k), kind, schedule, weightsFresh ? 1 : 0)
+                            Int64(t), Int64(c), Int64(f), Int64(e), Int64(k), kind, schedule, fresh)
                     }
                 }
                 // All gradients; weights only (no dx: dXs is skipped); dgates and dw2 only (no dAct).
@@ -333,21 +333,24 @@ final class RoutedExpertsTests: XCTestCase {
                         }
                     }
                 }
-                // Fresh weight gradients: dw1, dw3, dw2 hold NaN and are written, not read (the
-                // empty expert's rows zeroed); the reference starts them at zero.
-                let weightSlots = [2, 3, 4]
-                let expectedFresh = buffers().enumerated().map { i, b in weightSlots.contains(i) ? b.map { Tensor(zeros: $0.shape) } : b }
+                // Fresh gradients: dx, dw1, dw3, dw2 hold NaN and are written, not read (the
+                // empty expert's weights, the rows of tokens with every slot dropped, zeroed); the
+                // reference starts them at zero.
+                let freshSlots = [0, 2, 3, 4]
+                let expectedFresh = buffers().enumerated().map { i, b in freshSlots.contains(i) ? b.map { Tensor(zeros: $0.shape) } : b }
                 backward(naive: true, expectedFresh, schedule: 1)
                 for schedule in [ExpertSchedule.sequential, .parallel] {
                     for threads in [1, 2] {
                         let got = buffers().enumerated().map { i, b in
-                            weightSlots.contains(i) ? b.map { Tensor(repeating: .nan, shape: $0.shape) } : b
+                            freshSlots.contains(i) ? b.map { Tensor(repeating: .nan, shape: $0.shape) } : b
                         }
-                        Threads.with(threads) { backward(naive: false, got, schedule: schedule.kernelValue, weightsFresh: true) }
+                        Threads.with(threads) {
+                            backward(naive: false, got, schedule: schedule.kernelValue, fresh: Int32(MOE_FRESH_WEIGHTS | MOE_FRESH_DX))
+                        }
                         for i in got.indices {
                             guard let g = got[i], let want = expectedFresh[i] else { continue }
                             assertClose(g.scalars, want.scalars, atol: 2e-5, rtol: 1e-4,
-                                        "\(activation) biases=\(biases) \(schedule) threads=\(threads) fresh weights, gradient \(i)")
+                                        "\(activation) biases=\(biases) \(schedule) threads=\(threads) fresh gradients, gradient \(i)")
                         }
                     }
                 }

@@ -1,5 +1,6 @@
 import XCTest
 @testable import SparseMoECore
+@testable import SparseMoENN
 
 /// Ops whose output is not zero-filled first (`Tensor(uninitialized:)`) must write every element:
 /// an op run right after its output's pool block was filled with NaN, and again after it was
@@ -80,5 +81,72 @@ final class UninitializedOutputTests: XCTestCase {
         let poisoned = grads(.nan), clean = grads(7)
         XCTAssertFalse(poisoned.joined().contains { $0.isNaN }, "NaN reached the gradients from an unwritten probability")
         XCTAssertTrue(poisoned == clean, "gradients depend on what the pool block held")
+    }
+
+    /// Backward kernels write a tensor's first gradient instead of zero-filling it and adding
+    /// (`Tensor.gradForWriting`): with several NaN-poisoned pool blocks of every gradient's
+    /// size, the gradients equal those accumulated into zero-initialised ones (the old path,
+    /// taken when a gradient exists already) and hold no NaN. Covers matmul (all transposes, a
+    /// batch sharing B, x·x), add/subtract (broadcast, x + x), rope (partial width), rmsNorm,
+    /// attention (causal, grouped heads, more keys than queries: keys no query sees) and the
+    /// routed experts.
+    func testFreshGradientsAreWrittenInFull() throws {
+        func poisonBlocks(_ elementCounts: [Int]) {
+            for n in Set(elementCounts) where n * 4 >= StoragePool.minimumBytes {
+                let bytes = n * 4
+                let blocks = (0..<4).map { _ in StoragePool.shared.acquire(bytes) }
+                for p in blocks { p.bindMemory(to: Float.self, capacity: n).update(repeating: .nan, count: n) }
+                for p in blocks { StoragePool.shared.release(p, bytes: bytes) }
+            }
+        }
+        /// Gradients of `inputs` after `loss`, fresh (poisoned pool) and accumulated into zeros.
+        func check(_ name: String, _ inputs: [Tensor], _ loss: () throws -> Tensor) rethrows {
+            for x in inputs { x.requiresGrad = true; x.zeroGrad() }
+            poisonBlocks(inputs.map(\.count))
+            try loss().backward()
+            let fresh = inputs.map { $0.grad!.scalars }
+            for x in inputs { x.grad = Tensor(zeros: x.shape) }
+            try loss().backward()
+            for (i, x) in inputs.enumerated() {
+                XCTAssertFalse(fresh[i].contains { $0.isNaN }, "\(name): input \(i) kept a NaN of the pool")
+                XCTAssertEqual(fresh[i], x.grad!.scalars, "\(name): input \(i), fresh vs accumulated")
+                x.requiresGrad = false
+            }
+        }
+        let (rows, cols) = (517, 131)
+        let x = randomTensor([rows, cols], seed: 1), y = randomTensor([rows, cols], seed: 2)
+        let row = randomTensor([cols], seed: 3), w = randomTensor([cols, 129], seed: 4), wt = randomTensor([129, cols], seed: 5)
+        let dy = randomTensor([rows, 129], seed: 6)
+        func weighted(_ t: Tensor, _ d: Tensor) -> Tensor { sum(multiply(t, d)) }
+        check("matmul", [x, w]) { weighted(matmul(x, w), dy) }
+        check("matmul Bᵀ", [x, wt]) { weighted(matmul(x, wt, transposeB: true), dy) }
+        let xt = randomTensor([cols, rows], seed: 7)
+        check("matmul Aᵀ", [xt, w]) { weighted(matmul(xt, w, transposeA: true), dy) }
+        let batch = randomTensor([3, 173, cols], seed: 8)
+        check("matmul batch, shared B", [batch, w]) { sum(matmul(batch, w)) }
+        let square = randomTensor([300, 300], seed: 9)
+        check("matmul x·x", [square]) { sum(matmul(square, square)) }
+        check("add", [x, y]) { weighted(add(x, y), y) }
+        check("subtract broadcast", [x, row]) { weighted(subtract(x, row), y) }
+        check("add x + x", [x]) { weighted(add(x, x), y) }
+        check("rmsNorm", [x, row]) { weighted(rmsNorm(x, weight: row), y) }
+        let q = randomTensor([2, 97, 6, 48], seed: 10)
+        for style in [RotaryStyle.halfSplit, .interleaved] {
+            check("rope \(style)", [q]) { weighted(RotaryEmbedding(rotaryDim: 32, style: style)(q), q) }
+        }
+        let k = randomTensor([2, 131, 2, 48], seed: 11), v = randomTensor([2, 131, 2, 40], seed: 12)
+        for causal in [true, false] {
+            check("attention causal \(causal)", [q, k, v]) { sum(attention(q, k, v, causal: causal)) }
+        }
+        let s = randomTensor([2, 97, 4, 48], seed: 13)
+        check("attention(s, s, s)", [s]) { sum(attention(s, s, s, causal: true)) }
+        var rng = RandomGenerator(seed: 14)
+        let router = try TopKRouter.switchTop1(hiddenSize: cols, numExperts: 4, capacityFactor: 0.5, rng: &rng)
+        let layer = try MoELayer(router: router, experts: try Experts(kind: .swiglu, numExperts: 4, hiddenSize: cols, intermediateSize: 96, rng: &rng),
+                                 losses: try MoELossConfig(), rng: &rng)
+        try check("routed experts, tokens dropped", [x] + layer.parameters) {
+            var ctx = RoutingContext()
+            return weighted(try layer(x, context: &ctx).output, y)
+        }
     }
 }

@@ -51,7 +51,9 @@ int64_t moe_attention_backward_workspace_size(int64_t B, int64_t T, int64_t S, i
 
 /*
  * Gradients of moe_attention_forward, accumulated (+=) into d_q [B,T,H,D],
- * d_k [B,S,Hkv,D], d_v [B,S,Hkv,Dv]; any may be NULL.
+ * d_k [B,S,Hkv,D], d_v [B,S,Hkv,Dv]; any may be NULL. fresh_q / fresh_k / fresh_v: written
+ * (=) instead, never read. d_q is complete before d_k, and each key row's d_k before its
+ * d_v, so aliased gradients (attention(x, x, x)) accumulate correctly.
  *   dP = dO · Vᵀ,  dZ = P ⊙ (dP − rowsum(dP ⊙ P)),
  *   dQ += scale · dZ · K,  dK += scale · Σ_{h in group} dZᵀ · Q,  dV += Σ_{h in group} Pᵀ · dO.
  * workspace: moe_attention_backward_workspace_size floats (holds dZ).
@@ -62,7 +64,7 @@ void moe_attention_backward(float *d_q, float *d_k, float *d_v, float *workspace
                             const float *d_out, const float *probs,
                             const float *q, const float *k, const float *v,
                             int64_t B, int64_t T, int64_t S, int64_t H, int64_t Hkv,
-                            int64_t D, int64_t Dv, int causal, float scale);
+                            int64_t D, int64_t Dv, int causal, float scale, int fresh_q, int fresh_k, int fresh_v);
 
 
 #ifdef __cplusplus

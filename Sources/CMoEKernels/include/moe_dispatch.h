@@ -97,9 +97,10 @@ int moe_routed_experts_forward(float *y, float *xs, float *h1, float *h3, float 
 /*
  * Backward of moe_routed_experts_forward. Accumulates (+=) into every non-NULL gradient:
  *   dx [T, C], dgates [T, K] (dropped slots get nothing), dw1 [E, F, C], dw3 [E, F, C],
- *   dw2 [E, C, F], db1 [E, F], db2 [E, C]; except that with weights_fresh != 0 the contents of
- *   dw1, dw3 and dw2 are not read but written (an expert without rows gets zeros), which
- *   spares the caller zero-filling fresh weight gradients.
+ *   dw2 [E, C, F], db1 [E, F], db2 [E, C]; except that the gradients named in `fresh`
+ *   (MOE_FRESH_WEIGHTS: dw1, dw3, dw2; MOE_FRESH_DX: dx) are not read but written (an expert
+ *   without rows, a token whose slots were all dropped, gets zeros), which spares the caller
+ *   zero-filling fresh gradients.
  *   workspace: moe_routed_experts_workspace_size(..., backward = 1) floats.
  *   dy [T, C]; xs, h1, h3, act, eo: saved by the forward; the rest as in the forward.
  * Per expert: dEo = gate·dy (gathered), dW2 += dEoᵀ·act, dAct = dEo·w2, dH = dAct ⊙ act',
@@ -113,7 +114,10 @@ void moe_routed_experts_backward(float *dx, float *dgates, float *dw1, float *dw
                                  const int64_t *offsets, const int32_t *sorted, const int32_t *position,
                                  const float *w1, const float *w3, const float *w2,
                                  int64_t T, int64_t C, int64_t F, int64_t E, int64_t K,
-                                 int activation, int schedule, int weights_fresh);
+                                 int activation, int schedule, int fresh);
+
+/* moe_routed_experts_backward's `fresh` flags. */
+enum { MOE_FRESH_WEIGHTS = 1, MOE_FRESH_DX = 2 };
 
 
 #ifdef __cplusplus

@@ -21,10 +21,11 @@ void moe_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w
 /* Gradients of RMSNorm (x̂ = x·rstd, ĝ = d_out·weight):
  *   d_x[n,c]   += rstd[n]·(ĝ[n,c] − x̂[n,c]·mean_c(ĝ·x̂))
  *   d_weight[c] += Σ_n d_out[n,c]·x̂[n,c]
- * d_x or d_weight may be NULL. rstd is the one saved by the forward pass. */
+ * d_x or d_weight may be NULL. rstd is the one saved by the forward pass. fresh_x: d_x = …
+ * instead (d_x is never read). */
 void moe_rmsnorm_backward(float *d_x, float *d_weight, const float *d_out,
                           const float *x, const float *weight, const float *rstd,
-                          int64_t n, int64_t c);
+                          int64_t n, int64_t c, int fresh_x);
 
 /* LayerNorm: mean[n] = mean_c x, rstd[n] = 1/sqrt(var_c x + eps) (biased variance),
  * out[n,c] = (x[n,c] − mean[n])·rstd[n]·weight[c] + bias[c].

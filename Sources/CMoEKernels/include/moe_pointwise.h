@@ -20,9 +20,10 @@ extern "C" {
 void moe_add_forward(float *out, const float *a, const float *b, float beta,
                      int64_t n, int64_t d, int b_broadcast);
 /* d_a [N, D] += d_out;  d_b += beta * d_out, summed over the N rows (in row order)
- * when b is broadcast. */
+ * when b is broadcast. fresh_a / fresh_b: write (=) instead of adding, never reading the
+ * buffer. d_a is complete before d_b is touched (they may be the same buffer). */
 void moe_add_backward(float *d_a, float *d_b, const float *d_out, float beta,
-                      int64_t n, int64_t d, int b_broadcast);
+                      int64_t n, int64_t d, int b_broadcast, int fresh_a, int fresh_b);
 
 /* out = a * b (elementwise) */
 void moe_mul_forward(float *out, const float *a, const float *b,

@@ -37,9 +37,10 @@ void moe_rope_forward(float *out, const float *x, const float *cos_t, const floa
                       int64_t B, int64_t T, int64_t H, int64_t D, int64_t R, int style);
 
 /* dx[B, T, H, D] += rotation of d_out by the negative angle (the transpose of the
- * forward rotation); pass-through features accumulate d_out unchanged. */
+ * forward rotation); pass-through features accumulate d_out unchanged. fresh: dx = … instead
+ * (dx is never read). */
 void moe_rope_backward(float *dx, const float *d_out, const float *cos_t, const float *sin_t,
-                       int64_t B, int64_t T, int64_t H, int64_t D, int64_t R, int style);
+                       int64_t B, int64_t T, int64_t H, int64_t D, int64_t R, int style, int fresh);
 
 
 /*

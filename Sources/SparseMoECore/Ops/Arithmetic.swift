@@ -30,9 +30,10 @@ private func addScaled(_ a: Tensor, _ b: Tensor, beta: Float, _ op: String) -> T
     let out = Tensor(uninitialized: a.shape)
     moe_add_forward(out.floats, a.floats, b.floats, beta, Int64(l.rows), Int64(l.cols), l.broadcast ? 1 : 0)
     return out.recording(op, inputs: [a, b]) { g in
-        let da = a.requiresGrad ? a.gradBuffer().floats : nil
-        let db = b.requiresGrad ? b.gradBuffer().floats : nil
-        moe_add_backward(da, db, g.floats, beta, Int64(l.rows), Int64(l.cols), l.broadcast ? 1 : 0)
+        let da = a.requiresGrad ? a.gradForWriting() : nil
+        let db = b.requiresGrad ? b.gradForWriting() : nil
+        moe_add_backward(da?.floats, db?.floats, g.floats, beta, Int64(l.rows), Int64(l.cols), l.broadcast ? 1 : 0,
+                         da?.fresh == true ? 1 : 0, db?.fresh == true ? 1 : 0)
     }
 }
 

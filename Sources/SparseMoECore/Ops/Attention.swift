@@ -64,15 +64,16 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, causal: Bool, scale
     moe_attention_forward(out.floats, probs.floats, q.floats, k.floats, v.floats,
                           dims.0, dims.1, dims.2, dims.3, dims.4, dims.5, dims.6, c, sc)
     return out.recording(op, inputs: [q, k, v]) { g in
-        let dq = q.requiresGrad ? q.gradBuffer().floats : nil
-        let dk = k.requiresGrad ? k.gradBuffer().floats : nil
-        let dvp = v.requiresGrad ? v.gradBuffer().floats : nil
+        let dq = q.requiresGrad ? q.gradForWriting() : nil
+        let dk = k.requiresGrad ? k.gradForWriting() : nil
+        let dvp = v.requiresGrad ? v.gradForWriting() : nil
         guard dq != nil || dk != nil || dvp != nil else { return }
         // dZ per (b, h): the kernel writes every element (zeros where the mask hides a key).
         let work = Workspace(floats: Int(moe_attention_backward_workspace_size(dims.0, dims.1, dims.2, dims.3)))
-        moe_attention_backward(dq, dk, dvp, work.floats, g.floats, probs.floats,
+        moe_attention_backward(dq?.floats, dk?.floats, dvp?.floats, work.floats, g.floats, probs.floats,
                                q.floats, k.floats, v.floats,
-                               dims.0, dims.1, dims.2, dims.3, dims.4, dims.5, dims.6, c, sc)
+                               dims.0, dims.1, dims.2, dims.3, dims.4, dims.5, dims.6, c, sc,
+                               dq?.fresh == true ? 1 : 0, dk?.fresh == true ? 1 : 0, dvp?.fresh == true ? 1 : 0)
     }
 }
 

@@ -71,11 +71,12 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transpose
     }
     return out.recording(op, inputs: [a, b]) { g in
         guard m * n * k * batch > 0 else { return }
-        let da = a.requiresGrad ? a.gradBuffer().floats : nil
-        let db = b.requiresGrad ? b.gradBuffer().floats : nil
+        let da = a.requiresGrad ? a.gradForWriting() : nil
+        let db = b.requiresGrad ? b.gradForWriting() : nil
         MatmulPrecision.with(precision) {
-            moe_matmul_backward(da, db, g.floats, a.floats, b.floats, Int64(batch), Int64(m), Int64(n), Int64(k),
-                                transposeA ? 1 : 0, transposeB ? 1 : 0, Int64(m * k), Int64(bStride))
+            moe_matmul_backward(da?.floats, db?.floats, g.floats, a.floats, b.floats, Int64(batch), Int64(m), Int64(n), Int64(k),
+                                transposeA ? 1 : 0, transposeB ? 1 : 0, Int64(m * k), Int64(bStride),
+                                da?.fresh == true ? 1 : 0, db?.fresh == true ? 1 : 0)
         }
     }
 }

@@ -34,9 +34,10 @@ public func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float = 1e-6) -> Tensor {
     moe_rmsnorm_forward(out.floats, rstd?.floats, x.floats, weight.floats, Int64(n), Int64(c), eps)
     return out.recording(op, inputs: [x, weight]) { g in
         guard let rstd else { return }
-        let dx = x.requiresGrad ? x.gradBuffer().floats : nil
+        let dx = x.requiresGrad ? x.gradForWriting() : nil
         let dw = weight.requiresGrad ? weight.gradBuffer().floats : nil
-        moe_rmsnorm_backward(dx, dw, g.floats, x.floats, weight.floats, rstd.floats, Int64(n), Int64(c))
+        moe_rmsnorm_backward(dx?.floats, dw, g.floats, x.floats, weight.floats, rstd.floats, Int64(n), Int64(c),
+                             dx?.fresh == true ? 1 : 0)
     }
 }
 

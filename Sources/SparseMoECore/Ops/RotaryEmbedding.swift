@@ -91,8 +91,9 @@ public struct RotaryEmbedding: Sendable, Equatable {
         }
         return out.recording(op, inputs: [x]) { g in
             guard x.requiresGrad, x.count > 0 else { return }
-            moe_rope_backward(x.gradBuffer().floats, g.floats, cosT.floats, sinT.floats,
-                              Int64(b), Int64(t), Int64(h), Int64(d), Int64(r), style)
+            let dx = x.gradForWriting()
+            moe_rope_backward(dx.floats, g.floats, cosT.floats, sinT.floats,
+                              Int64(b), Int64(t), Int64(h), Int64(d), Int64(r), style, dx.fresh ? 1 : 0)
         }
     }
 }

@@ -108,22 +108,24 @@ func routedExpertsBackward(_ call: RoutedExpertsCall, dy: Tensor, saved: RoutedE
     let weights = [call.w1, call.w3, call.w2].compactMap { $0 }.filter(\.requiresGrad)
     let weightsFresh = !weights.isEmpty && weights.allSatisfy { $0.grad == nil }
     if weightsFresh { for w in weights { w.grad = Tensor(uninitialized: w.shape) } }
+    // So is dx, the first gradient of x (the scatter writes its rows).
+    let dx = call.x.requiresGrad ? call.x.gradForWriting() : nil
     func grad(_ w: Tensor?) -> UnsafeMutablePointer<Float>? {
         guard let w, w.requiresGrad else { return nil }
         return w.gradBuffer().floats
     }
+    let fresh = (weightsFresh ? Int32(MOE_FRESH_WEIGHTS) : 0) | (dx?.fresh == true ? Int32(MOE_FRESH_DX) : 0)
     withExtendedLifetime((saved, workspace)) {
         plan.offsets.withUnsafeBufferPointer { off in
             plan.sorted.withUnsafeBufferPointer { srt in
                 plan.position.withUnsafeBufferPointer { pos in
                     moe_routed_experts_backward(
-                        grad(call.x), grad(call.gates), grad(call.w1), grad(call.w3), grad(call.w2),
+                        dx?.floats, grad(call.gates), grad(call.w1), grad(call.w3), grad(call.w2),
                         grad(call.b1), grad(call.b2), workspace.floats,
                         dy.floats, saved.xs, saved.h1, saved.h3, saved.act, saved.eo, call.gates.floats,
                         off.baseAddress, srt.baseAddress, pos.baseAddress,
                         call.w1.floats, call.w3?.floats, call.w2.floats,
-                        Int64(t), Int64(c), Int64(f), Int64(e), Int64(k), kind, call.schedule.kernelValue,
-                        weightsFresh ? 1 : 0)
+                        Int64(t), Int64(c), Int64(f), Int64(e), Int64(k), kind, call.schedule.kernelValue, fresh)
                 }
             }
         }

@@ -221,6 +221,17 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         return g
     }
 
+    /// The gradient buffer for a backward kernel that can write it or add to it: `fresh` when
+    /// the tensor had no gradient yet — the buffer is then uninitialized and the kernel must
+    /// write every element (β = 0) — else the existing gradient, to accumulate into (β = 1).
+    /// Saves `gradBuffer()`'s zero fill, and the kernel's read of the zeros.
+    package func gradForWriting() -> (floats: UnsafeMutablePointer<Float>, fresh: Bool) {
+        if let g = grad { return (g.floats, false) }
+        let g = Tensor(uninitialized: shape)
+        grad = g
+        return (g.floats, true)
+    }
+
     /// grad += g (g of the same element count). The first gradient becomes `grad` as a view
     /// of `g`'s storage (no copy, no zeros): only for a `g` that nothing reads or writes
     /// afterwards, such as an op output's gradient, which backward drops once propagated.
