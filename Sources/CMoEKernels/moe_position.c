@@ -67,16 +67,20 @@ void moe_rope_backward(float *dx, const float *d_out, const float *cos_t, const 
         for (int64_t h = 0; h < H; h++) {
             const float *g = d_out + (row * H + h) * D;
             float *d = dx + (row * H + h) * D;
-            if (fresh) memset(d, 0, sizeof(float) * (size_t)D); /* in cache, unlike a pass of its own */
             for (int64_t i = 0; i < half; i++) {
                 int64_t ia, ib;
                 pair_index(style, i, half, &ia, &ib);
                 float ga = g[ia], gb = g[ib];
                 /* transpose of [[c, -s], [s, c]] is [[c, s], [-s, c]] */
-                d[ia] += ga * c[i] + gb * s[i];
-                d[ib] += gb * c[i] - ga * s[i];
+                if (fresh) {
+                    d[ia] = ga * c[i] + gb * s[i];
+                    d[ib] = gb * c[i] - ga * s[i];
+                } else {
+                    d[ia] += ga * c[i] + gb * s[i];
+                    d[ib] += gb * c[i] - ga * s[i];
+                }
             }
-            for (int64_t j = R; j < D; j++) d[j] += g[j];
+            for (int64_t j = R; j < D; j++) d[j] = (fresh ? 0.0f : d[j]) + g[j];
         }
     );
 }
