@@ -81,9 +81,8 @@ static MOE_GEMM_AVX512 void pack_a(float *dst, const float *a, int64_t ld, int t
  * when `packed` (an A panel's rows), else ap[r·lda + k] (A itself, stored row-major; rows past
  * mr repeat row mr − 1 and are not stored). The same fused multiply-adds in the same order
  * either way, so the choice never changes a bit. */
-MOE_GEMM_INLINE void tile_body(int packed, int64_t kc, const float *ap, int64_t lda,
-                                                      const float *bp, float *c, int64_t ldc, int mr, int nr,
-                                                      float alpha, float beta, int first) {
+MOE_GEMM_INLINE void tile_body(int packed, int64_t kc, const float *ap, int64_t lda, const float *bp, float *c,
+                               int64_t ldc, int mr, int nr, float alpha, float beta, int first) {
     __m512 acc[FMR][2];
     const float *row[FMR];
     for (int r = 0; r < FMR; r++) {
