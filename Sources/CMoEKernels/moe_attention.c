@@ -288,12 +288,11 @@ static void chunk_backward_kv(float *dK, float *dV, const float *W, const float 
                               int64_t j0, int64_t j1, int64_t T, int64_t S, int64_t H, int64_t group,
                               int64_t ldq, int64_t ldk, int64_t ldv, int64_t ldo,
                               int64_t D, int64_t Dv, int causal, float scale, int fresh_k, int fresh_v) {
-    /* Query rows before i_start cannot see key j0 (nor any later key). */
+    /* Query rows before i_start cannot see key j0 (nor any later key). Causal attention has
+     * S ≥ T, so the last query sees every key and rows ≥ 1: a fresh dK, dV is written whole. */
     int64_t i_start = causal ? max64(0, j0 - (S - T)) : 0;
     int64_t rows = T - i_start;
-    /* rows ≤ 0: no query sees these keys; a fresh gradient still needs its zeros (k = 0 below) */
-    if (rows <= 0 && !fresh_k && !fresh_v) return;
-    if (rows < 0) rows = 0, i_start = T;
+    if (rows <= 0) return;
     for (int64_t hh = 0; hh < group; hh++) {
         int64_t off = hh * T * S + i_start * S + j0;
         if (dK) moe_sgemm(1, 0, j1 - j0, D, rows, scale, W + off, S, Q + hh * D + i_start * ldq, ldq,

@@ -5,11 +5,12 @@
  * of 32 columns, [k][32 floats]; for each block of FMC rows, op(A) as panels of 16 rows,
  * [k][16 floats] (16 × 16 transposes where the stored layout runs the other way; zero past m,
  * n) — unless op(A) = A and the block has at most FDIRECT_NC columns: packing pays off only
- * over many column panels, so there the tiles broadcast A's elements in place. An 8 × 32 tile of C lives in 16 zmm accumulators while k runs through the block, one
- * fused multiply-add chain per accumulator in ascending k, and is then merged into C from the
- * registers (alpha, and beta on the first block; beta = 0 never reads C). So every element of
- * C is the same sequence of roundings whichever rows and columns the call covers: the result
- * does not depend on how moe_gemm_split cuts C, i.e. on the thread count. */
+ * over many column panels, so there the tiles broadcast A's elements in place. An 8 × 32 tile
+ * of C lives in 16 zmm accumulators while k runs through the block, one fused multiply-add
+ * chain per accumulator in ascending k, and is then merged into C from the registers (alpha,
+ * and beta on the first block; beta = 0 never reads C). So every element of C is the same
+ * sequence of roundings whichever rows and columns the call covers: the result does not depend
+ * on how moe_gemm_split cuts C, i.e. on the thread count. */
 #include "internal.h"
 #include "moe_gemm_simd.h"
 #include "moe_weights.h"

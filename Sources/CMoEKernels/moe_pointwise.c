@@ -67,27 +67,17 @@ void moe_add_backward(float *d_a, float *d_b, const float *d_out, float beta,
     int64_t total = n * d;
     int nt = moe_threads_current();
     if (d_a) {
-        if (fresh_a) {
-            MOE_PARALLEL_FOR(i, total, total > PAR_MIN, moe_team(nt),
-                d_a[i] = d_out[i];
-            );
-        } else {
-            MOE_PARALLEL_FOR(i, total, total > PAR_MIN, moe_team(nt),
-                d_a[i] += d_out[i];
-            );
-        }
+        MOE_PARALLEL_FOR(i, total, total > PAR_MIN, moe_team(nt),
+            d_a[i] = (fresh_a ? 0.0f : d_a[i]) + d_out[i];
+        );
     }
     if (d_b) {
         if (b_broadcast) {
             if (fresh_b) memset(d_b, 0, sizeof(float) * (size_t)d);
             reduce_rows(d_b, d_out, NULL, beta, n, d);
-        } else if (fresh_b) {
-            MOE_PARALLEL_FOR(i, total, total > PAR_MIN, moe_team(nt),
-                d_b[i] = beta * d_out[i];
-            );
         } else {
             MOE_PARALLEL_FOR(i, total, total > PAR_MIN, moe_team(nt),
-                d_b[i] += beta * d_out[i];
+                d_b[i] = (fresh_b ? 0.0f : d_b[i]) + beta * d_out[i];
             );
         }
     }

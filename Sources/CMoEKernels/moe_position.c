@@ -1,7 +1,6 @@
 #include "moe_position.h"
 #include "internal.h"
 #include <math.h>
-#include <string.h>
 
 void moe_rope_inv_freq(float *inv_freq, int64_t R, float theta) {
     for (int64_t i = 0; i < R / 2; i++) {
@@ -72,13 +71,8 @@ void moe_rope_backward(float *dx, const float *d_out, const float *cos_t, const 
                 pair_index(style, i, half, &ia, &ib);
                 float ga = g[ia], gb = g[ib];
                 /* transpose of [[c, -s], [s, c]] is [[c, s], [-s, c]] */
-                if (fresh) {
-                    d[ia] = ga * c[i] + gb * s[i];
-                    d[ib] = gb * c[i] - ga * s[i];
-                } else {
-                    d[ia] += ga * c[i] + gb * s[i];
-                    d[ib] += gb * c[i] - ga * s[i];
-                }
+                d[ia] = (fresh ? 0.0f : d[ia]) + (ga * c[i] + gb * s[i]);
+                d[ib] = (fresh ? 0.0f : d[ib]) + (gb * c[i] - ga * s[i]);
             }
             for (int64_t j = R; j < D; j++) d[j] = (fresh ? 0.0f : d[j]) + g[j];
         }

@@ -88,8 +88,8 @@ final class UninitializedOutputTests: XCTestCase {
     /// size, the gradients equal those accumulated into zero-initialised ones (the old path,
     /// taken when a gradient exists already) and hold no NaN. Covers matmul (all transposes, a
     /// batch sharing B, x·x), add/subtract (broadcast, x + x), rope (partial width), rmsNorm,
-    /// attention (causal, grouped heads, more keys than queries: keys no query sees) and the
-    /// routed experts.
+    /// attention (causal, grouped heads, more keys than queries) and the routed experts
+    /// (tokens dropped by capacity).
     func testFreshGradientsAreWrittenInFull() throws {
         func poisonBlocks(_ elementCounts: [Int]) {
             for n in Set(elementCounts) where n * 4 >= StoragePool.minimumBytes {

@@ -42,7 +42,7 @@ public enum MatmulPrecision: String, Codable, Sendable, CaseIterable {
 public enum Float32Kernel: Int32, Sendable, CaseIterable {
     /// OpenBLAS sgemm: any CPU.
     case openBLAS = 0
-    /// Our AVX-512 kernel (8 × 32 register tiles; the same bits for any thread count): 1.0–1.15×
+    /// Our AVX-512 kernel (8 × 32 register tiles; the same bits for any thread count): 1.0–1.16×
     /// OpenBLAS's AVX-512 sgemm on training shapes on AMD Zen 4.
     case avx512 = 1
 
